@@ -1,0 +1,21 @@
+//! The compute-node agent: connects to the head node, runs the tasks it is given, reports.
+//!
+//! The agent keeps working while the head node is away: tasks keep running, results wait in an
+//! on-disk outbox (`WORK_DIR/outbox`) until the head node acknowledges them, and the agent
+//! reconnects with backoff. Tasks run directly (no shell) in their own process group with
+//! standard output and error written to files; the agent is a child subreaper, so processes a
+//! task leaves behind are reaped, and a cancel kills the whole group.
+
+mod outbox;
+mod reaper;
+mod runner;
+
+pub use runner::{AgentConfig, run};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,464 @@
+//! The agent's main loop: one task owns the agent's state; connections, process exits, timers
+//! and signals arrive as events.
+
+use crate::now_millis;
+use crate::outbox::Outbox;
+use crate::reaper::{Exit, Reaper};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use thunderhead_proto::{
+    AGENT_PATH, AgentMsg, Assignment, OUTPUT_TAIL_BYTES, PROTOCOL_VERSION, ServerMsg, TaskRef,
+    TaskResult,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The head node's URL, e.g. `http://127.0.0.1:7998`.
+    pub server: String,
+    pub name: String,
+    pub cores: u32,
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the head node refused this agent: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+enum Event {
+    Connected(Box<Ws>),
+    Message(ServerMsg),
+    Disconnected(String),
+    Exited { task: TaskRef, exit: Option<Exit> },
+    Heartbeat,
+    Terminate,
+}
+
+struct RunningTask {
+    pid: i32,
+    started_at: u64,
+    dir: PathBuf,
+    cores: u32,
+}
+
+struct Agent {
+    config: AgentConfig,
+    events: mpsc::UnboundedSender<Event>,
+    reaper: Reaper,
+    outbox: Outbox,
+    queue: VecDeque<Assignment>,
+    running: HashMap<TaskRef, RunningTask>,
+    canceled: HashSet<TaskRef>,
+    free_cores: u32,
+    sink: Option<SplitSink<Ws, Message>>,
+    outgoing: Vec<AgentMsg>,
+    ended: Vec<TaskResult>,
+    failures: u32,
+}
+
+/// Runs the agent until the head node stops its node or the process is told to terminate.
+pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let ws_url = websocket_url(&config.server)?;
+    let tasks_dir = config.work_dir.join("tasks");
+    // Directories of tasks from an earlier run of this agent are stale.
+    let _ = std::fs::remove_dir_all(&tasks_dir);
+    std::fs::create_dir_all(&tasks_dir)
+        .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", tasks_dir.display())))?;
+    let outbox_dir = config.work_dir.join("outbox");
+    let outbox = Outbox::open(&outbox_dir).map_err(|e| {
+        AgentError::Setup(format!(
+            "cannot open the outbox {}: {e}",
+            outbox_dir.display()
+        ))
+    })?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut agent = Agent {
+        free_cores: config.cores,
+        config,
+        events: tx.clone(),
+        reaper: Reaper::start(),
+        outbox,
+        queue: VecDeque::new(),
+        running: HashMap::new(),
+        canceled: HashSet::new(),
+        sink: None,
+        outgoing: Vec::new(),
+        ended: Vec::new(),
+        failures: 0,
+    };
+    spawn_signal_watch(tx.clone());
+    spawn_heartbeat(tx.clone());
+    spawn_connector(ws_url.clone(), tx.clone(), Duration::ZERO);
+    tracing::info!(name = %agent.config.name, cores = agent.config.cores, server = %agent.config.server, "agent started");
+    while let Some(event) = rx.recv().await {
+        let mut stop = agent.handle(event, &ws_url)?;
+        while let Ok(event) = rx.try_recv() {
+            stop |= agent.handle(event, &ws_url)?;
+        }
+        if stop {
+            agent.kill_all();
+            tracing::info!("agent stopped");
+            return Ok(());
+        }
+        agent.start_queued();
+        agent.flush_results();
+        agent.send_outgoing().await;
+    }
+    Ok(())
+}
+
+fn websocket_url(server: &str) -> Result<String, AgentError> {
+    let rest = server
+        .strip_prefix("http://")
+        .map(|r| format!("ws://{r}"))
+        .or_else(|| {
+            server
+                .strip_prefix("https://")
+                .map(|r| format!("wss://{r}"))
+        })
+        .ok_or_else(|| {
+            AgentError::Setup(format!(
+                "server URL \"{server}\" must start with http:// or https://"
+            ))
+        })?;
+    Ok(format!("{}{AGENT_PATH}", rest.trim_end_matches('/')))
+}
+
+fn spawn_connector(url: String, events: mpsc::UnboundedSender<Event>, delay: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => {
+                let _ = events.send(Event::Connected(Box::new(ws)));
+            }
+            Err(e) => {
+                let _ = events.send(Event::Disconnected(format!("cannot connect to {url}: {e}")));
+            }
+        }
+    });
+}
+
+fn spawn_reader(
+    mut stream: futures_util::stream::SplitStream<Ws>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    tokio::spawn(async move {
+        while let Some(frame) = stream.next().await {
+            let text = match frame {
+                Ok(Message::Text(text)) => text,
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = events.send(Event::Disconnected(format!("connection error: {e}")));
+                    return;
+                }
+            };
+            match thunderhead_proto::decode::<ServerMsg>(text.as_str()) {
+                Ok(msg) => {
+                    let _ = events.send(Event::Message(msg));
+                }
+                Err(e) => {
+                    let _ = events.send(Event::Disconnected(format!(
+                        "bad message from the head node: {e}"
+                    )));
+                    return;
+                }
+            }
+        }
+        let _ = events.send(Event::Disconnected(
+            "the head node closed the connection".into(),
+        ));
+    });
+}
+
+fn spawn_signal_watch(events: mpsc::UnboundedSender<Event>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = events.send(Event::Terminate);
+    });
+}
+
+fn spawn_heartbeat(events: mpsc::UnboundedSender<Event>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            if events.send(Event::Heartbeat).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The last `OUTPUT_TAIL_BYTES` of a file, as text.
+fn tail(path: &Path) -> String {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > OUTPUT_TAIL_BYTES as u64 {
+        let _ = file.seek(SeekFrom::Start(len - OUTPUT_TAIL_BYTES as u64));
+    }
+    let mut bytes = Vec::with_capacity(len.min(OUTPUT_TAIL_BYTES as u64) as usize);
+    let _ = file.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+impl Agent {
+    /// Handles one event; returns true when the agent must stop.
+    fn handle(&mut self, event: Event, ws_url: &str) -> Result<bool, AgentError> {
+        match event {
+            Event::Connected(ws) => {
+                let (sink, stream) = (*ws).split();
+                self.sink = Some(sink);
+                spawn_reader(stream, self.events.clone());
+                let running = self
+                    .running
+                    .keys()
+                    .copied()
+                    .chain(self.queue.iter().map(|a| a.task))
+                    .collect();
+                let completed = self.outbox.pending().map(|r| r.task).collect();
+                self.outgoing.push(AgentMsg::Hello {
+                    protocol: PROTOCOL_VERSION,
+                    agent_version: env!("CARGO_PKG_VERSION").to_string(),
+                    name: self.config.name.clone(),
+                    cores: self.config.cores,
+                    running,
+                    completed,
+                });
+                let pending: Vec<TaskResult> = self.outbox.pending().cloned().collect();
+                if !pending.is_empty() {
+                    self.outgoing.push(AgentMsg::Results { results: pending });
+                }
+            }
+            Event::Disconnected(reason) => {
+                if self.sink.take().is_some() || self.failures == 0 {
+                    tracing::warn!(%reason, "disconnected from the head node; reconnecting");
+                }
+                self.failures += 1;
+                let delay = Duration::from_millis((100u64 << self.failures.min(6)).min(5_000));
+                spawn_connector(ws_url.to_string(), self.events.clone(), delay);
+            }
+            Event::Message(msg) => return self.on_message(msg),
+            Event::Exited { task, exit } => self.on_exit(task, exit),
+            Event::Heartbeat => {
+                if self.sink.is_some() {
+                    self.outgoing.push(AgentMsg::Heartbeat);
+                }
+            }
+            Event::Terminate => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    fn on_message(&mut self, msg: ServerMsg) -> Result<bool, AgentError> {
+        match msg {
+            ServerMsg::Welcome { node, .. } => {
+                self.failures = 0;
+                tracing::info!(%node, "registered with the head node");
+            }
+            ServerMsg::Refused { reason } => return Err(AgentError::Refused(reason)),
+            ServerMsg::Assign { tasks } => self.queue.extend(tasks),
+            ServerMsg::Cancel { tasks } => {
+                for task in tasks {
+                    self.queue.retain(|a| a.task != task);
+                    if let Some(r) = self.running.get(&task) {
+                        let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
+                        self.canceled.insert(task);
+                    }
+                }
+            }
+            ServerMsg::Ack { tasks } => self.outbox.ack(&tasks),
+            ServerMsg::Shutdown => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    fn start_queued(&mut self) {
+        while let Some(next) = self.queue.front() {
+            // A task larger than the node runs alone rather than never.
+            let fits = next.cores <= self.free_cores
+                || (self.running.is_empty() && next.cores > self.config.cores);
+            if !fits {
+                break;
+            }
+            let a = self.queue.pop_front().expect("front exists");
+            self.start(a);
+        }
+    }
+
+    fn start(&mut self, a: Assignment) {
+        let started_at = now_millis();
+        let dir = self.config.work_dir.join("tasks").join(format!(
+            "{}.{}.{}",
+            a.task.job, a.task.index, a.task.attempt
+        ));
+        let spawned = std::fs::create_dir_all(&dir).and_then(|()| {
+            let stdout = std::fs::File::create(dir.join("stdout"))?;
+            let stderr = std::fs::File::create(dir.join("stderr"))?;
+            self.reaper.spawn(|| {
+                std::process::Command::new(&a.command[0])
+                    .args(&a.command[1..])
+                    .envs(a.env.iter().map(|(k, v)| (k, v)))
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .stdout(stdout)
+                    .stderr(stderr)
+                    .process_group(0)
+                    .spawn()
+            })
+        });
+        match spawned {
+            Ok((pid, exited)) => {
+                let cores = a.cores.min(self.free_cores);
+                self.free_cores -= cores;
+                self.running.insert(
+                    a.task,
+                    RunningTask {
+                        pid,
+                        started_at,
+                        dir,
+                        cores,
+                    },
+                );
+                let events = self.events.clone();
+                let task = a.task;
+                tokio::spawn(async move {
+                    let exit = exited.await.ok();
+                    let _ = events.send(Event::Exited { task, exit });
+                });
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                self.ended.push(TaskResult {
+                    task: a.task,
+                    exit_code: None,
+                    message: Some(format!("cannot start \"{}\": {e}", a.command[0])),
+                    started_at,
+                    ended_at: now_millis(),
+                    stdout: String::new(),
+                    stderr: String::new(),
+                });
+            }
+        }
+    }
+
+    fn on_exit(&mut self, task: TaskRef, exit: Option<Exit>) {
+        let Some(r) = self.running.remove(&task) else {
+            return;
+        };
+        self.free_cores += r.cores;
+        if self.canceled.remove(&task) {
+            let _ = std::fs::remove_dir_all(&r.dir);
+            return;
+        }
+        let (exit_code, message) = match exit {
+            Some(Exit::Code(code)) => (Some(code), None),
+            Some(Exit::Signal(signal)) => (None, Some(format!("killed by signal {signal}"))),
+            None => (
+                None,
+                Some("the agent lost track of the process".to_string()),
+            ),
+        };
+        self.ended.push(TaskResult {
+            task,
+            exit_code,
+            message,
+            started_at: r.started_at,
+            ended_at: now_millis(),
+            stdout: tail(&r.dir.join("stdout")),
+            stderr: tail(&r.dir.join("stderr")),
+        });
+        let _ = std::fs::remove_dir_all(&r.dir);
+    }
+
+    /// Makes the results that ended in this round durable, then queues them for sending.
+    fn flush_results(&mut self) {
+        if self.ended.is_empty() {
+            return;
+        }
+        let results = std::mem::take(&mut self.ended);
+        if let Err(e) = self.outbox.push(results.clone()) {
+            tracing::error!(error = %e, "cannot write results to the outbox; sending them anyway");
+        }
+        if self.sink.is_some() {
+            self.outgoing.push(AgentMsg::Results { results });
+        }
+    }
+
+    async fn send_outgoing(&mut self) {
+        let Some(sink) = &mut self.sink else {
+            self.outgoing.clear();
+            return;
+        };
+        for msg in self.outgoing.drain(..) {
+            let frame = Message::text(thunderhead_proto::encode(&msg));
+            if let Err(e) = sink.feed(frame).await {
+                tracing::warn!(error = %e, "send failed");
+                self.sink = None;
+                return;
+            }
+        }
+        if let Err(e) = sink.flush().await {
+            tracing::warn!(error = %e, "send failed");
+            self.sink = None;
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for r in self.running.values() {
+            let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_become_websocket_urls() {
+        assert_eq!(
+            websocket_url("http://127.0.0.1:7998").unwrap(),
+            "ws://127.0.0.1:7998/agent/v1"
+        );
+        assert_eq!(
+            websocket_url("https://head:443/").unwrap(),
+            "wss://head:443/agent/v1"
+        );
+        assert!(
+            websocket_url("ftp://x")
+                .unwrap_err()
+                .to_string()
+                .contains("http://")
+        );
+    }
+}

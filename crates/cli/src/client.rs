@@ -1,0 +1,114 @@
+//! The HTTP client of the head node's API, and how a client finds the head node.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thunderhead_server::{ACCESS_FILE, Access};
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// The default state directory: `$XDG_DATA_HOME/thunderhead`, else `~/.local/share/thunderhead`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(data).join("thunderhead");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/thunderhead")
+}
+
+fn read_access(path: &Path) -> Result<Access> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the access file {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("the access file {} is not valid", path.display()))
+}
+
+impl Client {
+    /// Finds the head node: `--server`, else `--access` / `THUNDERHEAD_ACCESS`, else the access
+    /// file of the default state directory.
+    pub fn resolve(server: Option<&str>, access: Option<&Path>) -> Result<Client> {
+        if let Some(url) = server {
+            return Ok(Client::new(url));
+        }
+        if let Some(path) = access {
+            return Ok(Client::new(&read_access(path)?.url));
+        }
+        let default = default_state_dir().join(ACCESS_FILE);
+        if default.exists() {
+            return Ok(Client::new(&read_access(&default)?.url));
+        }
+        bail!(
+            "no head node given and none found at {} (start one with `thunderhead server`, or pass --server URL or --access FILE)",
+            default.display()
+        )
+    }
+
+    pub fn new(url: &str) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build();
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            agent: config.into(),
+        }
+    }
+
+    fn answer(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value> {
+        let mut response = result.map_err(|e| {
+            anyhow!(
+                "cannot reach the head node at {}: {e} (is `thunderhead server` running there?)",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body: Value = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_json()
+            .with_context(|| {
+                format!(
+                    "the head node at {} sent an answer that is not JSON (status {status})",
+                    self.base
+                )
+            })?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        match body.pointer("/error/message").and_then(Value::as_str) {
+            Some(message) => Err(anyhow!("{message}")),
+            None => Err(anyhow!("the head node answered {status}: {body}")),
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let value = self.answer(self.agent.get(format!("{}{path}", self.base)).call())?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let value = self.answer(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .send_json(body),
+        )?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.answer(self.agent.delete(format!("{}{path}", self.base)).call())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,743 @@
+//! `thunderhead`: the head node (`server`), the compute-node agent (`agent`) and the client
+//! (every other subcommand) in one binary.
+
+mod client;
+mod quickstart;
+mod show;
+mod wait;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use client::Client;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thunderhead_core::job::JobSubmission;
+use thunderhead_core::size::NodeSize;
+use thunderhead_core::view::{
+    JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeLogEntry, NodeView, SubmitReply,
+    TaskOutput, TaskView, TemplateView,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "thunderhead",
+    version,
+    about = "A hybrid HPC head node: parametric sweeps on your machines, burst nodes when they are not enough"
+)]
+struct Cli {
+    /// URL of the head node, e.g. http://127.0.0.1:7998
+    #[arg(long, global = true, env = "THUNDERHEAD_SERVER")]
+    server: Option<String>,
+    /// The access.json a head node wrote (default: the one in the default state directory)
+    #[arg(long, global = true, env = "THUNDERHEAD_ACCESS")]
+    access: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a head node
+    Server(ServerArgs),
+    /// Join this machine to a cluster as a compute node
+    Agent(AgentArgs),
+    /// Start a throw-away head node, burst 4 local nodes and run a 240-task sweep on them
+    Quickstart(quickstart::QuickstartArgs),
+    /// Node templates: how burst nodes are deployed
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Compute nodes: burst nodes from templates, and on-premises nodes
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Jobs: sweeps and task sets
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Tasks of a job
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Where the head node keeps its state [default: ~/.local/share/thunderhead]
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:7998")]
+    listen: SocketAddr,
+    /// Seconds a deployed node may take to connect before it is Unknown
+    #[arg(long, default_value_t = 120)]
+    provision_timeout: u64,
+    /// Seconds a node's agent may stay away before the node is lost and its tasks requeued
+    #[arg(long, default_value_t = 30)]
+    reconnect_grace: u64,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// Node name [default: this machine's host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Cores to run tasks on [default: all of this machine's]
+    #[arg(long)]
+    cores: Option<u32>,
+    /// Directory for task files and the result outbox [default: STATE/agent-NAME]
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Create a node template
+    Create {
+        name: String,
+        /// Provider that deploys the nodes (this build: local)
+        #[arg(long)]
+        provider: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// local provider: where node directories are created [default: STATE/nodes]
+        #[arg(long)]
+        work_root: Option<PathBuf>,
+    },
+    /// List templates
+    List,
+    /// Show one template
+    Show { name: String },
+    /// Delete a template that has no nodes
+    Delete { name: String },
+    /// Check that the provider can deploy nodes from this template
+    Validate { name: String },
+}
+
+#[derive(Args)]
+struct NodeSelection {
+    /// Act on every node of this template
+    #[arg(long)]
+    template: Option<String>,
+    /// Or on these nodes
+    names: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Add burst nodes from a template (they start NotDeployed)
+    Add {
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        count: u32,
+        /// Small (1 core), Medium (2), Large (4) or ExtraLarge (8)
+        #[arg(long)]
+        size: String,
+    },
+    /// List nodes
+    List {
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Deploy nodes (Provisioning, then Offline when their agents connect)
+    Start(NodeSelection),
+    /// Remove the deployment of nodes (back to NotDeployed)
+    Stop(NodeSelection),
+    /// Bring nodes online: they take work
+    Online(NodeSelection),
+    /// Take nodes offline: running tasks finish first, or are requeued with --force
+    Offline {
+        #[command(flatten)]
+        nodes: NodeSelection,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove nodes from the cluster
+    Delete(NodeSelection),
+    /// Print a node's lifecycle log
+    Log { name: String },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submit a job: -- COMMAND ARGS, or --file job.toml
+    Submit(SubmitArgs),
+    /// List jobs
+    List,
+    /// Show a job
+    View { id: u64 },
+    /// Wait for a job to end; exits 0 only if every task finished with exit code 0
+    Wait { id: u64 },
+    /// Cancel a job; running tasks are killed
+    Cancel { id: u64 },
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    #[arg(long)]
+    name: Option<String>,
+    /// Lowest, BelowNormal, Normal, AboveNormal or Highest
+    #[arg(long)]
+    priority: Option<String>,
+    #[arg(long)]
+    cores_per_task: Option<u32>,
+    /// START-END[:STEP]: run COMMAND once per index, with * replaced by the index
+    #[arg(long)]
+    sweep: Option<String>,
+    /// How often a task is requeued when its node is lost
+    #[arg(long)]
+    retries: Option<u32>,
+    /// A JSON or TOML job file
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The command to run, after --
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// List the tasks of a job that have started
+    List {
+        id: u64,
+        /// Only tasks in this state
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Print a task's standard output (or error)
+    Output {
+        /// JOB.INDEX, e.g. 3.17
+        task: String,
+        #[arg(long)]
+        stderr: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.command {
+        Command::Server(_) | Command::Agent(_) => "info",
+        _ => "warn",
+    };
+    let level = std::env::var("THUNDERHEAD_LOG").unwrap_or_else(|_| level.to_string());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(
+            level
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO),
+        )
+        .init();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let client = || Client::resolve(cli.server.as_deref(), cli.access.as_deref());
+    match cli.command {
+        Command::Server(args) => serve(args),
+        Command::Agent(args) => agent(args, cli.server),
+        Command::Quickstart(args) => quickstart::run(args),
+        Command::Template(c) => template(&client()?, c, cli.json),
+        Command::Node(c) => node(&client()?, c, cli.json),
+        Command::Job(c) => job(&client()?, c, cli.json),
+        Command::Task(c) => task(&client()?, c, cli.json),
+    }
+}
+
+pub fn server_config(
+    state_dir: PathBuf,
+    listen: SocketAddr,
+) -> Result<thunderhead_server::ServerConfig> {
+    Ok(thunderhead_server::ServerConfig {
+        state_dir,
+        listen,
+        cluster: Default::default(),
+        agent_program: std::env::current_exe().context("cannot find this program's own path")?,
+    })
+}
+
+fn serve(args: ServerArgs) -> Result<i32> {
+    let mut config = server_config(
+        args.state_dir.unwrap_or_else(client::default_state_dir),
+        args.listen,
+    )?;
+    config.cluster.provision_timeout = args.provision_timeout * 1000;
+    config.cluster.reconnect_grace = args.reconnect_grace * 1000;
+    runtime()?.block_on(async {
+        let server = thunderhead_server::start(config).await?;
+        eprintln!("thunderhead head node listening on {}", server.url);
+        server.wait().await?;
+        Ok(0)
+    })
+}
+
+fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
+    let server = global_server.context("give the head node's URL with --server URL")?;
+    let name = match args.name {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .context("cannot read this machine's host name; give --name")?,
+    };
+    let cores = args.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+    });
+    let work_dir = args
+        .work_dir
+        .unwrap_or_else(|| client::default_state_dir().join(format!("agent-{name}")));
+    let config = thunderhead_agent::AgentConfig {
+        server,
+        name,
+        cores,
+        work_dir,
+    };
+    runtime()?.block_on(thunderhead_agent::run(config))?;
+    Ok(0)
+}
+
+fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
+    match command {
+        TemplateCommand::Create {
+            name,
+            provider,
+            description,
+            work_root,
+        } => {
+            let mut settings = serde_json::Map::new();
+            if let Some(root) = work_root {
+                let root = std::path::absolute(&root).unwrap_or(root);
+                settings.insert(
+                    "work_root".into(),
+                    Value::String(root.display().to_string()),
+                );
+            }
+            let t: TemplateView =
+                c.post("/api/v1/templates", &json!({"name": name, "provider": provider, "description": description, "settings": settings}))?;
+            if as_json {
+                show::json(&t);
+            } else {
+                println!("created template {} (provider {})", t.name, t.provider);
+            }
+        }
+        TemplateCommand::List => {
+            let list: Vec<TemplateView> = c.get("/api/v1/templates")?;
+            if as_json {
+                show::json(&list);
+            } else {
+                show::table(
+                    &["name", "provider", "nodes", "description"],
+                    list.iter()
+                        .map(|t| {
+                            vec![
+                                t.name.clone(),
+                                t.provider.clone(),
+                                t.nodes.to_string(),
+                                t.description.clone(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        TemplateCommand::Show { name } => {
+            let t: TemplateView = c.get(&format!("/api/v1/templates/{name}"))?;
+            if as_json {
+                show::json(&t);
+            } else {
+                println!("name:        {}", t.name);
+                println!("provider:    {}", t.provider);
+                println!("description: {}", t.description);
+                println!("nodes:       {}", t.nodes);
+                println!("created:     {}", show::time(Some(t.created_at)));
+                for (k, v) in &t.settings {
+                    println!(
+                        "{k}: {}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                    );
+                }
+            }
+        }
+        TemplateCommand::Delete { name } => {
+            c.delete(&format!("/api/v1/templates/{name}"))?;
+            if !as_json {
+                println!("deleted template {name}");
+            }
+        }
+        TemplateCommand::Validate { name } => {
+            let checks: Vec<Value> =
+                c.post(&format!("/api/v1/templates/{name}/validate"), &json!({}))?;
+            let ok = checks.iter().all(|c| c["ok"] == Value::Bool(true));
+            if as_json {
+                show::json(&checks);
+            } else {
+                show::table(
+                    &["check", "result", "detail"],
+                    checks
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c["name"].as_str().unwrap_or("").to_string(),
+                                if c["ok"] == Value::Bool(true) {
+                                    "OK"
+                                } else {
+                                    "FAILED"
+                                }
+                                .to_string(),
+                                c["detail"].as_str().unwrap_or("").to_string(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            return Ok(if ok { 0 } else { 1 });
+        }
+    }
+    Ok(0)
+}
+
+fn node_rows(nodes: &[NodeView]) -> Vec<Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.template.clone().unwrap_or_else(|| "(on-premises)".into()),
+                show::opt(&n.size),
+                n.cores.to_string(),
+                n.state.clone(),
+                n.health.clone(),
+                n.running_tasks.to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn node_action(
+    c: &Client,
+    action: NodeAction,
+    sel: NodeSelection,
+    force: bool,
+    as_json: bool,
+) -> Result<i32> {
+    let request = NodeActionRequest {
+        action,
+        template: sel.template,
+        names: sel.names,
+        force,
+    };
+    let results: Vec<NodeActionResult> = c.post("/api/v1/nodes/actions", &request)?;
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if as_json {
+        show::json(&results);
+    } else {
+        show::table(
+            &["node", "result", "state or reason"],
+            results
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.node.clone(),
+                        if r.ok { "OK" } else { "FAILED" }.into(),
+                        r.message.clone(),
+                    ]
+                })
+                .collect(),
+        );
+        if results.is_empty() {
+            println!("no nodes to act on");
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
+    match command {
+        NodeCommand::Add {
+            template,
+            count,
+            size,
+        } => {
+            // Checked here too, so the mistake is named before anything is sent.
+            NodeSize::parse_burst(&size).map_err(|e| anyhow::anyhow!(e.message))?;
+            let added: Vec<NodeView> = c.post(
+                "/api/v1/nodes",
+                &json!({"template": template, "count": count, "size": size}),
+            )?;
+            if as_json {
+                show::json(&added);
+            } else {
+                let names: Vec<&str> = added.iter().map(|n| n.name.as_str()).collect();
+                println!(
+                    "added {} node(s) from template {template}: {}",
+                    added.len(),
+                    names.join(", ")
+                );
+            }
+        }
+        NodeCommand::List { template } => {
+            let path = match &template {
+                Some(t) => format!("/api/v1/nodes?template={t}"),
+                None => "/api/v1/nodes".to_string(),
+            };
+            let nodes: Vec<NodeView> = c.get(&path)?;
+            if as_json {
+                show::json(&nodes);
+            } else {
+                show::table(
+                    &[
+                        "name", "template", "size", "cores", "state", "health", "running",
+                    ],
+                    node_rows(&nodes),
+                );
+            }
+        }
+        NodeCommand::Start(sel) => return node_action(c, NodeAction::Start, sel, false, as_json),
+        NodeCommand::Stop(sel) => return node_action(c, NodeAction::Stop, sel, false, as_json),
+        NodeCommand::Online(sel) => return node_action(c, NodeAction::Online, sel, false, as_json),
+        NodeCommand::Offline { nodes, force } => {
+            return node_action(c, NodeAction::Offline, nodes, force, as_json);
+        }
+        NodeCommand::Delete(sel) => return node_action(c, NodeAction::Delete, sel, false, as_json),
+        NodeCommand::Log { name } => {
+            let log: Vec<NodeLogEntry> = c.get(&format!("/api/v1/nodes/{name}/log"))?;
+            if as_json {
+                show::json(&log);
+            } else {
+                for entry in log {
+                    println!("{}  {}", show::time(Some(entry.at)), entry.message);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn read_job_file(path: &Path) -> Result<JobSubmission> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the job file {}", path.display()))?;
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    let parsed = if is_toml {
+        toml::from_str::<JobSubmission>(&text).map_err(|e| anyhow::anyhow!("{e}"))
+    } else {
+        serde_json::from_str::<JobSubmission>(&text).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    parsed.with_context(|| {
+        format!(
+            "the job file {} is not a valid {} job file",
+            path.display(),
+            if is_toml { "TOML" } else { "JSON" }
+        )
+    })
+}
+
+fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
+    match command {
+        JobCommand::Submit(args) => {
+            let mut submission = match &args.file {
+                Some(path) => {
+                    if !args.command.is_empty() {
+                        bail!("give either --file or a command after --, not both");
+                    }
+                    read_job_file(path)?
+                }
+                None => {
+                    if args.command.is_empty() {
+                        bail!(
+                            "no command to run (give it after --, e.g. thunderhead job submit --sweep 1-10 -- echo '*')"
+                        );
+                    }
+                    JobSubmission {
+                        command: Some(args.command),
+                        ..Default::default()
+                    }
+                }
+            };
+            submission.name = args.name.or(submission.name);
+            submission.priority = args.priority.or(submission.priority);
+            submission.cores_per_task = args.cores_per_task.or(submission.cores_per_task);
+            submission.sweep = args.sweep.or(submission.sweep);
+            submission.retries = args.retries.or(submission.retries);
+            let reply: SubmitReply = c.post("/api/v1/jobs", &submission)?;
+            if as_json {
+                show::json(&reply);
+            } else {
+                println!("{}", reply.id);
+            }
+        }
+        JobCommand::List => {
+            let jobs: Vec<JobView> = c.get("/api/v1/jobs")?;
+            if as_json {
+                show::json(&jobs);
+            } else {
+                show::table(
+                    &[
+                        "id",
+                        "name",
+                        "state",
+                        "priority",
+                        "tasks",
+                        "finished",
+                        "failed",
+                        "submitted",
+                    ],
+                    jobs.iter()
+                        .map(|j| {
+                            vec![
+                                j.id.to_string(),
+                                j.name.clone(),
+                                j.state.clone(),
+                                j.priority.clone(),
+                                j.total_tasks.to_string(),
+                                j.tasks.finished.to_string(),
+                                j.tasks.failed.to_string(),
+                                show::time(Some(j.submitted_at)),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        JobCommand::View { id } => {
+            let j: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+            if as_json {
+                show::json(&j);
+            } else {
+                print_job(&j);
+            }
+        }
+        JobCommand::Wait { id } => return wait::wait(c, id, as_json),
+        JobCommand::Cancel { id } => {
+            let j: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))?;
+            if as_json {
+                show::json(&j);
+            } else {
+                println!("job {id} canceled ({} task(s) canceled)", j.tasks.canceled);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_job(j: &JobView) {
+    let t = &j.tasks;
+    println!("job:       {} ({})", j.id, j.name);
+    println!("state:     {}", j.state);
+    println!("priority:  {}", j.priority);
+    println!(
+        "tasks:     {} total: {} queued, {} running, {} finished, {} failed, {} canceled",
+        j.total_tasks, t.queued, t.running, t.finished, t.failed, t.canceled
+    );
+    if let thunderhead_core::job::JobSpec::Sweep { command, range } = &j.spec {
+        println!("sweep:     {range} of: {}", command.join(" "));
+    }
+    println!("submitted: {}", show::time(Some(j.submitted_at)));
+    println!("started:   {}", show::time(j.started_at));
+    println!("ended:     {}", show::time(j.ended_at));
+}
+
+fn parse_task_id(text: &str) -> Result<(u64, u64)> {
+    let parsed = text
+        .split_once('.')
+        .and_then(|(j, i)| Some((j.parse().ok()?, i.parse().ok()?)));
+    parsed.with_context(|| {
+        format!("task \"{text}\" is not a task id (expected JOB.INDEX, e.g. 3.17)")
+    })
+}
+
+fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
+    match command {
+        TaskCommand::List { id, state } => {
+            let mut path = format!("/api/v1/jobs/{id}/tasks?limit=100000");
+            if let Some(s) = state {
+                path.push_str(&format!("&state={s}"));
+            }
+            let tasks: Vec<TaskView> = c.get(&path)?;
+            if as_json {
+                show::json(&tasks);
+            } else {
+                show::table(
+                    &[
+                        "task", "state", "attempt", "node", "exit", "started", "ended",
+                    ],
+                    tasks
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                t.state.clone(),
+                                t.attempt.to_string(),
+                                show::opt(&t.node),
+                                show::opt(&t.exit_code),
+                                show::time(t.started_at),
+                                show::time(t.ended_at),
+                            ]
+                        })
+                        .collect(),
+                );
+                let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+                let listed = tasks.len() as u64;
+                if job.total_tasks > listed && !tasks.is_empty() {
+                    println!(
+                        "({} of {} tasks have started; the rest are queued)",
+                        listed, job.total_tasks
+                    );
+                }
+            }
+        }
+        TaskCommand::Output { task, stderr } => {
+            let (id, index) = parse_task_id(&task)?;
+            let answer: Value = c.get(&format!("/api/v1/jobs/{id}/tasks/{index}"))?;
+            let output: TaskOutput = serde_json::from_value(answer["output"].clone())?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                print!(
+                    "{}",
+                    if stderr {
+                        &output.stderr
+                    } else {
+                        &output.stdout
+                    }
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_parse_and_bad_ones_are_explained() {
+        assert_eq!(parse_task_id("3.17").unwrap(), (3, 17));
+        let err = parse_task_id("3-17").unwrap_err().to_string();
+        assert!(
+            err.contains("\"3-17\"") && err.contains("JOB.INDEX"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,72 @@
+//! `job wait`: a progress bar on a terminal, plain progress lines otherwise.
+
+use crate::client::Client;
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use thunderhead_core::view::JobView;
+
+fn is_terminal_state(state: &str) -> bool {
+    matches!(state, "Finished" | "Failed" | "Canceled")
+}
+
+fn summary(j: &JobView) -> String {
+    let t = &j.tasks;
+    format!(
+        "job {}: {}/{} finished, {} failed, {} running, {} queued",
+        j.id, t.finished, j.total_tasks, t.failed, t.running, t.queued
+    )
+}
+
+/// Waits for job `id` to end, showing progress. Exit code 0 only if it finished.
+pub fn wait(c: &Client, id: u64, as_json: bool) -> Result<i32> {
+    let job = wait_quietly(c, id, !as_json)?;
+    if as_json {
+        crate::show::json(&job);
+    } else {
+        println!("{} -> {}", summary(&job), job.state);
+    }
+    Ok(if job.state == "Finished" { 0 } else { 1 })
+}
+
+/// Polls the job until it ends; draws progress on stderr when `progress` is set.
+pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
+    let terminal = progress && std::io::stderr().is_terminal();
+    let mut job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+    let bar = terminal.then(|| {
+        let bar = ProgressBar::new(job.total_tasks);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} job {prefix} [{bar:40}] {pos}/{len} done, {msg} ({elapsed}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(id.to_string());
+        bar
+    });
+    let mut last_line = Instant::now() - Duration::from_secs(10);
+    let mut last_done = u64::MAX;
+    loop {
+        let t = &job.tasks;
+        let done = t.finished + t.failed + t.canceled;
+        if let Some(bar) = &bar {
+            bar.set_position(done);
+            bar.set_message(format!("{} failed, {} running", t.failed, t.running));
+        } else if progress && (done != last_done && last_line.elapsed() >= Duration::from_secs(2)) {
+            eprintln!("{}", summary(&job));
+            last_line = Instant::now();
+            last_done = done;
+        }
+        if is_terminal_state(&job.state) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        job = c.get(&format!("/api/v1/jobs/{id}"))?;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(job)
+}

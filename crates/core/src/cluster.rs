@@ -1,0 +1,1497 @@
+//! The head node's state and its event handlers.
+//!
+//! [`Cluster`] holds templates, nodes, jobs and running tasks. Each handler takes the event, the
+//! current time and an [`Effects`] sink: it changes the state, pushes the [`Op`]s that make the
+//! change durable and the [`Command`]s for agents and providers. The runtime commits the ops
+//! of a batch before it carries out the commands or answers the caller, so nothing is
+//! acknowledged before it is on disk. Handlers never block, never read a clock, never do I/O.
+
+use crate::job::{Job, JobSubmission, TaskState};
+use crate::node_state::{Health, IllegalTransition, NodeEvent, NodeState};
+use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
+use crate::scheduler::{self, JobDemand, NodeSlots};
+use crate::size::NodeSize;
+use crate::template::{self, NewTemplate, Template};
+use crate::view::{
+    AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView,
+};
+use crate::{Error, JobId, Millis, Result, TaskKey};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Identifies one connection of an agent.
+pub type SessionId = u64;
+
+/// The most nodes one `node add` may create.
+pub const MAX_ADD_NODES: u32 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How long a deployed node may take to connect before it is `Unknown`.
+    pub provision_timeout: Millis,
+    /// How long a connected node's agent may stay away before the node is lost.
+    pub reconnect_grace: Millis,
+    /// Cores' worth of tasks an agent may hold queued beyond its own cores, as a multiple of its
+    /// cores, so it starts the next task the moment one ends.
+    pub queue_ahead: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            provision_timeout: 120_000,
+            reconnect_grace: 30_000,
+            queue_ahead: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    /// `None` for on-premises nodes, which join by running an agent.
+    pub template: Option<String>,
+    pub size: Option<NodeSize>,
+    pub cores: u32,
+    pub state: NodeState,
+    pub health: Health,
+    pub handle: Option<serde_json::Value>,
+    pub session: Option<SessionId>,
+    pub disconnected_since: Option<Millis>,
+    pub running: BTreeSet<TaskKey>,
+    pub used_cores: u32,
+    /// A deploy call is under way.
+    deploying: bool,
+}
+
+impl Node {
+    fn record(&self) -> NodeRecord {
+        NodeRecord {
+            name: self.name.clone(),
+            template: self.template.clone(),
+            size: self.size,
+            cores: self.cores,
+            state: self.state.clone(),
+            health: self.health,
+            handle: self.handle.clone(),
+        }
+    }
+
+    fn view(&self) -> NodeView {
+        let (since, cause) = match &self.state {
+            NodeState::NotDeployed => (None, None),
+            NodeState::Provisioning { since }
+            | NodeState::Offline { since }
+            | NodeState::Online { since }
+            | NodeState::Draining { since }
+            | NodeState::Stopping { since } => (Some(*since), None),
+            NodeState::Unknown { since, cause } => (Some(*since), Some(cause.clone())),
+        };
+        NodeView {
+            name: self.name.clone(),
+            template: self.template.clone(),
+            size: self.size.map(|s| s.name().to_string()),
+            cores: self.cores,
+            state: self.state.name().to_string(),
+            health: self.health.name().to_string(),
+            connected: self.session.is_some(),
+            running_tasks: self.running.len() as u64,
+            cores_in_use: self.used_cores,
+            since,
+            cause,
+        }
+    }
+
+    fn takes_work(&self) -> bool {
+        matches!(self.state, NodeState::Online { .. })
+            && self.health == Health::OK
+            && self.session.is_some()
+    }
+}
+
+/// A task that has been dispatched and has not ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub attempt: u32,
+    pub losses: u32,
+    pub node: String,
+    pub cores: u32,
+}
+
+/// One dispatched attempt of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TaskAttempt {
+    pub key: TaskKey,
+    pub attempt: u32,
+}
+
+/// What an agent needs to run one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    pub key: TaskKey,
+    pub attempt: u32,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cores: u32,
+}
+
+/// How an attempt ended, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskResult {
+    pub key: TaskKey,
+    pub attempt: u32,
+    /// `None` when the process could not start or was killed by a signal.
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// An agent introducing itself on a new connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub name: String,
+    pub cores: u32,
+    /// Attempts the agent is running or holds queued.
+    pub running: Vec<TaskAttempt>,
+    /// Attempts whose results the agent holds and is about to send.
+    pub completed: Vec<TaskAttempt>,
+}
+
+/// What the runtime must do after the ops of the batch are committed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Assign {
+        session: SessionId,
+        tasks: Vec<Dispatch>,
+    },
+    Cancel {
+        session: SessionId,
+        tasks: Vec<TaskAttempt>,
+    },
+    Ack {
+        session: SessionId,
+        tasks: Vec<TaskAttempt>,
+    },
+    /// The agent must end its tasks and exit: its node is being stopped.
+    Shutdown { session: SessionId },
+    /// Close a connection that was replaced or refused.
+    Disconnect { session: SessionId, reason: String },
+    Deploy {
+        node: String,
+        template: Template,
+        size: NodeSize,
+    },
+    Remove {
+        node: String,
+        template: Template,
+        handle: serde_json::Value,
+    },
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Effects {
+    pub ops: Vec<Op>,
+    pub commands: Vec<Command>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    config: Config,
+    templates: BTreeMap<String, Template>,
+    series: BTreeMap<String, u64>,
+    nodes: BTreeMap<String, Node>,
+    jobs: BTreeMap<JobId, Job>,
+    /// Jobs that are not terminal.
+    active: BTreeSet<JobId>,
+    next_job: JobId,
+    running: HashMap<TaskKey, Running>,
+    sessions: HashMap<SessionId, String>,
+    /// Something changed that may let the scheduler place more tasks.
+    dirty: bool,
+    /// Jobs whose progress must be persisted at the end of the batch.
+    progressed: BTreeSet<JobId>,
+}
+
+fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
+    fx.ops.push(Op::NodeLog {
+        node: node.to_string(),
+        at: now,
+        message: message.into(),
+    });
+}
+
+impl Cluster {
+    pub fn new(config: Config) -> Cluster {
+        Cluster {
+            config,
+            templates: BTreeMap::new(),
+            series: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            active: BTreeSet::new(),
+            next_job: 1,
+            running: HashMap::new(),
+            sessions: HashMap::new(),
+            dirty: false,
+            progressed: BTreeSet::new(),
+        }
+    }
+
+    /// Rebuilds the cluster a head node had when it stopped. Nodes whose agents were connected
+    /// get [`Config::reconnect_grace`] to reconnect; running tasks stay running until their agent
+    /// says otherwise.
+    pub fn restore(config: Config, snapshot: Snapshot, fx: &mut Effects, now: Millis) -> Cluster {
+        let mut c = Cluster::new(config);
+        c.templates = snapshot
+            .templates
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        c.series = snapshot.series.into_iter().collect();
+        for r in snapshot.nodes {
+            let disconnected_since = r.state.expects_agent().then_some(now);
+            let node = Node {
+                name: r.name.clone(),
+                template: r.template,
+                size: r.size,
+                cores: r.cores,
+                state: r.state,
+                health: r.health,
+                handle: r.handle,
+                session: None,
+                disconnected_since,
+                running: BTreeSet::new(),
+                used_cores: 0,
+                deploying: false,
+            };
+            c.nodes.insert(r.name, node);
+        }
+        let mut rows_by_job: HashMap<JobId, Vec<TaskRow>> = HashMap::new();
+        for row in snapshot.active_tasks {
+            rows_by_job.entry(row.job).or_default().push(row);
+        }
+        for record in snapshot.jobs {
+            let id = record.id;
+            c.next_job = c.next_job.max(id + 1);
+            let rows = rows_by_job.remove(&id).unwrap_or_default();
+            let mut job = Job::restore(record, &rows);
+            if !job.state.is_terminal() {
+                c.active.insert(id);
+                for row in rows.iter().filter(|r| r.state == TaskState::Running) {
+                    let key = TaskKey {
+                        job: id,
+                        index: row.index,
+                    };
+                    let node = row.node.clone().unwrap_or_default();
+                    if let Some(n) = c.nodes.get_mut(&node) {
+                        n.running.insert(key);
+                        n.used_cores += job.cores_per_task;
+                        let r = Running {
+                            attempt: row.attempt,
+                            losses: row.losses,
+                            node,
+                            cores: job.cores_per_task,
+                        };
+                        c.running.insert(key, r);
+                    } else {
+                        // Its node was deleted while the head node was down: run it again.
+                        job.requeue(row.index, row.attempt, row.losses);
+                        fx.ops.push(Op::PutTask(TaskRow {
+                            state: TaskState::Queued,
+                            ..row.clone()
+                        }));
+                        c.progressed.insert(id);
+                    }
+                }
+            }
+            c.jobs.insert(id, job);
+        }
+        // A stop that was under way when the head node went down is finished now.
+        let stopping: Vec<String> = c
+            .nodes
+            .values()
+            .filter(|n| matches!(n.state, NodeState::Stopping { .. }))
+            .map(|n| n.name.clone())
+            .collect();
+        for name in stopping {
+            c.finish_stop(fx, &name, now);
+        }
+        c.dirty = true;
+        c
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----- templates -----------------------------------------------------------------------
+
+    pub fn create_template(
+        &mut self,
+        fx: &mut Effects,
+        req: NewTemplate,
+        now: Millis,
+    ) -> Result<TemplateView> {
+        let template = req.validate(now)?;
+        if self.templates.contains_key(&template.name) {
+            return Err(Error::conflict(format!(
+                "template \"{}\" already exists (choose another name, or edit or delete the existing one)",
+                template.name
+            )));
+        }
+        fx.ops.push(Op::PutTemplate(template.clone()));
+        let view = self.template_view(&template);
+        self.templates.insert(template.name.clone(), template);
+        Ok(view)
+    }
+
+    pub fn delete_template(&mut self, fx: &mut Effects, name: &str) -> Result<()> {
+        self.template_named(name)?;
+        let nodes = self
+            .nodes
+            .values()
+            .filter(|n| n.template.as_deref() == Some(name))
+            .count();
+        if nodes > 0 {
+            return Err(Error::conflict(format!(
+                "template \"{name}\" still has {nodes} node(s) (stop and delete them first: thunderhead node stop --template {name}; thunderhead node delete --template {name})"
+            )));
+        }
+        self.templates.remove(name);
+        fx.ops.push(Op::DeleteTemplate(name.to_string()));
+        Ok(())
+    }
+
+    pub fn templates(&self) -> Vec<TemplateView> {
+        self.templates
+            .values()
+            .map(|t| self.template_view(t))
+            .collect()
+    }
+
+    pub fn template(&self, name: &str) -> Result<TemplateView> {
+        Ok(self.template_view(self.template_named(name)?))
+    }
+
+    /// The whole template, settings included, for the runtime to hand to its provider.
+    pub fn template_record(&self, name: &str) -> Result<Template> {
+        self.template_named(name).cloned()
+    }
+
+    fn template_named(&self, name: &str) -> Result<&Template> {
+        self.templates.get(name).ok_or_else(|| {
+            Error::not_found(format!(
+                "template \"{name}\" does not exist (see thunderhead template list, or create it with thunderhead template create {name} --provider local)"
+            ))
+        })
+    }
+
+    fn template_view(&self, t: &Template) -> TemplateView {
+        TemplateView {
+            name: t.name.clone(),
+            provider: t.provider.clone(),
+            description: t.description.clone(),
+            settings: t.settings.clone(),
+            nodes: self
+                .nodes
+                .values()
+                .filter(|n| n.template.as_deref() == Some(&t.name))
+                .count() as u64,
+            created_at: t.created_at,
+        }
+    }
+
+    // ----- nodes ---------------------------------------------------------------------------
+
+    pub fn add_nodes(
+        &mut self,
+        fx: &mut Effects,
+        req: AddNodes,
+        now: Millis,
+    ) -> Result<Vec<NodeView>> {
+        let template = self.template_named(&req.template)?.clone();
+        let size = NodeSize::parse_burst(&req.size)?;
+        if req.count == 0 || req.count > MAX_ADD_NODES {
+            return Err(Error::invalid(format!(
+                "count {} is out of range (add between 1 and {MAX_ADD_NODES} nodes at a time)",
+                req.count
+            )));
+        }
+        let prefix = template::series_prefix(&template.provider);
+        let mut last = self.series.get(&prefix).copied().unwrap_or(0);
+        let mut added = Vec::new();
+        for _ in 0..req.count {
+            let name = loop {
+                last += 1;
+                let name = template::series_name(&prefix, last);
+                if !self.nodes.contains_key(&name) {
+                    break name;
+                }
+            };
+            let node = Node {
+                name: name.clone(),
+                template: Some(template.name.clone()),
+                size: Some(size),
+                cores: size.cores(),
+                state: NodeState::NotDeployed,
+                health: Health::Unapproved,
+                handle: None,
+                session: None,
+                disconnected_since: None,
+                running: BTreeSet::new(),
+                used_cores: 0,
+                deploying: false,
+            };
+            fx.ops.push(Op::PutNode(node.record()));
+            log(
+                fx,
+                &name,
+                now,
+                format!(
+                    "added from template {} as a {size} node ({} cores)",
+                    template.name,
+                    size.cores()
+                ),
+            );
+            added.push(node.view());
+            self.nodes.insert(name, node);
+        }
+        self.series.insert(prefix.clone(), last);
+        fx.ops.push(Op::PutSeries { prefix, last });
+        Ok(added)
+    }
+
+    pub fn nodes(&self, template: Option<&str>) -> Result<Vec<NodeView>> {
+        if let Some(t) = template {
+            self.template_named(t)?;
+        }
+        Ok(self
+            .nodes
+            .values()
+            .filter(|n| template.is_none() || n.template.as_deref() == template)
+            .map(Node::view)
+            .collect())
+    }
+
+    pub fn node(&self, name: &str) -> Result<NodeView> {
+        Ok(self.node_named(name)?.view())
+    }
+
+    fn node_named(&self, name: &str) -> Result<&Node> {
+        self.nodes.get(name).ok_or_else(|| {
+            Error::not_found(format!(
+                "node \"{name}\" does not exist (see thunderhead node list)"
+            ))
+        })
+    }
+
+    /// Runs a node operation on a set of nodes, node by node. The answer says, per node, what
+    /// happened; a node that refuses does not stop the others.
+    pub fn node_action(
+        &mut self,
+        fx: &mut Effects,
+        req: NodeActionRequest,
+        now: Millis,
+    ) -> Result<Vec<NodeActionResult>> {
+        let names: Vec<String> = match (&req.template, req.names.is_empty()) {
+            (Some(t), true) => {
+                self.template_named(t)?;
+                self.nodes
+                    .values()
+                    .filter(|n| n.template.as_deref() == Some(t))
+                    .map(|n| n.name.clone())
+                    .collect()
+            }
+            (None, false) => {
+                for n in &req.names {
+                    self.node_named(n)?;
+                }
+                req.names.clone()
+            }
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "give either --template or node names, not both",
+                ));
+            }
+            (None, true) => {
+                return Err(Error::invalid(
+                    "no nodes named (give --template NAME or one or more node names)",
+                ));
+            }
+        };
+        let mut results = Vec::with_capacity(names.len());
+        for name in names {
+            let outcome = match req.action {
+                NodeAction::Start => self.start_node(fx, &name, now),
+                NodeAction::Stop => self.stop_node(fx, &name, now),
+                NodeAction::Online => self.online_node(fx, &name, now),
+                NodeAction::Offline => self.offline_node(fx, &name, req.force, now),
+                NodeAction::Delete => self.delete_node(fx, &name, now),
+            };
+            let message = match &outcome {
+                Ok(()) => self
+                    .nodes
+                    .get(&name)
+                    .map_or("deleted".to_string(), |n| n.state.name().to_string()),
+                Err(e) => e.message.clone(),
+            };
+            results.push(NodeActionResult {
+                node: name,
+                ok: outcome.is_ok(),
+                message,
+            });
+        }
+        self.dirty = true;
+        Ok(results)
+    }
+
+    /// Moves a node to the state `event` leads to, logging and persisting the change.
+    fn transition(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        event: NodeEvent,
+        now: Millis,
+    ) -> Result<(), IllegalTransition> {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return Err(IllegalTransition {
+                state: "deleted",
+                event: event.verb(),
+            });
+        };
+        let next = node.state.apply(&event, now)?;
+        if next == node.state {
+            return Ok(());
+        }
+        let health = next.entry_health(&event);
+        let mut line = format!("state {} -> {}", node.state.name(), next.name());
+        if let NodeState::Unknown { cause, .. } = &next {
+            line.push_str(&format!(": {cause}"));
+        }
+        if health != node.health {
+            line.push_str(&format!(", health {}", health.name()));
+        }
+        node.state = next;
+        node.health = health;
+        fx.ops.push(Op::PutNode(node.record()));
+        log(fx, name, now, line);
+        Ok(())
+    }
+
+    fn burst_template(&self, name: &str) -> Result<Template> {
+        let node = self.node_named(name)?;
+        match &node.template {
+            Some(t) => Ok(self.template_named(t)?.clone()),
+            None => Err(Error::invalid(format!(
+                "node \"{name}\" is an on-premises node: Thunderhead does not deploy it (start or stop its agent on that machine)"
+            ))),
+        }
+    }
+
+    fn start_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
+        let template = self.burst_template(name)?;
+        self.transition(fx, name, NodeEvent::Start, now)
+            .map_err(|e| Error::conflict(e.to_string()))?;
+        let node = self.nodes.get_mut(name).expect("checked above");
+        node.deploying = true;
+        let size = node.size.unwrap_or(NodeSize::Small);
+        log(
+            fx,
+            name,
+            now,
+            format!(
+                "deploying with provider {} (template {})",
+                template.provider, template.name
+            ),
+        );
+        fx.commands.push(Command::Deploy {
+            node: name.to_string(),
+            template,
+            size,
+        });
+        Ok(())
+    }
+
+    fn stop_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
+        let template = self.burst_template(name)?;
+        if self.nodes[name].state == NodeState::NotDeployed {
+            return Ok(());
+        }
+        self.transition(fx, name, NodeEvent::Stop, now)
+            .map_err(|e| Error::conflict(e.to_string()))?;
+        self.requeue_all(fx, name, false, now);
+        let node = self.nodes.get_mut(name).expect("checked above");
+        if let Some(session) = node.session {
+            fx.commands.push(Command::Shutdown { session });
+        }
+        match (&node.handle, node.deploying) {
+            (Some(handle), _) => {
+                log(fx, name, now, "removing the deployment");
+                fx.commands.push(Command::Remove {
+                    node: name.to_string(),
+                    template,
+                    handle: handle.clone(),
+                });
+            }
+            // The deploy call is still out; its answer will trigger the removal.
+            (None, true) => {}
+            (None, false) => self.finish_stop(fx, name, now),
+        }
+        Ok(())
+    }
+
+    fn finish_stop(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+        if let Some(node) = self.nodes.get_mut(name) {
+            if let Some(session) = node.session.take() {
+                self.sessions.remove(&session);
+            }
+            node.handle = None;
+            node.disconnected_since = None;
+        }
+        let _ = self.transition(fx, name, NodeEvent::Removed, now);
+    }
+
+    fn online_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
+        self.node_named(name)?;
+        self.transition(fx, name, NodeEvent::BringOnline, now)
+            .map_err(|e| {
+                Error::conflict(format!(
+                    "{e} (a node must be Offline, with its agent connected, to be brought online)"
+                ))
+            })
+    }
+
+    fn offline_node(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        force: bool,
+        now: Millis,
+    ) -> Result<()> {
+        self.node_named(name)?;
+        self.transition(fx, name, NodeEvent::TakeOffline { force }, now)
+            .map_err(|e| Error::conflict(e.to_string()))?;
+        if force {
+            self.requeue_all(fx, name, false, now);
+        }
+        self.settle_drain(fx, name, now);
+        Ok(())
+    }
+
+    fn delete_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
+        let node = self.node_named(name)?;
+        match (&node.template, &node.state) {
+            (Some(_), NodeState::NotDeployed | NodeState::Unknown { .. }) => {}
+            (Some(t), state) => {
+                return Err(Error::conflict(format!(
+                    "node \"{name}\" is {} (stop it first: thunderhead node stop --template {t})",
+                    state.name()
+                )));
+            }
+            (None, _) if node.session.is_some() => {
+                return Err(Error::conflict(format!(
+                    "node \"{name}\" has its agent connected (stop the agent on that machine first)"
+                )));
+            }
+            (None, _) => {}
+        }
+        self.requeue_all(fx, name, false, now);
+        let node = self.nodes.remove(name).expect("checked above");
+        if let (Some(handle), Some(t)) = (
+            node.handle,
+            node.template.as_ref().and_then(|t| self.templates.get(t)),
+        ) {
+            fx.commands.push(Command::Remove {
+                node: name.to_string(),
+                template: t.clone(),
+                handle,
+            });
+        }
+        fx.ops.push(Op::DeleteNode(name.to_string()));
+        Ok(())
+    }
+
+    /// Sends every task running on `name` back to the queue. A lost node costs each task one of
+    /// its retries; a stop or a forced offline does not.
+    fn requeue_all(&mut self, fx: &mut Effects, name: &str, lost: bool, now: Millis) {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        let keys = std::mem::take(&mut node.running);
+        node.used_cores = 0;
+        let session = node.session;
+        let mut canceled = Vec::new();
+        for key in keys {
+            let Some(r) = self.running.remove(&key) else {
+                continue;
+            };
+            canceled.push(TaskAttempt {
+                key,
+                attempt: r.attempt,
+            });
+            let Some(job) = self.jobs.get_mut(&key.job) else {
+                continue;
+            };
+            let losses = r.losses + u32::from(lost);
+            let mut row = TaskRow::new(key.job, key.index);
+            row.attempt = r.attempt;
+            row.losses = losses;
+            row.node = Some(name.to_string());
+            if losses > job.retries {
+                row.state = TaskState::Failed;
+                row.ended_at = Some(now);
+                row.message = Some(format!(
+                    "node {name} was lost {losses} time(s), more than the job's {} retries",
+                    job.retries
+                ));
+                fx.ops.extend(
+                    job.task_ended(key.index, TaskState::Failed)
+                        .into_iter()
+                        .map(|i| canceled_row(key.job, i, 0, now, DEPENDENCY_FAILED)),
+                );
+                job.settle(now);
+            } else {
+                job.requeue(key.index, r.attempt, losses);
+            }
+            fx.ops.push(Op::PutTask(row));
+            self.progressed.insert(key.job);
+        }
+        if let (Some(session), false, false) = (session, lost, canceled.is_empty()) {
+            fx.commands.push(Command::Cancel {
+                session,
+                tasks: canceled,
+            });
+        }
+        self.dirty = true;
+    }
+
+    fn settle_drain(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+        if let Some(node) = self.nodes.get(name)
+            && matches!(node.state, NodeState::Draining { .. })
+            && node.running.is_empty()
+        {
+            let _ = self.transition(fx, name, NodeEvent::Drained, now);
+        }
+    }
+
+    fn lose_node(&mut self, fx: &mut Effects, name: &str, cause: String, now: Millis) {
+        if self
+            .transition(fx, name, NodeEvent::Lost { cause }, now)
+            .is_ok()
+        {
+            self.requeue_all(fx, name, true, now);
+        }
+    }
+
+    // ----- jobs ----------------------------------------------------------------------------
+
+    pub fn submit(
+        &mut self,
+        fx: &mut Effects,
+        submission: JobSubmission,
+        now: Millis,
+    ) -> Result<JobId> {
+        let valid = submission.validate()?;
+        let id = self.next_job;
+        self.next_job += 1;
+        let job = Job::new(id, valid, now);
+        fx.ops.push(Op::InsertJob(job_record(&job)));
+        if let crate::job::JobSpec::Tasks { tasks } = &job.spec {
+            fx.ops
+                .extend((1..=tasks.len() as u64).map(|i| Op::PutTask(TaskRow::new(id, i))));
+        }
+        self.jobs.insert(id, job);
+        self.active.insert(id);
+        self.dirty = true;
+        Ok(id)
+    }
+
+    pub fn cancel_job(&mut self, fx: &mut Effects, id: JobId, now: Millis) -> Result<JobView> {
+        let job = self.job_named(id)?;
+        if job.state.is_terminal() {
+            return Err(Error::conflict(format!(
+                "job {id} is already {} (nothing to cancel)",
+                job.state.name()
+            )));
+        }
+        let keys: Vec<TaskKey> = self
+            .running
+            .keys()
+            .filter(|k| k.job == id)
+            .copied()
+            .collect();
+        let mut per_session: BTreeMap<SessionId, Vec<TaskAttempt>> = BTreeMap::new();
+        let mut drained = BTreeSet::new();
+        for key in keys {
+            let r = self.running.remove(&key).expect("listed above");
+            if let Some(node) = self.nodes.get_mut(&r.node) {
+                node.running.remove(&key);
+                node.used_cores = node.used_cores.saturating_sub(r.cores);
+                if let Some(s) = node.session {
+                    per_session.entry(s).or_default().push(TaskAttempt {
+                        key,
+                        attempt: r.attempt,
+                    });
+                }
+                drained.insert(r.node.clone());
+            }
+            let mut row = TaskRow::new(id, key.index);
+            row.state = TaskState::Canceled;
+            row.attempt = r.attempt;
+            row.losses = r.losses;
+            row.node = Some(r.node);
+            row.ended_at = Some(now);
+            row.message = Some("canceled while running".into());
+            fx.ops.push(Op::PutTask(row));
+        }
+        let job = self.jobs.get_mut(&id).expect("checked above");
+        // Queued tasks that have a row (requeued ones, and every task of a job with explicit
+        // tasks) are marked; queued sweep indices without a row are only counted.
+        for (index, attempt) in job.queued_with_rows() {
+            fx.ops.push(canceled_row(
+                id,
+                index,
+                attempt,
+                now,
+                "canceled before it ran",
+            ));
+        }
+        job.cancel(now);
+        self.active.remove(&id);
+        self.progressed.insert(id);
+        for (session, tasks) in per_session {
+            fx.commands.push(Command::Cancel { session, tasks });
+        }
+        for name in drained {
+            self.settle_drain(fx, &name, now);
+        }
+        self.dirty = true;
+        Ok(job_view(&self.jobs[&id]))
+    }
+
+    pub fn jobs(&self) -> Vec<JobView> {
+        self.jobs.values().map(job_view).collect()
+    }
+
+    pub fn job(&self, id: JobId) -> Result<JobView> {
+        Ok(job_view(self.job_named(id)?))
+    }
+
+    fn job_named(&self, id: JobId) -> Result<&Job> {
+        self.jobs.get(&id).ok_or_else(|| {
+            Error::not_found(format!(
+                "job {id} does not exist (see thunderhead job list)"
+            ))
+        })
+    }
+
+    /// Checks that `index` names a task of job `id`.
+    pub fn check_task(&self, id: JobId, index: u64) -> Result<()> {
+        if self.job_named(id)?.has_index(index) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!(
+                "job {id} has no task with index {index} (see thunderhead task list {id})"
+            )))
+        }
+    }
+
+    // ----- agents --------------------------------------------------------------------------
+
+    /// An agent connected. Returns the name of its node, or why it is refused.
+    pub fn agent_hello(
+        &mut self,
+        fx: &mut Effects,
+        session: SessionId,
+        hello: Hello,
+        now: Millis,
+    ) -> Result<String> {
+        template::validate_name("node", &hello.name)?;
+        if hello.cores == 0 {
+            return Err(Error::invalid(format!(
+                "agent {} reports 0 cores (give --cores 1 or more)",
+                hello.name
+            )));
+        }
+        let name = hello.name.clone();
+        match self.nodes.get(&name) {
+            None => {
+                let node = Node {
+                    name: name.clone(),
+                    template: None,
+                    size: None,
+                    cores: hello.cores,
+                    state: NodeState::Offline { since: now },
+                    health: Health::OK,
+                    handle: None,
+                    session: None,
+                    disconnected_since: None,
+                    running: BTreeSet::new(),
+                    used_cores: 0,
+                    deploying: false,
+                };
+                fx.ops.push(Op::PutNode(node.record()));
+                log(
+                    fx,
+                    &name,
+                    now,
+                    format!(
+                        "joined as an on-premises node with {} cores, state Offline",
+                        hello.cores
+                    ),
+                );
+                self.nodes.insert(name.clone(), node);
+            }
+            Some(node) => {
+                if matches!(
+                    node.state,
+                    NodeState::NotDeployed | NodeState::Stopping { .. }
+                ) {
+                    return Err(Error::conflict(format!(
+                        "node {name} is {} and takes no agent (start it first: thunderhead node start {name})",
+                        node.state.name()
+                    )));
+                }
+                let was = node.state.name();
+                self.transition(fx, &name, NodeEvent::AgentJoined, now)
+                    .map_err(|e| Error::conflict(e.to_string()))?;
+                let node = self.nodes.get_mut(&name).expect("exists");
+                if node.template.is_none() && node.cores != hello.cores {
+                    node.cores = hello.cores;
+                    fx.ops.push(Op::PutNode(node.record()));
+                }
+                if was == node.state.name() {
+                    log(fx, &name, now, "agent reconnected");
+                } else {
+                    log(
+                        fx,
+                        &name,
+                        now,
+                        format!("agent connected with {} cores", hello.cores),
+                    );
+                }
+            }
+        }
+        let node = self.nodes.get_mut(&name).expect("exists");
+        if let Some(old) = node.session.replace(session) {
+            self.sessions.remove(&old);
+            fx.commands.push(Command::Disconnect {
+                session: old,
+                reason: "replaced by a newer connection".into(),
+            });
+        }
+        node.disconnected_since = None;
+        self.sessions.insert(session, name.clone());
+
+        // Reconcile: what we think runs there against what the agent holds.
+        let held: HashMap<TaskKey, u32> = hello
+            .running
+            .iter()
+            .chain(&hello.completed)
+            .map(|t| (t.key, t.attempt))
+            .collect();
+        let ours: Vec<TaskKey> = node.running.iter().copied().collect();
+        let mut unknown = Vec::new();
+        for key in ours {
+            let attempt = self.running[&key].attempt;
+            if held.get(&key) != Some(&attempt) {
+                unknown.push(key);
+            }
+        }
+        if !unknown.is_empty() {
+            log(
+                fx,
+                &name,
+                now,
+                format!(
+                    "{} task(s) the agent does not hold were requeued",
+                    unknown.len()
+                ),
+            );
+            for key in unknown {
+                self.requeue_one(fx, &name, key);
+            }
+        }
+        let stale: Vec<TaskAttempt> = hello
+            .running
+            .iter()
+            .filter(|t| {
+                self.running
+                    .get(&t.key)
+                    .is_none_or(|r| r.attempt != t.attempt || r.node != name)
+            })
+            .copied()
+            .collect();
+        if !stale.is_empty() {
+            fx.commands.push(Command::Cancel {
+                session,
+                tasks: stale,
+            });
+        }
+        self.dirty = true;
+        Ok(name)
+    }
+
+    fn requeue_one(&mut self, fx: &mut Effects, node: &str, key: TaskKey) {
+        let Some(r) = self.running.remove(&key) else {
+            return;
+        };
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.running.remove(&key);
+            n.used_cores = n.used_cores.saturating_sub(r.cores);
+        }
+        if let Some(job) = self.jobs.get_mut(&key.job) {
+            job.requeue(key.index, r.attempt, r.losses);
+            let mut row = TaskRow::new(key.job, key.index);
+            row.attempt = r.attempt;
+            row.losses = r.losses;
+            row.node = Some(node.to_string());
+            fx.ops.push(Op::PutTask(row));
+            self.progressed.insert(key.job);
+        }
+    }
+
+    /// An agent reports ended attempts. Results of attempts that are no longer current (the task
+    /// was canceled or requeued) are acknowledged and ignored, so each task ends once.
+    pub fn agent_results(
+        &mut self,
+        fx: &mut Effects,
+        session: SessionId,
+        results: Vec<TaskResult>,
+        now: Millis,
+    ) {
+        let Some(name) = self.sessions.get(&session).cloned() else {
+            return;
+        };
+        let mut acked = Vec::with_capacity(results.len());
+        for result in results {
+            acked.push(TaskAttempt {
+                key: result.key,
+                attempt: result.attempt,
+            });
+            let current = self
+                .running
+                .get(&result.key)
+                .is_some_and(|r| r.attempt == result.attempt && r.node == name);
+            if !current {
+                continue;
+            }
+            let r = self.running.remove(&result.key).expect("checked");
+            let node = self.nodes.get_mut(&name).expect("session has a node");
+            node.running.remove(&result.key);
+            node.used_cores = node.used_cores.saturating_sub(r.cores);
+            let state = if result.exit_code == Some(0) {
+                TaskState::Finished
+            } else {
+                TaskState::Failed
+            };
+            let job = self
+                .jobs
+                .get_mut(&result.key.job)
+                .expect("running tasks have jobs");
+            let canceled = job.task_ended(result.key.index, state);
+            fx.ops.extend(
+                canceled
+                    .into_iter()
+                    .map(|i| canceled_row(result.key.job, i, 0, now, DEPENDENCY_FAILED)),
+            );
+            if job.settle(now) {
+                self.active.remove(&job.id);
+            }
+            self.progressed.insert(result.key.job);
+            fx.ops.push(Op::PutTask(TaskRow {
+                job: result.key.job,
+                index: result.key.index,
+                state,
+                attempt: result.attempt,
+                losses: r.losses,
+                node: Some(name.clone()),
+                exit_code: result.exit_code,
+                message: result.message,
+                started_at: Some(result.started_at),
+                ended_at: Some(result.ended_at),
+                stdout: Some(result.stdout),
+                stderr: Some(result.stderr),
+            }));
+        }
+        self.settle_drain(fx, &name, now);
+        fx.commands.push(Command::Ack {
+            session,
+            tasks: acked,
+        });
+        self.dirty = true;
+    }
+
+    /// An agent's connection closed. Its tasks keep running there: the node is lost only if
+    /// the agent does not come back within the grace period.
+    pub fn agent_gone(&mut self, fx: &mut Effects, session: SessionId, now: Millis) {
+        let Some(name) = self.sessions.remove(&session) else {
+            return;
+        };
+        let Some(node) = self.nodes.get_mut(&name) else {
+            return;
+        };
+        if node.session == Some(session) {
+            node.session = None;
+            node.disconnected_since = Some(now);
+            log(fx, &name, now, "agent disconnected");
+        }
+    }
+
+    // ----- providers -----------------------------------------------------------------------
+
+    /// The provider answered a deploy call.
+    pub fn deployed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        result: std::result::Result<serde_json::Value, String>,
+        now: Millis,
+    ) {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        node.deploying = false;
+        match result {
+            Ok(handle) => {
+                node.handle = Some(handle.clone());
+                fx.ops.push(Op::PutNode(node.record()));
+                match &node.state {
+                    NodeState::Provisioning { .. } => log(
+                        fx,
+                        name,
+                        now,
+                        "provider deployed the node; waiting for its agent to connect",
+                    ),
+                    NodeState::Offline { .. }
+                    | NodeState::Online { .. }
+                    | NodeState::Draining { .. } => {
+                        log(fx, name, now, "provider deployed the node")
+                    }
+                    NodeState::Stopping { .. }
+                    | NodeState::NotDeployed
+                    | NodeState::Unknown { .. } => {
+                        let template = node
+                            .template
+                            .as_ref()
+                            .and_then(|t| self.templates.get(t))
+                            .cloned();
+                        if let Some(template) = template {
+                            log(
+                                fx,
+                                name,
+                                now,
+                                "provider deployed the node after a stop; removing the deployment",
+                            );
+                            fx.commands.push(Command::Remove {
+                                node: name.to_string(),
+                                template,
+                                handle,
+                            });
+                        }
+                    }
+                }
+            }
+            Err(cause) => {
+                log(fx, name, now, format!("deployment failed: {cause}"));
+                match node.state {
+                    NodeState::Stopping { .. } => self.finish_stop(fx, name, now),
+                    _ => {
+                        let _ = self.transition(
+                            fx,
+                            name,
+                            NodeEvent::Failed {
+                                cause: format!("deployment failed: {cause}"),
+                            },
+                            now,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The provider answered a remove call.
+    pub fn removed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        result: std::result::Result<(), String>,
+        now: Millis,
+    ) {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                log(fx, name, now, "provider removed the deployment");
+                if matches!(node.state, NodeState::Stopping { .. }) {
+                    self.finish_stop(fx, name, now);
+                } else {
+                    node.handle = None;
+                    fx.ops.push(Op::PutNode(node.record()));
+                }
+            }
+            Err(cause) => {
+                log(fx, name, now, format!("removal failed: {cause}"));
+                let _ = self.transition(
+                    fx,
+                    name,
+                    NodeEvent::Failed {
+                        cause: format!("removal failed: {cause}"),
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    // ----- time ----------------------------------------------------------------------------
+
+    /// Times out deployments whose agent never connected and nodes whose agent did not come back.
+    pub fn tick(&mut self, fx: &mut Effects, now: Millis) {
+        let mut timed_out = Vec::new();
+        let mut lost = Vec::new();
+        for node in self.nodes.values() {
+            match (&node.state, node.session, node.disconnected_since) {
+                (NodeState::Provisioning { since }, None, _)
+                    if now.saturating_sub(*since) > self.config.provision_timeout =>
+                {
+                    timed_out.push(node.name.clone());
+                }
+                (state, None, Some(gone))
+                    if state.expects_agent()
+                        && now.saturating_sub(gone) > self.config.reconnect_grace =>
+                {
+                    lost.push(node.name.clone());
+                }
+                _ => {}
+            }
+        }
+        for name in timed_out {
+            let cause = format!(
+                "the node's agent did not connect within {} s of deployment",
+                self.config.provision_timeout / 1000
+            );
+            let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
+            let node = &self.nodes[&name];
+            if let (Some(handle), Some(t)) = (
+                node.handle.clone(),
+                node.template.as_ref().and_then(|t| self.templates.get(t)),
+            ) {
+                fx.commands.push(Command::Remove {
+                    node: name.clone(),
+                    template: t.clone(),
+                    handle,
+                });
+            }
+        }
+        for name in lost {
+            let cause = format!(
+                "the agent did not reconnect within {} s",
+                self.config.reconnect_grace / 1000
+            );
+            self.lose_node(fx, &name, cause, now);
+        }
+    }
+
+    // ----- scheduling ----------------------------------------------------------------------
+
+    /// Ends a batch of events: places queued tasks on nodes with room, and persists the
+    /// progress of every job that changed. Call once per batch, before committing its ops.
+    pub fn end_batch(&mut self, fx: &mut Effects, now: Millis) {
+        if self.dirty {
+            self.dirty = false;
+            self.schedule(fx, now);
+        }
+        for id in std::mem::take(&mut self.progressed) {
+            if let Some(job) = self.jobs.get(&id) {
+                fx.ops.push(Op::JobProgress(job_progress(job)));
+            }
+        }
+    }
+
+    fn schedule(&mut self, fx: &mut Effects, now: Millis) {
+        let eligible: Vec<&Node> = self.nodes.values().filter(|n| n.takes_work()).collect();
+        if eligible.is_empty() || self.active.is_empty() {
+            return;
+        }
+        let slots: Vec<NodeSlots> = eligible
+            .iter()
+            .map(|n| NodeSlots {
+                free_cores: (n.cores * (1 + self.config.queue_ahead)).saturating_sub(n.used_cores),
+            })
+            .collect();
+        let names: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
+        let demand: Vec<JobDemand> = self
+            .active
+            .iter()
+            .map(|id| &self.jobs[id])
+            .map(|j| JobDemand {
+                job: j.id,
+                priority: j.priority,
+                cores_per_task: j.cores_per_task,
+                pending: j.pending(),
+            })
+            .filter(|d| d.pending > 0)
+            .collect();
+        let placements = scheduler::plan(&demand, &slots);
+        let mut per_node: BTreeMap<usize, Vec<Dispatch>> = BTreeMap::new();
+        for p in placements {
+            let name = &names[p.node];
+            let job = self.jobs.get_mut(&p.job).expect("active job");
+            let taken = job.take(p.count as u64);
+            job.mark_running(taken.len() as u64, now);
+            let node = self.nodes.get_mut(name).expect("eligible node");
+            for t in taken {
+                let key = TaskKey {
+                    job: job.id,
+                    index: t.index,
+                };
+                job.note_started(t.index);
+                node.running.insert(key);
+                node.used_cores += job.cores_per_task;
+                self.running.insert(
+                    key,
+                    Running {
+                        attempt: t.attempt,
+                        losses: t.losses,
+                        node: name.clone(),
+                        cores: job.cores_per_task,
+                    },
+                );
+                let mut row = TaskRow::new(job.id, t.index);
+                row.state = TaskState::Running;
+                row.attempt = t.attempt;
+                row.losses = t.losses;
+                row.node = Some(name.clone());
+                row.started_at = Some(now);
+                fx.ops.push(Op::PutTask(row));
+                per_node.entry(p.node).or_default().push(Dispatch {
+                    key,
+                    attempt: t.attempt,
+                    command: job.command_of(t.index),
+                    env: task_env(job, t.index, t.attempt, name),
+                    cores: job.cores_per_task,
+                });
+            }
+            self.progressed.insert(p.job);
+        }
+        for (i, tasks) in per_node {
+            let session = self.nodes[&names[i]]
+                .session
+                .expect("eligible nodes are connected");
+            fx.commands.push(Command::Assign { session, tasks });
+        }
+    }
+
+    /// Checks the invariants that tie running tasks, nodes and job counts together.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        for (key, r) in &self.running {
+            let node = self
+                .nodes
+                .get(&r.node)
+                .ok_or(format!("task {key} runs on missing node {}", r.node))?;
+            if !node.running.contains(key) {
+                return Err(format!("task {key} is not listed on node {}", r.node));
+            }
+        }
+        for node in self.nodes.values() {
+            let used: u32 = node
+                .running
+                .iter()
+                .map(|k| self.running.get(k).map_or(0, |r| r.cores))
+                .sum();
+            if used != node.used_cores {
+                return Err(format!(
+                    "node {} counts {} cores in use, tasks hold {used}",
+                    node.name, node.used_cores
+                ));
+            }
+        }
+        for job in self.jobs.values() {
+            let running = self.running.keys().filter(|k| k.job == job.id).count() as u64;
+            if running != job.counts.running {
+                return Err(format!(
+                    "job {} counts {} running, {running} are",
+                    job.id, job.counts.running
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn task_env(job: &Job, index: u64, attempt: u32, node: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("THUNDERHEAD_JOB_ID".to_string(), job.id.to_string()),
+        (
+            "THUNDERHEAD_TASK_ID".to_string(),
+            format!("{}.{index}", job.id),
+        ),
+        ("THUNDERHEAD_TASK_ATTEMPT".to_string(), attempt.to_string()),
+        ("THUNDERHEAD_NODE_NAME".to_string(), node.to_string()),
+    ];
+    if matches!(job.spec, crate::job::JobSpec::Sweep { .. }) {
+        env.push(("THUNDERHEAD_SWEEP_INDEX".to_string(), index.to_string()));
+    }
+    env
+}
+
+fn canceled_row(job: JobId, index: u64, attempt: u32, now: Millis, why: &str) -> Op {
+    let mut row = TaskRow::new(job, index);
+    row.state = TaskState::Canceled;
+    row.attempt = attempt;
+    row.ended_at = Some(now);
+    row.message = Some(why.to_string());
+    Op::PutTask(row)
+}
+
+const DEPENDENCY_FAILED: &str = "canceled because a task it depends on did not finish";
+
+fn job_record(job: &Job) -> JobRecord {
+    JobRecord {
+        id: job.id,
+        name: job.name.clone(),
+        priority: job.priority,
+        cores_per_task: job.cores_per_task,
+        retries: job.retries,
+        spec: job.spec.clone(),
+        state: job.state,
+        submitted_at: job.submitted_at,
+        started_at: job.started_at,
+        ended_at: job.ended_at,
+        cursor: job.cursor,
+        counts: job.counts,
+    }
+}
+
+fn job_progress(job: &Job) -> JobProgress {
+    JobProgress {
+        id: job.id,
+        state: job.state,
+        started_at: job.started_at,
+        ended_at: job.ended_at,
+        cursor: job.cursor,
+        counts: job.counts,
+    }
+}
+
+fn job_view(job: &Job) -> JobView {
+    JobView {
+        id: job.id,
+        name: job.name.clone(),
+        state: job.state.name().to_string(),
+        priority: job.priority.name().to_string(),
+        cores_per_task: job.cores_per_task,
+        retries: job.retries,
+        tasks: job.counts,
+        total_tasks: job.total(),
+        spec: job.spec.clone(),
+        submitted_at: job.submitted_at,
+        started_at: job.started_at,
+        ended_at: job.ended_at,
+    }
+}

@@ -1,0 +1,891 @@
+//! Jobs and tasks: what a user submits, and how a job hands out its tasks.
+//!
+//! A job is either a *sweep* (one command line, `*` replaced by each index of a range) or a
+//! set of *tasks* with dependencies between them. Sweeps are lazy: indices that have not started
+//! exist only as the part of the range past [`Job::cursor`], so a million-index sweep is one
+//! record. Only started indices get a row in the store.
+
+use crate::sweep::{self, SweepRange};
+use crate::{Error, JobId, Millis, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The most tasks a job file may list (sweeps have their own limit).
+pub const MAX_FILE_TASKS: usize = 100_000;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub enum Priority {
+    Lowest,
+    BelowNormal,
+    #[default]
+    Normal,
+    AboveNormal,
+    Highest,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 5] = [
+        Priority::Lowest,
+        Priority::BelowNormal,
+        Priority::Normal,
+        Priority::AboveNormal,
+        Priority::Highest,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Lowest => "Lowest",
+            Priority::BelowNormal => "BelowNormal",
+            Priority::Normal => "Normal",
+            Priority::AboveNormal => "AboveNormal",
+            Priority::Highest => "Highest",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Priority> {
+        Priority::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(text.trim())).ok_or_else(|| {
+            Error::invalid(format!(
+                "priority \"{text}\" is not known (choose Lowest, BelowNormal, Normal, AboveNormal or Highest)"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    Canceled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Finished | JobState::Failed | JobState::Canceled
+        )
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "Queued",
+            JobState::Running => "Running",
+            JobState::Finished => "Finished",
+            JobState::Failed => "Failed",
+            JobState::Canceled => "Canceled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    Canceled,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished | TaskState::Failed | TaskState::Canceled
+        )
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Queued => "Queued",
+            TaskState::Running => "Running",
+            TaskState::Finished => "Finished",
+            TaskState::Failed => "Failed",
+            TaskState::Canceled => "Canceled",
+        }
+    }
+    pub fn parse(text: &str) -> Option<TaskState> {
+        [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Finished,
+            TaskState::Failed,
+            TaskState::Canceled,
+        ]
+        .into_iter()
+        .find(|s| s.name() == text)
+    }
+}
+
+/// How many tasks of a job are in each state. Serialised with the state names as keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskCounts {
+    #[serde(rename = "Queued")]
+    pub queued: u64,
+    #[serde(rename = "Running")]
+    pub running: u64,
+    #[serde(rename = "Finished")]
+    pub finished: u64,
+    #[serde(rename = "Failed")]
+    pub failed: u64,
+    #[serde(rename = "Canceled")]
+    pub canceled: u64,
+}
+
+impl TaskCounts {
+    pub fn total(&self) -> u64 {
+        self.queued + self.running + self.finished + self.failed + self.canceled
+    }
+    fn slot(&mut self, state: TaskState) -> &mut u64 {
+        match state {
+            TaskState::Queued => &mut self.queued,
+            TaskState::Running => &mut self.running,
+            TaskState::Finished => &mut self.finished,
+            TaskState::Failed => &mut self.failed,
+            TaskState::Canceled => &mut self.canceled,
+        }
+    }
+    /// Moves one task from `from` to `to`.
+    pub fn shift(&mut self, from: TaskState, to: TaskState) {
+        let from = self.slot(from);
+        debug_assert!(*from > 0, "no task to move");
+        *from = from.saturating_sub(1);
+        *self.slot(to) += 1;
+    }
+}
+
+/// One task of a job file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDef {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// What a job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSpec {
+    /// One command per index of the range, task index = sweep index.
+    Sweep {
+        command: Vec<String>,
+        range: SweepRange,
+    },
+    /// Explicit tasks numbered from 1 in the order given.
+    Tasks { tasks: Vec<TaskDef> },
+}
+
+/// A job as submitted by a client (`job submit`, or a JSON/TOML job file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmission {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub cores_per_task: Option<u32>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// The command of a single task or of a sweep.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// `START-END[:STEP]`: makes the job a sweep over `command`.
+    #[serde(default)]
+    pub sweep: Option<String>,
+    /// Explicit tasks, instead of `command`.
+    #[serde(default)]
+    pub tasks: Option<Vec<TaskDef>>,
+}
+
+/// A submission that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidJob {
+    pub name: String,
+    pub priority: Priority,
+    pub cores_per_task: u32,
+    pub retries: u32,
+    pub spec: JobSpec,
+}
+
+pub const DEFAULT_RETRIES: u32 = 3;
+
+impl JobSubmission {
+    pub fn validate(self) -> Result<ValidJob> {
+        let priority = match &self.priority {
+            Some(p) => Priority::parse(p)?,
+            None => Priority::Normal,
+        };
+        let cores_per_task = self.cores_per_task.unwrap_or(1);
+        if cores_per_task == 0 {
+            return Err(Error::invalid(
+                "cores per task 0 is not allowed (a task needs at least 1 core)",
+            ));
+        }
+        let non_empty = |command: &[String], what: &str| -> Result<()> {
+            if command.is_empty() || command[0].is_empty() {
+                return Err(Error::invalid(format!(
+                    "{what} has no command (give the program and its arguments, e.g. -- echo hello)"
+                )));
+            }
+            Ok(())
+        };
+        let spec = match (self.command, self.tasks) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "a job has either a command (with an optional sweep) or a list of tasks, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::invalid(
+                    "the job has no command and no tasks (give -- COMMAND ARGS, or a job file with [[tasks]])",
+                ));
+            }
+            (Some(command), None) => {
+                non_empty(&command, "the job")?;
+                match &self.sweep {
+                    Some(range) => JobSpec::Sweep {
+                        command,
+                        range: SweepRange::parse(range)?,
+                    },
+                    None => JobSpec::Tasks {
+                        tasks: vec![TaskDef {
+                            name: "task".into(),
+                            command,
+                            depends_on: vec![],
+                        }],
+                    },
+                }
+            }
+            (None, Some(tasks)) => {
+                if self.sweep.is_some() {
+                    return Err(Error::invalid(
+                        "a sweep applies to the job's command; a job with a list of tasks cannot have one",
+                    ));
+                }
+                validate_tasks(&tasks)?;
+                JobSpec::Tasks { tasks }
+            }
+        };
+        let name = self.name.unwrap_or_else(|| default_name(&spec));
+        if name.len() > 200 {
+            return Err(Error::invalid(
+                "job name is longer than 200 characters (shorten it)",
+            ));
+        }
+        Ok(ValidJob {
+            name,
+            priority,
+            cores_per_task,
+            retries: self.retries.unwrap_or(DEFAULT_RETRIES),
+            spec,
+        })
+    }
+}
+
+fn default_name(spec: &JobSpec) -> String {
+    match spec {
+        JobSpec::Sweep { command, .. } => {
+            command[0].rsplit('/').next().unwrap_or("job").to_string()
+        }
+        JobSpec::Tasks { tasks } if tasks.len() == 1 => tasks[0].command[0]
+            .rsplit('/')
+            .next()
+            .unwrap_or("job")
+            .to_string(),
+        JobSpec::Tasks { .. } => "job".to_string(),
+    }
+}
+
+fn validate_tasks(tasks: &[TaskDef]) -> Result<()> {
+    if tasks.is_empty() {
+        return Err(Error::invalid(
+            "the job file lists no tasks (add at least one [[tasks]] entry)",
+        ));
+    }
+    if tasks.len() > MAX_FILE_TASKS {
+        return Err(Error::invalid(format!(
+            "the job file lists {} tasks, more than the limit of {MAX_FILE_TASKS} (use a sweep for many similar tasks)",
+            tasks.len()
+        )));
+    }
+    let mut names = HashMap::new();
+    for (i, t) in tasks.iter().enumerate() {
+        if t.command.is_empty() || t.command[0].is_empty() {
+            return Err(Error::invalid(format!(
+                "task \"{}\" has no command (give command = [\"prog\", \"arg\"])",
+                t.name
+            )));
+        }
+        if names.insert(t.name.as_str(), i).is_some() {
+            return Err(Error::invalid(format!(
+                "task name \"{}\" is used twice (task names must be unique)",
+                t.name
+            )));
+        }
+    }
+    for t in tasks {
+        for d in &t.depends_on {
+            if !names.contains_key(d.as_str()) {
+                return Err(Error::invalid(format!(
+                    "task \"{}\" depends on \"{d}\", which is not a task of this job",
+                    t.name
+                )));
+            }
+        }
+    }
+    // Kahn's algorithm: what cannot be ordered is on a cycle.
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| t.depends_on.iter().map(|d| names[d.as_str()]).collect())
+        .collect();
+    let mut remaining: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); tasks.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..tasks.len()).filter(|&i| remaining[i] == 0).collect();
+    let mut ordered = 0;
+    while let Some(i) = ready.pop() {
+        ordered += 1;
+        for &j in &dependents[i] {
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    if ordered < tasks.len() {
+        let on_cycle = tasks
+            .iter()
+            .zip(&remaining)
+            .find(|(_, r)| **r > 0)
+            .map(|(t, _)| t.name.as_str())
+            .unwrap_or("?");
+        return Err(Error::invalid(format!(
+            "the task dependencies form a cycle through \"{on_cycle}\" (remove one of the depends_on entries)"
+        )));
+    }
+    Ok(())
+}
+
+/// A task that goes back to the queue: its last attempt and how often its node was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requeued {
+    pub attempt: u32,
+    pub losses: u32,
+}
+
+/// A task taken from a job to be dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub index: u64,
+    pub attempt: u32,
+    pub losses: u32,
+}
+
+/// Dependency bookkeeping of a job with explicit tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Graph {
+    /// Unfinished dependencies of each task (index `i` is task `i + 1`).
+    waiting_on: Vec<u32>,
+    dependents: Vec<Vec<u32>>,
+    state: Vec<TaskState>,
+    /// Tasks whose dependencies are done and that have never started.
+    ready: BTreeSet<u64>,
+}
+
+/// A job and the runtime bookkeeping of its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub name: String,
+    pub priority: Priority,
+    pub cores_per_task: u32,
+    pub retries: u32,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub submitted_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub counts: TaskCounts,
+    /// Sweeps: how many positions of the range have been taken.
+    pub cursor: u64,
+    /// Tasks that went back to the queue, taken before new ones.
+    pub requeued: BTreeMap<u64, Requeued>,
+    graph: Option<Graph>,
+}
+
+impl Job {
+    pub fn new(id: JobId, valid: ValidJob, now: Millis) -> Job {
+        let total = match &valid.spec {
+            JobSpec::Sweep { range, .. } => range.len(),
+            JobSpec::Tasks { tasks } => tasks.len() as u64,
+        };
+        let graph = Self::graph_of(&valid.spec);
+        Job {
+            id,
+            name: valid.name,
+            priority: valid.priority,
+            cores_per_task: valid.cores_per_task,
+            retries: valid.retries,
+            spec: valid.spec,
+            state: JobState::Queued,
+            submitted_at: now,
+            started_at: None,
+            ended_at: None,
+            counts: TaskCounts {
+                queued: total,
+                ..Default::default()
+            },
+            cursor: 0,
+            requeued: BTreeMap::new(),
+            graph,
+        }
+    }
+
+    fn graph_of(spec: &JobSpec) -> Option<Graph> {
+        let JobSpec::Tasks { tasks } = spec else {
+            return None;
+        };
+        let position: HashMap<&str, u32> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i as u32))
+            .collect();
+        let mut dependents = vec![Vec::new(); tasks.len()];
+        let mut waiting_on = vec![0; tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            for d in &t.depends_on {
+                if let Some(&p) = position.get(d.as_str()) {
+                    dependents[p as usize].push(i as u32);
+                    waiting_on[i] += 1;
+                }
+            }
+        }
+        let ready = (0..tasks.len())
+            .filter(|&i| waiting_on[i] == 0)
+            .map(|i| i as u64 + 1)
+            .collect();
+        Some(Graph {
+            waiting_on,
+            dependents,
+            state: vec![TaskState::Queued; tasks.len()],
+            ready,
+        })
+    }
+
+    /// The indices of the job's tasks, in order.
+    pub fn total(&self) -> u64 {
+        self.counts.total()
+    }
+
+    /// Whether `index` names a task of this job.
+    pub fn has_index(&self, index: u64) -> bool {
+        match &self.spec {
+            JobSpec::Sweep { range, .. } => range.position(index).is_some(),
+            JobSpec::Tasks { tasks } => index >= 1 && index <= tasks.len() as u64,
+        }
+    }
+
+    /// Tasks that could start now.
+    pub fn pending(&self) -> u64 {
+        if self.state.is_terminal() {
+            return 0;
+        }
+        let fresh = match (&self.spec, &self.graph) {
+            (JobSpec::Sweep { range, .. }, _) => range.len() - self.cursor,
+            (_, Some(g)) => g.ready.len() as u64,
+            (JobSpec::Tasks { .. }, None) => 0,
+        };
+        self.requeued.len() as u64 + fresh
+    }
+
+    /// Takes up to `n` tasks to dispatch: requeued ones first, then new ones in index order.
+    /// The caller records them as running with [`Job::mark_running`].
+    pub fn take(&mut self, n: u64) -> Vec<Taken> {
+        let mut out = Vec::with_capacity(n.min(1024) as usize);
+        while (out.len() as u64) < n {
+            let Some((index, r)) = self.requeued.pop_first() else {
+                break;
+            };
+            out.push(Taken {
+                index,
+                attempt: r.attempt + 1,
+                losses: r.losses,
+            });
+        }
+        while (out.len() as u64) < n {
+            let index = match (&self.spec, &mut self.graph) {
+                (JobSpec::Sweep { range, .. }, _) => match range.nth(self.cursor) {
+                    Some(i) => {
+                        self.cursor += 1;
+                        i
+                    }
+                    None => break,
+                },
+                (_, Some(g)) => match g.ready.pop_first() {
+                    Some(i) => i,
+                    None => break,
+                },
+                (JobSpec::Tasks { .. }, None) => break,
+            };
+            out.push(Taken {
+                index,
+                attempt: 1,
+                losses: 0,
+            });
+        }
+        out
+    }
+
+    /// Records that taken tasks are now running.
+    pub fn mark_running(&mut self, count: u64, now: Millis) {
+        for _ in 0..count {
+            self.counts.shift(TaskState::Queued, TaskState::Running);
+        }
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+        }
+        if self.state == JobState::Queued && count > 0 {
+            self.state = JobState::Running;
+        }
+    }
+
+    fn set_graph_state(&mut self, index: u64, state: TaskState) {
+        if let Some(g) = &mut self.graph {
+            g.state[(index - 1) as usize] = state;
+        }
+    }
+
+    /// Notes that a task of a graph job is running (the graph keeps per-task states).
+    pub fn note_started(&mut self, index: u64) {
+        self.set_graph_state(index, TaskState::Running);
+    }
+
+    /// A running task goes back to the queue as a new attempt.
+    pub fn requeue(&mut self, index: u64, attempt: u32, losses: u32) {
+        self.counts.shift(TaskState::Running, TaskState::Queued);
+        self.set_graph_state(index, TaskState::Queued);
+        self.requeued.insert(index, Requeued { attempt, losses });
+    }
+
+    /// A running task ended in `state`. Returns the tasks canceled because they depended on it
+    /// (for jobs with dependencies), which the caller persists.
+    pub fn task_ended(&mut self, index: u64, state: TaskState) -> Vec<u64> {
+        debug_assert!(state.is_terminal());
+        self.counts.shift(TaskState::Running, state);
+        let mut canceled = Vec::new();
+        if let Some(g) = &mut self.graph {
+            g.state[(index - 1) as usize] = state;
+            let mut stack = vec![index];
+            while let Some(i) = stack.pop() {
+                for &d in &g.dependents[(i - 1) as usize] {
+                    let d = d as usize;
+                    if state == TaskState::Finished {
+                        g.waiting_on[d] -= 1;
+                        if g.waiting_on[d] == 0 && g.state[d] == TaskState::Queued {
+                            g.ready.insert(d as u64 + 1);
+                        }
+                    } else if g.state[d] == TaskState::Queued {
+                        g.state[d] = TaskState::Canceled;
+                        g.ready.remove(&(d as u64 + 1));
+                        self.counts.shift(TaskState::Queued, TaskState::Canceled);
+                        canceled.push(d as u64 + 1);
+                        stack.push(d as u64 + 1);
+                    }
+                }
+                if state == TaskState::Finished {
+                    break;
+                }
+            }
+        }
+        canceled
+    }
+
+    /// Settles the job's state from its counts; returns true if it just ended.
+    pub fn settle(&mut self, now: Millis) -> bool {
+        if self.state.is_terminal() {
+            return false;
+        }
+        let c = self.counts;
+        if c.queued + c.running > 0 {
+            return false;
+        }
+        self.state = if c.failed > 0 || c.canceled > 0 {
+            JobState::Failed
+        } else {
+            JobState::Finished
+        };
+        self.ended_at = Some(now);
+        true
+    }
+
+    /// Queued tasks that have a stored row, with their last attempt: requeued ones, and every
+    /// queued task of a job with explicit tasks.
+    pub fn queued_with_rows(&self) -> Vec<(u64, u32)> {
+        let mut out: Vec<(u64, u32)> = self.requeued.iter().map(|(i, r)| (*i, r.attempt)).collect();
+        if let Some(g) = &self.graph {
+            out.extend(
+                (0..g.state.len())
+                    .filter(|&i| {
+                        g.state[i] == TaskState::Queued
+                            && !self.requeued.contains_key(&(i as u64 + 1))
+                    })
+                    .map(|i| (i as u64 + 1, 0)),
+            );
+        }
+        out
+    }
+
+    /// Cancels every task that has not ended. The caller cancels the running ones on their
+    /// nodes; queued sweep indices are counted, not listed.
+    pub fn cancel(&mut self, now: Millis) {
+        let c = &mut self.counts;
+        c.canceled += c.queued + c.running;
+        c.queued = 0;
+        c.running = 0;
+        self.requeued.clear();
+        if let Some(g) = &mut self.graph {
+            g.ready.clear();
+            for s in &mut g.state {
+                if !s.is_terminal() {
+                    *s = TaskState::Canceled;
+                }
+            }
+        }
+        self.state = JobState::Canceled;
+        self.ended_at = Some(now);
+    }
+
+    /// The command line of task `index`, with the sweep index substituted.
+    pub fn command_of(&self, index: u64) -> Vec<String> {
+        match &self.spec {
+            JobSpec::Sweep { command, .. } => sweep::substitute_all(command, index),
+            JobSpec::Tasks { tasks } => tasks[(index - 1) as usize].command.clone(),
+        }
+    }
+
+    /// Rebuilds a job from its stored record and the stored rows of its tasks.
+    pub fn restore(record: crate::persist::JobRecord, rows: &[crate::persist::TaskRow]) -> Job {
+        let mut job = Job {
+            id: record.id,
+            name: record.name,
+            priority: record.priority,
+            cores_per_task: record.cores_per_task,
+            retries: record.retries,
+            graph: Self::graph_of(&record.spec),
+            spec: record.spec,
+            state: record.state,
+            submitted_at: record.submitted_at,
+            started_at: record.started_at,
+            ended_at: record.ended_at,
+            counts: record.counts,
+            cursor: record.cursor,
+            requeued: BTreeMap::new(),
+        };
+        if let Some(g) = &mut job.graph {
+            for row in rows {
+                let i = (row.index - 1) as usize;
+                if i >= g.state.len() {
+                    continue;
+                }
+                g.state[i] = row.state;
+            }
+            for row in rows.iter().filter(|r| r.state == TaskState::Finished) {
+                for &d in &g.dependents[(row.index - 1) as usize] {
+                    g.waiting_on[d as usize] -= 1;
+                }
+            }
+            g.ready = (0..g.state.len())
+                .filter(|&i| g.state[i] == TaskState::Queued && g.waiting_on[i] == 0)
+                .map(|i| i as u64 + 1)
+                .collect();
+        }
+        for row in rows
+            .iter()
+            .filter(|r| r.state == TaskState::Queued && r.attempt > 0)
+        {
+            if let Some(g) = &mut job.graph {
+                g.ready.remove(&row.index);
+            }
+            job.requeued.insert(
+                row.index,
+                Requeued {
+                    attempt: row.attempt,
+                    losses: row.losses,
+                },
+            );
+        }
+        job
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(range: &str) -> ValidJob {
+        JobSubmission {
+            command: Some(vec!["echo".into(), "*".into()]),
+            sweep: Some(range.into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn graph(tasks: &[(&str, &[&str])]) -> Result<ValidJob> {
+        JobSubmission {
+            tasks: Some(
+                tasks
+                    .iter()
+                    .map(|(n, d)| TaskDef {
+                        name: n.to_string(),
+                        command: vec!["true".into()],
+                        depends_on: d.iter().map(|s| s.to_string()).collect(),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+        .validate()
+    }
+
+    #[test]
+    fn a_sweep_hands_out_indices_in_order_and_requeued_ones_first() {
+        let mut job = Job::new(1, sweep("10-14"), 0);
+        assert_eq!(job.pending(), 5);
+        let first: Vec<u64> = job.take(2).iter().map(|t| t.index).collect();
+        assert_eq!(first, [10, 11]);
+        job.mark_running(2, 5);
+        job.requeue(11, 1, 1);
+        let next = job.take(2);
+        assert_eq!(
+            next[0],
+            Taken {
+                index: 11,
+                attempt: 2,
+                losses: 1
+            }
+        );
+        assert_eq!(next[1].index, 12);
+        assert_eq!(job.state, JobState::Running);
+    }
+
+    #[test]
+    fn a_million_index_sweep_is_one_record() {
+        let job = Job::new(1, sweep("1-1000000"), 0);
+        assert_eq!(job.pending(), 1_000_000);
+        assert_eq!(job.counts.queued, 1_000_000);
+        assert!(job.requeued.is_empty());
+    }
+
+    #[test]
+    fn a_job_ends_finished_only_if_every_task_finished() {
+        let mut job = Job::new(1, sweep("1-2"), 0);
+        job.take(2);
+        job.mark_running(2, 1);
+        job.task_ended(1, TaskState::Finished);
+        assert!(!job.settle(2));
+        job.task_ended(2, TaskState::Failed);
+        assert!(job.settle(3));
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(
+            job.counts,
+            TaskCounts {
+                finished: 1,
+                failed: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn dependencies_release_tasks_and_failures_cancel_dependents() {
+        let mut job = Job::new(
+            1,
+            graph(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]).unwrap(),
+            0,
+        );
+        assert_eq!(job.pending(), 2);
+        let t: Vec<u64> = job.take(10).iter().map(|t| t.index).collect();
+        assert_eq!(t, [1, 4]);
+        job.mark_running(2, 0);
+        job.task_ended(1, TaskState::Finished);
+        assert_eq!(
+            job.take(10).iter().map(|t| t.index).collect::<Vec<_>>(),
+            [2]
+        );
+        job.mark_running(1, 0);
+        let canceled = job.task_ended(2, TaskState::Failed);
+        assert_eq!(canceled, [3]);
+        job.task_ended(4, TaskState::Finished);
+        assert!(job.settle(1));
+        assert_eq!(
+            job.counts,
+            TaskCounts {
+                finished: 2,
+                failed: 1,
+                canceled: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_job_files_are_refused_with_the_task_named() {
+        let cycle = graph(&[("a", &["b"]), ("b", &["a"])]).unwrap_err();
+        assert!(cycle.message.contains("cycle"), "{cycle}");
+        let missing = graph(&[("a", &["zzz"])]).unwrap_err();
+        assert!(missing.message.contains("\"zzz\""), "{missing}");
+        let twice = graph(&[("a", &[]), ("a", &[])]).unwrap_err();
+        assert!(twice.message.contains("twice"), "{twice}");
+    }
+
+    #[test]
+    fn bad_priority_and_zero_cores_are_refused() {
+        let err = JobSubmission {
+            priority: Some("Urgent".into()),
+            command: Some(vec!["x".into()]),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.message.contains("\"Urgent\"") && err.message.contains("AboveNormal"),
+            "{err}"
+        );
+        let err = JobSubmission {
+            cores_per_task: Some(0),
+            command: Some(vec!["x".into()]),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.message.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn canceling_counts_every_unfinished_index() {
+        let mut job = Job::new(1, sweep("1-100"), 0);
+        job.take(3);
+        job.mark_running(3, 0);
+        job.task_ended(1, TaskState::Finished);
+        job.cancel(5);
+        assert_eq!(
+            job.counts,
+            TaskCounts {
+                finished: 1,
+                canceled: 99,
+                ..Default::default()
+            }
+        );
+        assert_eq!(job.pending(), 0);
+    }
+}

@@ -1,0 +1,187 @@
+//! Parametric sweeps: the index range and the `*` substitution.
+//!
+//! A sweep `START-END[:STEP]` yields `START, START+STEP, …` up to and including `END`. Every run
+//! of `k` asterisks in a command argument is replaced by the index padded with zeros to `k`
+//! digits (`*` → `7`, `***` → `007`), as in HPC Pack.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// The most indices one sweep may hold. HPC Pack allows 1,000,000; indices that have not started
+/// cost nothing here, so we allow ten times that.
+pub const MAX_SWEEP_TASKS: u64 = 10_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepRange {
+    pub start: u64,
+    pub end: u64,
+    pub step: u64,
+}
+
+impl SweepRange {
+    /// Parses `START-END[:STEP]`, e.g. `1-200`, `0-99:3`.
+    pub fn parse(text: &str) -> Result<SweepRange> {
+        let bad = |rule: &str| {
+            Error::invalid(format!(
+                "sweep \"{text}\" {rule} (expected START-END[:STEP] with whole numbers, e.g. 1-200 or 0-100:5)"
+            ))
+        };
+        let (range, step) = match text.split_once(':') {
+            Some((range, step)) => (range, Some(step)),
+            None => (text, None),
+        };
+        let (start, end) = range.split_once('-').ok_or_else(|| bad("has no END"))?;
+        let number = |s: &str, what: &str| -> Result<u64> {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("has a {what} that is not a whole number ≥ 0")))
+        };
+        let start = number(start, "START")?;
+        let end = number(end, "END")?;
+        let step = match step {
+            Some(s) => number(s, "STEP")?,
+            None => 1,
+        };
+        if step == 0 {
+            return Err(bad("has STEP 0, which never advances"));
+        }
+        if end < start {
+            return Err(bad("ends before it starts"));
+        }
+        let range = SweepRange { start, end, step };
+        if range.len() > MAX_SWEEP_TASKS {
+            return Err(bad(&format!(
+                "has {} indices, more than the limit of {MAX_SWEEP_TASKS}",
+                range.len()
+            )));
+        }
+        Ok(range)
+    }
+
+    /// Number of indices in the range.
+    pub fn len(&self) -> u64 {
+        (self.end - self.start) / self.step + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The `n`-th index (0-based), if the range has one.
+    pub fn nth(&self, n: u64) -> Option<u64> {
+        (n < self.len()).then(|| self.start + n * self.step)
+    }
+
+    /// Position of `index` in the range, if it belongs to it.
+    pub fn position(&self, index: u64) -> Option<u64> {
+        if index < self.start || index > self.end || (index - self.start) % self.step != 0 {
+            return None;
+        }
+        Some((index - self.start) / self.step)
+    }
+}
+
+impl std::fmt::Display for SweepRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.step == 1 {
+            write!(f, "{}-{}", self.start, self.end)
+        } else {
+            write!(f, "{}-{}:{}", self.start, self.end, self.step)
+        }
+    }
+}
+
+/// Replaces every run of asterisks in `text` by `index`, zero-padded to the run's length.
+pub fn substitute(text: &str, index: u64) -> String {
+    if !text.contains('*') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut run = 0usize;
+    for c in text.chars() {
+        if c == '*' {
+            run += 1;
+            continue;
+        }
+        if run > 0 {
+            out.push_str(&format!("{index:0run$}"));
+            run = 0;
+        }
+        out.push(c);
+    }
+    if run > 0 {
+        out.push_str(&format!("{index:0run$}"));
+    }
+    out
+}
+
+/// Substitutes `index` into every argument of a command line.
+pub fn substitute_all(args: &[String], index: u64) -> Vec<String> {
+    args.iter().map(|a| substitute(a, index)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_stepped_ranges() {
+        assert_eq!(
+            SweepRange::parse("1-200").unwrap(),
+            SweepRange {
+                start: 1,
+                end: 200,
+                step: 1
+            }
+        );
+        let r = SweepRange::parse("0-10:3").unwrap();
+        assert_eq!(
+            (r.len(), r.nth(0), r.nth(3), r.nth(4)),
+            (4, Some(0), Some(9), None)
+        );
+        assert_eq!(SweepRange::parse("5-5").unwrap().len(), 1);
+        assert_eq!(SweepRange::parse("1-1000000").unwrap().len(), 1_000_000);
+    }
+
+    #[test]
+    fn bad_ranges_name_the_value_and_the_rule() {
+        for (text, rule) in [
+            ("10-1", "ends before it starts"),
+            ("1-10:0", "STEP 0"),
+            ("abc", "no END"),
+            ("1-x", "END"),
+            ("-1-5", "START"),
+            ("0-99999999999", "limit"),
+        ] {
+            let err = SweepRange::parse(text).unwrap_err();
+            assert!(err.message.contains(&format!("\"{text}\"")), "{err}");
+            assert!(err.message.contains(rule), "{text}: {err}");
+            assert!(err.message.contains("START-END[:STEP]"), "{err}");
+        }
+    }
+
+    #[test]
+    fn position_inverts_nth() {
+        let r = SweepRange::parse("3-30:3").unwrap();
+        for n in 0..r.len() {
+            assert_eq!(r.position(r.nth(n).unwrap()), Some(n));
+        }
+        assert_eq!(r.position(4), None);
+        assert_eq!(r.position(33), None);
+        assert_eq!(r.position(0), None);
+    }
+
+    #[test]
+    fn asterisks_are_replaced_and_padded_by_run_length() {
+        assert_eq!(substitute("in*.txt", 7), "in7.txt");
+        assert_eq!(substitute("in***.txt", 7), "in007.txt");
+        assert_eq!(substitute("**", 1234), "1234");
+        assert_eq!(substitute("*-*", 5), "5-5");
+        assert_eq!(substitute("no stars", 5), "no stars");
+        assert_eq!(substitute("a*b**c***", 9), "a9b09c009");
+        assert_eq!(
+            substitute_all(&["echo".into(), "n=*".into()], 42),
+            vec!["echo".to_string(), "n=42".to_string()]
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! What the API returns and accepts, with stable field names that scripts rely on.
+
+use crate::job::{JobSpec, TaskCounts};
+use crate::{JobId, Millis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateView {
+    pub name: String,
+    pub provider: String,
+    pub description: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Number of nodes added from this template.
+    pub nodes: u64,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    /// `null` for on-premises nodes.
+    pub template: Option<String>,
+    pub size: Option<String>,
+    pub cores: u32,
+    pub state: String,
+    pub health: String,
+    /// Whether the node's agent is connected right now.
+    pub connected: bool,
+    pub running_tasks: u64,
+    pub cores_in_use: u32,
+    /// When the node entered its state.
+    pub since: Option<Millis>,
+    /// Why a node is `Unknown`.
+    pub cause: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddNodes {
+    pub template: String,
+    pub count: u32,
+    pub size: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    Start,
+    Stop,
+    Online,
+    Offline,
+    Delete,
+}
+
+/// A node operation on a set (`template`) or on named nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeActionRequest {
+    pub action: NodeAction,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// For `offline`: requeue running tasks instead of draining.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeActionResult {
+    pub node: String,
+    pub ok: bool,
+    /// The node's state after the action, or why the action was refused for it.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeLogEntry {
+    pub at: Millis,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub name: String,
+    pub state: String,
+    pub priority: String,
+    pub cores_per_task: u32,
+    pub retries: u32,
+    /// Number of tasks per state.
+    pub tasks: TaskCounts,
+    pub total_tasks: u64,
+    pub spec: JobSpec,
+    pub submitted_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitReply {
+    pub id: JobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// `JOB.INDEX`
+    pub id: String,
+    pub job: JobId,
+    pub index: u64,
+    pub state: String,
+    pub attempt: u32,
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutput {
+    pub id: String,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The body of every error answer of the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub kind: crate::ErrorKind,
+    pub message: String,
+}

@@ -1,0 +1,157 @@
+//! Messages between the head node and its agents, version 1.
+//!
+//! Agents open a WebSocket to `/agent/v1` and exchange JSON text frames, one message per frame.
+//! The first message of a connection is [`AgentMsg::Hello`], carrying [`PROTOCOL_VERSION`]; the
+//! head node answers [`ServerMsg::Welcome`] or [`ServerMsg::Refused`]. Every dispatch names its
+//! attempt, and an agent keeps each result in an on-disk outbox until the head node
+//! acknowledges it, so a result is never lost and never counted twice.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of this protocol. A head node refuses agents that speak another major version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The most bytes one message may have; larger frames close the connection.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The path agents connect to.
+pub const AGENT_PATH: &str = "/agent/v1";
+
+/// One attempt of one task: `job.index`, attempt number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskRef {
+    pub job: u64,
+    pub index: u64,
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}#{}", self.job, self.index, self.attempt)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub task: TaskRef,
+    /// Program and arguments, run directly (not through a shell).
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cores: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task: TaskRef,
+    /// `None` if the process could not start or was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// Why the task failed without an exit code, e.g. `cannot start "foo": not found`.
+    pub message: Option<String>,
+    pub started_at: u64,
+    pub ended_at: u64,
+    /// The last bytes of standard output and error (at most [`OUTPUT_TAIL_BYTES`] each).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How much of a task's standard output and error the head node keeps.
+pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMsg {
+    Hello {
+        protocol: u32,
+        agent_version: String,
+        name: String,
+        cores: u32,
+        /// Attempts running or queued on the agent.
+        running: Vec<TaskRef>,
+        /// Attempts whose results wait in the outbox; they follow right after.
+        completed: Vec<TaskRef>,
+    },
+    Results {
+        results: Vec<TaskResult>,
+    },
+    Heartbeat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Welcome {
+        node: String,
+        heartbeat_secs: u32,
+    },
+    Refused {
+        reason: String,
+    },
+    Assign {
+        tasks: Vec<Assignment>,
+    },
+    /// Kill these attempts (with their process groups) or drop them from the queue.
+    Cancel {
+        tasks: Vec<TaskRef>,
+    },
+    /// These results are durable on the head node: delete them from the outbox.
+    Ack {
+        tasks: Vec<TaskRef>,
+    },
+    /// The node is being stopped: kill every task and exit.
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {0} bytes is larger than the limit of {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(msg).expect("protocol messages always serialise")
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, DecodeError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge(text.len()));
+    }
+    Ok(serde_json::from_str(text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_a_type_tag() {
+        let msg = AgentMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            name: "n1".into(),
+            cores: 2,
+            running: vec![TaskRef {
+                job: 1,
+                index: 7,
+                attempt: 2,
+            }],
+            completed: vec![],
+        };
+        let text = encode(&msg);
+        assert!(text.starts_with(r#"{"type":"hello""#), "{text}");
+        assert_eq!(decode::<AgentMsg>(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        assert!(matches!(
+            decode::<ServerMsg>("{\"type\":\"nope\"}"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<ServerMsg>("not json"),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}

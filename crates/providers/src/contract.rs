@@ -1,0 +1,78 @@
+//! The contract every [`crate::Provider`] passes. A provider's tests invoke
+//! [`provider_contract_tests!`] with a function that builds the provider in a directory.
+
+use thunderhead_core::size::NodeSize;
+use thunderhead_core::template::Template;
+
+pub fn template(provider: &str) -> Template {
+    Template {
+        name: "t".into(),
+        provider: provider.into(),
+        description: String::new(),
+        settings: Default::default(),
+        created_at: 0,
+    }
+}
+
+pub fn request(provider: &str, node: &str) -> crate::DeployRequest {
+    crate::DeployRequest {
+        node: node.into(),
+        template: template(provider),
+        size: NodeSize::Small,
+        server_url: "http://127.0.0.1:9".into(),
+    }
+}
+
+#[macro_export]
+macro_rules! provider_contract_tests {
+    ($build:expr) => {
+        mod contract {
+            use super::*;
+            use $crate::contract::*;
+            use $crate::{ExternalStatus, Provider};
+
+            fn build(dir: &std::path::Path) -> impl Provider {
+                let f = $build;
+                f(dir)
+            }
+
+            fn runtime() -> tokio::runtime::Runtime {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+            }
+
+            #[test]
+            fn deploy_then_status_then_remove_twice() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = build(dir.path());
+                runtime().block_on(async {
+                    let handle = p.deploy(&request(p.name(), "Node-0001")).await.unwrap();
+                    let status = p.status(std::slice::from_ref(&handle)).await;
+                    assert_eq!(status, vec![Ok(ExternalStatus::Running)]);
+                    p.remove(&handle).await.unwrap();
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
+                    p.remove(&handle).await.expect("removing twice succeeds");
+                });
+            }
+
+            #[test]
+            fn validate_passes_for_a_usable_template() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = build(dir.path());
+                let checks = runtime().block_on(p.validate(&template(p.name())));
+                assert!(!checks.is_empty());
+                assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+            }
+
+            #[test]
+            fn a_handle_from_elsewhere_is_an_error_not_a_panic() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = build(dir.path());
+                let bogus = serde_json::json!({"something": "else"});
+                runtime().block_on(async {
+                    assert!(p.remove(&bogus).await.is_err());
+                    assert!(p.status(std::slice::from_ref(&bogus)).await[0].is_err());
+                });
+            }
+        }
+    };
+}

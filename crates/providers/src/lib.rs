@@ -1,0 +1,111 @@
+//! Providers deploy and remove burst nodes. One trait, [`Provider`], with few verbs: validate
+//! (a dry run), deploy, batched status, idempotent remove. A deploy returns a handle that the
+//! head node persists, so a restarted head node can check on and remove what it deployed.
+
+pub mod local_provider;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use thunderhead_core::size::NodeSize;
+use thunderhead_core::template::Template;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The version of the handles this build writes; a handle names its version so later builds
+/// can still read it.
+pub const HANDLE_VERSION: u64 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// Whether trying again later may succeed (capacity, network) or not (bad settings).
+    pub transient: bool,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        ProviderError {
+            transient: false,
+            message: message.into(),
+        }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        ProviderError {
+            transient: true,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// Everything a provider needs to deploy one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployRequest {
+    pub node: String,
+    pub template: Template,
+    pub size: NodeSize,
+    /// The URL the node's agent connects to.
+    pub server_url: String,
+}
+
+/// One check of `template validate`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What the provider sees of a deployment. This is an input to the node lifecycle, not a
+/// node state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalStatus {
+    Running,
+    Gone,
+}
+
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Checks credentials and reach without deploying anything.
+    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>>;
+    /// Deploys one node and returns its handle.
+    fn deploy<'a>(&'a self, request: &'a DeployRequest)
+    -> BoxFuture<'a, Result<serde_json::Value>>;
+    /// The provider's view of each handle, in order.
+    fn status<'a>(
+        &'a self,
+        handles: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>>;
+    /// Removes a deployment; removing what is already gone succeeds.
+    fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The providers of this build, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    providers: Vec<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// The providers available to a head node whose state lives in `state_dir`, deploying
+    /// agents that run `agent_program`.
+    pub fn standard(state_dir: PathBuf, agent_program: PathBuf) -> Providers {
+        Providers {
+            providers: vec![Arc::new(local_provider::LocalProvider::new(
+                agent_program,
+                state_dir.join("nodes"),
+            ))],
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Provider>> {
+        self.providers.iter().find(|p| p.name() == name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod contract;

@@ -1,0 +1,278 @@
+//! The `local` provider: each burst node is a `thunderhead agent` process on this machine with a
+//! directory of its own, like a VM with its disk.
+//!
+//! The agent runs in its own process group, so it outlives the head node (a restarted head node
+//! finds it again through the handle: process id, its start time, and its directory). Removing
+//! the node ends the agent (SIGTERM, then SIGKILL) and deletes its directory.
+
+use crate::{
+    BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError,
+    Result,
+};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use thunderhead_core::template::Template;
+
+pub struct LocalProvider {
+    agent_program: PathBuf,
+    default_root: PathBuf,
+}
+
+/// What the head node keeps to find a local node again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalHandle {
+    pub v: u64,
+    pub pid: i32,
+    /// Start time of the process in clock ticks since boot: tells our agent from a process
+    /// that reuses its id.
+    pub start_ticks: u64,
+    pub dir: PathBuf,
+}
+
+impl LocalProvider {
+    pub fn new(agent_program: PathBuf, default_root: PathBuf) -> LocalProvider {
+        LocalProvider {
+            agent_program,
+            default_root,
+        }
+    }
+
+    fn root(&self, template: &Template) -> PathBuf {
+        match template.settings.get("work_root").and_then(|v| v.as_str()) {
+            Some(root) => PathBuf::from(root),
+            None => self.default_root.clone(),
+        }
+    }
+
+    fn spawn(&self, request: &DeployRequest) -> Result<LocalHandle> {
+        let dir = self.root(&request.template).join(&request.node);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                ProviderError::fatal(format!(
+                    "cannot clear the old node directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            ProviderError::fatal(format!(
+                "cannot create the node directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let log = std::fs::File::create(dir.join("agent.log")).map_err(|e| {
+            ProviderError::fatal(format!(
+                "cannot create {}: {e}",
+                dir.join("agent.log").display()
+            ))
+        })?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| ProviderError::fatal(e.to_string()))?;
+        let mut command = std::process::Command::new(&self.agent_program);
+        command
+            .arg("agent")
+            .arg("--server")
+            .arg(&request.server_url)
+            .arg("--name")
+            .arg(&request.node)
+            .arg("--cores")
+            .arg(request.size.cores().to_string())
+            .arg("--work-dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .current_dir(&dir)
+            .process_group(0);
+        let mut child = command.spawn().map_err(|e| {
+            ProviderError::fatal(format!(
+                "cannot start the agent {}: {e}",
+                self.agent_program.display()
+            ))
+        })?;
+        let pid = child.id() as i32;
+        // Reap the agent when it ends so it does not linger as a zombie of the head node.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        let start_ticks = start_ticks(pid).ok_or_else(|| {
+            ProviderError::fatal(format!(
+                "the agent (pid {pid}) exited right after it started; see {}",
+                dir.join("agent.log").display()
+            ))
+        })?;
+        std::fs::write(dir.join("agent.pid"), pid.to_string()).map_err(|e| {
+            ProviderError::fatal(format!(
+                "cannot write {}: {e}",
+                dir.join("agent.pid").display()
+            ))
+        })?;
+        Ok(LocalHandle {
+            v: HANDLE_VERSION,
+            pid,
+            start_ticks,
+            dir,
+        })
+    }
+}
+
+/// The start time of a live, non-zombie process, from `/proc/PID/stat`.
+fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // Fields after the command: state is the 1st (field 3 of the file), starttime the 20th (field 22).
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+fn alive(handle: &LocalHandle) -> bool {
+    start_ticks(handle.pid) == Some(handle.start_ticks)
+}
+
+fn parse(handle: &serde_json::Value) -> Result<LocalHandle> {
+    serde_json::from_value(handle.clone()).map_err(|e| {
+        ProviderError::fatal(format!(
+            "the node's handle is not a local handle ({e}): {handle}"
+        ))
+    })
+}
+
+async fn end_process(handle: &LocalHandle) {
+    if !alive(handle) {
+        return;
+    }
+    let group = Pid::from_raw(handle.pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !alive(handle) {
+            return;
+        }
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+fn writable(dir: &Path) -> std::result::Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(".thunderhead-probe");
+    std::fs::write(&probe, b"ok").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
+        Box::pin(async move {
+            let program = &self.agent_program;
+            let agent = match std::fs::metadata(program) {
+                Ok(m) if m.is_file() => Check {
+                    name: "agent program".into(),
+                    ok: true,
+                    detail: program.display().to_string(),
+                },
+                Ok(_) => Check {
+                    name: "agent program".into(),
+                    ok: false,
+                    detail: format!("{} is not a file", program.display()),
+                },
+                Err(e) => Check {
+                    name: "agent program".into(),
+                    ok: false,
+                    detail: format!("{}: {e}", program.display()),
+                },
+            };
+            let root = self.root(template);
+            let disk = match writable(&root) {
+                Ok(()) => Check {
+                    name: "node directories".into(),
+                    ok: true,
+                    detail: root.display().to_string(),
+                },
+                Err(e) => Check {
+                    name: "node directories".into(),
+                    ok: false,
+                    detail: e,
+                },
+            };
+            vec![agent, disk]
+        })
+    }
+
+    fn deploy<'a>(
+        &'a self,
+        request: &'a DeployRequest,
+    ) -> BoxFuture<'a, Result<serde_json::Value>> {
+        Box::pin(async move {
+            let handle = self.spawn(request)?;
+            Ok(serde_json::to_value(handle).expect("handles serialise"))
+        })
+    }
+
+    fn status<'a>(
+        &'a self,
+        handles: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
+        Box::pin(async move {
+            handles
+                .iter()
+                .map(|h| {
+                    parse(h).map(|h| {
+                        if alive(&h) {
+                            ExternalStatus::Running
+                        } else {
+                            ExternalStatus::Gone
+                        }
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let handle = parse(handle)?;
+            end_process(&handle).await;
+            match std::fs::remove_dir_all(&handle.dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(ProviderError::transient(format!(
+                    "cannot remove {}: {e}",
+                    handle.dir.display()
+                ))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_has_a_start_time_and_a_dead_pid_has_none() {
+        assert!(start_ticks(std::process::id() as i32).is_some());
+        assert_eq!(start_ticks(i32::MAX), None);
+    }
+
+    crate::provider_contract_tests!(|dir: &std::path::Path| {
+        // A stand-in agent: a long sleep, started the way the real agent is.
+        let script = dir.join("fake-agent");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        LocalProvider::new(script, dir.join("nodes"))
+    });
+}

@@ -1,0 +1,360 @@
+//! The actor: the one task that owns the [`Cluster`]. It turns events into handler calls, ends
+//! each batch with a scheduling round, and hands the batch to the commit thread together with
+//! what must happen after the commit.
+
+use crate::commit::{self, Batch, FollowUp};
+use crate::now_millis;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use thunderhead_core::cluster::{
+    Cluster, Command, Effects, Hello, SessionId, TaskAttempt, TaskResult,
+};
+use thunderhead_core::job::JobSubmission;
+use thunderhead_core::template::NewTemplate;
+use thunderhead_core::view::{AddNodes, NodeActionRequest};
+use thunderhead_core::{Error, JobId, TaskKey};
+use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
+use thunderhead_providers::{DeployRequest, Providers};
+use thunderhead_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most events handled in one batch.
+const MAX_BATCH: usize = 4096;
+
+/// What the API asks of the cluster.
+#[derive(Debug)]
+pub enum Request {
+    CreateTemplate(NewTemplate),
+    DeleteTemplate(String),
+    ListTemplates,
+    ShowTemplate(String),
+    /// The template with its settings, for a provider check.
+    TemplateForCheck(String),
+    AddNodes(AddNodes),
+    NodeAction(NodeActionRequest),
+    ListNodes(Option<String>),
+    ShowNode(String),
+    Submit(JobSubmission),
+    CancelJob(JobId),
+    ListJobs,
+    ShowJob(JobId),
+    CheckTask(JobId, u64),
+}
+
+/// Messages to one agent connection.
+#[derive(Debug)]
+pub enum Outbound {
+    Msg(ServerMsg),
+    Close(String),
+}
+
+pub type AgentTx = mpsc::UnboundedSender<Outbound>;
+pub type Reply = oneshot::Sender<Result<Value, Error>>;
+
+pub enum Event {
+    Api(Request, Reply),
+    AgentHello {
+        session: SessionId,
+        hello: Hello,
+        tx: AgentTx,
+    },
+    AgentResults {
+        session: SessionId,
+        results: Vec<TaskResult>,
+    },
+    AgentGone {
+        session: SessionId,
+    },
+    Deployed {
+        node: String,
+        result: Result<Value, String>,
+    },
+    Removed {
+        node: String,
+        result: Result<(), String>,
+    },
+    Tick,
+}
+
+/// A cloneable handle that sends events to the actor.
+#[derive(Clone)]
+pub struct Handle {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Handle {
+    pub fn send(&self, event: Event) {
+        // The actor lives as long as the process; a failed send means the process is ending.
+        let _ = self.events.send(event);
+    }
+
+    /// Sends a request and waits for its answer, which arrives once the request is durable.
+    pub async fn ask(&self, request: Request) -> Result<Value, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Event::Api(request, tx));
+        rx.await
+            .unwrap_or_else(|_| Err(Error::conflict("the head node is shutting down")))
+    }
+}
+
+struct Actor {
+    cluster: Cluster,
+    commits: std::sync::mpsc::Sender<Batch>,
+    agents: HashMap<SessionId, AgentTx>,
+    providers: Providers,
+    url: String,
+    events: mpsc::UnboundedSender<Event>,
+    runtime: tokio::runtime::Handle,
+}
+
+pub fn spawn(
+    cluster: Cluster,
+    startup: Effects,
+    store: Arc<dyn Store>,
+    providers: Providers,
+    url: String,
+) -> Handle {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut actor = Actor {
+        cluster,
+        commits: commit::spawn(store),
+        agents: HashMap::new(),
+        providers,
+        url,
+        events: tx.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let ticks = tx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if ticks.send(Event::Tick).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut fx = startup;
+        let mut follow_ups: Vec<FollowUp> = Vec::new();
+        loop {
+            actor.cluster.end_batch(&mut fx, now_millis());
+            actor.submit(std::mem::take(&mut fx), std::mem::take(&mut follow_ups));
+            let Some(first) = rx.recv().await else { return };
+            let now = now_millis();
+            actor.handle(first, &mut fx, &mut follow_ups, now);
+            for _ in 1..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(event) => actor.handle(event, &mut fx, &mut follow_ups, now),
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+    Handle { events: tx }
+}
+
+fn to_value<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).expect("views serialise")
+}
+
+fn task_ref(t: TaskAttempt) -> TaskRef {
+    TaskRef {
+        job: t.key.job,
+        index: t.key.index,
+        attempt: t.attempt,
+    }
+}
+
+pub fn task_attempt(t: TaskRef) -> TaskAttempt {
+    TaskAttempt {
+        key: TaskKey {
+            job: t.job,
+            index: t.index,
+        },
+        attempt: t.attempt,
+    }
+}
+
+impl Actor {
+    fn handle(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
+        match event {
+            Event::Api(request, reply) => {
+                let answer = self.request(request, fx, now);
+                follow_ups.push(Box::new(move || {
+                    let _ = reply.send(answer);
+                }));
+            }
+            Event::AgentHello { session, hello, tx } => {
+                let name = hello.name.clone();
+                match self.cluster.agent_hello(fx, session, hello, now) {
+                    Ok(node) => {
+                        self.agents.insert(session, tx.clone());
+                        tracing::info!(%node, session, "agent registered");
+                        follow_ups.push(Box::new(move || {
+                            let _ = tx.send(Outbound::Msg(ServerMsg::Welcome {
+                                node,
+                                heartbeat_secs: 10,
+                            }));
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %name, reason = %e, "agent refused");
+                        let _ = tx.send(Outbound::Msg(ServerMsg::Refused {
+                            reason: e.message.clone(),
+                        }));
+                        let _ = tx.send(Outbound::Close(e.message));
+                    }
+                }
+            }
+            Event::AgentResults { session, results } => {
+                self.cluster.agent_results(fx, session, results, now)
+            }
+            Event::AgentGone { session } => {
+                self.agents.remove(&session);
+                self.cluster.agent_gone(fx, session, now);
+            }
+            Event::Deployed { node, result } => self.cluster.deployed(fx, &node, result, now),
+            Event::Removed { node, result } => self.cluster.removed(fx, &node, result, now),
+            Event::Tick => self.cluster.tick(fx, now),
+        }
+    }
+
+    fn request(&mut self, request: Request, fx: &mut Effects, now: u64) -> Result<Value, Error> {
+        let c = &mut self.cluster;
+        Ok(match request {
+            Request::CreateTemplate(t) => to_value(c.create_template(fx, t, now)?),
+            Request::DeleteTemplate(name) => {
+                c.delete_template(fx, &name)?;
+                Value::Null
+            }
+            Request::ListTemplates => to_value(c.templates()),
+            Request::ShowTemplate(name) => to_value(c.template(&name)?),
+            Request::TemplateForCheck(name) => to_value(c.template_record(&name)?),
+            Request::AddNodes(req) => to_value(c.add_nodes(fx, req, now)?),
+            Request::NodeAction(req) => to_value(c.node_action(fx, req, now)?),
+            Request::ListNodes(template) => to_value(c.nodes(template.as_deref())?),
+            Request::ShowNode(name) => to_value(c.node(&name)?),
+            Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply {
+                id: c.submit(fx, job, now)?,
+            }),
+            Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
+            Request::ListJobs => to_value(c.jobs()),
+            Request::ShowJob(id) => to_value(c.job(id)?),
+            Request::CheckTask(id, index) => {
+                c.check_task(id, index)?;
+                to_value(c.job(id)?)
+            }
+        })
+    }
+
+    /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.
+    fn submit(&mut self, fx: Effects, mut follow_ups: Vec<FollowUp>) {
+        for command in fx.commands {
+            if let Some(f) = self.follow_up(command) {
+                follow_ups.push(f);
+            }
+        }
+        if fx.ops.is_empty() && follow_ups.is_empty() {
+            return;
+        }
+        let _ = self.commits.send(Batch {
+            ops: fx.ops,
+            follow_ups,
+        });
+    }
+
+    fn to_agent(&self, session: SessionId, msg: Outbound) -> Option<FollowUp> {
+        let tx = self.agents.get(&session)?.clone();
+        Some(Box::new(move || {
+            let _ = tx.send(msg);
+        }))
+    }
+
+    fn follow_up(&mut self, command: Command) -> Option<FollowUp> {
+        match command {
+            Command::Assign { session, tasks } => {
+                let tasks = tasks
+                    .into_iter()
+                    .map(|d| Assignment {
+                        task: TaskRef {
+                            job: d.key.job,
+                            index: d.key.index,
+                            attempt: d.attempt,
+                        },
+                        command: d.command,
+                        env: d.env,
+                        cores: d.cores,
+                    })
+                    .collect();
+                self.to_agent(session, Outbound::Msg(ServerMsg::Assign { tasks }))
+            }
+            Command::Cancel { session, tasks } => {
+                let tasks = tasks.into_iter().map(task_ref).collect();
+                self.to_agent(session, Outbound::Msg(ServerMsg::Cancel { tasks }))
+            }
+            Command::Ack { session, tasks } => {
+                let tasks = tasks.into_iter().map(task_ref).collect();
+                self.to_agent(session, Outbound::Msg(ServerMsg::Ack { tasks }))
+            }
+            Command::Shutdown { session } => {
+                self.to_agent(session, Outbound::Msg(ServerMsg::Shutdown))
+            }
+            Command::Disconnect { session, reason } => {
+                let f = self.to_agent(session, Outbound::Close(reason));
+                self.agents.remove(&session);
+                f
+            }
+            Command::Deploy {
+                node,
+                template,
+                size,
+            } => {
+                let provider = self.providers.get(&template.provider);
+                let events = self.events.clone();
+                let request = DeployRequest {
+                    node: node.clone(),
+                    template,
+                    size,
+                    server_url: self.url.clone(),
+                };
+                let runtime = self.runtime.clone();
+                Some(Box::new(move || {
+                    runtime.spawn(async move {
+                        let result = match provider {
+                            Some(p) => p.deploy(&request).await.map_err(|e| e.message),
+                            None => Err(format!(
+                                "provider {} is not available in this build",
+                                request.template.provider
+                            )),
+                        };
+                        let _ = events.send(Event::Deployed { node, result });
+                    });
+                }))
+            }
+            Command::Remove {
+                node,
+                template,
+                handle,
+            } => {
+                let provider = self.providers.get(&template.provider);
+                let events = self.events.clone();
+                let runtime = self.runtime.clone();
+                Some(Box::new(move || {
+                    runtime.spawn(async move {
+                        let result = match provider {
+                            Some(p) => p.remove(&handle).await.map_err(|e| e.message),
+                            None => Err(format!(
+                                "provider {} is not available in this build",
+                                template.provider
+                            )),
+                        };
+                        let _ = events.send(Event::Removed { node, result });
+                    });
+                }))
+            }
+        }
+    }
+}

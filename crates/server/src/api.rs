@@ -1,0 +1,284 @@
+//! The REST API under `/api/v1`. Every answer is JSON; every error is
+//! `{"error": {"kind": "invalid" | "not_found" | "conflict", "message": "..."}}`.
+
+use crate::actor::{Handle, Request};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use thunderhead_core::job::{JobSubmission, TaskState};
+use thunderhead_core::persist::TaskRow;
+use thunderhead_core::template::{NewTemplate, Template};
+use thunderhead_core::view::{
+    AddNodes, ErrorBody, ErrorDetail, NodeActionRequest, TaskOutput, TaskView,
+};
+use thunderhead_core::{Error, ErrorKind};
+use thunderhead_providers::Providers;
+use thunderhead_store::{Store, TaskQuery};
+
+/// The largest request body accepted (a job file with many tasks).
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Api {
+    handle: Handle,
+    store: Arc<dyn Store>,
+    providers: Providers,
+}
+
+pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route(
+            "/api/v1/templates",
+            get(list_templates).post(create_template),
+        )
+        .route(
+            "/api/v1/templates/{name}",
+            get(show_template).delete(delete_template),
+        )
+        .route("/api/v1/templates/{name}/validate", post(validate_template))
+        .route("/api/v1/nodes", get(list_nodes).post(add_nodes))
+        .route("/api/v1/nodes/actions", post(node_action))
+        .route("/api/v1/nodes/{name}", get(show_node))
+        .route("/api/v1/nodes/{name}/log", get(node_log))
+        .route("/api/v1/jobs", get(list_jobs).post(submit_job))
+        .route("/api/v1/jobs/{id}", get(show_job))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/tasks", get(list_tasks))
+        .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Api {
+            handle,
+            store,
+            providers,
+        })
+}
+
+pub struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError(Error::invalid(format!(
+            "the request body is not valid: {}",
+            e.body_text()
+        )))
+    }
+}
+
+impl From<thunderhead_store::StoreError> for ApiError {
+    fn from(e: thunderhead_store::StoreError) -> Self {
+        ApiError(Error {
+            kind: ErrorKind::Conflict,
+            message: e.to_string(),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.0.kind,
+                message: self.0.message,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, ApiError>;
+
+async fn ask(api: &Api, request: Request) -> Answer {
+    Ok(Json(api.handle.ask(request).await?))
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found(
+        "no such API route (see /api/v1/health; routes live under /api/v1)",
+    ))
+}
+
+async fn health() -> Json<Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn list_templates(State(api): State<Api>) -> Answer {
+    ask(&api, Request::ListTemplates).await
+}
+
+async fn create_template(
+    State(api): State<Api>,
+    body: Result<Json<NewTemplate>, JsonRejection>,
+) -> Answer {
+    ask(&api, Request::CreateTemplate(body?.0)).await
+}
+
+async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    ask(&api, Request::ShowTemplate(name)).await
+}
+
+async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    ask(&api, Request::DeleteTemplate(name)).await
+}
+
+async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    let template: Template =
+        serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name)).await?)
+            .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
+    let checks = match api.providers.get(&template.provider) {
+        Some(p) => p.validate(&template).await,
+        None => vec![thunderhead_providers::Check {
+            name: "provider".into(),
+            ok: false,
+            detail: format!(
+                "provider {} is not available in this build",
+                template.provider
+            ),
+        }],
+    };
+    Ok(Json(
+        serde_json::to_value(checks).expect("checks serialise"),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NodeFilter {
+    template: Option<String>,
+}
+
+async fn list_nodes(State(api): State<Api>, Query(filter): Query<NodeFilter>) -> Answer {
+    ask(&api, Request::ListNodes(filter.template)).await
+}
+
+async fn add_nodes(State(api): State<Api>, body: Result<Json<AddNodes>, JsonRejection>) -> Answer {
+    ask(&api, Request::AddNodes(body?.0)).await
+}
+
+async fn node_action(
+    State(api): State<Api>,
+    body: Result<Json<NodeActionRequest>, JsonRejection>,
+) -> Answer {
+    ask(&api, Request::NodeAction(body?.0)).await
+}
+
+async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    ask(&api, Request::ShowNode(name)).await
+}
+
+async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    api.handle.ask(Request::ShowNode(name.clone())).await?;
+    let store = api.store.clone();
+    let log = tokio::task::spawn_blocking(move || store.node_log(&name))
+        .await
+        .expect("no panic")?;
+    Ok(Json(serde_json::to_value(log).expect("log serialises")))
+}
+
+async fn list_jobs(State(api): State<Api>) -> Answer {
+    ask(&api, Request::ListJobs).await
+}
+
+async fn submit_job(
+    State(api): State<Api>,
+    body: Result<Json<JobSubmission>, JsonRejection>,
+) -> Answer {
+    ask(&api, Request::Submit(body?.0)).await
+}
+
+async fn show_job(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
+    ask(&api, Request::ShowJob(id)).await
+}
+
+async fn cancel_job(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
+    ask(&api, Request::CancelJob(id)).await
+}
+
+#[derive(Deserialize)]
+struct TaskFilter {
+    after: Option<u64>,
+    limit: Option<u32>,
+    state: Option<String>,
+}
+
+fn task_view(row: &TaskRow) -> TaskView {
+    TaskView {
+        id: format!("{}.{}", row.job, row.index),
+        job: row.job,
+        index: row.index,
+        state: row.state.name().to_string(),
+        attempt: row.attempt,
+        node: row.node.clone(),
+        exit_code: row.exit_code,
+        message: row.message.clone(),
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+    }
+}
+
+/// Rows of tasks that have started at least once (and of every task of a job with explicit
+/// tasks), a page at a time: `?after=INDEX&limit=N&state=Failed`.
+async fn list_tasks(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Query(filter): Query<TaskFilter>,
+) -> Answer {
+    api.handle.ask(Request::ShowJob(id)).await?;
+    let state = match filter.state.as_deref() {
+        None => None,
+        Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
+            Error::invalid(format!("task state \"{s}\" is not known (use Queued, Running, Finished, Failed or Canceled)"))
+        })?),
+    };
+    let query = TaskQuery {
+        job: id,
+        after: filter.after,
+        limit: filter.limit.unwrap_or(10_000).min(100_000),
+        state,
+    };
+    let store = api.store.clone();
+    let rows = tokio::task::spawn_blocking(move || store.tasks(query))
+        .await
+        .expect("no panic")?;
+    Ok(Json(
+        serde_json::to_value(rows.iter().map(task_view).collect::<Vec<_>>())
+            .expect("views serialise"),
+    ))
+}
+
+async fn show_task(State(api): State<Api>, Path((id, index)): Path<(u64, u64)>) -> Answer {
+    api.handle.ask(Request::CheckTask(id, index)).await?;
+    let store = api.store.clone();
+    let row = tokio::task::spawn_blocking(move || store.task(id, index))
+        .await
+        .expect("no panic")?;
+    let row = row.unwrap_or_else(|| thunderhead_core::persist::TaskRow::new(id, index));
+    let view = serde_json::json!({
+        "task": task_view(&row),
+        "output": TaskOutput {
+            id: format!("{id}.{index}"),
+            state: row.state.name().to_string(),
+            exit_code: row.exit_code,
+            stdout: row.stdout.clone().unwrap_or_default(),
+            stderr: row.stderr.clone().unwrap_or_default(),
+        },
+    });
+    Ok(Json(view))
+}

@@ -1,0 +1,147 @@
+//! The agent gateway: one WebSocket per agent at `/agent/v1`.
+//!
+//! The first frame must be a `hello` of a protocol version this head node speaks. A malformed
+//! frame closes that agent's connection (the agent reconnects); it never affects the server.
+
+use crate::actor::{Event, Handle, Outbound, task_attempt};
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use thunderhead_core::TaskKey;
+use thunderhead_core::cluster::{Hello, TaskResult};
+use thunderhead_proto::{AGENT_PATH, AgentMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, ServerMsg};
+use tokio::sync::mpsc;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route(AGENT_PATH, get(upgrade))
+        .with_state(handle)
+}
+
+async fn upgrade(State(handle): State<Handle>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| session(socket, handle))
+}
+
+fn refuse_frame(reason: &str) -> Message {
+    Message::Text(
+        thunderhead_proto::encode(&ServerMsg::Refused {
+            reason: reason.to_string(),
+        })
+        .into(),
+    )
+}
+
+async fn session(socket: WebSocket, handle: Handle) {
+    let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    let hello = match first {
+        Ok(Some(Ok(Message::Text(text)))) => {
+            match thunderhead_proto::decode::<AgentMsg>(text.as_str()) {
+                Ok(AgentMsg::Hello {
+                    protocol,
+                    name,
+                    cores,
+                    running,
+                    completed,
+                    ..
+                }) => {
+                    if protocol != PROTOCOL_VERSION {
+                        let reason = format!(
+                            "agent protocol {protocol} is not supported by this head node (it speaks {PROTOCOL_VERSION}); run the same thunderhead version on both"
+                        );
+                        let _ = sink.send(refuse_frame(&reason)).await;
+                        return;
+                    }
+                    Hello {
+                        name,
+                        cores,
+                        running: running.into_iter().map(task_attempt).collect(),
+                        completed: completed.into_iter().map(task_attempt).collect(),
+                    }
+                }
+                Ok(_) => {
+                    let _ = sink
+                        .send(refuse_frame("the first message must be hello"))
+                        .await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(session, error = %e, "malformed hello; closing the connection");
+                    let _ = sink.send(refuse_frame(&e.to_string())).await;
+                    return;
+                }
+            }
+        }
+        _ => return,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    handle.send(Event::AgentHello { session, hello, tx });
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            match out {
+                Outbound::Msg(msg) => {
+                    if sink
+                        .send(Message::Text(thunderhead_proto::encode(&msg).into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Outbound::Close(reason) => {
+                    tracing::info!(session, %reason, "closing agent connection");
+                    let _ = sink.close().await;
+                    break;
+                }
+            }
+        }
+    });
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        match thunderhead_proto::decode::<AgentMsg>(text.as_str()) {
+            Ok(AgentMsg::Results { results }) => {
+                let results = results
+                    .into_iter()
+                    .map(|r| TaskResult {
+                        key: TaskKey {
+                            job: r.task.job,
+                            index: r.task.index,
+                        },
+                        attempt: r.task.attempt,
+                        exit_code: r.exit_code,
+                        message: r.message,
+                        started_at: r.started_at,
+                        ended_at: r.ended_at,
+                        stdout: r.stdout,
+                        stderr: r.stderr,
+                    })
+                    .collect();
+                handle.send(Event::AgentResults { session, results });
+            }
+            Ok(AgentMsg::Heartbeat) => {}
+            Ok(AgentMsg::Hello { .. }) => {
+                tracing::warn!(session, "a second hello on one connection; closing it");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(session, error = %e, "malformed agent message; closing the connection");
+                break;
+            }
+        }
+    }
+    writer.abort();
+    handle.send(Event::AgentGone { session });
+}

@@ -1,0 +1,240 @@
+//! The contract every [`crate::Store`] engine passes. An engine's tests invoke
+//! [`store_contract_tests!`] with a function that opens a fresh store in a directory.
+
+use thunderhead_core::job::{JobSpec, JobState, Priority, TaskCounts, TaskState};
+use thunderhead_core::node_state::{Health, NodeState};
+use thunderhead_core::persist::{JobProgress, JobRecord, NodeRecord, TaskRow};
+use thunderhead_core::size::NodeSize;
+use thunderhead_core::sweep::SweepRange;
+use thunderhead_core::template::Template;
+
+pub fn template(name: &str) -> Template {
+    Template {
+        name: name.into(),
+        provider: "local".into(),
+        description: "d".into(),
+        settings: Default::default(),
+        created_at: 5,
+    }
+}
+
+pub fn node(name: &str, state: NodeState) -> NodeRecord {
+    NodeRecord {
+        name: name.into(),
+        template: Some("t".into()),
+        size: Some(NodeSize::Medium),
+        cores: 2,
+        state,
+        health: Health::OK,
+        handle: Some(serde_json::json!({"pid": 1})),
+    }
+}
+
+pub fn sweep_job(id: u64, len: u64) -> JobRecord {
+    JobRecord {
+        id,
+        name: "sweep".into(),
+        priority: Priority::Normal,
+        cores_per_task: 1,
+        retries: 3,
+        spec: JobSpec::Sweep {
+            command: vec!["echo".into(), "*".into()],
+            range: SweepRange {
+                start: 1,
+                end: len,
+                step: 1,
+            },
+        },
+        state: JobState::Queued,
+        submitted_at: 1,
+        started_at: None,
+        ended_at: None,
+        cursor: 0,
+        counts: TaskCounts {
+            queued: len,
+            ..Default::default()
+        },
+    }
+}
+
+pub fn row(job: u64, index: u64, state: TaskState) -> TaskRow {
+    TaskRow {
+        state,
+        attempt: 1,
+        node: Some("n1".into()),
+        ..TaskRow::new(job, index)
+    }
+}
+
+pub fn progress(id: u64, state: JobState, cursor: u64) -> JobProgress {
+    JobProgress {
+        id,
+        state,
+        started_at: Some(2),
+        ended_at: None,
+        cursor,
+        counts: TaskCounts::default(),
+    }
+}
+
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($open:expr) => {
+        mod contract {
+            use super::*;
+            use thunderhead_core::job::{JobState, TaskState};
+            use thunderhead_core::node_state::NodeState;
+            use thunderhead_core::persist::Op;
+            use $crate::contract::*;
+            use $crate::{Store, TaskQuery};
+
+            fn open(dir: &std::path::Path) -> impl Store {
+                let f = $open;
+                f(dir)
+            }
+
+            #[test]
+            fn what_is_applied_is_loaded_back_after_reopening() {
+                let dir = tempfile::tempdir().unwrap();
+                {
+                    let s = open(dir.path());
+                    s.apply(&[
+                        Op::PutTemplate(template("t")),
+                        Op::PutSeries {
+                            prefix: "LocalCN-".into(),
+                            last: 2,
+                        },
+                        Op::PutNode(node("n1", NodeState::Online { since: 3 })),
+                        Op::PutNode(node("n2", NodeState::NotDeployed)),
+                        Op::InsertJob(sweep_job(1, 100)),
+                        Op::PutTask(row(1, 1, TaskState::Running)),
+                        Op::PutTask(row(1, 2, TaskState::Finished)),
+                        Op::PutTask(row(1, 3, TaskState::Queued)),
+                        Op::JobProgress(progress(1, JobState::Running, 3)),
+                    ])
+                    .unwrap();
+                    s.apply(&[Op::DeleteNode("n2".into())]).unwrap();
+                }
+                let s = open(dir.path());
+                let snap = s.load().unwrap();
+                assert_eq!(snap.templates, vec![template("t")]);
+                assert_eq!(snap.series, vec![("LocalCN-".to_string(), 2)]);
+                assert_eq!(snap.nodes, vec![node("n1", NodeState::Online { since: 3 })]);
+                assert_eq!(snap.jobs.len(), 1);
+                assert_eq!(
+                    (snap.jobs[0].state, snap.jobs[0].cursor),
+                    (JobState::Running, 3)
+                );
+                let mut active: Vec<u64> = snap.active_tasks.iter().map(|r| r.index).collect();
+                active.sort();
+                assert_eq!(active, [1, 3], "finished rows of sweeps are not loaded");
+            }
+
+            #[test]
+            fn finished_jobs_load_no_task_rows() {
+                let dir = tempfile::tempdir().unwrap();
+                let s = open(dir.path());
+                s.apply(&[
+                    Op::InsertJob(sweep_job(1, 2)),
+                    Op::PutTask(row(1, 1, TaskState::Running)),
+                ])
+                .unwrap();
+                s.apply(&[Op::JobProgress(progress(1, JobState::Canceled, 2))])
+                    .unwrap();
+                assert!(s.load().unwrap().active_tasks.is_empty());
+            }
+
+            #[test]
+            fn task_pages_and_output() {
+                let dir = tempfile::tempdir().unwrap();
+                let s = open(dir.path());
+                let mut ops = vec![Op::InsertJob(sweep_job(1, 10))];
+                for i in 1..=10 {
+                    let mut r = row(
+                        1,
+                        i,
+                        if i % 2 == 0 {
+                            TaskState::Finished
+                        } else {
+                            TaskState::Failed
+                        },
+                    );
+                    r.stdout = Some(format!("out {i}"));
+                    ops.push(Op::PutTask(r));
+                }
+                s.apply(&ops).unwrap();
+                let page = s
+                    .tasks(TaskQuery {
+                        job: 1,
+                        after: Some(3),
+                        limit: 4,
+                        state: None,
+                    })
+                    .unwrap();
+                assert_eq!(
+                    page.iter().map(|r| r.index).collect::<Vec<_>>(),
+                    [4, 5, 6, 7]
+                );
+                assert!(page.iter().all(|r| r.stdout.is_none()));
+                let failed = s
+                    .tasks(TaskQuery {
+                        job: 1,
+                        after: None,
+                        limit: 100,
+                        state: Some(TaskState::Failed),
+                    })
+                    .unwrap();
+                assert_eq!(failed.len(), 5);
+                assert_eq!(
+                    s.task(1, 4).unwrap().unwrap().stdout.as_deref(),
+                    Some("out 4")
+                );
+                assert_eq!(s.task(1, 11).unwrap(), None);
+            }
+
+            #[test]
+            fn node_logs_keep_their_order_and_go_with_the_node() {
+                let dir = tempfile::tempdir().unwrap();
+                let s = open(dir.path());
+                s.apply(&[
+                    Op::PutNode(node("n1", NodeState::NotDeployed)),
+                    Op::NodeLog {
+                        node: "n1".into(),
+                        at: 1,
+                        message: "first".into(),
+                    },
+                    Op::NodeLog {
+                        node: "n1".into(),
+                        at: 2,
+                        message: "second".into(),
+                    },
+                ])
+                .unwrap();
+                let log: Vec<String> = s
+                    .node_log("n1")
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.message)
+                    .collect();
+                assert_eq!(log, ["first", "second"]);
+                s.apply(&[Op::DeleteNode("n1".into())]).unwrap();
+                assert!(s.node_log("n1").unwrap().is_empty());
+                s.integrity_check().unwrap();
+            }
+
+            #[test]
+            fn a_failed_batch_changes_nothing() {
+                let dir = tempfile::tempdir().unwrap();
+                let s = open(dir.path());
+                s.apply(&[Op::InsertJob(sweep_job(1, 2))]).unwrap();
+                // The second insert of job 1 violates its key: the whole batch must roll back.
+                let err = s.apply(&[
+                    Op::PutTemplate(template("t")),
+                    Op::InsertJob(sweep_job(1, 2)),
+                ]);
+                assert!(err.is_err());
+                assert!(s.load().unwrap().templates.is_empty());
+            }
+        }
+    };
+}

@@ -1,0 +1,400 @@
+//! The embedded store: one SQLite file in WAL mode with synchronous commits.
+
+use crate::{Result, Store, StoreError, TaskQuery};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use thunderhead_core::JobId;
+use thunderhead_core::job::{JobSpec, TaskState};
+use thunderhead_core::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
+use thunderhead_core::template::Template;
+use thunderhead_core::view::NodeLogEntry;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE templates (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE series (prefix TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE nodes (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE node_log (id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, at INTEGER NOT NULL, message TEXT NOT NULL);
+CREATE INDEX node_log_by_node ON node_log (node, id);
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, terminal INTEGER NOT NULL, body TEXT NOT NULL, progress TEXT NOT NULL);
+CREATE TABLE tasks (
+    job INTEGER NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
+    losses INTEGER NOT NULL, node TEXT, exit_code INTEGER, message TEXT, started_at INTEGER,
+    ended_at INTEGER, stdout TEXT, stderr TEXT,
+    PRIMARY KEY (job, idx)
+) WITHOUT ROWID;
+CREATE INDEX tasks_active ON tasks (job) WHERE state IN ('Queued', 'Running');
+";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn engine(e: rusqlite::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records always serialise")
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let shown = path.display().to_string();
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+            path: shown.clone(),
+            reason: e.to_string(),
+        };
+        let writer = Connection::open(path).map_err(engine)?;
+        // The first statement that reads the file tells a damaged file from a good one.
+        let version: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerVersion {
+                path: shown,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(corrupt)?;
+        if version == 0 {
+            let tables: i64 = writer
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(corrupt)?;
+            if tables > 0 {
+                return Err(StoreError::Corrupt {
+                    path: shown,
+                    reason: "it holds tables but no Thunderhead schema version".into(),
+                });
+            }
+            writer
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(engine)?;
+        }
+        let reader = Connection::open(path).map_err(engine)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(engine)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn corrupt(&self, reason: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::PutTemplate(t) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO templates (name, body) VALUES (?1, ?2)")?
+                .execute(params![t.name, json(t)])?;
+        }
+        Op::DeleteTemplate(name) => {
+            tx.prepare_cached("DELETE FROM templates WHERE name = ?1")?
+                .execute(params![name])?;
+        }
+        Op::PutSeries { prefix, last } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO series (prefix, last) VALUES (?1, ?2)")?
+                .execute(params![prefix, *last as i64])?;
+        }
+        Op::PutNode(n) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO nodes (name, body) VALUES (?1, ?2)")?
+                .execute(params![n.name, json(n)])?;
+        }
+        Op::DeleteNode(name) => {
+            tx.prepare_cached("DELETE FROM nodes WHERE name = ?1")?
+                .execute(params![name])?;
+            tx.prepare_cached("DELETE FROM node_log WHERE node = ?1")?
+                .execute(params![name])?;
+        }
+        Op::NodeLog { node, at, message } => {
+            tx.prepare_cached("INSERT INTO node_log (node, at, message) VALUES (?1, ?2, ?3)")?
+                .execute(params![node, *at as i64, message])?;
+        }
+        Op::InsertJob(j) => {
+            let kind = match j.spec {
+                JobSpec::Sweep { .. } => "sweep",
+                JobSpec::Tasks { .. } => "tasks",
+            };
+            let progress = JobProgress {
+                id: j.id,
+                state: j.state,
+                started_at: j.started_at,
+                ended_at: j.ended_at,
+                cursor: j.cursor,
+                counts: j.counts,
+            };
+            tx.prepare_cached(
+                "INSERT INTO jobs (id, kind, terminal, body, progress) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                j.id as i64,
+                kind,
+                j.state.is_terminal(),
+                json(j),
+                json(&progress)
+            ])?;
+        }
+        Op::JobProgress(p) => {
+            tx.prepare_cached("UPDATE jobs SET terminal = ?2, progress = ?3 WHERE id = ?1")?
+                .execute(params![p.id as i64, p.state.is_terminal(), json(p)])?;
+        }
+        Op::PutTask(t) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO tasks (job, idx, state, attempt, losses, node, exit_code, message, started_at, ended_at, stdout, stderr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                t.job as i64,
+                t.index as i64,
+                t.state.name(),
+                t.attempt,
+                t.losses,
+                t.node,
+                t.exit_code,
+                t.message,
+                t.started_at.map(|v| v as i64),
+                t.ended_at.map(|v| v as i64),
+                t.stdout,
+                t.stderr
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+const TASK_COLUMNS: &str =
+    "job, idx, state, attempt, losses, node, exit_code, message, started_at, ended_at";
+
+fn task_row(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<TaskRow> {
+    let state: String = r.get(2)?;
+    Ok(TaskRow {
+        job: r.get::<_, i64>(0)? as u64,
+        index: r.get::<_, i64>(1)? as u64,
+        state: TaskState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("task state {state}").into(),
+            )
+        })?,
+        attempt: r.get(3)?,
+        losses: r.get(4)?,
+        node: r.get(5)?,
+        exit_code: r.get(6)?,
+        message: r.get(7)?,
+        started_at: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        ended_at: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        stdout: if with_output { r.get(10)? } else { None },
+        stderr: if with_output { r.get(11)? } else { None },
+    })
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> Result<Snapshot> {
+        let db = self.reader.lock().expect("reader lock");
+        let bodies = |sql: &str| -> Result<Vec<String>> {
+            let mut stmt = db.prepare(sql).map_err(engine)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(engine)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
+        };
+        let parse = |what: &str, text: &str| {
+            self.corrupt(format!("a {what} record cannot be read: {text}"))
+        };
+        let templates = bodies("SELECT body FROM templates ORDER BY name")?
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<Template>(b).map_err(|e| parse("template", &e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let nodes = bodies("SELECT body FROM nodes ORDER BY name")?
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<NodeRecord>(b).map_err(|e| parse("node", &e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let series = {
+            let mut stmt = db
+                .prepare("SELECT prefix, last FROM series")
+                .map_err(engine)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .map_err(engine)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)?
+        };
+        let mut jobs = Vec::new();
+        {
+            let mut stmt = db
+                .prepare("SELECT body, progress FROM jobs ORDER BY id")
+                .map_err(engine)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(engine)?;
+            for row in rows {
+                let (body, progress) = row.map_err(engine)?;
+                let mut job: JobRecord =
+                    serde_json::from_str(&body).map_err(|e| parse("job", &e.to_string()))?;
+                let p: JobProgress =
+                    serde_json::from_str(&progress).map_err(|e| parse("job", &e.to_string()))?;
+                job.state = p.state;
+                job.started_at = p.started_at;
+                job.ended_at = p.ended_at;
+                job.cursor = p.cursor;
+                job.counts = p.counts;
+                jobs.push(job);
+            }
+        }
+        let mut active_tasks = Vec::new();
+        {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE job IN (SELECT id FROM jobs WHERE terminal = 0 AND kind = 'sweep') AND state IN ('Queued', 'Running')
+                 UNION ALL
+                 SELECT {TASK_COLUMNS} FROM tasks WHERE job IN (SELECT id FROM jobs WHERE terminal = 0 AND kind = 'tasks')"
+            );
+            let mut stmt = db.prepare(&sql).map_err(engine)?;
+            let rows = stmt.query_map([], |r| task_row(r, false)).map_err(engine)?;
+            for row in rows {
+                active_tasks.push(row.map_err(|e| self.corrupt(e))?);
+            }
+        }
+        Ok(Snapshot {
+            templates,
+            series,
+            nodes,
+            jobs,
+            active_tasks,
+        })
+    }
+
+    fn apply(&self, ops: &[Op]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.writer.lock().expect("writer lock");
+        let tx = db.transaction().map_err(engine)?;
+        for op in ops {
+            apply_op(&tx, op).map_err(engine)?;
+        }
+        tx.commit().map_err(engine)
+    }
+
+    fn tasks(&self, q: TaskQuery) -> Result<Vec<TaskRow>> {
+        let db = self.reader.lock().expect("reader lock");
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE job = ?1 AND idx > ?2 AND (?3 IS NULL OR state = ?3) ORDER BY idx LIMIT ?4"
+        );
+        let mut stmt = db.prepare_cached(&sql).map_err(engine)?;
+        let after = q.after.map_or(-1, |a| a as i64);
+        let rows = stmt
+            .query_map(
+                params![q.job as i64, after, q.state.map(|s| s.name()), q.limit],
+                |r| task_row(r, false),
+            )
+            .map_err(engine)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
+    }
+
+    fn task(&self, job: JobId, index: u64) -> Result<Option<TaskRow>> {
+        let db = self.reader.lock().expect("reader lock");
+        let sql =
+            format!("SELECT {TASK_COLUMNS}, stdout, stderr FROM tasks WHERE job = ?1 AND idx = ?2");
+        db.query_row(&sql, params![job as i64, index as i64], |r| {
+            task_row(r, true)
+        })
+        .optional()
+        .map_err(engine)
+    }
+
+    fn node_log(&self, node: &str) -> Result<Vec<NodeLogEntry>> {
+        let db = self.reader.lock().expect("reader lock");
+        let mut stmt = db
+            .prepare_cached("SELECT at, message FROM node_log WHERE node = ?1 ORDER BY id")
+            .map_err(engine)?;
+        let rows = stmt
+            .query_map(params![node], |r| {
+                Ok(NodeLogEntry {
+                    at: r.get::<_, i64>(0)? as u64,
+                    message: r.get(1)?,
+                })
+            })
+            .map_err(engine)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
+    }
+
+    fn integrity_check(&self) -> Result<()> {
+        let db = self.reader.lock().expect("reader lock");
+        let verdict: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(engine)?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(self.corrupt(verdict))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::store_contract_tests!(
+        |dir: &std::path::Path| SqliteStore::open(&dir.join("state.db")).unwrap()
+    );
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let err = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("schema version 99") && err.contains("upgrade"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("damaged or not a Thunderhead database"),
+            "{err}"
+        );
+    }
+}
