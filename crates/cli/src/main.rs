@@ -463,6 +463,9 @@ fn node_action(
             println!("no nodes to act on");
         }
     }
+    for r in results.iter().filter(|r| !r.ok) {
+        eprintln!("error: {}: {}", r.node, r.message);
+    }
     Ok(if failed > 0 { 1 } else { 0 })
 }
 

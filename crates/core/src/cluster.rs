@@ -1248,6 +1248,43 @@ impl Cluster {
         }
     }
 
+    /// Deployments to check with their provider: nodes whose agent has not connected yet or
+    /// has gone away. The runtime asks the provider and reports gone ones with
+    /// [`Cluster::deployment_gone`].
+    pub fn deployments_to_probe(&self) -> Vec<(String, Template, serde_json::Value)> {
+        self.nodes
+            .values()
+            .filter(|n| n.session.is_none())
+            .filter(|n| {
+                matches!(n.state, NodeState::Provisioning { .. }) || n.state.expects_agent()
+            })
+            .filter_map(|n| {
+                let template = self.templates.get(n.template.as_ref()?)?;
+                Some((n.name.clone(), template.clone(), n.handle.clone()?))
+            })
+            .collect()
+    }
+
+    /// The provider reports that a node's deployment no longer exists. A node still waiting
+    /// for its agent fails; a node whose agent went away is lost at once instead of after the
+    /// grace period.
+    pub fn deployment_gone(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+        let Some(node) = self.nodes.get(name) else {
+            return;
+        };
+        if node.session.is_some() {
+            return;
+        }
+        let cause = "the provider reports the deployment gone (for local nodes: the agent process exited; see agent.log in the node directory)".to_string();
+        match node.state {
+            NodeState::Provisioning { .. } => {
+                let _ = self.transition(fx, name, NodeEvent::Failed { cause }, now);
+            }
+            ref s if s.expects_agent() => self.lose_node(fx, name, cause, now),
+            _ => {}
+        }
+    }
+
     // ----- time ----------------------------------------------------------------------------
 
     /// Times out deployments whose agent never connected and nodes whose agent did not come back.

@@ -23,6 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 /// The most events handled in one batch.
 const MAX_BATCH: usize = 4096;
 
+/// How often (in one-second ticks) deployments without a connected agent are checked with
+/// their provider.
+const PROBE_EVERY_TICKS: u64 = 2;
+
 /// What the API asks of the cluster.
 #[derive(Debug)]
 pub enum Request {
@@ -75,6 +79,9 @@ pub enum Event {
         node: String,
         result: Result<(), String>,
     },
+    DeploymentGone {
+        node: String,
+    },
     Tick,
 }
 
@@ -107,6 +114,7 @@ struct Actor {
     url: String,
     events: mpsc::UnboundedSender<Event>,
     runtime: tokio::runtime::Handle,
+    ticks: u64,
 }
 
 pub fn spawn(
@@ -125,6 +133,7 @@ pub fn spawn(
         url,
         events: tx.clone(),
         runtime: tokio::runtime::Handle::current(),
+        ticks: 0,
     };
     let ticks = tx.clone();
     tokio::spawn(async move {
@@ -136,6 +145,7 @@ pub fn spawn(
             }
         }
     });
+
     tokio::spawn(async move {
         let mut fx = startup;
         let mut follow_ups: Vec<FollowUp> = Vec::new();
@@ -218,7 +228,14 @@ impl Actor {
             }
             Event::Deployed { node, result } => self.cluster.deployed(fx, &node, result, now),
             Event::Removed { node, result } => self.cluster.removed(fx, &node, result, now),
-            Event::Tick => self.cluster.tick(fx, now),
+            Event::DeploymentGone { node } => self.cluster.deployment_gone(fx, &node, now),
+            Event::Tick => {
+                self.cluster.tick(fx, now);
+                self.ticks += 1;
+                if self.ticks % PROBE_EVERY_TICKS == 0 {
+                    self.probe_deployments();
+                }
+            }
         }
     }
 
@@ -248,6 +265,33 @@ impl Actor {
                 to_value(c.job(id)?)
             }
         })
+    }
+
+    /// Asks the providers about deployments whose agent is not connected; gone ones come back
+    /// as events.
+    fn probe_deployments(&self) {
+        let mut by_provider: HashMap<String, Vec<(String, Value)>> = HashMap::new();
+        for (node, template, handle) in self.cluster.deployments_to_probe() {
+            by_provider
+                .entry(template.provider)
+                .or_default()
+                .push((node, handle));
+        }
+        for (provider, nodes) in by_provider {
+            let Some(provider) = self.providers.get(&provider) else {
+                continue;
+            };
+            let events = self.events.clone();
+            self.runtime.spawn(async move {
+                let handles: Vec<Value> = nodes.iter().map(|(_, h)| h.clone()).collect();
+                let statuses = provider.status(&handles).await;
+                for ((node, _), status) in nodes.into_iter().zip(statuses) {
+                    if status == Ok(thunderhead_providers::ExternalStatus::Gone) {
+                        let _ = events.send(Event::DeploymentGone { node });
+                    }
+                }
+            });
+        }
     }
 
     /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.

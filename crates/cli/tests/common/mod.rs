@@ -1,0 +1,298 @@
+//! Helpers for end-to-end tests: a real head node process on a free loopback port, real agent
+//! processes, and the real CLI. Every process a test starts is killed when its guard drops,
+//! pass or fail.
+
+#![allow(dead_code)]
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_thunderhead");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics naming `what` after `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A head node process with its state directory, and the agents it or the test started.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    server: Option<Child>,
+    agents: Vec<Child>,
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::Builder::new()
+                .prefix("th-e2e-")
+                .tempdir()
+                .unwrap(),
+            port: free_port(),
+            server: None,
+            agents: Vec::new(),
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        c.start_server();
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn start_server(&mut self) {
+        assert!(self.server.is_none(), "the server is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("server")
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        eventually(20, "the head node to answer", || {
+            self.try_th(&["job", "list", "--json"])
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
+    /// Kills the head node with SIGKILL, as a crash would. Its agents keep running.
+    pub fn kill_server(&mut self) {
+        let mut child = self.server.take().expect("server running");
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+    }
+
+    /// Starts an on-premises agent process.
+    pub fn start_agent(&mut self, name: &str, cores: u32) {
+        let dir = self.dir.path().join(format!("agent-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "agent",
+                "--server",
+                &self.url(),
+                "--name",
+                name,
+                "--cores",
+                &cores.to_string(),
+                "--work-dir",
+            ])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.agents.push(child);
+    }
+
+    pub fn try_th(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .env("THUNDERHEAD_SERVER", self.url())
+            .env_remove("THUNDERHEAD_ACCESS")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI and returns its standard output; panics with both streams if it fails.
+    pub fn th(&self, args: &[&str]) -> String {
+        let out = self.try_th(args);
+        assert!(
+            out.status.success(),
+            "thunderhead {} failed: {}\nstdout: {}\nserver log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            self.server_log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the CLI with `--json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let text = self.th(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Runs the CLI expecting failure; returns its standard error.
+    pub fn th_fails(&self, args: &[&str]) -> String {
+        let out = self.try_th(args);
+        assert!(
+            !out.status.success(),
+            "thunderhead {} should have failed but printed {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn node_states(&self, template: &str) -> Vec<(String, String, String)> {
+        let nodes = self.json(&["node", "list", "--template", template]);
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap().to_string(),
+                    n["state"].as_str().unwrap().to_string(),
+                    n["health"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until every node of `template` is in `state`.
+    pub fn await_nodes(&self, template: &str, state: &str) {
+        eventually(30, &format!("nodes of {template} to be {state}"), || {
+            let nodes = self.node_states(template);
+            nodes.iter().all(|(_, s, _)| s == state).then_some(())
+        });
+    }
+
+    /// Creates a local template with `count` nodes of `size`, starts and onlines them.
+    pub fn burst(&self, template: &str, count: u32, size: &str) {
+        self.th(&["template", "create", template, "--provider", "local"]);
+        self.th(&[
+            "node",
+            "add",
+            "--template",
+            template,
+            "--count",
+            &count.to_string(),
+            "--size",
+            size,
+        ]);
+        self.th(&["node", "start", "--template", template]);
+        self.await_nodes(template, "Offline");
+        self.th(&["node", "online", "--template", template]);
+        self.await_nodes(template, "Online");
+    }
+
+    pub fn job(&self, id: u64) -> Value {
+        self.json(&["job", "view", &id.to_string()])
+    }
+
+    pub fn submit(&self, args: &[&str]) -> u64 {
+        let mut all = vec!["job", "submit"];
+        all.extend_from_slice(args);
+        self.json(&all)["id"].as_u64().unwrap()
+    }
+}
+
+fn kill_group(pid: u32) {
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// Ends an agent the way an operator would (SIGTERM: it kills its tasks and exits), then
+/// makes sure with SIGKILL.
+fn end_agent(pid: u32) {
+    let group = Pid::from_raw(pid as i32);
+    if killpg(group, Signal::SIGTERM).is_ok() {
+        let start = Instant::now();
+        while nix::sys::signal::kill(group, None).is_ok()
+            && start.elapsed() < Duration::from_secs(3)
+        {
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true);
+            if zombie {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    kill_group(pid);
+}
+
+/// The pids of agents a local provider started under `root`.
+fn local_agent_pids(root: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| {
+            std::fs::read_to_string(e.ok()?.path().join("agent.pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            kill_group(s.id());
+            let _ = s.wait();
+        }
+        for a in &mut self.agents {
+            end_agent(a.id());
+            let _ = a.wait();
+        }
+        for pid in local_agent_pids(&self.state_dir().join("nodes")) {
+            end_agent(pid);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.server_log());
+        }
+    }
+}
