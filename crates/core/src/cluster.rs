@@ -1532,3 +1532,7 @@ fn job_view(job: &Job) -> JobView {
         ended_at: job.ended_at,
     }
 }
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;

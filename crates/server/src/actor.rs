@@ -232,7 +232,7 @@ impl Actor {
             Event::Tick => {
                 self.cluster.tick(fx, now);
                 self.ticks += 1;
-                if self.ticks % PROBE_EVERY_TICKS == 0 {
+                if self.ticks.is_multiple_of(PROBE_EVERY_TICKS) {
                     self.probe_deployments();
                 }
             }

@@ -1,0 +1,553 @@
+//! Tests of the cluster's event handlers through a `TestEnv`: a cluster, a virtual clock and a
+//! recording effects sink. The invariants are checked after every batch.
+
+use super::*;
+use crate::job::JobSubmission;
+use crate::persist::Op;
+use crate::view::{AddNodes, NodeAction, NodeActionRequest};
+
+struct Env {
+    c: Cluster,
+    now: Millis,
+    fx: Effects,
+    next_session: SessionId,
+    sessions: BTreeMap<String, SessionId>,
+    /// Every op pushed so far, to rebuild a snapshot from.
+    log: Vec<Op>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let mut env = Env {
+            c: Cluster::new(Config::default()),
+            now: 1_000,
+            fx: Effects::default(),
+            next_session: 1,
+            sessions: BTreeMap::new(),
+            log: Vec::new(),
+        };
+        let t = NewTemplate {
+            name: "t".into(),
+            provider: "local".into(),
+            description: String::new(),
+            settings: Default::default(),
+        };
+        env.c.create_template(&mut env.fx, t, env.now).unwrap();
+        env.end();
+        env
+    }
+
+    /// Ends the batch: schedules, checks invariants, returns what the batch produced.
+    fn end(&mut self) -> Effects {
+        self.c.end_batch(&mut self.fx, self.now);
+        self.c.check_invariants().unwrap();
+        let fx = std::mem::take(&mut self.fx);
+        self.log.extend(fx.ops.iter().cloned());
+        fx
+    }
+
+    fn act(&mut self, action: NodeAction, names: &[&str], force: bool) -> Vec<NodeActionResult> {
+        let req = NodeActionRequest {
+            action,
+            template: None,
+            names: names.iter().map(|s| s.to_string()).collect(),
+            force,
+        };
+        self.c.node_action(&mut self.fx, req, self.now).unwrap()
+    }
+
+    fn add(&mut self, count: u32, size: &str) -> Vec<String> {
+        let req = AddNodes {
+            template: "t".into(),
+            count,
+            size: size.into(),
+        };
+        let names = self
+            .c
+            .add_nodes(&mut self.fx, req, self.now)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        self.end();
+        names
+    }
+
+    fn connect(&mut self, name: &str, cores: u32) -> Result<SessionId> {
+        let session = self.next_session;
+        self.next_session += 1;
+        let hello = Hello {
+            name: name.into(),
+            cores,
+            running: vec![],
+            completed: vec![],
+        };
+        self.c.agent_hello(&mut self.fx, session, hello, self.now)?;
+        self.sessions.insert(name.into(), session);
+        Ok(session)
+    }
+
+    /// Adds burst nodes and takes them through start, deploy, agent and online.
+    fn online(&mut self, count: u32, size: &str) -> Vec<String> {
+        let names = self.add(count, size);
+        for n in &names {
+            self.act(NodeAction::Start, &[n], false);
+            self.c
+                .deployed(&mut self.fx, n, Ok(serde_json::json!({"pid": 1})), self.now);
+            self.connect(n, NodeSize::parse(size).unwrap().cores())
+                .unwrap();
+            self.act(NodeAction::Online, &[n], false);
+        }
+        self.end();
+        names
+    }
+
+    fn sweep(
+        &mut self,
+        range: &str,
+        priority: Option<&str>,
+        cores: Option<u32>,
+        retries: Option<u32>,
+    ) -> JobId {
+        let sub = JobSubmission {
+            command: Some(vec!["echo".into(), "*".into()]),
+            sweep: Some(range.into()),
+            priority: priority.map(String::from),
+            cores_per_task: cores,
+            retries,
+            ..Default::default()
+        };
+        self.c.submit(&mut self.fx, sub, self.now).unwrap()
+    }
+
+    fn state(&self, name: &str) -> (String, String) {
+        let n = self.c.node(name).unwrap();
+        (n.state, n.health)
+    }
+
+    fn job_counts(&self, id: JobId) -> crate::job::TaskCounts {
+        self.c.job(id).unwrap().tasks
+    }
+
+    fn finish(&mut self, node: &str, d: &Dispatch, code: i32) {
+        let session = self.sessions[node];
+        let result = TaskResult {
+            key: d.key,
+            attempt: d.attempt,
+            exit_code: Some(code),
+            message: None,
+            started_at: self.now,
+            ended_at: self.now,
+            stdout: format!("{}\n", d.key.index),
+            stderr: String::new(),
+        };
+        self.c
+            .agent_results(&mut self.fx, session, vec![result], self.now);
+    }
+}
+
+/// The dispatches of a batch, per session.
+fn assigned(fx: &Effects) -> Vec<(SessionId, Vec<Dispatch>)> {
+    fx.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Assign { session, tasks } => Some((*session, tasks.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn all_dispatches(fx: &Effects) -> Vec<Dispatch> {
+    assigned(fx).into_iter().flat_map(|(_, t)| t).collect()
+}
+
+#[test]
+fn higher_priority_jobs_are_dispatched_first() {
+    let mut env = Env::new();
+    env.online(1, "Small");
+    let low = env.sweep("1-5", Some("Lowest"), None, None);
+    let high = env.sweep("1-5", Some("Highest"), None, None);
+    let fx = env.end();
+    let jobs: Vec<JobId> = all_dispatches(&fx).iter().map(|d| d.key.job).collect();
+    // A Small node holds one running task and one queued ahead.
+    assert_eq!(jobs, [high, high]);
+    assert_eq!(env.job_counts(low).queued, 5);
+}
+
+#[test]
+fn cores_per_task_and_node_capacity_are_respected() {
+    let mut env = Env::new();
+    env.online(1, "Medium");
+    env.sweep("1-10", None, Some(2), None);
+    let fx = env.end();
+    let d = all_dispatches(&fx);
+    assert_eq!(
+        d.len(),
+        2,
+        "2 cores, one task's worth queued ahead, 2 cores per task"
+    );
+    assert!(d.iter().all(|d| d.cores == 2));
+}
+
+#[test]
+fn only_online_nodes_with_health_ok_get_work() {
+    let mut env = Env::new();
+    let names = env.add(1, "Small");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.connect(&names[0], 1).unwrap();
+    env.sweep("1-3", None, None, None);
+    assert!(
+        all_dispatches(&env.end()).is_empty(),
+        "an Offline node takes no work"
+    );
+    env.act(NodeAction::Online, &[&names[0]], false);
+    let fx = env.end();
+    assert_eq!(all_dispatches(&fx).len(), 2);
+    assert_eq!(env.state(&names[0]), ("Online".into(), "OK".into()));
+}
+
+#[test]
+fn dispatches_carry_the_substituted_command_and_environment() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    let id = env.sweep("7-7", None, None, None);
+    let d = all_dispatches(&env.end()).remove(0);
+    assert_eq!(d.command, ["echo", "7"]);
+    let env_of = |k: &str| d.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(env_of("THUNDERHEAD_SWEEP_INDEX").as_deref(), Some("7"));
+    assert_eq!(env_of("THUNDERHEAD_TASK_ID"), Some(format!("{id}.7")));
+    assert_eq!(env_of("THUNDERHEAD_NODE_NAME"), Some(names[0].clone()));
+}
+
+#[test]
+fn a_lost_node_requeues_its_tasks_on_another_node() {
+    let mut env = Env::new();
+    let names = env.online(2, "Small");
+    let id = env.sweep("1-2", None, None, None);
+    let fx = env.end();
+    let per_node = assigned(&fx);
+    assert_eq!(per_node.len(), 2, "one task per node");
+    let lost_session = per_node[0].0;
+    let lost_task = per_node[0].1[0].key;
+    env.c.agent_gone(&mut env.fx, lost_session, env.now);
+    env.end();
+    env.now += env.c.config().reconnect_grace + 1;
+    env.c.tick(&mut env.fx, env.now);
+    let fx = env.end();
+    let lost_name = names
+        .iter()
+        .find(|n| env.sessions[*n] == lost_session)
+        .unwrap()
+        .clone();
+    assert_eq!(env.state(&lost_name), ("Unknown".into(), "Error".into()));
+    let again = all_dispatches(&fx);
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].key, again[0].attempt), (lost_task, 2));
+    assert_eq!(env.job_counts(id).running, 2);
+}
+
+#[test]
+fn a_task_whose_node_is_lost_more_often_than_its_retries_fails() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    let id = env.sweep("1-1", None, None, Some(0));
+    env.end();
+    env.c
+        .agent_gone(&mut env.fx, env.sessions[&names[0]], env.now);
+    env.now += env.c.config().reconnect_grace + 1;
+    env.c.tick(&mut env.fx, env.now);
+    let fx = env.end();
+    assert_eq!(env.job_counts(id).failed, 1);
+    assert_eq!(env.c.job(id).unwrap().state, "Failed");
+    let failed = fx.ops.iter().find_map(|op| match op {
+        Op::PutTask(r) if r.state == TaskState::Failed => r.message.clone(),
+        _ => None,
+    });
+    assert!(failed.unwrap().contains("more than the job's 0 retries"));
+}
+
+#[test]
+fn results_end_each_task_once_and_stale_attempts_are_ignored() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    let id = env.sweep("1-3", None, None, None);
+    let d = all_dispatches(&env.end());
+    env.finish(&names[0], &d[0], 0);
+    env.finish(&names[0], &d[0], 0);
+    let fx = env.end();
+    assert_eq!(
+        env.job_counts(id).finished,
+        1,
+        "a repeated result counts once"
+    );
+    let acks: usize = fx
+        .commands
+        .iter()
+        .map(|c| match c {
+            Command::Ack { tasks, .. } => tasks.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        acks, 2,
+        "both reports are acknowledged so the agent forgets them"
+    );
+    let stale = Dispatch {
+        attempt: 9,
+        ..d[1].clone()
+    };
+    env.finish(&names[0], &stale, 1);
+    env.end();
+    assert_eq!(env.job_counts(id).failed, 0);
+}
+
+#[test]
+fn taking_a_node_offline_drains_it_or_requeues_with_force() {
+    let mut env = Env::new();
+    let names = env.online(2, "Small");
+    let id = env.sweep("1-4", None, None, None);
+    let fx = env.end();
+    let on_first: Vec<Dispatch> = assigned(&fx)
+        .into_iter()
+        .find(|(s, _)| *s == env.sessions[&names[0]])
+        .unwrap()
+        .1;
+    env.act(NodeAction::Offline, &[&names[0]], false);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Draining");
+    for d in &on_first {
+        env.finish(&names[0], d, 0);
+    }
+    env.end();
+    assert_eq!(
+        env.state(&names[0]).0,
+        "Offline",
+        "drained once its tasks ended"
+    );
+
+    env.act(NodeAction::Offline, &[&names[1]], true);
+    let fx = env.end();
+    assert_eq!(env.state(&names[1]).0, "Offline");
+    assert!(
+        fx.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { tasks, .. } if tasks.len() == 2))
+    );
+    assert_eq!(env.job_counts(id).queued, 2, "forced offline requeues");
+}
+
+#[test]
+fn a_restarted_head_node_keeps_running_tasks_and_requeues_what_agents_do_not_hold() {
+    let mut env = Env::new();
+    let names = env.online(1, "Medium");
+    let id = env.sweep("1-10", None, None, None);
+    let d = all_dispatches(&env.end());
+    assert_eq!(d.len(), 4);
+    env.finish(&names[0], &d[0], 0);
+    let refill = all_dispatches(&env.end());
+    assert_eq!(refill.len(), 1, "the freed slot is refilled");
+
+    let snapshot = snapshot_of(&env.log);
+    let mut fx = Effects::default();
+    let mut c = Cluster::restore(Config::default(), snapshot, &mut fx, env.now);
+    c.check_invariants().unwrap();
+    assert_eq!(c.job(id).unwrap().tasks.running, 4);
+    assert_eq!(c.node(&names[0]).unwrap().state, "Online");
+    // The agent comes back holding two of the three attempts and the result of one.
+    let attempt = |d: &Dispatch| TaskAttempt {
+        key: d.key,
+        attempt: d.attempt,
+    };
+    let hello = Hello {
+        name: names[0].clone(),
+        cores: 2,
+        running: vec![attempt(&d[1])],
+        completed: vec![attempt(&d[2])],
+    };
+    c.agent_hello(&mut fx, 77, hello, env.now).unwrap();
+    c.end_batch(&mut fx, env.now);
+    c.check_invariants().unwrap();
+    let job = c.job(id).unwrap();
+    assert_eq!(job.tasks.finished, 1);
+    let redispatched: Vec<Dispatch> = all_dispatches(&fx);
+    for lost in [&d[3], &refill[0]] {
+        assert!(
+            redispatched
+                .iter()
+                .any(|x| x.key == lost.key && x.attempt == 2),
+            "a task the agent did not hold runs again"
+        );
+    }
+    assert!(
+        redispatched
+            .iter()
+            .all(|x| x.key != d[1].key && x.key != d[2].key),
+        "held tasks are not run twice"
+    );
+}
+
+/// Applies ops the way a store does, to rebuild a snapshot in memory.
+fn snapshot_of(ops: &[Op]) -> Snapshot {
+    let mut templates = BTreeMap::new();
+    let mut series = BTreeMap::new();
+    let mut nodes = BTreeMap::new();
+    let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
+    let mut tasks: BTreeMap<(JobId, u64), TaskRow> = BTreeMap::new();
+    for op in ops {
+        match op.clone() {
+            Op::PutTemplate(t) => {
+                templates.insert(t.name.clone(), t);
+            }
+            Op::DeleteTemplate(n) => {
+                templates.remove(&n);
+            }
+            Op::PutSeries { prefix, last } => {
+                series.insert(prefix, last);
+            }
+            Op::PutNode(n) => {
+                nodes.insert(n.name.clone(), n);
+            }
+            Op::DeleteNode(n) => {
+                nodes.remove(&n);
+            }
+            Op::NodeLog { .. } => {}
+            Op::InsertJob(j) => {
+                jobs.insert(j.id, j);
+            }
+            Op::JobProgress(p) => {
+                let j = jobs.get_mut(&p.id).unwrap();
+                (j.state, j.started_at, j.ended_at, j.cursor, j.counts) =
+                    (p.state, p.started_at, p.ended_at, p.cursor, p.counts);
+            }
+            Op::PutTask(t) => {
+                tasks.insert((t.job, t.index), t);
+            }
+        }
+    }
+    Snapshot {
+        templates: templates.into_values().collect(),
+        series: series.into_iter().collect(),
+        nodes: nodes.into_values().collect(),
+        jobs: jobs.into_values().collect(),
+        active_tasks: tasks
+            .into_values()
+            .filter(|t| !t.state.is_terminal())
+            .collect(),
+    }
+}
+
+#[test]
+fn a_deployment_that_never_connects_times_out_to_unknown() {
+    let mut env = Env::new();
+    let names = env.add(1, "Large");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.c.deployed(
+        &mut env.fx,
+        &names[0],
+        Ok(serde_json::json!({"pid": 1})),
+        env.now,
+    );
+    env.end();
+    env.now += env.c.config().provision_timeout + 1;
+    env.c.tick(&mut env.fx, env.now);
+    let fx = env.end();
+    assert_eq!(
+        env.state(&names[0]),
+        ("Unknown".into(), "Unapproved".into())
+    );
+    assert!(
+        env.c
+            .node(&names[0])
+            .unwrap()
+            .cause
+            .unwrap()
+            .contains("did not connect within 120 s")
+    );
+    assert!(
+        fx.commands
+            .iter()
+            .any(|c| matches!(c, Command::Remove { .. })),
+        "the half-deployed node is removed"
+    );
+}
+
+#[test]
+fn a_stop_during_deployment_removes_the_node_when_the_deploy_returns() {
+    let mut env = Env::new();
+    let names = env.add(1, "Small");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.act(NodeAction::Stop, &[&names[0]], false);
+    let fx = env.end();
+    assert!(
+        !fx.commands
+            .iter()
+            .any(|c| matches!(c, Command::Remove { .. })),
+        "nothing to remove yet"
+    );
+    env.c.deployed(
+        &mut env.fx,
+        &names[0],
+        Ok(serde_json::json!({"pid": 1})),
+        env.now,
+    );
+    let fx = env.end();
+    assert!(
+        fx.commands
+            .iter()
+            .any(|c| matches!(c, Command::Remove { .. }))
+    );
+    env.c.removed(&mut env.fx, &names[0], Ok(()), env.now);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "NotDeployed");
+}
+
+#[test]
+fn names_in_a_series_are_never_reused() {
+    let mut env = Env::new();
+    let first = env.add(2, "Small");
+    assert_eq!(first, ["LocalCN-0001", "LocalCN-0002"]);
+    env.act(NodeAction::Delete, &["LocalCN-0002"], false);
+    env.end();
+    assert_eq!(env.add(1, "Small"), ["LocalCN-0003"]);
+}
+
+#[test]
+fn canceling_a_job_cancels_its_running_tasks_on_their_agents() {
+    let mut env = Env::new();
+    env.online(1, "Small");
+    let id = env.sweep("1-100", None, None, None);
+    env.end();
+    env.c.cancel_job(&mut env.fx, id, env.now).unwrap();
+    let fx = env.end();
+    assert!(
+        fx.commands
+            .iter()
+            .any(|c| matches!(c, Command::Cancel { tasks, .. } if tasks.len() == 2))
+    );
+    assert_eq!(env.job_counts(id).canceled, 100);
+    assert!(
+        env.c
+            .cancel_job(&mut env.fx, id, env.now)
+            .unwrap_err()
+            .message
+            .contains("already Canceled")
+    );
+}
+
+#[test]
+fn unknown_agents_join_as_on_premises_nodes_and_undeployed_names_are_refused() {
+    let mut env = Env::new();
+    env.connect("workstation-7", 16).unwrap();
+    env.end();
+    let n = env.c.node("workstation-7").unwrap();
+    assert_eq!(
+        (n.template, n.state.as_str(), n.health.as_str(), n.cores),
+        (None, "Offline", "OK", 16)
+    );
+    let names = env.add(1, "Small");
+    let err = env.connect(&names[0], 1).unwrap_err();
+    assert!(
+        err.message.contains("NotDeployed") && err.message.contains("node start"),
+        "{err}"
+    );
+}
