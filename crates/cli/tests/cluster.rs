@@ -480,3 +480,78 @@ fn killing_the_head_node_mid_sweep_loses_nothing_and_runs_nothing_twice() {
     c.th(&["node", "stop", "--template", "set"]);
     c.await_nodes("set", "NotDeployed");
 }
+
+#[test]
+fn a_million_index_sweep_is_one_record_until_its_tasks_start() {
+    let c = Cluster::start();
+    let id = c.submit(&["--sweep", "1-1000000", "--", "echo", "*"]);
+    let job = c.job(id);
+    assert_eq!(job["total_tasks"], 1_000_000);
+    assert_eq!(counts(&job), (1_000_000, 0, 0, 0, 0));
+    assert_eq!(
+        c.json(&["task", "list", &id.to_string()]),
+        Value::Array(vec![]),
+        "no task rows before tasks start"
+    );
+    let db = std::fs::metadata(c.state_dir().join("thunderhead.db"))
+        .unwrap()
+        .len();
+    let wal = std::fs::metadata(c.state_dir().join("thunderhead.db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        db + wal < 2_000_000,
+        "the state holds no row per index ({} bytes)",
+        db + wal
+    );
+    c.th(&["job", "cancel", &id.to_string()]);
+    assert_eq!(counts(&c.job(id)), (0, 0, 0, 0, 1_000_000));
+}
+
+#[test]
+fn tasks_of_a_killed_agent_are_requeued_on_the_other_nodes() {
+    let c = Cluster::start();
+    c.burst("pair", 2, "Small");
+    let id = c.submit(&["--sweep", "1-8", "--", "sh", "-c", "sleep 0.4; echo ok"]);
+    eventually(20, "tasks to run on both nodes", || {
+        let tasks = c.json(&["task", "list", &id.to_string(), "--state", "Running"]);
+        let nodes: std::collections::BTreeSet<String> = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["node"].as_str().unwrap().to_string())
+            .collect();
+        (nodes.len() == 2).then_some(())
+    });
+    let pid: i32 = std::fs::read_to_string(c.state_dir().join("nodes/LocalCN-0001/agent.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(
+        wait.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wait.stderr)
+    );
+    assert_eq!(counts(&c.job(id)), (0, 0, 8, 0, 0));
+    let nodes = c.json(&["node", "list"]);
+    assert_eq!(
+        (nodes[0]["state"].as_str(), nodes[0]["health"].as_str()),
+        (Some("Unknown"), Some("Error"))
+    );
+    let tasks = c.json(&["task", "list", &id.to_string()]);
+    let retried: Vec<&Value> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["attempt"].as_u64() == Some(2))
+        .collect();
+    assert!(!retried.is_empty(), "some task ran a second attempt");
+    assert!(retried.iter().all(|t| t["node"] == "LocalCN-0002"));
+}

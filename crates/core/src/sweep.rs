@@ -74,7 +74,8 @@ impl SweepRange {
 
     /// Position of `index` in the range, if it belongs to it.
     pub fn position(&self, index: u64) -> Option<u64> {
-        if index < self.start || index > self.end || !(index - self.start).is_multiple_of(self.step) {
+        if index < self.start || index > self.end || !(index - self.start).is_multiple_of(self.step)
+        {
             return None;
         }
         Some((index - self.start) / self.step)

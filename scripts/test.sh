@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check and test of Thunderhead on a fresh machine: formatting, lints, unit tests,
+# store and provider contract tests, and end-to-end tests with real head node and agent
+# processes on loopback. Installs what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v pgrep >/dev/null || need_apt+=(procps)
+command -v cc >/dev/null || need_apt+=(gcc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "==> installing ${need_apt[*]}"
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Reuse a build directory outside the clone when there is one; it is created when missing.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/thunderhead/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --locked
