@@ -53,9 +53,36 @@ struct StopGuard<'a> {
 impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = stop_nodes(self.client, false);
+            let _ = stop_nodes(self.client, true);
         }
     }
+}
+
+/// On Ctrl-C, ends the agents of the quickstart's nodes (they live in their own process groups
+/// and would outlive it) and removes its state.
+fn end_on_interrupt(runtime: &tokio::runtime::Runtime, state: std::path::PathBuf) {
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(state.join("nodes")) {
+            for entry in entries.flatten() {
+                let pid = std::fs::read_to_string(entry.path().join("agent.pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok());
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = std::fs::remove_dir_all(&state);
+        eprintln!("interrupted: nodes ended and state removed");
+        std::process::exit(130);
+    });
 }
 
 fn step(text: &str) {
@@ -153,6 +180,7 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
         "127.0.0.1:0".parse().expect("address"),
     )?;
     let server = runtime.block_on(thunderhead_server::start(config))?;
+    end_on_interrupt(&runtime, state.path().to_path_buf());
     step(&format!(
         "head node running at {} (state in {})",
         server.url,

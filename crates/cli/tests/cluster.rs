@@ -555,3 +555,56 @@ fn tasks_of_a_killed_agent_are_requeued_on_the_other_nodes() {
     assert!(!retried.is_empty(), "some task ran a second attempt");
     assert!(retried.iter().all(|t| t["node"] == "LocalCN-0002"));
 }
+
+#[test]
+fn clients_find_the_head_node_through_its_access_file() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let c = Cluster::start();
+    let access = c.state_dir().join("access.json");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&access).unwrap()).unwrap();
+    assert_eq!(written["url"].as_str(), Some(c.url().as_str()));
+    assert_eq!(
+        std::fs::metadata(&access).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let home = tempfile::tempdir().unwrap();
+    let client = || {
+        let mut cmd = Command::new(common::BIN);
+        cmd.env_remove("THUNDERHEAD_SERVER")
+            .env_remove("THUNDERHEAD_ACCESS")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", home.path());
+        cmd
+    };
+    let by_flag = client()
+        .args(["--access", access.to_str().unwrap(), "job", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        by_flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_flag.stderr)
+    );
+    let by_env = client()
+        .env("THUNDERHEAD_ACCESS", &access)
+        .args(["job", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        by_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
+    let none = client().args(["job", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no head node given and none found"));
+    let default_dir = home.path().join(".local/share/thunderhead");
+    std::fs::create_dir_all(&default_dir).unwrap();
+    std::fs::copy(&access, default_dir.join("access.json")).unwrap();
+    let by_default = client().args(["job", "list"]).output().unwrap();
+    assert!(
+        by_default.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_default.stderr)
+    );
+}
