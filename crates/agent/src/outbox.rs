@@ -32,10 +32,7 @@ impl Outbox {
             else {
                 continue;
             };
-            match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Vec<TaskResult>>(&b).ok())
-            {
+            match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Vec<TaskResult>>(&b).ok()) {
                 Some(results) => {
                     batches.insert(n, results);
                 }
@@ -47,11 +44,7 @@ impl Outbox {
             }
         }
         let next = batches.keys().next_back().map_or(0, |n| n + 1);
-        Ok(Outbox {
-            dir: dir.to_path_buf(),
-            next,
-            batches,
-        })
+        Ok(Outbox { dir: dir.to_path_buf(), next, batches })
     }
 
     /// Writes `results` durably as one batch.
@@ -97,11 +90,7 @@ mod tests {
 
     fn result(index: u64) -> TaskResult {
         TaskResult {
-            task: TaskRef {
-                job: 1,
-                index,
-                attempt: 1,
-            },
+            task: TaskRef { job: 1, index, attempt: 1 },
             exit_code: Some(0),
             message: None,
             started_at: 1,
@@ -121,19 +110,11 @@ mod tests {
         drop(outbox);
         let mut outbox = Outbox::open(dir.path()).unwrap();
         let pending: Vec<u64> = outbox.pending().map(|r| r.task.index).collect();
-        assert_eq!(
-            pending,
-            [1, 2, 3],
-            "an ack only in memory does not delete a partly acked batch"
-        );
+        assert_eq!(pending, [1, 2, 3], "an ack only in memory does not delete a partly acked batch");
         outbox.ack(&[result(1).task, result(2).task]);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         outbox.push(vec![result(4)]).unwrap();
-        let pending: Vec<u64> = Outbox::open(dir.path())
-            .unwrap()
-            .pending()
-            .map(|r| r.task.index)
-            .collect();
+        let pending: Vec<u64> = Outbox::open(dir.path()).unwrap().pending().map(|r| r.task.index).collect();
         assert_eq!(pending, [3, 4]);
     }
 }

@@ -69,15 +69,12 @@ fn reap_forever(inner: &(Mutex<State>, Condvar)) {
             let mut state = lock.lock().expect("reaper lock");
             while state.waiters.is_empty() {
                 // Orphans re-parented to us are reaped here too, a little later.
-                let (s, _) = wake
-                    .wait_timeout(state, std::time::Duration::from_millis(500))
-                    .expect("reaper lock");
+                let (s, _) = wake.wait_timeout(state, std::time::Duration::from_millis(500)).expect("reaper lock");
                 state = s;
                 if state.waiters.is_empty() {
-                    while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) = waitpid(
-                        Pid::from_raw(-1),
-                        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                    ) {}
+                    while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+                        waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                    {}
                 }
             }
         }

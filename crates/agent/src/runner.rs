@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use thunderhead_proto::{
-    AGENT_PATH, AgentMsg, Assignment, OUTPUT_TAIL_BYTES, PROTOCOL_VERSION, ServerMsg, TaskRef,
-    TaskResult,
+    AGENT_PATH, AgentMsg, Assignment, OUTPUT_TAIL_BYTES, PROTOCOL_VERSION, ServerMsg, TaskRef, TaskResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -82,12 +81,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     std::fs::create_dir_all(&tasks_dir)
         .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", tasks_dir.display())))?;
     let outbox_dir = config.work_dir.join("outbox");
-    let outbox = Outbox::open(&outbox_dir).map_err(|e| {
-        AgentError::Setup(format!(
-            "cannot open the outbox {}: {e}",
-            outbox_dir.display()
-        ))
-    })?;
+    let outbox = Outbox::open(&outbox_dir)
+        .map_err(|e| AgentError::Setup(format!("cannot open the outbox {}: {e}", outbox_dir.display())))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         free_cores: config.cores,
@@ -128,16 +123,8 @@ fn websocket_url(server: &str) -> Result<String, AgentError> {
     let rest = server
         .strip_prefix("http://")
         .map(|r| format!("ws://{r}"))
-        .or_else(|| {
-            server
-                .strip_prefix("https://")
-                .map(|r| format!("wss://{r}"))
-        })
-        .ok_or_else(|| {
-            AgentError::Setup(format!(
-                "server URL \"{server}\" must start with http:// or https://"
-            ))
-        })?;
+        .or_else(|| server.strip_prefix("https://").map(|r| format!("wss://{r}")))
+        .ok_or_else(|| AgentError::Setup(format!("server URL \"{server}\" must start with http:// or https://")))?;
     Ok(format!("{}{AGENT_PATH}", rest.trim_end_matches('/')))
 }
 
@@ -155,10 +142,7 @@ fn spawn_connector(url: String, events: mpsc::UnboundedSender<Event>, delay: Dur
     });
 }
 
-fn spawn_reader(
-    mut stream: futures_util::stream::SplitStream<Ws>,
-    events: mpsc::UnboundedSender<Event>,
-) {
+fn spawn_reader(mut stream: futures_util::stream::SplitStream<Ws>, events: mpsc::UnboundedSender<Event>) {
     tokio::spawn(async move {
         while let Some(frame) = stream.next().await {
             let text = match frame {
@@ -175,26 +159,19 @@ fn spawn_reader(
                     let _ = events.send(Event::Message(msg));
                 }
                 Err(e) => {
-                    let _ = events.send(Event::Disconnected(format!(
-                        "bad message from the head node: {e}"
-                    )));
+                    let _ = events.send(Event::Disconnected(format!("bad message from the head node: {e}")));
                     return;
                 }
             }
         }
-        let _ = events.send(Event::Disconnected(
-            "the head node closed the connection".into(),
-        ));
+        let _ = events.send(Event::Disconnected("the head node closed the connection".into()));
     });
 }
 
 fn spawn_signal_watch(events: mpsc::UnboundedSender<Event>) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             return;
         };
         tokio::select! {
@@ -239,12 +216,7 @@ impl Agent {
                 let (sink, stream) = (*ws).split();
                 self.sink = Some(sink);
                 spawn_reader(stream, self.events.clone());
-                let running = self
-                    .running
-                    .keys()
-                    .copied()
-                    .chain(self.queue.iter().map(|a| a.task))
-                    .collect();
+                let running = self.running.keys().copied().chain(self.queue.iter().map(|a| a.task)).collect();
                 let completed = self.outbox.pending().map(|r| r.task).collect();
                 self.outgoing.push(AgentMsg::Hello {
                     protocol: PROTOCOL_VERSION,
@@ -305,8 +277,7 @@ impl Agent {
     fn start_queued(&mut self) {
         while let Some(next) = self.queue.front() {
             // A task larger than the node runs alone rather than never.
-            let fits = next.cores <= self.free_cores
-                || (self.running.is_empty() && next.cores > self.config.cores);
+            let fits = next.cores <= self.free_cores || (self.running.is_empty() && next.cores > self.config.cores);
             if !fits {
                 break;
             }
@@ -317,10 +288,8 @@ impl Agent {
 
     fn start(&mut self, a: Assignment) {
         let started_at = now_millis();
-        let dir = self.config.work_dir.join("tasks").join(format!(
-            "{}.{}.{}",
-            a.task.job, a.task.index, a.task.attempt
-        ));
+        let dir =
+            self.config.work_dir.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
         let spawned = std::fs::create_dir_all(&dir).and_then(|()| {
             let stdout = std::fs::File::create(dir.join("stdout"))?;
             let stderr = std::fs::File::create(dir.join("stderr"))?;
@@ -340,15 +309,7 @@ impl Agent {
             Ok((pid, exited)) => {
                 let cores = a.cores.min(self.free_cores);
                 self.free_cores -= cores;
-                self.running.insert(
-                    a.task,
-                    RunningTask {
-                        pid,
-                        started_at,
-                        dir,
-                        cores,
-                    },
-                );
+                self.running.insert(a.task, RunningTask { pid, started_at, dir, cores });
                 let events = self.events.clone();
                 let task = a.task;
                 tokio::spawn(async move {
@@ -383,10 +344,7 @@ impl Agent {
         let (exit_code, message) = match exit {
             Some(Exit::Code(code)) => (Some(code), None),
             Some(Exit::Signal(signal)) => (None, Some(format!("killed by signal {signal}"))),
-            None => (
-                None,
-                Some("the agent lost track of the process".to_string()),
-            ),
+            None => (None, Some("the agent lost track of the process".to_string())),
         };
         self.ended.push(TaskResult {
             task,
@@ -446,19 +404,8 @@ mod tests {
 
     #[test]
     fn server_urls_become_websocket_urls() {
-        assert_eq!(
-            websocket_url("http://127.0.0.1:7998").unwrap(),
-            "ws://127.0.0.1:7998/agent/v1"
-        );
-        assert_eq!(
-            websocket_url("https://head:443/").unwrap(),
-            "wss://head:443/agent/v1"
-        );
-        assert!(
-            websocket_url("ftp://x")
-                .unwrap_err()
-                .to_string()
-                .contains("http://")
-        );
+        assert_eq!(websocket_url("http://127.0.0.1:7998").unwrap(), "ws://127.0.0.1:7998/agent/v1");
+        assert_eq!(websocket_url("https://head:443/").unwrap(), "wss://head:443/agent/v1");
+        assert!(websocket_url("ftp://x").unwrap_err().to_string().contains("http://"));
     }
 }

@@ -18,17 +18,14 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(data).join("thunderhead");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/thunderhead")
 }
 
 fn read_access(path: &Path) -> Result<Access> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the access file {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("the access file {} is not valid", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the access file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("the access file {} is not valid", path.display()))
 }
 
 impl Client {
@@ -56,34 +53,17 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build();
-        Client {
-            base: url.trim_end_matches('/').to_string(),
-            agent: config.into(),
-        }
+        Client { base: url.trim_end_matches('/').to_string(), agent: config.into() }
     }
 
-    fn answer(
-        &self,
-        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value> {
+    fn answer(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value> {
         let mut response = result.map_err(|e| {
-            anyhow!(
-                "cannot reach the head node at {}: {e} (is `thunderhead server` running there?)",
-                self.base
-            )
+            anyhow!("cannot reach the head node at {}: {e} (is `thunderhead server` running there?)", self.base)
         })?;
         let status = response.status();
-        let body: Value = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_json()
-            .with_context(|| {
-                format!(
-                    "the head node at {} sent an answer that is not JSON (status {status})",
-                    self.base
-                )
-            })?;
+        let body: Value = response.body_mut().with_config().limit(1 << 30).read_json().with_context(|| {
+            format!("the head node at {} sent an answer that is not JSON (status {status})", self.base)
+        })?;
         if status.is_success() {
             return Ok(body);
         }
@@ -99,11 +79,7 @@ impl Client {
     }
 
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
-        let value = self.answer(
-            self.agent
-                .post(format!("{}{path}", self.base))
-                .send_json(body),
-        )?;
+        let value = self.answer(self.agent.post(format!("{}{path}", self.base)).send_json(body))?;
         Ok(serde_json::from_value(value)?)
     }
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use thunderhead_core::job::JobSubmission;
 use thunderhead_core::size::NodeSize;
 use thunderhead_core::view::{
-    JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeLogEntry, NodeView, SubmitReply,
-    TaskOutput, TaskView, TemplateView,
+    JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeLogEntry, NodeView, SubmitReply, TaskOutput,
+    TaskView, TemplateView,
 };
 
 #[derive(Parser)]
@@ -100,9 +100,21 @@ enum TemplateCommand {
         provider: String,
         #[arg(long, default_value = "")]
         description: String,
-        /// local provider: where node directories are created [default: STATE/nodes]
+        /// local and sim providers: where node directories are created [default: STATE/nodes]
         #[arg(long)]
         work_root: Option<PathBuf>,
+        /// sim provider: how long a deployment takes, MIN..MAX [default: 1s..3s]
+        #[arg(long)]
+        sim_deploy_time: Option<String>,
+        /// sim provider: probability that a deployment fails, 0 to 1 [default: 0]
+        #[arg(long)]
+        sim_failure_rate: Option<f64>,
+        /// sim provider: the most nodes the simulated cloud holds at once [default: unlimited]
+        #[arg(long)]
+        sim_capacity: Option<u32>,
+        /// sim provider: seed that makes the rehearsal repeatable [default: 0]
+        #[arg(long)]
+        sim_seed: Option<u64>,
     },
     /// List templates
     List,
@@ -239,9 +251,7 @@ fn main() {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -257,10 +267,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-pub fn server_config(
-    state_dir: PathBuf,
-    listen: SocketAddr,
-) -> Result<thunderhead_server::ServerConfig> {
+pub fn server_config(state_dir: PathBuf, listen: SocketAddr) -> Result<thunderhead_server::ServerConfig> {
     Ok(thunderhead_server::ServerConfig {
         state_dir,
         listen,
@@ -270,10 +277,7 @@ pub fn server_config(
 }
 
 fn serve(args: ServerArgs) -> Result<i32> {
-    let mut config = server_config(
-        args.state_dir.unwrap_or_else(client::default_state_dir),
-        args.listen,
-    )?;
+    let mut config = server_config(args.state_dir.unwrap_or_else(client::default_state_dir), args.listen)?;
     config.cluster.provision_timeout = args.provision_timeout * 1000;
     config.cluster.reconnect_grace = args.reconnect_grace * 1000;
     runtime()?.block_on(async {
@@ -293,20 +297,9 @@ fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
             .and_then(|h| h.into_string().ok())
             .context("cannot read this machine's host name; give --name")?,
     };
-    let cores = args.cores.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1)
-    });
-    let work_dir = args
-        .work_dir
-        .unwrap_or_else(|| client::default_state_dir().join(format!("agent-{name}")));
-    let config = thunderhead_agent::AgentConfig {
-        server,
-        name,
-        cores,
-        work_dir,
-    };
+    let cores = args.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
+    let work_dir = args.work_dir.unwrap_or_else(|| client::default_state_dir().join(format!("agent-{name}")));
+    let config = thunderhead_agent::AgentConfig { server, name, cores, work_dir };
     runtime()?.block_on(thunderhead_agent::run(config))?;
     Ok(0)
 }
@@ -318,17 +311,31 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
             provider,
             description,
             work_root,
+            sim_deploy_time,
+            sim_failure_rate,
+            sim_capacity,
+            sim_seed,
         } => {
             let mut settings = serde_json::Map::new();
             if let Some(root) = work_root {
                 let root = std::path::absolute(&root).unwrap_or(root);
-                settings.insert(
-                    "work_root".into(),
-                    Value::String(root.display().to_string()),
-                );
+                settings.insert("work_root".into(), Value::String(root.display().to_string()));
             }
-            let t: TemplateView =
-                c.post("/api/v1/templates", &json!({"name": name, "provider": provider, "description": description, "settings": settings}))?;
+            let sim = [
+                ("deploy_time", sim_deploy_time.map(Value::from)),
+                ("failure_rate", sim_failure_rate.map(Value::from)),
+                ("capacity", sim_capacity.map(Value::from)),
+                ("seed", sim_seed.map(Value::from)),
+            ];
+            for (key, value) in sim {
+                if let Some(v) = value {
+                    settings.insert(key.into(), v);
+                }
+            }
+            let t: TemplateView = c.post(
+                "/api/v1/templates",
+                &json!({"name": name, "provider": provider, "description": description, "settings": settings}),
+            )?;
             if as_json {
                 show::json(&t);
             } else {
@@ -343,14 +350,7 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                 show::table(
                     &["name", "provider", "nodes", "description"],
                     list.iter()
-                        .map(|t| {
-                            vec![
-                                t.name.clone(),
-                                t.provider.clone(),
-                                t.nodes.to_string(),
-                                t.description.clone(),
-                            ]
-                        })
+                        .map(|t| vec![t.name.clone(), t.provider.clone(), t.nodes.to_string(), t.description.clone()])
                         .collect(),
                 );
             }
@@ -366,10 +366,7 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                 println!("nodes:       {}", t.nodes);
                 println!("created:     {}", show::time(Some(t.created_at)));
                 for (k, v) in &t.settings {
-                    println!(
-                        "{k}: {}",
-                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
-                    );
+                    println!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
                 }
             }
         }
@@ -380,8 +377,7 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
             }
         }
         TemplateCommand::Validate { name } => {
-            let checks: Vec<Value> =
-                c.post(&format!("/api/v1/templates/{name}/validate"), &json!({}))?;
+            let checks: Vec<Value> = c.post(&format!("/api/v1/templates/{name}/validate"), &json!({}))?;
             let ok = checks.iter().all(|c| c["ok"] == Value::Bool(true));
             if as_json {
                 show::json(&checks);
@@ -393,12 +389,7 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                         .map(|c| {
                             vec![
                                 c["name"].as_str().unwrap_or("").to_string(),
-                                if c["ok"] == Value::Bool(true) {
-                                    "OK"
-                                } else {
-                                    "FAILED"
-                                }
-                                .to_string(),
+                                if c["ok"] == Value::Bool(true) { "OK" } else { "FAILED" }.to_string(),
                                 c["detail"].as_str().unwrap_or("").to_string(),
                             ]
                         })
@@ -428,19 +419,8 @@ fn node_rows(nodes: &[NodeView]) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn node_action(
-    c: &Client,
-    action: NodeAction,
-    sel: NodeSelection,
-    force: bool,
-    as_json: bool,
-) -> Result<i32> {
-    let request = NodeActionRequest {
-        action,
-        template: sel.template,
-        names: sel.names,
-        force,
-    };
+fn node_action(c: &Client, action: NodeAction, sel: NodeSelection, force: bool, as_json: bool) -> Result<i32> {
+    let request = NodeActionRequest { action, template: sel.template, names: sel.names, force };
     let results: Vec<NodeActionResult> = c.post("/api/v1/nodes/actions", &request)?;
     let failed = results.iter().filter(|r| !r.ok).count();
     if as_json {
@@ -450,13 +430,7 @@ fn node_action(
             &["node", "result", "state or reason"],
             results
                 .iter()
-                .map(|r| {
-                    vec![
-                        r.node.clone(),
-                        if r.ok { "OK" } else { "FAILED" }.into(),
-                        r.message.clone(),
-                    ]
-                })
+                .map(|r| vec![r.node.clone(), if r.ok { "OK" } else { "FAILED" }.into(), r.message.clone()])
                 .collect(),
         );
         if results.is_empty() {
@@ -471,26 +445,16 @@ fn node_action(
 
 fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
     match command {
-        NodeCommand::Add {
-            template,
-            count,
-            size,
-        } => {
+        NodeCommand::Add { template, count, size } => {
             // Checked here too, so the mistake is named before anything is sent.
             NodeSize::parse_burst(&size).map_err(|e| anyhow::anyhow!(e.message))?;
-            let added: Vec<NodeView> = c.post(
-                "/api/v1/nodes",
-                &json!({"template": template, "count": count, "size": size}),
-            )?;
+            let added: Vec<NodeView> =
+                c.post("/api/v1/nodes", &json!({"template": template, "count": count, "size": size}))?;
             if as_json {
                 show::json(&added);
             } else {
                 let names: Vec<&str> = added.iter().map(|n| n.name.as_str()).collect();
-                println!(
-                    "added {} node(s) from template {template}: {}",
-                    added.len(),
-                    names.join(", ")
-                );
+                println!("added {} node(s) from template {template}: {}", added.len(), names.join(", "));
             }
         }
         NodeCommand::List { template } => {
@@ -502,12 +466,7 @@ fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
             if as_json {
                 show::json(&nodes);
             } else {
-                show::table(
-                    &[
-                        "name", "template", "size", "cores", "state", "health", "running",
-                    ],
-                    node_rows(&nodes),
-                );
+                show::table(&["name", "template", "size", "cores", "state", "health", "running"], node_rows(&nodes));
             }
         }
         NodeCommand::Start(sel) => return node_action(c, NodeAction::Start, sel, false, as_json),
@@ -532,8 +491,7 @@ fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
 }
 
 fn read_job_file(path: &Path) -> Result<JobSubmission> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the job file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {}", path.display()))?;
     let is_toml = path.extension().is_some_and(|e| e == "toml");
     let parsed = if is_toml {
         toml::from_str::<JobSubmission>(&text).map_err(|e| anyhow::anyhow!("{e}"))
@@ -541,11 +499,7 @@ fn read_job_file(path: &Path) -> Result<JobSubmission> {
         serde_json::from_str::<JobSubmission>(&text).map_err(|e| anyhow::anyhow!("{e}"))
     };
     parsed.with_context(|| {
-        format!(
-            "the job file {} is not a valid {} job file",
-            path.display(),
-            if is_toml { "TOML" } else { "JSON" }
-        )
+        format!("the job file {} is not a valid {} job file", path.display(), if is_toml { "TOML" } else { "JSON" })
     })
 }
 
@@ -565,10 +519,7 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                             "no command to run (give it after --, e.g. thunderhead job submit --sweep 1-10 -- echo '*')"
                         );
                     }
-                    JobSubmission {
-                        command: Some(args.command),
-                        ..Default::default()
-                    }
+                    JobSubmission { command: Some(args.command), ..Default::default() }
                 }
             };
             submission.name = args.name.or(submission.name);
@@ -589,16 +540,7 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 show::json(&jobs);
             } else {
                 show::table(
-                    &[
-                        "id",
-                        "name",
-                        "state",
-                        "priority",
-                        "tasks",
-                        "finished",
-                        "failed",
-                        "submitted",
-                    ],
+                    &["id", "name", "state", "priority", "tasks", "finished", "failed", "submitted"],
                     jobs.iter()
                         .map(|j| {
                             vec![
@@ -655,12 +597,8 @@ fn print_job(j: &JobView) {
 }
 
 fn parse_task_id(text: &str) -> Result<(u64, u64)> {
-    let parsed = text
-        .split_once('.')
-        .and_then(|(j, i)| Some((j.parse().ok()?, i.parse().ok()?)));
-    parsed.with_context(|| {
-        format!("task \"{text}\" is not a task id (expected JOB.INDEX, e.g. 3.17)")
-    })
+    let parsed = text.split_once('.').and_then(|(j, i)| Some((j.parse().ok()?, i.parse().ok()?)));
+    parsed.with_context(|| format!("task \"{text}\" is not a task id (expected JOB.INDEX, e.g. 3.17)"))
 }
 
 fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
@@ -675,9 +613,7 @@ fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
                 show::json(&tasks);
             } else {
                 show::table(
-                    &[
-                        "task", "state", "attempt", "node", "exit", "started", "ended",
-                    ],
+                    &["task", "state", "attempt", "node", "exit", "started", "ended"],
                     tasks
                         .iter()
                         .map(|t| {
@@ -696,10 +632,7 @@ fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
                 let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
                 let listed = tasks.len() as u64;
                 if job.total_tasks > listed && !tasks.is_empty() {
-                    println!(
-                        "({} of {} tasks have started; the rest are queued)",
-                        listed, job.total_tasks
-                    );
+                    println!("({} of {} tasks have started; the rest are queued)", listed, job.total_tasks);
                 }
             }
         }
@@ -710,14 +643,7 @@ fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
             if as_json {
                 show::json(&answer);
             } else {
-                print!(
-                    "{}",
-                    if stderr {
-                        &output.stderr
-                    } else {
-                        &output.stdout
-                    }
-                );
+                print!("{}", if stderr { &output.stderr } else { &output.stdout });
             }
         }
     }
@@ -732,10 +658,7 @@ mod tests {
     fn task_ids_parse_and_bad_ones_are_explained() {
         assert_eq!(parse_task_id("3.17").unwrap(), (3, 17));
         let err = parse_task_id("3-17").unwrap_err().to_string();
-        assert!(
-            err.contains("\"3-17\"") && err.contains("JOB.INDEX"),
-            "{err}"
-        );
+        assert!(err.contains("\"3-17\"") && err.contains("JOB.INDEX"), "{err}");
     }
 
     #[test]

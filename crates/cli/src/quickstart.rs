@@ -14,9 +14,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use thunderhead_core::view::{
-    NodeAction, NodeActionRequest, NodeActionResult, NodeView, SubmitReply, TaskView,
-};
+use thunderhead_core::view::{NodeAction, NodeActionRequest, NodeActionResult, NodeView, SubmitReply, TaskView};
 
 #[derive(Args)]
 pub struct QuickstartArgs {
@@ -71,10 +69,8 @@ fn end_on_interrupt(runtime: &tokio::runtime::Runtime, state: std::path::PathBuf
                     .ok()
                     .and_then(|p| p.trim().parse::<i32>().ok());
                 if let Some(pid) = pid {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
+                    let _ =
+                        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
                 }
             }
         }
@@ -96,12 +92,7 @@ fn nodes(c: &Client) -> Result<Vec<NodeView>> {
 fn act(c: &Client, action: NodeAction) -> Result<Vec<NodeActionResult>> {
     let results: Vec<NodeActionResult> = c.post(
         "/api/v1/nodes/actions",
-        &NodeActionRequest {
-            action,
-            template: Some(TEMPLATE.into()),
-            names: vec![],
-            force: false,
-        },
+        &NodeActionRequest { action, template: Some(TEMPLATE.into()), names: vec![], force: false },
     )?;
     if let Some(bad) = results.iter().find(|r| !r.ok) {
         bail!("node {}: {}", bad.node, bad.message);
@@ -110,12 +101,7 @@ fn act(c: &Client, action: NodeAction) -> Result<Vec<NodeActionResult>> {
 }
 
 /// Polls the nodes until `done` holds for all of them, drawing a bar of how many do.
-fn await_nodes(
-    c: &Client,
-    what: &str,
-    timeout: Duration,
-    done: impl Fn(&NodeView) -> bool,
-) -> Result<Vec<NodeView>> {
+fn await_nodes(c: &Client, what: &str, timeout: Duration, done: impl Fn(&NodeView) -> bool) -> Result<Vec<NodeView>> {
     let start = Instant::now();
     let mut list = nodes(c)?;
     let bar = std::io::stdout().is_terminal().then(|| {
@@ -138,11 +124,7 @@ fn await_nodes(
             last = ready;
         }
         if let Some(failed) = list.iter().find(|n| n.state == "Unknown") {
-            bail!(
-                "node {} failed: {}",
-                failed.name,
-                failed.cause.clone().unwrap_or_default()
-            );
+            bail!("node {} failed: {}", failed.name, failed.cause.clone().unwrap_or_default());
         }
         if ready == list.len() {
             if let Some(bar) = bar {
@@ -161,9 +143,7 @@ fn await_nodes(
 fn stop_nodes(c: &Client, wait: bool) -> Result<()> {
     act(c, NodeAction::Stop)?;
     if wait {
-        await_nodes(c, "stopped", Duration::from_secs(60), |n| {
-            n.state == "NotDeployed"
-        })?;
+        await_nodes(c, "stopped", Duration::from_secs(60), |n| n.state == "NotDeployed")?;
     }
     Ok(())
 }
@@ -175,69 +155,36 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let runtime = crate::runtime()?;
-    let config = crate::server_config(
-        state.path().to_path_buf(),
-        "127.0.0.1:0".parse().expect("address"),
-    )?;
+    let config = crate::server_config(state.path().to_path_buf(), "127.0.0.1:0".parse().expect("address"))?;
     let server = runtime.block_on(thunderhead_server::start(config))?;
     end_on_interrupt(&runtime, state.path().to_path_buf());
-    step(&format!(
-        "head node running at {} (state in {})",
-        server.url,
-        state.path().display()
-    ));
+    step(&format!("head node running at {} (state in {})", server.url, state.path().display()));
     let c = Client::new(&server.url);
 
     c.post::<serde_json::Value>(
         "/api/v1/templates",
         &json!({"name": TEMPLATE, "provider": "local", "description": "burst nodes on this machine"}),
     )?;
-    step(&format!(
-        "created node template {TEMPLATE} (provider local)"
-    ));
-    let added: Vec<NodeView> = c.post(
-        "/api/v1/nodes",
-        &json!({"template": TEMPLATE, "count": args.nodes, "size": args.size}),
-    )?;
+    step(&format!("created node template {TEMPLATE} (provider local)"));
+    let added: Vec<NodeView> =
+        c.post("/api/v1/nodes", &json!({"template": TEMPLATE, "count": args.nodes, "size": args.size}))?;
     let names: Vec<&str> = added.iter().map(|n| n.name.as_str()).collect();
-    step(&format!(
-        "added {} {} burst nodes: {}",
-        added.len(),
-        args.size,
-        names.join(", ")
-    ));
+    step(&format!("added {} {} burst nodes: {}", added.len(), args.size, names.join(", ")));
 
-    let mut guard = StopGuard {
-        client: &c,
-        armed: true,
-    };
+    let mut guard = StopGuard { client: &c, armed: true };
     step("starting the set: deploying the nodes");
     act(&c, NodeAction::Start)?;
     let t = Instant::now();
-    await_nodes(&c, "provisioned (Offline)", Duration::from_secs(60), |n| {
-        n.state == "Offline"
-    })?;
-    step(&format!(
-        "all {} nodes provisioned in {}",
-        added.len(),
-        show::duration(t.elapsed().as_millis() as u64)
-    ));
+    await_nodes(&c, "provisioned (Offline)", Duration::from_secs(60), |n| n.state == "Offline")?;
+    step(&format!("all {} nodes provisioned in {}", added.len(), show::duration(t.elapsed().as_millis() as u64)));
     act(&c, NodeAction::Online)?;
-    let online = await_nodes(&c, "online", Duration::from_secs(10), |n| {
-        n.state == "Online"
-    })?;
+    let online = await_nodes(&c, "online", Duration::from_secs(10), |n| n.state == "Online")?;
     show::table(
         &["name", "size", "cores", "state", "health"],
         online
             .iter()
             .map(|n| {
-                vec![
-                    n.name.clone(),
-                    crate::show::opt(&n.size),
-                    n.cores.to_string(),
-                    n.state.clone(),
-                    n.health.clone(),
-                ]
+                vec![n.name.clone(), crate::show::opt(&n.size), n.cores.to_string(), n.state.clone(), n.health.clone()]
             })
             .collect(),
     );
@@ -250,10 +197,7 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
             "command": ["sh", "-c", TASK_SCRIPT],
         }),
     )?;
-    step(&format!(
-        "submitted job {}: a sweep of {} tasks (collatz steps of each index)",
-        reply.id, args.tasks
-    ));
+    step(&format!("submitted job {}: a sweep of {} tasks (collatz steps of each index)", reply.id, args.tasks));
     let t = Instant::now();
     let job = crate::wait::wait_quietly(&c, reply.id, true)?;
     let elapsed = t.elapsed();
@@ -261,9 +205,7 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     let tasks: Vec<TaskView> = c.get(&format!("/api/v1/jobs/{}/tasks?limit=100000", reply.id))?;
     let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
     for t in &tasks {
-        *per_node
-            .entry(t.node.clone().unwrap_or_default())
-            .or_default() += 1;
+        *per_node.entry(t.node.clone().unwrap_or_default()).or_default() += 1;
     }
     step("summary");
     println!(
@@ -275,25 +217,11 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
         job.total_tasks,
         show::duration(elapsed.as_millis() as u64)
     );
-    println!(
-        "    {:.0} tasks/s",
-        job.total_tasks as f64 / elapsed.as_secs_f64().max(0.001)
-    );
-    show::table(
-        &["node", "tasks"],
-        per_node
-            .iter()
-            .map(|(n, k)| vec![n.clone(), k.to_string()])
-            .collect(),
-    );
+    println!("    {:.0} tasks/s", job.total_tasks as f64 / elapsed.as_secs_f64().max(0.001));
+    show::table(&["node", "tasks"], per_node.iter().map(|(n, k)| vec![n.clone(), k.to_string()]).collect());
     for index in [1, 27, args.tasks] {
-        let answer: serde_json::Value =
-            c.get(&format!("/api/v1/jobs/{}/tasks/{index}", reply.id))?;
-        println!(
-            "    task {}.{index}: {}",
-            reply.id,
-            answer["output"]["stdout"].as_str().unwrap_or("").trim()
-        );
+        let answer: serde_json::Value = c.get(&format!("/api/v1/jobs/{}/tasks/{index}", reply.id))?;
+        println!("    task {}.{index}: {}", reply.id, answer["output"]["stdout"].as_str().unwrap_or("").trim());
     }
 
     step("stopping the set");
@@ -304,10 +232,7 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
         let kept = state.keep();
         step(&format!("state kept in {}", kept.display()));
     }
-    step(&format!(
-        "done in {}",
-        show::duration(began.elapsed().as_millis() as u64)
-    ));
+    step(&format!("done in {}", show::duration(began.elapsed().as_millis() as u64)));
     drop(runtime);
     Ok(code)
 }

@@ -12,26 +12,18 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
     // Each line without the padding the preset leaves at its ends.
     for line in t.to_string().lines() {
-        println!(
-            "{}",
-            line.trim_end().strip_prefix(' ').unwrap_or(line.trim_end())
-        );
+        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line.trim_end()));
     }
 }
 
 pub fn json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values print")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values print"));
 }
 
 /// A point in time as RFC 3339, to the second, in UTC.
 pub fn time(ms: Option<u64>) -> String {
     match ms {
-        Some(ms) => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        }
+        Some(ms) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
         None => "-".into(),
     }
 }

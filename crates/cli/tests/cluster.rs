@@ -9,54 +9,24 @@ use std::collections::BTreeMap;
 fn counts(job: &Value) -> (u64, u64, u64, u64, u64) {
     let t = &job["tasks"];
     let n = |k: &str| t[k].as_u64().unwrap();
-    (
-        n("Queued"),
-        n("Running"),
-        n("Finished"),
-        n("Failed"),
-        n("Canceled"),
-    )
+    (n("Queued"), n("Running"), n("Finished"), n("Failed"), n("Canceled"))
 }
 
 #[test]
 fn a_sweep_runs_on_local_burst_nodes_from_start_to_stop() {
     let c = Cluster::start();
-    c.th(&[
-        "template",
-        "create",
-        "burst",
-        "--provider",
-        "local",
-        "--description",
-        "test set",
-    ]);
-    let added = c.json(&[
-        "node",
-        "add",
-        "--template",
-        "burst",
-        "--count",
-        "2",
-        "--size",
-        "Small",
-    ]);
+    c.th(&["template", "create", "burst", "--provider", "local", "--description", "test set"]);
+    let added = c.json(&["node", "add", "--template", "burst", "--count", "2", "--size", "Small"]);
     assert_eq!(added.as_array().unwrap().len(), 2);
     let nodes = c.json(&["node", "list"]);
     let first = &nodes[0];
     assert_eq!(first["name"], "LocalCN-0001");
     assert_eq!(nodes[1]["name"], "LocalCN-0002");
     assert_eq!(
-        (
-            first["template"].as_str(),
-            first["size"].as_str(),
-            first["cores"].as_u64()
-        ),
+        (first["template"].as_str(), first["size"].as_str(), first["cores"].as_u64()),
         (Some("burst"), Some("Small"), Some(1))
     );
-    assert_eq!(
-        (first["state"].as_str(), first["health"].as_str()),
-        (Some("NotDeployed"), Some("Unapproved"))
-    );
+    assert_eq!((first["state"].as_str(), first["health"].as_str()), (Some("NotDeployed"), Some("Unapproved")));
 
     c.th(&["node", "start", "--template", "burst"]);
     c.await_nodes("burst", "Offline");
@@ -75,43 +45,25 @@ fn a_sweep_runs_on_local_burst_nodes_from_start_to_stop() {
         "echo \"v=$((THUNDERHEAD_SWEEP_INDEX + THUNDERHEAD_SWEEP_INDEX)) pad=*** task=$THUNDERHEAD_TASK_ID on=$THUNDERHEAD_NODE_NAME\"",
     ]);
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
-    assert!(
-        wait.status.success(),
-        "job wait: {}",
-        String::from_utf8_lossy(&wait.stderr)
-    );
+    assert!(wait.status.success(), "job wait: {}", String::from_utf8_lossy(&wait.stderr));
     let job = c.job(id);
     assert_eq!(job["state"], "Finished");
     assert_eq!(job["name"], "doubles");
     assert_eq!(counts(&job), (0, 0, 40, 0, 0));
 
     let out = c.th(&["task", "output", &format!("{id}.7")]);
-    assert!(
-        out.starts_with(&format!("v=14 pad=007 task={id}.7 on=LocalCN-000")),
-        "{out}"
-    );
+    assert!(out.starts_with(&format!("v=14 pad=007 task={id}.7 on=LocalCN-000")), "{out}");
     let tasks = c.json(&["task", "list", &id.to_string()]);
     let tasks = tasks.as_array().unwrap();
     assert_eq!(tasks.len(), 40);
-    let used: std::collections::BTreeSet<&str> =
-        tasks.iter().map(|t| t["node"].as_str().unwrap()).collect();
+    let used: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t["node"].as_str().unwrap()).collect();
     assert_eq!(used.len(), 2, "both nodes ran tasks: {used:?}");
 
     c.th(&["node", "stop", "--template", "burst"]);
     c.await_nodes("burst", "NotDeployed");
-    assert!(
-        !c.state_dir().join("nodes/LocalCN-0001").exists(),
-        "stop removes the node directory"
-    );
+    assert!(!c.state_dir().join("nodes/LocalCN-0001").exists(), "stop removes the node directory");
     let log = c.th(&["node", "log", "LocalCN-0001"]);
-    for step in [
-        "added from template burst",
-        "Provisioning",
-        "Offline",
-        "Online",
-        "Stopping",
-        "NotDeployed",
-    ] {
+    for step in ["added from template burst", "Provisioning", "Offline", "Online", "Stopping", "NotDeployed"] {
         assert!(log.contains(step), "log lacks {step}:\n{log}");
     }
     c.th(&["node", "delete", "--template", "burst"]);
@@ -124,162 +76,52 @@ fn bad_input_is_refused_with_a_clear_error() {
     let c = Cluster::start();
     c.th(&["template", "create", "t", "--provider", "local"]);
     let cases: &[(&[&str], &str)] = &[
+        (&["node", "add", "--template", "nope", "--count", "1", "--size", "Small"], "template \"nope\" does not exist"),
         (
-            &[
-                "node",
-                "add",
-                "--template",
-                "nope",
-                "--count",
-                "1",
-                "--size",
-                "Small",
-            ],
-            "template \"nope\" does not exist",
-        ),
-        (
-            &[
-                "node",
-                "add",
-                "--template",
-                "t",
-                "--count",
-                "1",
-                "--size",
-                "ExtraSmall",
-            ],
+            &["node", "add", "--template", "t", "--count", "1", "--size", "ExtraSmall"],
             "ExtraSmall\" cannot be used for burst nodes",
         ),
-        (
-            &[
-                "node",
-                "add",
-                "--template",
-                "t",
-                "--count",
-                "1",
-                "--size",
-                "Huge",
-            ],
-            "size \"Huge\" is not a node size",
-        ),
-        (
-            &[
-                "node",
-                "add",
-                "--template",
-                "t",
-                "--count",
-                "0",
-                "--size",
-                "Small",
-            ],
-            "count 0 is out of range",
-        ),
-        (
-            &["job", "submit", "--sweep", "10-1", "--", "echo", "*"],
-            "sweep \"10-1\" ends before it starts",
-        ),
-        (
-            &["job", "submit", "--sweep", "1-x", "--", "echo"],
-            "START-END[:STEP]",
-        ),
-        (
-            &["job", "submit", "--priority", "Urgent", "--", "echo"],
-            "priority \"Urgent\" is not known",
-        ),
+        (&["node", "add", "--template", "t", "--count", "1", "--size", "Huge"], "size \"Huge\" is not a node size"),
+        (&["node", "add", "--template", "t", "--count", "0", "--size", "Small"], "count 0 is out of range"),
+        (&["job", "submit", "--sweep", "10-1", "--", "echo", "*"], "sweep \"10-1\" ends before it starts"),
+        (&["job", "submit", "--sweep", "1-x", "--", "echo"], "START-END[:STEP]"),
+        (&["job", "submit", "--priority", "Urgent", "--", "echo"], "priority \"Urgent\" is not known"),
         (&["job", "submit"], "no command to run"),
-        (
-            &["template", "create", "u", "--provider", "gcp"],
-            "provider \"gcp\" is not available",
-        ),
-        (
-            &["template", "create", "t", "--provider", "local"],
-            "template \"t\" already exists",
-        ),
+        (&["template", "create", "u", "--provider", "gcp"], "provider \"gcp\" is not available"),
+        (&["template", "create", "t", "--provider", "local"], "template \"t\" already exists"),
         (&["job", "view", "999"], "job 999 does not exist"),
         (&["task", "output", "1-2"], "expected JOB.INDEX"),
-        (
-            &["node", "online", "LocalCN-0042"],
-            "node \"LocalCN-0042\" does not exist",
-        ),
+        (&["node", "online", "LocalCN-0042"], "node \"LocalCN-0042\" does not exist"),
     ];
     for (args, expected) in cases {
         let err = c.th_fails(args);
-        assert!(
-            err.contains(expected),
-            "thunderhead {}: expected {expected:?} in {err:?}",
-            args.join(" ")
-        );
+        assert!(err.contains(expected), "thunderhead {}: expected {expected:?} in {err:?}", args.join(" "));
     }
     // Nothing was created by the refused requests.
     assert_eq!(c.json(&["node", "list"]), Value::Array(vec![]));
     assert_eq!(c.json(&["job", "list"]), Value::Array(vec![]));
-    c.th(&[
-        "node",
-        "add",
-        "--template",
-        "t",
-        "--count",
-        "1",
-        "--size",
-        "Small",
-    ]);
+    c.th(&["node", "add", "--template", "t", "--count", "1", "--size", "Small"]);
     let err = c.th_fails(&["template", "delete", "t"]);
-    assert!(
-        err.contains("still has 1 node(s)") && err.contains("node delete --template t"),
-        "{err}"
-    );
+    assert!(err.contains("still has 1 node(s)") && err.contains("node delete --template t"), "{err}");
     let err = c.th_fails(&["node", "online", "LocalCN-0001"]);
-    assert!(
-        err.contains("cannot bring online a node that is NotDeployed"),
-        "{err}"
-    );
+    assert!(err.contains("cannot bring online a node that is NotDeployed"), "{err}");
 }
 
 #[test]
 fn a_failed_deployment_leaves_the_node_unknown_with_the_reason_in_its_log() {
     let c = Cluster::start();
-    c.th(&[
-        "template",
-        "create",
-        "broken",
-        "--provider",
-        "local",
-        "--work-root",
-        "/dev/null/nodes",
-    ]);
+    c.th(&["template", "create", "broken", "--provider", "local", "--work-root", "/dev/null/nodes"]);
     let checks = c.try_th(&["template", "validate", "broken"]);
     assert!(!checks.status.success());
     assert!(String::from_utf8_lossy(&checks.stdout).contains("FAILED"));
-    c.th(&[
-        "node",
-        "add",
-        "--template",
-        "broken",
-        "--count",
-        "1",
-        "--size",
-        "Medium",
-    ]);
+    c.th(&["node", "add", "--template", "broken", "--count", "1", "--size", "Medium"]);
     c.th(&["node", "start", "--template", "broken"]);
     c.await_nodes("broken", "Unknown");
     let nodes = c.json(&["node", "list", "--template", "broken"]);
     assert_eq!(nodes[0]["health"], "Unapproved");
-    assert!(
-        nodes[0]["cause"]
-            .as_str()
-            .unwrap()
-            .contains("cannot create the node directory"),
-        "{nodes}"
-    );
+    assert!(nodes[0]["cause"].as_str().unwrap().contains("cannot create the node directory"), "{nodes}");
     let log = c.th(&["node", "log", "LocalCN-0001"]);
-    assert!(
-        log.contains(
-            "deployment failed: cannot create the node directory /dev/null/nodes/LocalCN-0001"
-        ),
-        "{log}"
-    );
+    assert!(log.contains("deployment failed: cannot create the node directory /dev/null/nodes/LocalCN-0001"), "{log}");
     // A failed node can be deleted.
     c.th(&["node", "delete", "LocalCN-0001"]);
 }
@@ -294,50 +136,27 @@ fn cancel_kills_running_tasks_with_their_process_groups() {
     });
     let node = c.json(&["node", "list"])[0].clone();
     assert_eq!(
-        (
-            node["template"].clone(),
-            node["state"].as_str(),
-            node["cores"].as_u64()
-        ),
+        (node["template"].clone(), node["state"].as_str(), node["cores"].as_u64()),
         (Value::Null, Some("Offline"), Some(2))
     );
     c.th(&["node", "online", "onprem-cancel"]);
     // Each task starts a child that would outlive a kill of the task's own process alone.
     let marker = "61.4159";
-    let id = c.submit(&[
-        "--sweep",
-        "1-6",
-        "--",
-        "sh",
-        "-c",
-        &format!("sleep {marker} & sleep {marker}"),
-    ]);
-    eventually(20, "two tasks to run", || {
-        (counts(&c.job(id)).1 >= 2).then_some(())
-    });
-    eventually(10, "the task processes to start", || {
-        (pgrep(marker) >= 2).then_some(())
-    });
+    let id = c.submit(&["--sweep", "1-6", "--", "sh", "-c", &format!("sleep {marker} & sleep {marker}")]);
+    eventually(20, "two tasks to run", || (counts(&c.job(id)).1 >= 2).then_some(()));
+    eventually(10, "the task processes to start", || (pgrep(marker) >= 2).then_some(()));
     let out = c.th(&["job", "cancel", &id.to_string()]);
     assert!(out.contains("canceled"), "{out}");
     let job = c.job(id);
     assert_eq!(job["state"], "Canceled");
     assert_eq!(counts(&job), (0, 0, 0, 0, 6));
-    eventually(10, "every sleep of the canceled tasks to end", || {
-        (pgrep(marker) == 0).then_some(())
-    });
+    eventually(10, "every sleep of the canceled tasks to end", || (pgrep(marker) == 0).then_some(()));
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
-    assert!(
-        !wait.status.success(),
-        "waiting on a canceled job exits non-zero"
-    );
+    assert!(!wait.status.success(), "waiting on a canceled job exits non-zero");
 }
 
 fn pgrep(pattern: &str) -> usize {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", pattern])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -345,9 +164,7 @@ fn pgrep(pattern: &str) -> usize {
 fn a_job_file_runs_tasks_in_dependency_order() {
     let mut c = Cluster::start();
     c.start_agent("onprem-deps", 2);
-    eventually(20, "the agent to join", || {
-        (c.json(&["node", "list"]).as_array().unwrap().len() == 1).then_some(())
-    });
+    eventually(20, "the agent to join", || (c.json(&["node", "list"]).as_array().unwrap().len() == 1).then_some(()));
     c.th(&["node", "online", "onprem-deps"]);
     let shared = c.dir.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
@@ -382,47 +199,24 @@ command = ["echo", "alone"]
     .unwrap();
     let id = c.submit(&["--file", file.to_str().unwrap()]);
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
-    assert!(
-        !wait.status.success(),
-        "a job with a failed task does not wait successfully"
-    );
+    assert!(!wait.status.success(), "a job with a failed task does not wait successfully");
     let job = c.job(id);
-    assert_eq!(
-        (job["name"].as_str(), job["state"].as_str()),
-        (Some("pipeline"), Some("Failed"))
-    );
+    assert_eq!((job["name"].as_str(), job["state"].as_str()), (Some("pipeline"), Some("Failed")));
     assert_eq!(counts(&job), (0, 0, 3, 1, 1));
-    assert_eq!(
-        c.th(&["task", "output", &format!("{id}.2")]),
-        "data\n",
-        "process ran after prepare"
-    );
-    assert_eq!(
-        c.th(&["task", "output", &format!("{id}.3"), "--stderr"]),
-        "oops\n"
-    );
+    assert_eq!(c.th(&["task", "output", &format!("{id}.2")]), "data\n", "process ran after prepare");
+    assert_eq!(c.th(&["task", "output", &format!("{id}.3"), "--stderr"]), "oops\n");
     let states: BTreeMap<u64, String> = c
         .json(&["task", "list", &id.to_string()])
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| {
-            (
-                t["index"].as_u64().unwrap(),
-                t["state"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|t| (t["index"].as_u64().unwrap(), t["state"].as_str().unwrap().to_string()))
         .collect();
-    let expected: BTreeMap<u64, String> = [
-        (1, "Finished"),
-        (2, "Finished"),
-        (3, "Failed"),
-        (4, "Canceled"),
-        (5, "Finished"),
-    ]
-    .into_iter()
-    .map(|(i, s)| (i, s.to_string()))
-    .collect();
+    let expected: BTreeMap<u64, String> =
+        [(1, "Finished"), (2, "Finished"), (3, "Failed"), (4, "Canceled"), (5, "Finished")]
+            .into_iter()
+            .map(|(i, s)| (i, s.to_string()))
+            .collect();
     assert_eq!(states, expected);
     let broken = c.json(&["task", "list", &id.to_string(), "--state", "Failed"]);
     assert_eq!(broken[0]["exit_code"], 3);
@@ -438,34 +232,21 @@ fn killing_the_head_node_mid_sweep_loses_nothing_and_runs_nothing_twice() {
         ran.display()
     );
     let id = c.submit(&["--sweep", "1-300", "--", "sh", "-c", &script]);
-    eventually(60, "a third of the sweep to finish", || {
-        (counts(&c.job(id)).2 >= 100).then_some(())
-    });
+    eventually(60, "a third of the sweep to finish", || (counts(&c.job(id)).2 >= 100).then_some(()));
     c.kill_server();
     // Agents keep running tasks while the head node is down.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     c.start_server();
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
-    assert!(
-        wait.status.success(),
-        "job wait after restart: {}",
-        String::from_utf8_lossy(&wait.stderr)
-    );
+    assert!(wait.status.success(), "job wait after restart: {}", String::from_utf8_lossy(&wait.stderr));
     let job = c.job(id);
     assert_eq!(counts(&job), (0, 0, 300, 0, 0));
     let tasks = c.json(&["task", "list", &id.to_string()]);
     let tasks = tasks.as_array().unwrap();
     assert_eq!(tasks.len(), 300);
-    assert!(
-        tasks
-            .iter()
-            .all(|t| t["state"] == "Finished" && t["exit_code"] == 0)
-    );
+    assert!(tasks.iter().all(|t| t["state"] == "Finished" && t["exit_code"] == 0));
     for index in [1u64, 150, 300] {
-        assert_eq!(
-            c.th(&["task", "output", &format!("{id}.{index}")]),
-            format!("done-{index}\n")
-        );
+        assert_eq!(c.th(&["task", "output", &format!("{id}.{index}")]), format!("done-{index}\n"));
     }
     // Every index ran exactly once: none was lost, none was run again after the restart.
     let mut runs: BTreeMap<u64, u32> = BTreeMap::new();
@@ -488,22 +269,10 @@ fn a_million_index_sweep_is_one_record_until_its_tasks_start() {
     let job = c.job(id);
     assert_eq!(job["total_tasks"], 1_000_000);
     assert_eq!(counts(&job), (1_000_000, 0, 0, 0, 0));
-    assert_eq!(
-        c.json(&["task", "list", &id.to_string()]),
-        Value::Array(vec![]),
-        "no task rows before tasks start"
-    );
-    let db = std::fs::metadata(c.state_dir().join("thunderhead.db"))
-        .unwrap()
-        .len();
-    let wal = std::fs::metadata(c.state_dir().join("thunderhead.db-wal"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    assert!(
-        db + wal < 2_000_000,
-        "the state holds no row per index ({} bytes)",
-        db + wal
-    );
+    assert_eq!(c.json(&["task", "list", &id.to_string()]), Value::Array(vec![]), "no task rows before tasks start");
+    let db = std::fs::metadata(c.state_dir().join("thunderhead.db")).unwrap().len();
+    let wal = std::fs::metadata(c.state_dir().join("thunderhead.db-wal")).map(|m| m.len()).unwrap_or(0);
+    assert!(db + wal < 2_000_000, "the state holds no row per index ({} bytes)", db + wal);
     c.th(&["job", "cancel", &id.to_string()]);
     assert_eq!(counts(&c.job(id)), (0, 0, 0, 0, 1_000_000));
 }
@@ -515,43 +284,20 @@ fn tasks_of_a_killed_agent_are_requeued_on_the_other_nodes() {
     let id = c.submit(&["--sweep", "1-8", "--", "sh", "-c", "sleep 0.4; echo ok"]);
     eventually(20, "tasks to run on both nodes", || {
         let tasks = c.json(&["task", "list", &id.to_string(), "--state", "Running"]);
-        let nodes: std::collections::BTreeSet<String> = tasks
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["node"].as_str().unwrap().to_string())
-            .collect();
+        let nodes: std::collections::BTreeSet<String> =
+            tasks.as_array().unwrap().iter().map(|t| t["node"].as_str().unwrap().to_string()).collect();
         (nodes.len() == 2).then_some(())
     });
-    let pid: i32 = std::fs::read_to_string(c.state_dir().join("nodes/LocalCN-0001/agent.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid: i32 =
+        std::fs::read_to_string(c.state_dir().join("nodes/LocalCN-0001/agent.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
-    assert!(
-        wait.status.success(),
-        "{}",
-        String::from_utf8_lossy(&wait.stderr)
-    );
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
     assert_eq!(counts(&c.job(id)), (0, 0, 8, 0, 0));
     let nodes = c.json(&["node", "list"]);
-    assert_eq!(
-        (nodes[0]["state"].as_str(), nodes[0]["health"].as_str()),
-        (Some("Unknown"), Some("Error"))
-    );
+    assert_eq!((nodes[0]["state"].as_str(), nodes[0]["health"].as_str()), (Some("Unknown"), Some("Error")));
     let tasks = c.json(&["task", "list", &id.to_string()]);
-    let retried: Vec<&Value> = tasks
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["attempt"].as_u64() == Some(2))
-        .collect();
+    let retried: Vec<&Value> = tasks.as_array().unwrap().iter().filter(|t| t["attempt"].as_u64() == Some(2)).collect();
     assert!(!retried.is_empty(), "some task ran a second attempt");
     assert!(retried.iter().all(|t| t["node"] == "LocalCN-0002"));
 }
@@ -564,10 +310,7 @@ fn clients_find_the_head_node_through_its_access_file() {
     let access = c.state_dir().join("access.json");
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&access).unwrap()).unwrap();
     assert_eq!(written["url"].as_str(), Some(c.url().as_str()));
-    assert_eq!(
-        std::fs::metadata(&access).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&access).unwrap().permissions().mode() & 0o777, 0o600);
     let home = tempfile::tempdir().unwrap();
     let client = || {
         let mut cmd = Command::new(common::BIN);
@@ -577,34 +320,56 @@ fn clients_find_the_head_node_through_its_access_file() {
             .env("HOME", home.path());
         cmd
     };
-    let by_flag = client()
-        .args(["--access", access.to_str().unwrap(), "job", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        by_flag.status.success(),
-        "{}",
-        String::from_utf8_lossy(&by_flag.stderr)
-    );
-    let by_env = client()
-        .env("THUNDERHEAD_ACCESS", &access)
-        .args(["job", "list"])
-        .output()
-        .unwrap();
-    assert!(
-        by_env.status.success(),
-        "{}",
-        String::from_utf8_lossy(&by_env.stderr)
-    );
+    let by_flag = client().args(["--access", access.to_str().unwrap(), "job", "list"]).output().unwrap();
+    assert!(by_flag.status.success(), "{}", String::from_utf8_lossy(&by_flag.stderr));
+    let by_env = client().env("THUNDERHEAD_ACCESS", &access).args(["job", "list"]).output().unwrap();
+    assert!(by_env.status.success(), "{}", String::from_utf8_lossy(&by_env.stderr));
     let none = client().args(["job", "list"]).output().unwrap();
     assert!(String::from_utf8_lossy(&none.stderr).contains("no head node given and none found"));
     let default_dir = home.path().join(".local/share/thunderhead");
     std::fs::create_dir_all(&default_dir).unwrap();
     std::fs::copy(&access, default_dir.join("access.json")).unwrap();
     let by_default = client().args(["job", "list"]).output().unwrap();
-    assert!(
-        by_default.status.success(),
-        "{}",
-        String::from_utf8_lossy(&by_default.stderr)
-    );
+    assert!(by_default.status.success(), "{}", String::from_utf8_lossy(&by_default.stderr));
+}
+
+#[test]
+fn a_sim_rehearsal_with_failures_leaves_failed_nodes_unknown_and_the_sweep_finishes_on_the_rest() {
+    let c = Cluster::start_with(&["--provision-timeout", "3"]);
+    c.th(&[
+        "template",
+        "create",
+        "rehearsal",
+        "--provider",
+        "sim",
+        "--sim-deploy-time",
+        "100ms..400ms",
+        "--sim-failure-rate",
+        "0.5",
+        "--sim-seed",
+        "11",
+    ]);
+    c.th(&["node", "add", "--template", "rehearsal", "--count", "6", "--size", "Small"]);
+    assert_eq!(c.node_states("rehearsal")[0].0, "SimCN-0001");
+    c.th(&["node", "start", "--template", "rehearsal"]);
+    let nodes = eventually(30, "every deployment to succeed or fail", || {
+        let nodes = c.node_states("rehearsal");
+        nodes.iter().all(|(_, s, _)| s == "Offline" || s == "Unknown").then_some(nodes)
+    });
+    let failed: Vec<&String> = nodes.iter().filter(|(_, s, _)| s == "Unknown").map(|(n, _, _)| n).collect();
+    let up: Vec<&str> = nodes.iter().filter(|(_, s, _)| s == "Offline").map(|(n, _, _)| n.as_str()).collect();
+    assert!(!failed.is_empty() && !up.is_empty(), "seed 11 gives both outcomes: {nodes:?}");
+    for name in &failed {
+        let log = c.th(&["node", "log", name]);
+        assert!(log.contains("(sim)") || log.contains("did not connect within 3 s"), "{name}:\n{log}");
+    }
+    let mut online = vec!["node", "online"];
+    online.extend(&up);
+    c.th(&online);
+    let id = c.submit(&["--sweep", "1-30", "--", "echo", "*"]);
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    assert_eq!(counts(&c.job(id)), (0, 0, 30, 0, 0));
+    c.th(&["node", "stop", "--template", "rehearsal"]);
+    c.await_nodes("rehearsal", "NotDeployed");
 }

@@ -12,9 +12,7 @@ use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
 use crate::scheduler::{self, JobDemand, NodeSlots};
 use crate::size::NodeSize;
 use crate::template::{self, NewTemplate, Template};
-use crate::view::{
-    AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView,
-};
+use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView};
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -37,11 +35,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            provision_timeout: 120_000,
-            reconnect_grace: 30_000,
-            queue_ahead: 1,
-        }
+        Config { provision_timeout: 120_000, reconnect_grace: 30_000, queue_ahead: 1 }
     }
 }
 
@@ -102,9 +96,7 @@ impl Node {
     }
 
     fn takes_work(&self) -> bool {
-        matches!(self.state, NodeState::Online { .. })
-            && self.health == Health::OK
-            && self.session.is_some()
+        matches!(self.state, NodeState::Online { .. }) && self.health == Health::OK && self.session.is_some()
     }
 }
 
@@ -175,9 +167,14 @@ pub enum Command {
         tasks: Vec<TaskAttempt>,
     },
     /// The agent must end its tasks and exit: its node is being stopped.
-    Shutdown { session: SessionId },
+    Shutdown {
+        session: SessionId,
+    },
     /// Close a connection that was replaced or refused.
-    Disconnect { session: SessionId, reason: String },
+    Disconnect {
+        session: SessionId,
+        reason: String,
+    },
     Deploy {
         node: String,
         template: Template,
@@ -215,11 +212,7 @@ pub struct Cluster {
 }
 
 fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
-    fx.ops.push(Op::NodeLog {
-        node: node.to_string(),
-        at: now,
-        message: message.into(),
-    });
+    fx.ops.push(Op::NodeLog { node: node.to_string(), at: now, message: message.into() });
 }
 
 impl Cluster {
@@ -244,11 +237,7 @@ impl Cluster {
     /// says otherwise.
     pub fn restore(config: Config, snapshot: Snapshot, fx: &mut Effects, now: Millis) -> Cluster {
         let mut c = Cluster::new(config);
-        c.templates = snapshot
-            .templates
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
+        c.templates = snapshot.templates.into_iter().map(|t| (t.name.clone(), t)).collect();
         c.series = snapshot.series.into_iter().collect();
         for r in snapshot.nodes {
             let disconnected_since = r.state.expects_agent().then_some(now);
@@ -280,28 +269,17 @@ impl Cluster {
             if !job.state.is_terminal() {
                 c.active.insert(id);
                 for row in rows.iter().filter(|r| r.state == TaskState::Running) {
-                    let key = TaskKey {
-                        job: id,
-                        index: row.index,
-                    };
+                    let key = TaskKey { job: id, index: row.index };
                     let node = row.node.clone().unwrap_or_default();
                     if let Some(n) = c.nodes.get_mut(&node) {
                         n.running.insert(key);
                         n.used_cores += job.cores_per_task;
-                        let r = Running {
-                            attempt: row.attempt,
-                            losses: row.losses,
-                            node,
-                            cores: job.cores_per_task,
-                        };
+                        let r = Running { attempt: row.attempt, losses: row.losses, node, cores: job.cores_per_task };
                         c.running.insert(key, r);
                     } else {
                         // Its node was deleted while the head node was down: run it again.
                         job.requeue(row.index, row.attempt, row.losses);
-                        fx.ops.push(Op::PutTask(TaskRow {
-                            state: TaskState::Queued,
-                            ..row.clone()
-                        }));
+                        fx.ops.push(Op::PutTask(TaskRow { state: TaskState::Queued, ..row.clone() }));
                         c.progressed.insert(id);
                     }
                 }
@@ -328,12 +306,7 @@ impl Cluster {
 
     // ----- templates -----------------------------------------------------------------------
 
-    pub fn create_template(
-        &mut self,
-        fx: &mut Effects,
-        req: NewTemplate,
-        now: Millis,
-    ) -> Result<TemplateView> {
+    pub fn create_template(&mut self, fx: &mut Effects, req: NewTemplate, now: Millis) -> Result<TemplateView> {
         let template = req.validate(now)?;
         if self.templates.contains_key(&template.name) {
             return Err(Error::conflict(format!(
@@ -349,11 +322,7 @@ impl Cluster {
 
     pub fn delete_template(&mut self, fx: &mut Effects, name: &str) -> Result<()> {
         self.template_named(name)?;
-        let nodes = self
-            .nodes
-            .values()
-            .filter(|n| n.template.as_deref() == Some(name))
-            .count();
+        let nodes = self.nodes.values().filter(|n| n.template.as_deref() == Some(name)).count();
         if nodes > 0 {
             return Err(Error::conflict(format!(
                 "template \"{name}\" still has {nodes} node(s) (stop and delete them first: thunderhead node stop --template {name}; thunderhead node delete --template {name})"
@@ -365,10 +334,7 @@ impl Cluster {
     }
 
     pub fn templates(&self) -> Vec<TemplateView> {
-        self.templates
-            .values()
-            .map(|t| self.template_view(t))
-            .collect()
+        self.templates.values().map(|t| self.template_view(t)).collect()
     }
 
     pub fn template(&self, name: &str) -> Result<TemplateView> {
@@ -394,23 +360,14 @@ impl Cluster {
             provider: t.provider.clone(),
             description: t.description.clone(),
             settings: t.settings.clone(),
-            nodes: self
-                .nodes
-                .values()
-                .filter(|n| n.template.as_deref() == Some(&t.name))
-                .count() as u64,
+            nodes: self.nodes.values().filter(|n| n.template.as_deref() == Some(&t.name)).count() as u64,
             created_at: t.created_at,
         }
     }
 
     // ----- nodes ---------------------------------------------------------------------------
 
-    pub fn add_nodes(
-        &mut self,
-        fx: &mut Effects,
-        req: AddNodes,
-        now: Millis,
-    ) -> Result<Vec<NodeView>> {
+    pub fn add_nodes(&mut self, fx: &mut Effects, req: AddNodes, now: Millis) -> Result<Vec<NodeView>> {
         let template = self.template_named(&req.template)?.clone();
         let size = NodeSize::parse_burst(&req.size)?;
         if req.count == 0 || req.count > MAX_ADD_NODES {
@@ -449,11 +406,7 @@ impl Cluster {
                 fx,
                 &name,
                 now,
-                format!(
-                    "added from template {} as a {size} node ({} cores)",
-                    template.name,
-                    size.cores()
-                ),
+                format!("added from template {} as a {size} node ({} cores)", template.name, size.cores()),
             );
             added.push(node.view());
             self.nodes.insert(name, node);
@@ -480,11 +433,9 @@ impl Cluster {
     }
 
     fn node_named(&self, name: &str) -> Result<&Node> {
-        self.nodes.get(name).ok_or_else(|| {
-            Error::not_found(format!(
-                "node \"{name}\" does not exist (see thunderhead node list)"
-            ))
-        })
+        self.nodes
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("node \"{name}\" does not exist (see thunderhead node list)")))
     }
 
     /// Runs a node operation on a set of nodes, node by node. The answer says, per node, what
@@ -498,11 +449,7 @@ impl Cluster {
         let names: Vec<String> = match (&req.template, req.names.is_empty()) {
             (Some(t), true) => {
                 self.template_named(t)?;
-                self.nodes
-                    .values()
-                    .filter(|n| n.template.as_deref() == Some(t))
-                    .map(|n| n.name.clone())
-                    .collect()
+                self.nodes.values().filter(|n| n.template.as_deref() == Some(t)).map(|n| n.name.clone()).collect()
             }
             (None, false) => {
                 for n in &req.names {
@@ -511,14 +458,10 @@ impl Cluster {
                 req.names.clone()
             }
             (Some(_), false) => {
-                return Err(Error::invalid(
-                    "give either --template or node names, not both",
-                ));
+                return Err(Error::invalid("give either --template or node names, not both"));
             }
             (None, true) => {
-                return Err(Error::invalid(
-                    "no nodes named (give --template NAME or one or more node names)",
-                ));
+                return Err(Error::invalid("no nodes named (give --template NAME or one or more node names)"));
             }
         };
         let mut results = Vec::with_capacity(names.len());
@@ -531,17 +474,10 @@ impl Cluster {
                 NodeAction::Delete => self.delete_node(fx, &name, now),
             };
             let message = match &outcome {
-                Ok(()) => self
-                    .nodes
-                    .get(&name)
-                    .map_or("deleted".to_string(), |n| n.state.name().to_string()),
+                Ok(()) => self.nodes.get(&name).map_or("deleted".to_string(), |n| n.state.name().to_string()),
                 Err(e) => e.message.clone(),
             };
-            results.push(NodeActionResult {
-                node: name,
-                ok: outcome.is_ok(),
-                message,
-            });
+            results.push(NodeActionResult { node: name, ok: outcome.is_ok(), message });
         }
         self.dirty = true;
         Ok(results)
@@ -556,10 +492,7 @@ impl Cluster {
         now: Millis,
     ) -> Result<(), IllegalTransition> {
         let Some(node) = self.nodes.get_mut(name) else {
-            return Err(IllegalTransition {
-                state: "deleted",
-                event: event.verb(),
-            });
+            return Err(IllegalTransition { state: "deleted", event: event.verb() });
         };
         let next = node.state.apply(&event, now)?;
         if next == node.state {
@@ -592,25 +525,12 @@ impl Cluster {
 
     fn start_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let template = self.burst_template(name)?;
-        self.transition(fx, name, NodeEvent::Start, now)
-            .map_err(|e| Error::conflict(e.to_string()))?;
+        self.transition(fx, name, NodeEvent::Start, now).map_err(|e| Error::conflict(e.to_string()))?;
         let node = self.nodes.get_mut(name).expect("checked above");
         node.deploying = true;
         let size = node.size.unwrap_or(NodeSize::Small);
-        log(
-            fx,
-            name,
-            now,
-            format!(
-                "deploying with provider {} (template {})",
-                template.provider, template.name
-            ),
-        );
-        fx.commands.push(Command::Deploy {
-            node: name.to_string(),
-            template,
-            size,
-        });
+        log(fx, name, now, format!("deploying with provider {} (template {})", template.provider, template.name));
+        fx.commands.push(Command::Deploy { node: name.to_string(), template, size });
         Ok(())
     }
 
@@ -619,8 +539,7 @@ impl Cluster {
         if self.nodes[name].state == NodeState::NotDeployed {
             return Ok(());
         }
-        self.transition(fx, name, NodeEvent::Stop, now)
-            .map_err(|e| Error::conflict(e.to_string()))?;
+        self.transition(fx, name, NodeEvent::Stop, now).map_err(|e| Error::conflict(e.to_string()))?;
         self.requeue_all(fx, name, false, now);
         let node = self.nodes.get_mut(name).expect("checked above");
         if let Some(session) = node.session {
@@ -629,11 +548,7 @@ impl Cluster {
         match (&node.handle, node.deploying) {
             (Some(handle), _) => {
                 log(fx, name, now, "removing the deployment");
-                fx.commands.push(Command::Remove {
-                    node: name.to_string(),
-                    template,
-                    handle: handle.clone(),
-                });
+                fx.commands.push(Command::Remove { node: name.to_string(), template, handle: handle.clone() });
             }
             // The deploy call is still out; its answer will trigger the removal.
             (None, true) => {}
@@ -655,24 +570,14 @@ impl Cluster {
 
     fn online_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         self.node_named(name)?;
-        self.transition(fx, name, NodeEvent::BringOnline, now)
-            .map_err(|e| {
-                Error::conflict(format!(
-                    "{e} (a node must be Offline, with its agent connected, to be brought online)"
-                ))
-            })
+        self.transition(fx, name, NodeEvent::BringOnline, now).map_err(|e| {
+            Error::conflict(format!("{e} (a node must be Offline, with its agent connected, to be brought online)"))
+        })
     }
 
-    fn offline_node(
-        &mut self,
-        fx: &mut Effects,
-        name: &str,
-        force: bool,
-        now: Millis,
-    ) -> Result<()> {
+    fn offline_node(&mut self, fx: &mut Effects, name: &str, force: bool, now: Millis) -> Result<()> {
         self.node_named(name)?;
-        self.transition(fx, name, NodeEvent::TakeOffline { force }, now)
-            .map_err(|e| Error::conflict(e.to_string()))?;
+        self.transition(fx, name, NodeEvent::TakeOffline { force }, now).map_err(|e| Error::conflict(e.to_string()))?;
         if force {
             self.requeue_all(fx, name, false, now);
         }
@@ -699,15 +604,8 @@ impl Cluster {
         }
         self.requeue_all(fx, name, false, now);
         let node = self.nodes.remove(name).expect("checked above");
-        if let (Some(handle), Some(t)) = (
-            node.handle,
-            node.template.as_ref().and_then(|t| self.templates.get(t)),
-        ) {
-            fx.commands.push(Command::Remove {
-                node: name.to_string(),
-                template: t.clone(),
-                handle,
-            });
+        if let (Some(handle), Some(t)) = (node.handle, node.template.as_ref().and_then(|t| self.templates.get(t))) {
+            fx.commands.push(Command::Remove { node: name.to_string(), template: t.clone(), handle });
         }
         fx.ops.push(Op::DeleteNode(name.to_string()));
         Ok(())
@@ -727,10 +625,7 @@ impl Cluster {
             let Some(r) = self.running.remove(&key) else {
                 continue;
             };
-            canceled.push(TaskAttempt {
-                key,
-                attempt: r.attempt,
-            });
+            canceled.push(TaskAttempt { key, attempt: r.attempt });
             let Some(job) = self.jobs.get_mut(&key.job) else {
                 continue;
             };
@@ -742,10 +637,8 @@ impl Cluster {
             if losses > job.retries {
                 row.state = TaskState::Failed;
                 row.ended_at = Some(now);
-                row.message = Some(format!(
-                    "node {name} was lost {losses} time(s), more than the job's {} retries",
-                    job.retries
-                ));
+                row.message =
+                    Some(format!("node {name} was lost {losses} time(s), more than the job's {} retries", job.retries));
                 fx.ops.extend(
                     job.task_ended(key.index, TaskState::Failed)
                         .into_iter()
@@ -759,10 +652,7 @@ impl Cluster {
             self.progressed.insert(key.job);
         }
         if let (Some(session), false, false) = (session, lost, canceled.is_empty()) {
-            fx.commands.push(Command::Cancel {
-                session,
-                tasks: canceled,
-            });
+            fx.commands.push(Command::Cancel { session, tasks: canceled });
         }
         self.dirty = true;
     }
@@ -777,30 +667,21 @@ impl Cluster {
     }
 
     fn lose_node(&mut self, fx: &mut Effects, name: &str, cause: String, now: Millis) {
-        if self
-            .transition(fx, name, NodeEvent::Lost { cause }, now)
-            .is_ok()
-        {
+        if self.transition(fx, name, NodeEvent::Lost { cause }, now).is_ok() {
             self.requeue_all(fx, name, true, now);
         }
     }
 
     // ----- jobs ----------------------------------------------------------------------------
 
-    pub fn submit(
-        &mut self,
-        fx: &mut Effects,
-        submission: JobSubmission,
-        now: Millis,
-    ) -> Result<JobId> {
+    pub fn submit(&mut self, fx: &mut Effects, submission: JobSubmission, now: Millis) -> Result<JobId> {
         let valid = submission.validate()?;
         let id = self.next_job;
         self.next_job += 1;
         let job = Job::new(id, valid, now);
         fx.ops.push(Op::InsertJob(job_record(&job)));
         if let crate::job::JobSpec::Tasks { tasks } = &job.spec {
-            fx.ops
-                .extend((1..=tasks.len() as u64).map(|i| Op::PutTask(TaskRow::new(id, i))));
+            fx.ops.extend((1..=tasks.len() as u64).map(|i| Op::PutTask(TaskRow::new(id, i))));
         }
         self.jobs.insert(id, job);
         self.active.insert(id);
@@ -811,17 +692,9 @@ impl Cluster {
     pub fn cancel_job(&mut self, fx: &mut Effects, id: JobId, now: Millis) -> Result<JobView> {
         let job = self.job_named(id)?;
         if job.state.is_terminal() {
-            return Err(Error::conflict(format!(
-                "job {id} is already {} (nothing to cancel)",
-                job.state.name()
-            )));
+            return Err(Error::conflict(format!("job {id} is already {} (nothing to cancel)", job.state.name())));
         }
-        let keys: Vec<TaskKey> = self
-            .running
-            .keys()
-            .filter(|k| k.job == id)
-            .copied()
-            .collect();
+        let keys: Vec<TaskKey> = self.running.keys().filter(|k| k.job == id).copied().collect();
         let mut per_session: BTreeMap<SessionId, Vec<TaskAttempt>> = BTreeMap::new();
         let mut drained = BTreeSet::new();
         for key in keys {
@@ -830,10 +703,7 @@ impl Cluster {
                 node.running.remove(&key);
                 node.used_cores = node.used_cores.saturating_sub(r.cores);
                 if let Some(s) = node.session {
-                    per_session.entry(s).or_default().push(TaskAttempt {
-                        key,
-                        attempt: r.attempt,
-                    });
+                    per_session.entry(s).or_default().push(TaskAttempt { key, attempt: r.attempt });
                 }
                 drained.insert(r.node.clone());
             }
@@ -850,13 +720,7 @@ impl Cluster {
         // Queued tasks that have a row (requeued ones, and every task of a job with explicit
         // tasks) are marked; queued sweep indices without a row are only counted.
         for (index, attempt) in job.queued_with_rows() {
-            fx.ops.push(canceled_row(
-                id,
-                index,
-                attempt,
-                now,
-                "canceled before it ran",
-            ));
+            fx.ops.push(canceled_row(id, index, attempt, now, "canceled before it ran"));
         }
         job.cancel(now);
         self.active.remove(&id);
@@ -880,11 +744,9 @@ impl Cluster {
     }
 
     fn job_named(&self, id: JobId) -> Result<&Job> {
-        self.jobs.get(&id).ok_or_else(|| {
-            Error::not_found(format!(
-                "job {id} does not exist (see thunderhead job list)"
-            ))
-        })
+        self.jobs
+            .get(&id)
+            .ok_or_else(|| Error::not_found(format!("job {id} does not exist (see thunderhead job list)")))
     }
 
     /// Checks that `index` names a task of job `id`.
@@ -892,28 +754,17 @@ impl Cluster {
         if self.job_named(id)?.has_index(index) {
             Ok(())
         } else {
-            Err(Error::not_found(format!(
-                "job {id} has no task with index {index} (see thunderhead task list {id})"
-            )))
+            Err(Error::not_found(format!("job {id} has no task with index {index} (see thunderhead task list {id})")))
         }
     }
 
     // ----- agents --------------------------------------------------------------------------
 
     /// An agent connected. Returns the name of its node, or why it is refused.
-    pub fn agent_hello(
-        &mut self,
-        fx: &mut Effects,
-        session: SessionId,
-        hello: Hello,
-        now: Millis,
-    ) -> Result<String> {
+    pub fn agent_hello(&mut self, fx: &mut Effects, session: SessionId, hello: Hello, now: Millis) -> Result<String> {
         template::validate_name("node", &hello.name)?;
         if hello.cores == 0 {
-            return Err(Error::invalid(format!(
-                "agent {} reports 0 cores (give --cores 1 or more)",
-                hello.name
-            )));
+            return Err(Error::invalid(format!("agent {} reports 0 cores (give --cores 1 or more)", hello.name)));
         }
         let name = hello.name.clone();
         match self.nodes.get(&name) {
@@ -933,30 +784,18 @@ impl Cluster {
                     deploying: false,
                 };
                 fx.ops.push(Op::PutNode(node.record()));
-                log(
-                    fx,
-                    &name,
-                    now,
-                    format!(
-                        "joined as an on-premises node with {} cores, state Offline",
-                        hello.cores
-                    ),
-                );
+                log(fx, &name, now, format!("joined as an on-premises node with {} cores, state Offline", hello.cores));
                 self.nodes.insert(name.clone(), node);
             }
             Some(node) => {
-                if matches!(
-                    node.state,
-                    NodeState::NotDeployed | NodeState::Stopping { .. }
-                ) {
+                if matches!(node.state, NodeState::NotDeployed | NodeState::Stopping { .. }) {
                     return Err(Error::conflict(format!(
                         "node {name} is {} and takes no agent (start it first: thunderhead node start {name})",
                         node.state.name()
                     )));
                 }
                 let was = node.state.name();
-                self.transition(fx, &name, NodeEvent::AgentJoined, now)
-                    .map_err(|e| Error::conflict(e.to_string()))?;
+                self.transition(fx, &name, NodeEvent::AgentJoined, now).map_err(|e| Error::conflict(e.to_string()))?;
                 let node = self.nodes.get_mut(&name).expect("exists");
                 if node.template.is_none() && node.cores != hello.cores {
                     node.cores = hello.cores;
@@ -965,33 +804,21 @@ impl Cluster {
                 if was == node.state.name() {
                     log(fx, &name, now, "agent reconnected");
                 } else {
-                    log(
-                        fx,
-                        &name,
-                        now,
-                        format!("agent connected with {} cores", hello.cores),
-                    );
+                    log(fx, &name, now, format!("agent connected with {} cores", hello.cores));
                 }
             }
         }
         let node = self.nodes.get_mut(&name).expect("exists");
         if let Some(old) = node.session.replace(session) {
             self.sessions.remove(&old);
-            fx.commands.push(Command::Disconnect {
-                session: old,
-                reason: "replaced by a newer connection".into(),
-            });
+            fx.commands.push(Command::Disconnect { session: old, reason: "replaced by a newer connection".into() });
         }
         node.disconnected_since = None;
         self.sessions.insert(session, name.clone());
 
         // Reconcile: what we think runs there against what the agent holds.
-        let held: HashMap<TaskKey, u32> = hello
-            .running
-            .iter()
-            .chain(&hello.completed)
-            .map(|t| (t.key, t.attempt))
-            .collect();
+        let held: HashMap<TaskKey, u32> =
+            hello.running.iter().chain(&hello.completed).map(|t| (t.key, t.attempt)).collect();
         let ours: Vec<TaskKey> = node.running.iter().copied().collect();
         let mut unknown = Vec::new();
         for key in ours {
@@ -1001,15 +828,7 @@ impl Cluster {
             }
         }
         if !unknown.is_empty() {
-            log(
-                fx,
-                &name,
-                now,
-                format!(
-                    "{} task(s) the agent does not hold were requeued",
-                    unknown.len()
-                ),
-            );
+            log(fx, &name, now, format!("{} task(s) the agent does not hold were requeued", unknown.len()));
             for key in unknown {
                 self.requeue_one(fx, &name, key);
             }
@@ -1017,18 +836,11 @@ impl Cluster {
         let stale: Vec<TaskAttempt> = hello
             .running
             .iter()
-            .filter(|t| {
-                self.running
-                    .get(&t.key)
-                    .is_none_or(|r| r.attempt != t.attempt || r.node != name)
-            })
+            .filter(|t| self.running.get(&t.key).is_none_or(|r| r.attempt != t.attempt || r.node != name))
             .copied()
             .collect();
         if !stale.is_empty() {
-            fx.commands.push(Command::Cancel {
-                session,
-                tasks: stale,
-            });
+            fx.commands.push(Command::Cancel { session, tasks: stale });
         }
         self.dirty = true;
         Ok(name)
@@ -1055,26 +867,14 @@ impl Cluster {
 
     /// An agent reports ended attempts. Results of attempts that are no longer current (the task
     /// was canceled or requeued) are acknowledged and ignored, so each task ends once.
-    pub fn agent_results(
-        &mut self,
-        fx: &mut Effects,
-        session: SessionId,
-        results: Vec<TaskResult>,
-        now: Millis,
-    ) {
+    pub fn agent_results(&mut self, fx: &mut Effects, session: SessionId, results: Vec<TaskResult>, now: Millis) {
         let Some(name) = self.sessions.get(&session).cloned() else {
             return;
         };
         let mut acked = Vec::with_capacity(results.len());
         for result in results {
-            acked.push(TaskAttempt {
-                key: result.key,
-                attempt: result.attempt,
-            });
-            let current = self
-                .running
-                .get(&result.key)
-                .is_some_and(|r| r.attempt == result.attempt && r.node == name);
+            acked.push(TaskAttempt { key: result.key, attempt: result.attempt });
+            let current = self.running.get(&result.key).is_some_and(|r| r.attempt == result.attempt && r.node == name);
             if !current {
                 continue;
             }
@@ -1082,21 +882,10 @@ impl Cluster {
             let node = self.nodes.get_mut(&name).expect("session has a node");
             node.running.remove(&result.key);
             node.used_cores = node.used_cores.saturating_sub(r.cores);
-            let state = if result.exit_code == Some(0) {
-                TaskState::Finished
-            } else {
-                TaskState::Failed
-            };
-            let job = self
-                .jobs
-                .get_mut(&result.key.job)
-                .expect("running tasks have jobs");
+            let state = if result.exit_code == Some(0) { TaskState::Finished } else { TaskState::Failed };
+            let job = self.jobs.get_mut(&result.key.job).expect("running tasks have jobs");
             let canceled = job.task_ended(result.key.index, state);
-            fx.ops.extend(
-                canceled
-                    .into_iter()
-                    .map(|i| canceled_row(result.key.job, i, 0, now, DEPENDENCY_FAILED)),
-            );
+            fx.ops.extend(canceled.into_iter().map(|i| canceled_row(result.key.job, i, 0, now, DEPENDENCY_FAILED)));
             if job.settle(now) {
                 self.active.remove(&job.id);
             }
@@ -1117,10 +906,7 @@ impl Cluster {
             }));
         }
         self.settle_drain(fx, &name, now);
-        fx.commands.push(Command::Ack {
-            session,
-            tasks: acked,
-        });
+        fx.commands.push(Command::Ack { session, tasks: acked });
         self.dirty = true;
     }
 
@@ -1159,37 +945,17 @@ impl Cluster {
                 node.handle = Some(handle.clone());
                 fx.ops.push(Op::PutNode(node.record()));
                 match &node.state {
-                    NodeState::Provisioning { .. } => log(
-                        fx,
-                        name,
-                        now,
-                        "provider deployed the node; waiting for its agent to connect",
-                    ),
-                    NodeState::Offline { .. }
-                    | NodeState::Online { .. }
-                    | NodeState::Draining { .. } => {
+                    NodeState::Provisioning { .. } => {
+                        log(fx, name, now, "provider deployed the node; waiting for its agent to connect")
+                    }
+                    NodeState::Offline { .. } | NodeState::Online { .. } | NodeState::Draining { .. } => {
                         log(fx, name, now, "provider deployed the node")
                     }
-                    NodeState::Stopping { .. }
-                    | NodeState::NotDeployed
-                    | NodeState::Unknown { .. } => {
-                        let template = node
-                            .template
-                            .as_ref()
-                            .and_then(|t| self.templates.get(t))
-                            .cloned();
+                    NodeState::Stopping { .. } | NodeState::NotDeployed | NodeState::Unknown { .. } => {
+                        let template = node.template.as_ref().and_then(|t| self.templates.get(t)).cloned();
                         if let Some(template) = template {
-                            log(
-                                fx,
-                                name,
-                                now,
-                                "provider deployed the node after a stop; removing the deployment",
-                            );
-                            fx.commands.push(Command::Remove {
-                                node: name.to_string(),
-                                template,
-                                handle,
-                            });
+                            log(fx, name, now, "provider deployed the node after a stop; removing the deployment");
+                            fx.commands.push(Command::Remove { node: name.to_string(), template, handle });
                         }
                     }
                 }
@@ -1202,9 +968,7 @@ impl Cluster {
                         let _ = self.transition(
                             fx,
                             name,
-                            NodeEvent::Failed {
-                                cause: format!("deployment failed: {cause}"),
-                            },
+                            NodeEvent::Failed { cause: format!("deployment failed: {cause}") },
                             now,
                         );
                     }
@@ -1214,13 +978,7 @@ impl Cluster {
     }
 
     /// The provider answered a remove call.
-    pub fn removed(
-        &mut self,
-        fx: &mut Effects,
-        name: &str,
-        result: std::result::Result<(), String>,
-        now: Millis,
-    ) {
+    pub fn removed(&mut self, fx: &mut Effects, name: &str, result: std::result::Result<(), String>, now: Millis) {
         let Some(node) = self.nodes.get_mut(name) else {
             return;
         };
@@ -1236,14 +994,7 @@ impl Cluster {
             }
             Err(cause) => {
                 log(fx, name, now, format!("removal failed: {cause}"));
-                let _ = self.transition(
-                    fx,
-                    name,
-                    NodeEvent::Failed {
-                        cause: format!("removal failed: {cause}"),
-                    },
-                    now,
-                );
+                let _ = self.transition(fx, name, NodeEvent::Failed { cause: format!("removal failed: {cause}") }, now);
             }
         }
     }
@@ -1255,9 +1006,7 @@ impl Cluster {
         self.nodes
             .values()
             .filter(|n| n.session.is_none())
-            .filter(|n| {
-                matches!(n.state, NodeState::Provisioning { .. }) || n.state.expects_agent()
-            })
+            .filter(|n| matches!(n.state, NodeState::Provisioning { .. }) || n.state.expects_agent())
             .filter_map(|n| {
                 let template = self.templates.get(n.template.as_ref()?)?;
                 Some((n.name.clone(), template.clone(), n.handle.clone()?))
@@ -1299,8 +1048,7 @@ impl Cluster {
                     timed_out.push(node.name.clone());
                 }
                 (state, None, Some(gone))
-                    if state.expects_agent()
-                        && now.saturating_sub(gone) > self.config.reconnect_grace =>
+                    if state.expects_agent() && now.saturating_sub(gone) > self.config.reconnect_grace =>
                 {
                     lost.push(node.name.clone());
                 }
@@ -1314,22 +1062,14 @@ impl Cluster {
             );
             let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
             let node = &self.nodes[&name];
-            if let (Some(handle), Some(t)) = (
-                node.handle.clone(),
-                node.template.as_ref().and_then(|t| self.templates.get(t)),
-            ) {
-                fx.commands.push(Command::Remove {
-                    node: name.clone(),
-                    template: t.clone(),
-                    handle,
-                });
+            if let (Some(handle), Some(t)) =
+                (node.handle.clone(), node.template.as_ref().and_then(|t| self.templates.get(t)))
+            {
+                fx.commands.push(Command::Remove { node: name.clone(), template: t.clone(), handle });
             }
         }
         for name in lost {
-            let cause = format!(
-                "the agent did not reconnect within {} s",
-                self.config.reconnect_grace / 1000
-            );
+            let cause = format!("the agent did not reconnect within {} s", self.config.reconnect_grace / 1000);
             self.lose_node(fx, &name, cause, now);
         }
     }
@@ -1357,9 +1097,7 @@ impl Cluster {
         }
         let slots: Vec<NodeSlots> = eligible
             .iter()
-            .map(|n| NodeSlots {
-                free_cores: (n.cores * (1 + self.config.queue_ahead)).saturating_sub(n.used_cores),
-            })
+            .map(|n| NodeSlots { free_cores: (n.cores * (1 + self.config.queue_ahead)).saturating_sub(n.used_cores) })
             .collect();
         let names: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
         let demand: Vec<JobDemand> = self
@@ -1383,21 +1121,13 @@ impl Cluster {
             job.mark_running(taken.len() as u64, now);
             let node = self.nodes.get_mut(name).expect("eligible node");
             for t in taken {
-                let key = TaskKey {
-                    job: job.id,
-                    index: t.index,
-                };
+                let key = TaskKey { job: job.id, index: t.index };
                 job.note_started(t.index);
                 node.running.insert(key);
                 node.used_cores += job.cores_per_task;
                 self.running.insert(
                     key,
-                    Running {
-                        attempt: t.attempt,
-                        losses: t.losses,
-                        node: name.clone(),
-                        cores: job.cores_per_task,
-                    },
+                    Running { attempt: t.attempt, losses: t.losses, node: name.clone(), cores: job.cores_per_task },
                 );
                 let mut row = TaskRow::new(job.id, t.index);
                 row.state = TaskState::Running;
@@ -1417,9 +1147,7 @@ impl Cluster {
             self.progressed.insert(p.job);
         }
         for (i, tasks) in per_node {
-            let session = self.nodes[&names[i]]
-                .session
-                .expect("eligible nodes are connected");
+            let session = self.nodes[&names[i]].session.expect("eligible nodes are connected");
             fx.commands.push(Command::Assign { session, tasks });
         }
     }
@@ -1427,34 +1155,21 @@ impl Cluster {
     /// Checks the invariants that tie running tasks, nodes and job counts together.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         for (key, r) in &self.running {
-            let node = self
-                .nodes
-                .get(&r.node)
-                .ok_or(format!("task {key} runs on missing node {}", r.node))?;
+            let node = self.nodes.get(&r.node).ok_or(format!("task {key} runs on missing node {}", r.node))?;
             if !node.running.contains(key) {
                 return Err(format!("task {key} is not listed on node {}", r.node));
             }
         }
         for node in self.nodes.values() {
-            let used: u32 = node
-                .running
-                .iter()
-                .map(|k| self.running.get(k).map_or(0, |r| r.cores))
-                .sum();
+            let used: u32 = node.running.iter().map(|k| self.running.get(k).map_or(0, |r| r.cores)).sum();
             if used != node.used_cores {
-                return Err(format!(
-                    "node {} counts {} cores in use, tasks hold {used}",
-                    node.name, node.used_cores
-                ));
+                return Err(format!("node {} counts {} cores in use, tasks hold {used}", node.name, node.used_cores));
             }
         }
         for job in self.jobs.values() {
             let running = self.running.keys().filter(|k| k.job == job.id).count() as u64;
             if running != job.counts.running {
-                return Err(format!(
-                    "job {} counts {} running, {running} are",
-                    job.id, job.counts.running
-                ));
+                return Err(format!("job {} counts {} running, {running} are", job.id, job.counts.running));
             }
         }
         Ok(())
@@ -1464,10 +1179,7 @@ impl Cluster {
 fn task_env(job: &Job, index: u64, attempt: u32, node: &str) -> Vec<(String, String)> {
     let mut env = vec![
         ("THUNDERHEAD_JOB_ID".to_string(), job.id.to_string()),
-        (
-            "THUNDERHEAD_TASK_ID".to_string(),
-            format!("{}.{index}", job.id),
-        ),
+        ("THUNDERHEAD_TASK_ID".to_string(), format!("{}.{index}", job.id)),
         ("THUNDERHEAD_TASK_ATTEMPT".to_string(), attempt.to_string()),
         ("THUNDERHEAD_NODE_NAME".to_string(), node.to_string()),
     ];

@@ -47,28 +47,14 @@ impl Env {
     }
 
     fn act(&mut self, action: NodeAction, names: &[&str], force: bool) -> Vec<NodeActionResult> {
-        let req = NodeActionRequest {
-            action,
-            template: None,
-            names: names.iter().map(|s| s.to_string()).collect(),
-            force,
-        };
+        let req =
+            NodeActionRequest { action, template: None, names: names.iter().map(|s| s.to_string()).collect(), force };
         self.c.node_action(&mut self.fx, req, self.now).unwrap()
     }
 
     fn add(&mut self, count: u32, size: &str) -> Vec<String> {
-        let req = AddNodes {
-            template: "t".into(),
-            count,
-            size: size.into(),
-        };
-        let names = self
-            .c
-            .add_nodes(&mut self.fx, req, self.now)
-            .unwrap()
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
+        let req = AddNodes { template: "t".into(), count, size: size.into() };
+        let names = self.c.add_nodes(&mut self.fx, req, self.now).unwrap().into_iter().map(|n| n.name).collect();
         self.end();
         names
     }
@@ -76,12 +62,7 @@ impl Env {
     fn connect(&mut self, name: &str, cores: u32) -> Result<SessionId> {
         let session = self.next_session;
         self.next_session += 1;
-        let hello = Hello {
-            name: name.into(),
-            cores,
-            running: vec![],
-            completed: vec![],
-        };
+        let hello = Hello { name: name.into(), cores, running: vec![], completed: vec![] };
         self.c.agent_hello(&mut self.fx, session, hello, self.now)?;
         self.sessions.insert(name.into(), session);
         Ok(session)
@@ -92,23 +73,15 @@ impl Env {
         let names = self.add(count, size);
         for n in &names {
             self.act(NodeAction::Start, &[n], false);
-            self.c
-                .deployed(&mut self.fx, n, Ok(serde_json::json!({"pid": 1})), self.now);
-            self.connect(n, NodeSize::parse(size).unwrap().cores())
-                .unwrap();
+            self.c.deployed(&mut self.fx, n, Ok(serde_json::json!({"pid": 1})), self.now);
+            self.connect(n, NodeSize::parse(size).unwrap().cores()).unwrap();
             self.act(NodeAction::Online, &[n], false);
         }
         self.end();
         names
     }
 
-    fn sweep(
-        &mut self,
-        range: &str,
-        priority: Option<&str>,
-        cores: Option<u32>,
-        retries: Option<u32>,
-    ) -> JobId {
+    fn sweep(&mut self, range: &str, priority: Option<&str>, cores: Option<u32>, retries: Option<u32>) -> JobId {
         let sub = JobSubmission {
             command: Some(vec!["echo".into(), "*".into()]),
             sweep: Some(range.into()),
@@ -141,8 +114,7 @@ impl Env {
             stdout: format!("{}\n", d.key.index),
             stderr: String::new(),
         };
-        self.c
-            .agent_results(&mut self.fx, session, vec![result], self.now);
+        self.c.agent_results(&mut self.fx, session, vec![result], self.now);
     }
 }
 
@@ -181,11 +153,7 @@ fn cores_per_task_and_node_capacity_are_respected() {
     env.sweep("1-10", None, Some(2), None);
     let fx = env.end();
     let d = all_dispatches(&fx);
-    assert_eq!(
-        d.len(),
-        2,
-        "2 cores, one task's worth queued ahead, 2 cores per task"
-    );
+    assert_eq!(d.len(), 2, "2 cores, one task's worth queued ahead, 2 cores per task");
     assert!(d.iter().all(|d| d.cores == 2));
 }
 
@@ -196,10 +164,7 @@ fn only_online_nodes_with_health_ok_get_work() {
     env.act(NodeAction::Start, &[&names[0]], false);
     env.connect(&names[0], 1).unwrap();
     env.sweep("1-3", None, None, None);
-    assert!(
-        all_dispatches(&env.end()).is_empty(),
-        "an Offline node takes no work"
-    );
+    assert!(all_dispatches(&env.end()).is_empty(), "an Offline node takes no work");
     env.act(NodeAction::Online, &[&names[0]], false);
     let fx = env.end();
     assert_eq!(all_dispatches(&fx).len(), 2);
@@ -234,11 +199,7 @@ fn a_lost_node_requeues_its_tasks_on_another_node() {
     env.now += env.c.config().reconnect_grace + 1;
     env.c.tick(&mut env.fx, env.now);
     let fx = env.end();
-    let lost_name = names
-        .iter()
-        .find(|n| env.sessions[*n] == lost_session)
-        .unwrap()
-        .clone();
+    let lost_name = names.iter().find(|n| env.sessions[*n] == lost_session).unwrap().clone();
     assert_eq!(env.state(&lost_name), ("Unknown".into(), "Error".into()));
     let again = all_dispatches(&fx);
     assert_eq!(again.len(), 1);
@@ -252,8 +213,7 @@ fn a_task_whose_node_is_lost_more_often_than_its_retries_fails() {
     let names = env.online(1, "Small");
     let id = env.sweep("1-1", None, None, Some(0));
     env.end();
-    env.c
-        .agent_gone(&mut env.fx, env.sessions[&names[0]], env.now);
+    env.c.agent_gone(&mut env.fx, env.sessions[&names[0]], env.now);
     env.now += env.c.config().reconnect_grace + 1;
     env.c.tick(&mut env.fx, env.now);
     let fx = env.end();
@@ -275,11 +235,7 @@ fn results_end_each_task_once_and_stale_attempts_are_ignored() {
     env.finish(&names[0], &d[0], 0);
     env.finish(&names[0], &d[0], 0);
     let fx = env.end();
-    assert_eq!(
-        env.job_counts(id).finished,
-        1,
-        "a repeated result counts once"
-    );
+    assert_eq!(env.job_counts(id).finished, 1, "a repeated result counts once");
     let acks: usize = fx
         .commands
         .iter()
@@ -288,14 +244,8 @@ fn results_end_each_task_once_and_stale_attempts_are_ignored() {
             _ => 0,
         })
         .sum();
-    assert_eq!(
-        acks, 2,
-        "both reports are acknowledged so the agent forgets them"
-    );
-    let stale = Dispatch {
-        attempt: 9,
-        ..d[1].clone()
-    };
+    assert_eq!(acks, 2, "both reports are acknowledged so the agent forgets them");
+    let stale = Dispatch { attempt: 9, ..d[1].clone() };
     env.finish(&names[0], &stale, 1);
     env.end();
     assert_eq!(env.job_counts(id).failed, 0);
@@ -307,11 +257,7 @@ fn taking_a_node_offline_drains_it_or_requeues_with_force() {
     let names = env.online(2, "Small");
     let id = env.sweep("1-4", None, None, None);
     let fx = env.end();
-    let on_first: Vec<Dispatch> = assigned(&fx)
-        .into_iter()
-        .find(|(s, _)| *s == env.sessions[&names[0]])
-        .unwrap()
-        .1;
+    let on_first: Vec<Dispatch> = assigned(&fx).into_iter().find(|(s, _)| *s == env.sessions[&names[0]]).unwrap().1;
     env.act(NodeAction::Offline, &[&names[0]], false);
     env.end();
     assert_eq!(env.state(&names[0]).0, "Draining");
@@ -319,20 +265,12 @@ fn taking_a_node_offline_drains_it_or_requeues_with_force() {
         env.finish(&names[0], d, 0);
     }
     env.end();
-    assert_eq!(
-        env.state(&names[0]).0,
-        "Offline",
-        "drained once its tasks ended"
-    );
+    assert_eq!(env.state(&names[0]).0, "Offline", "drained once its tasks ended");
 
     env.act(NodeAction::Offline, &[&names[1]], true);
     let fx = env.end();
     assert_eq!(env.state(&names[1]).0, "Offline");
-    assert!(
-        fx.commands
-            .iter()
-            .any(|c| matches!(c, Command::Cancel { tasks, .. } if tasks.len() == 2))
-    );
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Cancel { tasks, .. } if tasks.len() == 2)));
     assert_eq!(env.job_counts(id).queued, 2, "forced offline requeues");
 }
 
@@ -354,16 +292,9 @@ fn a_restarted_head_node_keeps_running_tasks_and_requeues_what_agents_do_not_hol
     assert_eq!(c.job(id).unwrap().tasks.running, 4);
     assert_eq!(c.node(&names[0]).unwrap().state, "Online");
     // The agent comes back holding two of the three attempts and the result of one.
-    let attempt = |d: &Dispatch| TaskAttempt {
-        key: d.key,
-        attempt: d.attempt,
-    };
-    let hello = Hello {
-        name: names[0].clone(),
-        cores: 2,
-        running: vec![attempt(&d[1])],
-        completed: vec![attempt(&d[2])],
-    };
+    let attempt = |d: &Dispatch| TaskAttempt { key: d.key, attempt: d.attempt };
+    let hello =
+        Hello { name: names[0].clone(), cores: 2, running: vec![attempt(&d[1])], completed: vec![attempt(&d[2])] };
     c.agent_hello(&mut fx, 77, hello, env.now).unwrap();
     c.end_batch(&mut fx, env.now);
     c.check_invariants().unwrap();
@@ -372,18 +303,11 @@ fn a_restarted_head_node_keeps_running_tasks_and_requeues_what_agents_do_not_hol
     let redispatched: Vec<Dispatch> = all_dispatches(&fx);
     for lost in [&d[3], &refill[0]] {
         assert!(
-            redispatched
-                .iter()
-                .any(|x| x.key == lost.key && x.attempt == 2),
+            redispatched.iter().any(|x| x.key == lost.key && x.attempt == 2),
             "a task the agent did not hold runs again"
         );
     }
-    assert!(
-        redispatched
-            .iter()
-            .all(|x| x.key != d[1].key && x.key != d[2].key),
-        "held tasks are not run twice"
-    );
+    assert!(redispatched.iter().all(|x| x.key != d[1].key && x.key != d[2].key), "held tasks are not run twice");
 }
 
 /// Applies ops the way a store does, to rebuild a snapshot in memory.
@@ -429,10 +353,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
         series: series.into_iter().collect(),
         nodes: nodes.into_values().collect(),
         jobs: jobs.into_values().collect(),
-        active_tasks: tasks
-            .into_values()
-            .filter(|t| !t.state.is_terminal())
-            .collect(),
+        active_tasks: tasks.into_values().filter(|t| !t.state.is_terminal()).collect(),
     }
 }
 
@@ -441,34 +362,14 @@ fn a_deployment_that_never_connects_times_out_to_unknown() {
     let mut env = Env::new();
     let names = env.add(1, "Large");
     env.act(NodeAction::Start, &[&names[0]], false);
-    env.c.deployed(
-        &mut env.fx,
-        &names[0],
-        Ok(serde_json::json!({"pid": 1})),
-        env.now,
-    );
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!({"pid": 1})), env.now);
     env.end();
     env.now += env.c.config().provision_timeout + 1;
     env.c.tick(&mut env.fx, env.now);
     let fx = env.end();
-    assert_eq!(
-        env.state(&names[0]),
-        ("Unknown".into(), "Unapproved".into())
-    );
-    assert!(
-        env.c
-            .node(&names[0])
-            .unwrap()
-            .cause
-            .unwrap()
-            .contains("did not connect within 120 s")
-    );
-    assert!(
-        fx.commands
-            .iter()
-            .any(|c| matches!(c, Command::Remove { .. })),
-        "the half-deployed node is removed"
-    );
+    assert_eq!(env.state(&names[0]), ("Unknown".into(), "Unapproved".into()));
+    assert!(env.c.node(&names[0]).unwrap().cause.unwrap().contains("did not connect within 120 s"));
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Remove { .. })), "the half-deployed node is removed");
 }
 
 #[test]
@@ -478,24 +379,10 @@ fn a_stop_during_deployment_removes_the_node_when_the_deploy_returns() {
     env.act(NodeAction::Start, &[&names[0]], false);
     env.act(NodeAction::Stop, &[&names[0]], false);
     let fx = env.end();
-    assert!(
-        !fx.commands
-            .iter()
-            .any(|c| matches!(c, Command::Remove { .. })),
-        "nothing to remove yet"
-    );
-    env.c.deployed(
-        &mut env.fx,
-        &names[0],
-        Ok(serde_json::json!({"pid": 1})),
-        env.now,
-    );
+    assert!(!fx.commands.iter().any(|c| matches!(c, Command::Remove { .. })), "nothing to remove yet");
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!({"pid": 1})), env.now);
     let fx = env.end();
-    assert!(
-        fx.commands
-            .iter()
-            .any(|c| matches!(c, Command::Remove { .. }))
-    );
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Remove { .. })));
     env.c.removed(&mut env.fx, &names[0], Ok(()), env.now);
     env.end();
     assert_eq!(env.state(&names[0]).0, "NotDeployed");
@@ -519,19 +406,9 @@ fn canceling_a_job_cancels_its_running_tasks_on_their_agents() {
     env.end();
     env.c.cancel_job(&mut env.fx, id, env.now).unwrap();
     let fx = env.end();
-    assert!(
-        fx.commands
-            .iter()
-            .any(|c| matches!(c, Command::Cancel { tasks, .. } if tasks.len() == 2))
-    );
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Cancel { tasks, .. } if tasks.len() == 2)));
     assert_eq!(env.job_counts(id).canceled, 100);
-    assert!(
-        env.c
-            .cancel_job(&mut env.fx, id, env.now)
-            .unwrap_err()
-            .message
-            .contains("already Canceled")
-    );
+    assert!(env.c.cancel_job(&mut env.fx, id, env.now).unwrap_err().message.contains("already Canceled"));
 }
 
 #[test]
@@ -540,14 +417,8 @@ fn unknown_agents_join_as_on_premises_nodes_and_undeployed_names_are_refused() {
     env.connect("workstation-7", 16).unwrap();
     env.end();
     let n = env.c.node("workstation-7").unwrap();
-    assert_eq!(
-        (n.template, n.state.as_str(), n.health.as_str(), n.cores),
-        (None, "Offline", "OK", 16)
-    );
+    assert_eq!((n.template, n.state.as_str(), n.health.as_str(), n.cores), (None, "Offline", "OK", 16));
     let names = env.add(1, "Small");
     let err = env.connect(&names[0], 1).unwrap_err();
-    assert!(
-        err.message.contains("NotDeployed") && err.message.contains("node start"),
-        "{err}"
-    );
+    assert!(err.message.contains("NotDeployed") && err.message.contains("node start"), "{err}");
 }

@@ -21,22 +21,13 @@ pub struct Error {
 
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Invalid,
-            message: message.into(),
-        }
+        Self { kind: ErrorKind::Invalid, message: message.into() }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::NotFound,
-            message: message.into(),
-        }
+        Self { kind: ErrorKind::NotFound, message: message.into() }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Conflict,
-            message: message.into(),
-        }
+        Self { kind: ErrorKind::Conflict, message: message.into() }
     }
 }
 

@@ -13,9 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// The most tasks a job file may list (sweeps have their own limit).
 pub const MAX_FILE_TASKS: usize = 100_000;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub enum Priority {
     Lowest,
     BelowNormal,
@@ -26,13 +24,8 @@ pub enum Priority {
 }
 
 impl Priority {
-    pub const ALL: [Priority; 5] = [
-        Priority::Lowest,
-        Priority::BelowNormal,
-        Priority::Normal,
-        Priority::AboveNormal,
-        Priority::Highest,
-    ];
+    pub const ALL: [Priority; 5] =
+        [Priority::Lowest, Priority::BelowNormal, Priority::Normal, Priority::AboveNormal, Priority::Highest];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -64,10 +57,7 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Finished | JobState::Failed | JobState::Canceled
-        )
+        matches!(self, JobState::Finished | JobState::Failed | JobState::Canceled)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -91,10 +81,7 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Finished | TaskState::Failed | TaskState::Canceled
-        )
+        matches!(self, TaskState::Finished | TaskState::Failed | TaskState::Canceled)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -106,15 +93,9 @@ impl TaskState {
         }
     }
     pub fn parse(text: &str) -> Option<TaskState> {
-        [
-            TaskState::Queued,
-            TaskState::Running,
-            TaskState::Finished,
-            TaskState::Failed,
-            TaskState::Canceled,
-        ]
-        .into_iter()
-        .find(|s| s.name() == text)
+        [TaskState::Queued, TaskState::Running, TaskState::Finished, TaskState::Failed, TaskState::Canceled]
+            .into_iter()
+            .find(|s| s.name() == text)
     }
 }
 
@@ -170,10 +151,7 @@ pub struct TaskDef {
 #[serde(rename_all = "snake_case")]
 pub enum JobSpec {
     /// One command per index of the range, task index = sweep index.
-    Sweep {
-        command: Vec<String>,
-        range: SweepRange,
-    },
+    Sweep { command: Vec<String>, range: SweepRange },
     /// Explicit tasks numbered from 1 in the order given.
     Tasks { tasks: Vec<TaskDef> },
 }
@@ -221,9 +199,7 @@ impl JobSubmission {
         };
         let cores_per_task = self.cores_per_task.unwrap_or(1);
         if cores_per_task == 0 {
-            return Err(Error::invalid(
-                "cores per task 0 is not allowed (a task needs at least 1 core)",
-            ));
+            return Err(Error::invalid("cores per task 0 is not allowed (a task needs at least 1 core)"));
         }
         let non_empty = |command: &[String], what: &str| -> Result<()> {
             if command.is_empty() || command[0].is_empty() {
@@ -247,17 +223,10 @@ impl JobSubmission {
             (Some(command), None) => {
                 non_empty(&command, "the job")?;
                 match &self.sweep {
-                    Some(range) => JobSpec::Sweep {
-                        command,
-                        range: SweepRange::parse(range)?,
-                    },
-                    None => JobSpec::Tasks {
-                        tasks: vec![TaskDef {
-                            name: "task".into(),
-                            command,
-                            depends_on: vec![],
-                        }],
-                    },
+                    Some(range) => JobSpec::Sweep { command, range: SweepRange::parse(range)? },
+                    None => {
+                        JobSpec::Tasks { tasks: vec![TaskDef { name: "task".into(), command, depends_on: vec![] }] }
+                    }
                 }
             }
             (None, Some(tasks)) => {
@@ -272,39 +241,25 @@ impl JobSubmission {
         };
         let name = self.name.unwrap_or_else(|| default_name(&spec));
         if name.len() > 200 {
-            return Err(Error::invalid(
-                "job name is longer than 200 characters (shorten it)",
-            ));
+            return Err(Error::invalid("job name is longer than 200 characters (shorten it)"));
         }
-        Ok(ValidJob {
-            name,
-            priority,
-            cores_per_task,
-            retries: self.retries.unwrap_or(DEFAULT_RETRIES),
-            spec,
-        })
+        Ok(ValidJob { name, priority, cores_per_task, retries: self.retries.unwrap_or(DEFAULT_RETRIES), spec })
     }
 }
 
 fn default_name(spec: &JobSpec) -> String {
     match spec {
-        JobSpec::Sweep { command, .. } => {
-            command[0].rsplit('/').next().unwrap_or("job").to_string()
+        JobSpec::Sweep { command, .. } => command[0].rsplit('/').next().unwrap_or("job").to_string(),
+        JobSpec::Tasks { tasks } if tasks.len() == 1 => {
+            tasks[0].command[0].rsplit('/').next().unwrap_or("job").to_string()
         }
-        JobSpec::Tasks { tasks } if tasks.len() == 1 => tasks[0].command[0]
-            .rsplit('/')
-            .next()
-            .unwrap_or("job")
-            .to_string(),
         JobSpec::Tasks { .. } => "job".to_string(),
     }
 }
 
 fn validate_tasks(tasks: &[TaskDef]) -> Result<()> {
     if tasks.is_empty() {
-        return Err(Error::invalid(
-            "the job file lists no tasks (add at least one [[tasks]] entry)",
-        ));
+        return Err(Error::invalid("the job file lists no tasks (add at least one [[tasks]] entry)"));
     }
     if tasks.len() > MAX_FILE_TASKS {
         return Err(Error::invalid(format!(
@@ -321,10 +276,7 @@ fn validate_tasks(tasks: &[TaskDef]) -> Result<()> {
             )));
         }
         if names.insert(t.name.as_str(), i).is_some() {
-            return Err(Error::invalid(format!(
-                "task name \"{}\" is used twice (task names must be unique)",
-                t.name
-            )));
+            return Err(Error::invalid(format!("task name \"{}\" is used twice (task names must be unique)", t.name)));
         }
     }
     for t in tasks {
@@ -338,10 +290,8 @@ fn validate_tasks(tasks: &[TaskDef]) -> Result<()> {
         }
     }
     // Kahn's algorithm: what cannot be ordered is on a cycle.
-    let deps: Vec<Vec<usize>> = tasks
-        .iter()
-        .map(|t| t.depends_on.iter().map(|d| names[d.as_str()]).collect())
-        .collect();
+    let deps: Vec<Vec<usize>> =
+        tasks.iter().map(|t| t.depends_on.iter().map(|d| names[d.as_str()]).collect()).collect();
     let mut remaining: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut dependents = vec![Vec::new(); tasks.len()];
     for (i, ds) in deps.iter().enumerate() {
@@ -361,12 +311,7 @@ fn validate_tasks(tasks: &[TaskDef]) -> Result<()> {
         }
     }
     if ordered < tasks.len() {
-        let on_cycle = tasks
-            .iter()
-            .zip(&remaining)
-            .find(|(_, r)| **r > 0)
-            .map(|(t, _)| t.name.as_str())
-            .unwrap_or("?");
+        let on_cycle = tasks.iter().zip(&remaining).find(|(_, r)| **r > 0).map(|(t, _)| t.name.as_str()).unwrap_or("?");
         return Err(Error::invalid(format!(
             "the task dependencies form a cycle through \"{on_cycle}\" (remove one of the depends_on entries)"
         )));
@@ -439,10 +384,7 @@ impl Job {
             submitted_at: now,
             started_at: None,
             ended_at: None,
-            counts: TaskCounts {
-                queued: total,
-                ..Default::default()
-            },
+            counts: TaskCounts { queued: total, ..Default::default() },
             cursor: 0,
             requeued: BTreeMap::new(),
             graph,
@@ -453,11 +395,7 @@ impl Job {
         let JobSpec::Tasks { tasks } = spec else {
             return None;
         };
-        let position: HashMap<&str, u32> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i as u32))
-            .collect();
+        let position: HashMap<&str, u32> = tasks.iter().enumerate().map(|(i, t)| (t.name.as_str(), i as u32)).collect();
         let mut dependents = vec![Vec::new(); tasks.len()];
         let mut waiting_on = vec![0; tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
@@ -468,16 +406,8 @@ impl Job {
                 }
             }
         }
-        let ready = (0..tasks.len())
-            .filter(|&i| waiting_on[i] == 0)
-            .map(|i| i as u64 + 1)
-            .collect();
-        Some(Graph {
-            waiting_on,
-            dependents,
-            state: vec![TaskState::Queued; tasks.len()],
-            ready,
-        })
+        let ready = (0..tasks.len()).filter(|&i| waiting_on[i] == 0).map(|i| i as u64 + 1).collect();
+        Some(Graph { waiting_on, dependents, state: vec![TaskState::Queued; tasks.len()], ready })
     }
 
     /// The indices of the job's tasks, in order.
@@ -514,11 +444,7 @@ impl Job {
             let Some((index, r)) = self.requeued.pop_first() else {
                 break;
             };
-            out.push(Taken {
-                index,
-                attempt: r.attempt + 1,
-                losses: r.losses,
-            });
+            out.push(Taken { index, attempt: r.attempt + 1, losses: r.losses });
         }
         while (out.len() as u64) < n {
             let index = match (&self.spec, &mut self.graph) {
@@ -535,11 +461,7 @@ impl Job {
                 },
                 (JobSpec::Tasks { .. }, None) => break,
             };
-            out.push(Taken {
-                index,
-                attempt: 1,
-                losses: 0,
-            });
+            out.push(Taken { index, attempt: 1, losses: 0 });
         }
         out
     }
@@ -617,11 +539,7 @@ impl Job {
         if c.queued + c.running > 0 {
             return false;
         }
-        self.state = if c.failed > 0 || c.canceled > 0 {
-            JobState::Failed
-        } else {
-            JobState::Finished
-        };
+        self.state = if c.failed > 0 || c.canceled > 0 { JobState::Failed } else { JobState::Finished };
         self.ended_at = Some(now);
         true
     }
@@ -633,10 +551,7 @@ impl Job {
         if let Some(g) = &self.graph {
             out.extend(
                 (0..g.state.len())
-                    .filter(|&i| {
-                        g.state[i] == TaskState::Queued
-                            && !self.requeued.contains_key(&(i as u64 + 1))
-                    })
+                    .filter(|&i| g.state[i] == TaskState::Queued && !self.requeued.contains_key(&(i as u64 + 1)))
                     .map(|i| (i as u64 + 1, 0)),
             );
         }
@@ -707,20 +622,11 @@ impl Job {
                 .map(|i| i as u64 + 1)
                 .collect();
         }
-        for row in rows
-            .iter()
-            .filter(|r| r.state == TaskState::Queued && r.attempt > 0)
-        {
+        for row in rows.iter().filter(|r| r.state == TaskState::Queued && r.attempt > 0) {
             if let Some(g) = &mut job.graph {
                 g.ready.remove(&row.index);
             }
-            job.requeued.insert(
-                row.index,
-                Requeued {
-                    attempt: row.attempt,
-                    losses: row.losses,
-                },
-            );
+            job.requeued.insert(row.index, Requeued { attempt: row.attempt, losses: row.losses });
         }
         job
     }
@@ -766,14 +672,7 @@ mod tests {
         job.mark_running(2, 5);
         job.requeue(11, 1, 1);
         let next = job.take(2);
-        assert_eq!(
-            next[0],
-            Taken {
-                index: 11,
-                attempt: 2,
-                losses: 1
-            }
-        );
+        assert_eq!(next[0], Taken { index: 11, attempt: 2, losses: 1 });
         assert_eq!(next[1].index, 12);
         assert_eq!(job.state, JobState::Running);
     }
@@ -796,46 +695,24 @@ mod tests {
         job.task_ended(2, TaskState::Failed);
         assert!(job.settle(3));
         assert_eq!(job.state, JobState::Failed);
-        assert_eq!(
-            job.counts,
-            TaskCounts {
-                finished: 1,
-                failed: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(job.counts, TaskCounts { finished: 1, failed: 1, ..Default::default() });
     }
 
     #[test]
     fn dependencies_release_tasks_and_failures_cancel_dependents() {
-        let mut job = Job::new(
-            1,
-            graph(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]).unwrap(),
-            0,
-        );
+        let mut job = Job::new(1, graph(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]).unwrap(), 0);
         assert_eq!(job.pending(), 2);
         let t: Vec<u64> = job.take(10).iter().map(|t| t.index).collect();
         assert_eq!(t, [1, 4]);
         job.mark_running(2, 0);
         job.task_ended(1, TaskState::Finished);
-        assert_eq!(
-            job.take(10).iter().map(|t| t.index).collect::<Vec<_>>(),
-            [2]
-        );
+        assert_eq!(job.take(10).iter().map(|t| t.index).collect::<Vec<_>>(), [2]);
         job.mark_running(1, 0);
         let canceled = job.task_ended(2, TaskState::Failed);
         assert_eq!(canceled, [3]);
         job.task_ended(4, TaskState::Finished);
         assert!(job.settle(1));
-        assert_eq!(
-            job.counts,
-            TaskCounts {
-                finished: 2,
-                failed: 1,
-                canceled: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(job.counts, TaskCounts { finished: 2, failed: 1, canceled: 1, ..Default::default() });
     }
 
     #[test]
@@ -850,24 +727,14 @@ mod tests {
 
     #[test]
     fn bad_priority_and_zero_cores_are_refused() {
-        let err = JobSubmission {
-            priority: Some("Urgent".into()),
-            command: Some(vec!["x".into()]),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(
-            err.message.contains("\"Urgent\"") && err.message.contains("AboveNormal"),
-            "{err}"
-        );
-        let err = JobSubmission {
-            cores_per_task: Some(0),
-            command: Some(vec!["x".into()]),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
+        let err =
+            JobSubmission { priority: Some("Urgent".into()), command: Some(vec!["x".into()]), ..Default::default() }
+                .validate()
+                .unwrap_err();
+        assert!(err.message.contains("\"Urgent\"") && err.message.contains("AboveNormal"), "{err}");
+        let err = JobSubmission { cores_per_task: Some(0), command: Some(vec!["x".into()]), ..Default::default() }
+            .validate()
+            .unwrap_err();
         assert!(err.message.contains("at least 1"), "{err}");
     }
 
@@ -878,14 +745,7 @@ mod tests {
         job.mark_running(3, 0);
         job.task_ended(1, TaskState::Finished);
         job.cancel(5);
-        assert_eq!(
-            job.counts,
-            TaskCounts {
-                finished: 1,
-                canceled: 99,
-                ..Default::default()
-            }
-        );
+        assert_eq!(job.counts, TaskCounts { finished: 1, canceled: 99, ..Default::default() });
         assert_eq!(job.pending(), 0);
     }
 }

@@ -14,6 +14,7 @@ pub mod scheduler;
 pub mod size;
 pub mod sweep;
 pub mod template;
+pub mod template_settings;
 pub mod view;
 
 pub use error::{Error, ErrorKind, Result};
@@ -25,9 +26,7 @@ pub type Millis = u64;
 pub type JobId = u64;
 
 /// A task within a job: the sweep index for sweeps, the task number for other jobs.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct TaskKey {
     pub job: JobId,
     pub index: u64,

@@ -126,10 +126,7 @@ impl NodeState {
 
     /// Whether an agent is expected to be connected in this state.
     pub fn expects_agent(&self) -> bool {
-        matches!(
-            self,
-            NodeState::Offline { .. } | NodeState::Online { .. } | NodeState::Draining { .. }
-        )
+        matches!(self, NodeState::Offline { .. } | NodeState::Online { .. } | NodeState::Draining { .. })
     }
 
     /// The state after `event`, or the reason it is not allowed. Exhaustive on purpose: adding a
@@ -137,44 +134,28 @@ impl NodeState {
     pub fn apply(&self, event: &NodeEvent, now: Millis) -> Result<NodeState, IllegalTransition> {
         use NodeEvent as E;
         use NodeState as S;
-        let illegal = || IllegalTransition {
-            state: self.name(),
-            event: event.verb(),
-        };
+        let illegal = || IllegalTransition { state: self.name(), event: event.verb() };
         let next = match (self, event) {
             (S::NotDeployed | S::Unknown { .. }, E::Start) => S::Provisioning { since: now },
             (
-                S::Provisioning { .. }
-                | S::Offline { .. }
-                | S::Online { .. }
-                | S::Draining { .. }
-                | S::Stopping { .. },
+                S::Provisioning { .. } | S::Offline { .. } | S::Online { .. } | S::Draining { .. } | S::Stopping { .. },
                 E::Start,
             ) => {
                 return Err(illegal());
             }
 
-            (S::Provisioning { .. } | S::Unknown { .. }, E::AgentJoined) => {
-                S::Offline { since: now }
-            }
-            (S::Offline { .. } | S::Online { .. } | S::Draining { .. }, E::AgentJoined) => {
-                self.clone()
-            }
+            (S::Provisioning { .. } | S::Unknown { .. }, E::AgentJoined) => S::Offline { since: now },
+            (S::Offline { .. } | S::Online { .. } | S::Draining { .. }, E::AgentJoined) => self.clone(),
             (S::NotDeployed | S::Stopping { .. }, E::AgentJoined) => return Err(illegal()),
 
             (S::Offline { .. } | S::Draining { .. }, E::BringOnline) => S::Online { since: now },
             (S::Online { .. }, E::BringOnline) => self.clone(),
-            (
-                S::NotDeployed | S::Provisioning { .. } | S::Stopping { .. } | S::Unknown { .. },
-                E::BringOnline,
-            ) => {
+            (S::NotDeployed | S::Provisioning { .. } | S::Stopping { .. } | S::Unknown { .. }, E::BringOnline) => {
                 return Err(illegal());
             }
 
             (S::Online { .. }, E::TakeOffline { force: false }) => S::Draining { since: now },
-            (S::Online { .. } | S::Draining { .. }, E::TakeOffline { force: true }) => {
-                S::Offline { since: now }
-            }
+            (S::Online { .. } | S::Draining { .. }, E::TakeOffline { force: true }) => S::Offline { since: now },
             (S::Draining { .. }, E::TakeOffline { force: false }) => self.clone(),
             (S::Offline { .. }, E::TakeOffline { .. }) => self.clone(),
             (
@@ -198,11 +179,7 @@ impl NodeState {
             }
 
             (
-                S::Provisioning { .. }
-                | S::Offline { .. }
-                | S::Online { .. }
-                | S::Draining { .. }
-                | S::Unknown { .. },
+                S::Provisioning { .. } | S::Offline { .. } | S::Online { .. } | S::Draining { .. } | S::Unknown { .. },
                 E::Stop,
             ) => S::Stopping { since: now },
             (S::Stopping { .. }, E::Stop) => self.clone(),
@@ -221,28 +198,19 @@ impl NodeState {
                 return Err(illegal());
             }
 
-            (S::Provisioning { .. } | S::Stopping { .. }, E::Failed { cause }) => S::Unknown {
-                since: now,
-                cause: cause.clone(),
-            },
+            (S::Provisioning { .. } | S::Stopping { .. }, E::Failed { cause }) => {
+                S::Unknown { since: now, cause: cause.clone() }
+            }
             (
-                S::NotDeployed
-                | S::Offline { .. }
-                | S::Online { .. }
-                | S::Draining { .. }
-                | S::Unknown { .. },
+                S::NotDeployed | S::Offline { .. } | S::Online { .. } | S::Draining { .. } | S::Unknown { .. },
                 E::Failed { .. },
             ) => {
                 return Err(illegal());
             }
 
-            (
-                S::Provisioning { .. } | S::Offline { .. } | S::Online { .. } | S::Draining { .. },
-                E::Lost { cause },
-            ) => S::Unknown {
-                since: now,
-                cause: cause.clone(),
-            },
+            (S::Provisioning { .. } | S::Offline { .. } | S::Online { .. } | S::Draining { .. }, E::Lost { cause }) => {
+                S::Unknown { since: now, cause: cause.clone() }
+            }
             (S::NotDeployed | S::Stopping { .. } | S::Unknown { .. }, E::Lost { .. }) => {
                 return Err(illegal());
             }
@@ -254,15 +222,11 @@ impl NodeState {
     pub fn entry_health(&self, event: &NodeEvent) -> Health {
         match (self, event) {
             (NodeState::Unknown { .. }, NodeEvent::Lost { .. }) => Health::Error,
-            (
-                NodeState::NotDeployed | NodeState::Provisioning { .. } | NodeState::Unknown { .. },
-                _,
-            ) => Health::Unapproved,
+            (NodeState::NotDeployed | NodeState::Provisioning { .. } | NodeState::Unknown { .. }, _) => {
+                Health::Unapproved
+            }
             (NodeState::Stopping { .. }, _) => Health::Transitional,
-            (
-                NodeState::Offline { .. } | NodeState::Online { .. } | NodeState::Draining { .. },
-                _,
-            ) => Health::OK,
+            (NodeState::Offline { .. } | NodeState::Online { .. } | NodeState::Draining { .. }, _) => Health::OK,
         }
     }
 }
@@ -280,10 +244,7 @@ mod tests {
             NodeState::Online { since: 1 },
             NodeState::Draining { since: 1 },
             NodeState::Stopping { since: 1 },
-            NodeState::Unknown {
-                since: 1,
-                cause: "x".into(),
-            },
+            NodeState::Unknown { since: 1, cause: "x".into() },
         ]
     }
 
@@ -297,12 +258,8 @@ mod tests {
             E::Drained,
             E::Stop,
             E::Removed,
-            E::Failed {
-                cause: "boom".into(),
-            },
-            E::Lost {
-                cause: "gone".into(),
-            },
+            E::Failed { cause: "boom".into() },
+            E::Lost { cause: "gone".into() },
         ]
     }
 
@@ -322,10 +279,7 @@ mod tests {
             ("Draining", E::TakeOffline { .. }) => "Draining",
             ("Offline", E::TakeOffline { .. }) => "Offline",
             ("Draining", E::Drained) => "Offline",
-            (
-                "Provisioning" | "Offline" | "Online" | "Draining" | "Unknown" | "Stopping",
-                E::Stop,
-            ) => "Stopping",
+            ("Provisioning" | "Offline" | "Online" | "Draining" | "Unknown" | "Stopping", E::Stop) => "Stopping",
             ("Stopping", E::Removed) => "NotDeployed",
             ("Provisioning" | "Stopping", E::Failed { .. }) => "Unknown",
             ("Provisioning" | "Offline" | "Online" | "Draining", E::Lost { .. }) => "Unknown",
@@ -342,16 +296,10 @@ mod tests {
                 match expected(state.name(), &event) {
                     Some(name) => {
                         legal += 1;
-                        assert_eq!(
-                            got.as_ref().map(|s| s.name()),
-                            Ok(name),
-                            "{} + {event:?}",
-                            state.name()
-                        )
+                        assert_eq!(got.as_ref().map(|s| s.name()), Ok(name), "{} + {event:?}", state.name())
                     }
                     None => {
-                        let err = got
-                            .expect_err(&format!("{} + {event:?} must be illegal", state.name()));
+                        let err = got.expect_err(&format!("{} + {event:?} must be illegal", state.name()));
                         assert!(err.to_string().contains(state.name()), "{err}");
                     }
                 }
@@ -362,48 +310,16 @@ mod tests {
 
     #[test]
     fn failure_keeps_the_cause_and_leaves_the_node_unapproved() {
-        let next = NodeState::Provisioning { since: 1 }
-            .apply(
-                &E::Failed {
-                    cause: "disk full".into(),
-                },
-                9,
-            )
-            .unwrap();
-        assert_eq!(
-            next,
-            NodeState::Unknown {
-                since: 9,
-                cause: "disk full".into()
-            }
-        );
-        assert_eq!(
-            next.entry_health(&E::Failed {
-                cause: String::new()
-            }),
-            Health::Unapproved
-        );
+        let next = NodeState::Provisioning { since: 1 }.apply(&E::Failed { cause: "disk full".into() }, 9).unwrap();
+        assert_eq!(next, NodeState::Unknown { since: 9, cause: "disk full".into() });
+        assert_eq!(next.entry_health(&E::Failed { cause: String::new() }), Health::Unapproved);
     }
 
     #[test]
     fn a_lost_node_has_health_error_and_a_joined_node_ok() {
-        let lost = NodeState::Online { since: 1 }
-            .apply(
-                &E::Lost {
-                    cause: "timeout".into(),
-                },
-                2,
-            )
-            .unwrap();
-        assert_eq!(
-            lost.entry_health(&E::Lost {
-                cause: String::new()
-            }),
-            Health::Error
-        );
-        let joined = NodeState::Provisioning { since: 1 }
-            .apply(&E::AgentJoined, 2)
-            .unwrap();
+        let lost = NodeState::Online { since: 1 }.apply(&E::Lost { cause: "timeout".into() }, 2).unwrap();
+        assert_eq!(lost.entry_health(&E::Lost { cause: String::new() }), Health::Error);
+        let joined = NodeState::Provisioning { since: 1 }.apply(&E::AgentJoined, 2).unwrap();
         assert_eq!(joined.entry_health(&E::AgentJoined), Health::OK);
     }
 

@@ -55,21 +55,15 @@ pub fn plan(jobs: &[JobDemand], nodes: &[NodeSlots]) -> Vec<Placement> {
                 free[i] >= c
             });
         }
-        placements.extend(given.iter().enumerate().filter(|(_, n)| **n > 0).map(
-            |(node, &count)| Placement {
-                job: job.job,
-                node,
-                count,
-            },
-        ));
+        placements.extend(given.iter().enumerate().filter(|(_, n)| **n > 0).map(|(node, &count)| Placement {
+            job: job.job,
+            node,
+            count,
+        }));
     }
     debug_assert!(placements.iter().all(|p| p.count > 0));
     debug_assert!(jobs.iter().all(|j| {
-        let placed: u64 = placements
-            .iter()
-            .filter(|p| p.job == j.job)
-            .map(|p| p.count as u64)
-            .sum();
+        let placed: u64 = placements.iter().filter(|p| p.job == j.job).map(|p| p.count as u64).sum();
         placed <= j.pending
     }));
     debug_assert!(nodes.iter().enumerate().all(|(i, n)| {
@@ -77,11 +71,7 @@ pub fn plan(jobs: &[JobDemand], nodes: &[NodeSlots]) -> Vec<Placement> {
             .iter()
             .filter(|p| p.node == i)
             .map(|p| {
-                p.count as u64
-                    * jobs
-                        .iter()
-                        .find(|j| j.job == p.job)
-                        .map_or(1, |j| j.cores_per_task.max(1)) as u64
+                p.count as u64 * jobs.iter().find(|j| j.job == p.job).map_or(1, |j| j.cores_per_task.max(1)) as u64
             })
             .sum();
         used <= n.free_cores as u64
@@ -94,12 +84,7 @@ mod tests {
     use super::*;
 
     fn demand(job: JobId, priority: Priority, cores: u32, pending: u64) -> JobDemand {
-        JobDemand {
-            job,
-            priority,
-            cores_per_task: cores,
-            pending,
-        }
+        JobDemand { job, priority, cores_per_task: cores, pending }
     }
 
     fn placed(p: &[Placement], job: JobId) -> u32 {
@@ -109,11 +94,8 @@ mod tests {
     #[test]
     fn higher_priority_goes_first_then_fifo() {
         let nodes = [NodeSlots { free_cores: 3 }];
-        let jobs = [
-            demand(1, Priority::Normal, 1, 5),
-            demand(2, Priority::Highest, 1, 2),
-            demand(3, Priority::Normal, 1, 5),
-        ];
+        let jobs =
+            [demand(1, Priority::Normal, 1, 5), demand(2, Priority::Highest, 1, 2), demand(3, Priority::Normal, 1, 5)];
         let p = plan(&jobs, &nodes);
         assert_eq!((placed(&p, 2), placed(&p, 1), placed(&p, 3)), (2, 1, 0));
     }
@@ -122,21 +104,7 @@ mod tests {
     fn capacity_and_cores_per_task_are_respected() {
         let nodes = [NodeSlots { free_cores: 4 }, NodeSlots { free_cores: 3 }];
         let p = plan(&[demand(1, Priority::Normal, 2, 100)], &nodes);
-        assert_eq!(
-            p,
-            vec![
-                Placement {
-                    job: 1,
-                    node: 0,
-                    count: 2
-                },
-                Placement {
-                    job: 1,
-                    node: 1,
-                    count: 1
-                }
-            ]
-        );
+        assert_eq!(p, vec![Placement { job: 1, node: 0, count: 2 }, Placement { job: 1, node: 1, count: 1 }]);
     }
 
     #[test]
@@ -149,13 +117,7 @@ mod tests {
     #[test]
     fn a_job_that_fits_nowhere_does_not_block_smaller_ones() {
         let nodes = [NodeSlots { free_cores: 2 }];
-        let p = plan(
-            &[
-                demand(1, Priority::Highest, 8, 1),
-                demand(2, Priority::Lowest, 1, 5),
-            ],
-            &nodes,
-        );
+        let p = plan(&[demand(1, Priority::Highest, 8, 1), demand(2, Priority::Lowest, 1, 5)], &nodes);
         assert_eq!((placed(&p, 1), placed(&p, 2)), (0, 2));
     }
 
@@ -170,20 +132,9 @@ mod tests {
             seed % m
         };
         for _ in 0..500 {
-            let nodes: Vec<NodeSlots> = (0..next(6))
-                .map(|_| NodeSlots {
-                    free_cores: next(10) as u32,
-                })
-                .collect();
+            let nodes: Vec<NodeSlots> = (0..next(6)).map(|_| NodeSlots { free_cores: next(10) as u32 }).collect();
             let mut jobs: Vec<JobDemand> = (0..next(5))
-                .map(|j| {
-                    demand(
-                        j + 1,
-                        Priority::ALL[next(5) as usize],
-                        1 + next(3) as u32,
-                        next(20),
-                    )
-                })
+                .map(|j| demand(j + 1, Priority::ALL[next(5) as usize], 1 + next(3) as u32, next(20)))
                 .collect();
             let p = plan(&jobs, &nodes);
             let mut after = nodes.clone();

@@ -13,13 +13,8 @@ pub enum NodeSize {
 }
 
 impl NodeSize {
-    pub const ALL: [NodeSize; 5] = [
-        NodeSize::ExtraSmall,
-        NodeSize::Small,
-        NodeSize::Medium,
-        NodeSize::Large,
-        NodeSize::ExtraLarge,
-    ];
+    pub const ALL: [NodeSize; 5] =
+        [NodeSize::ExtraSmall, NodeSize::Small, NodeSize::Medium, NodeSize::Large, NodeSize::ExtraLarge];
 
     /// Cores a node of this size runs tasks on. ExtraSmall has a shared core, counted as one.
     pub fn cores(self) -> u32 {
@@ -43,14 +38,11 @@ impl NodeSize {
 
     /// Parses a size name, case-insensitively.
     pub fn parse(text: &str) -> Result<NodeSize> {
-        NodeSize::ALL
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "size \"{text}\" is not a node size (expected one of Small, Medium, Large, ExtraLarge)"
-                ))
-            })
+        NodeSize::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(text.trim())).ok_or_else(|| {
+            Error::invalid(format!(
+                "size \"{text}\" is not a node size (expected one of Small, Medium, Large, ExtraLarge)"
+            ))
+        })
     }
 
     /// Parses the size of a burst node: every size but ExtraSmall, whose shared core cannot
@@ -94,9 +86,6 @@ mod tests {
     #[test]
     fn unknown_size_names_the_value_and_the_choices() {
         let err = NodeSize::parse("Huge").unwrap_err();
-        assert!(
-            err.message.contains("\"Huge\"") && err.message.contains("Medium"),
-            "{err}"
-        );
+        assert!(err.message.contains("\"Huge\"") && err.message.contains("Medium"), "{err}");
     }
 }

@@ -32,9 +32,7 @@ impl SweepRange {
         };
         let (start, end) = range.split_once('-').ok_or_else(|| bad("has no END"))?;
         let number = |s: &str, what: &str| -> Result<u64> {
-            s.trim()
-                .parse::<u64>()
-                .map_err(|_| bad(&format!("has a {what} that is not a whole number ≥ 0")))
+            s.trim().parse::<u64>().map_err(|_| bad(&format!("has a {what} that is not a whole number ≥ 0")))
         };
         let start = number(start, "START")?;
         let end = number(end, "END")?;
@@ -50,10 +48,7 @@ impl SweepRange {
         }
         let range = SweepRange { start, end, step };
         if range.len() > MAX_SWEEP_TASKS {
-            return Err(bad(&format!(
-                "has {} indices, more than the limit of {MAX_SWEEP_TASKS}",
-                range.len()
-            )));
+            return Err(bad(&format!("has {} indices, more than the limit of {MAX_SWEEP_TASKS}", range.len())));
         }
         Ok(range)
     }
@@ -74,8 +69,7 @@ impl SweepRange {
 
     /// Position of `index` in the range, if it belongs to it.
     pub fn position(&self, index: u64) -> Option<u64> {
-        if index < self.start || index > self.end || !(index - self.start).is_multiple_of(self.step)
-        {
+        if index < self.start || index > self.end || !(index - self.start).is_multiple_of(self.step) {
             return None;
         }
         Some((index - self.start) / self.step)
@@ -127,19 +121,9 @@ mod tests {
 
     #[test]
     fn parses_plain_and_stepped_ranges() {
-        assert_eq!(
-            SweepRange::parse("1-200").unwrap(),
-            SweepRange {
-                start: 1,
-                end: 200,
-                step: 1
-            }
-        );
+        assert_eq!(SweepRange::parse("1-200").unwrap(), SweepRange { start: 1, end: 200, step: 1 });
         let r = SweepRange::parse("0-10:3").unwrap();
-        assert_eq!(
-            (r.len(), r.nth(0), r.nth(3), r.nth(4)),
-            (4, Some(0), Some(9), None)
-        );
+        assert_eq!((r.len(), r.nth(0), r.nth(3), r.nth(4)), (4, Some(0), Some(9), None));
         assert_eq!(SweepRange::parse("5-5").unwrap().len(), 1);
         assert_eq!(SweepRange::parse("1-1000000").unwrap().len(), 1_000_000);
     }
@@ -180,9 +164,6 @@ mod tests {
         assert_eq!(substitute("*-*", 5), "5-5");
         assert_eq!(substitute("no stars", 5), "no stars");
         assert_eq!(substitute("a*b**c***", 9), "a9b09c009");
-        assert_eq!(
-            substitute_all(&["echo".into(), "n=*".into()], 42),
-            vec!["echo".to_string(), "n=42".to_string()]
-        );
+        assert_eq!(substitute_all(&["echo".into(), "n=*".into()], 42), vec!["echo".to_string(), "n=42".to_string()]);
     }
 }

@@ -4,7 +4,7 @@ use crate::{Error, Millis, Result};
 use serde::{Deserialize, Serialize};
 
 /// Providers this build can deploy nodes with.
-pub const PROVIDERS: [&str; 1] = ["local"];
+pub const PROVIDERS: [&str; 2] = ["local", "sim"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
@@ -34,13 +34,8 @@ pub struct NewTemplate {
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -60,16 +55,7 @@ impl NewTemplate {
                 PROVIDERS.join(", ")
             )));
         }
-        for (key, value) in &self.settings {
-            match (self.provider.as_str(), key.as_str()) {
-                ("local", "work_root") if value.is_string() => {}
-                (provider, key) => {
-                    return Err(Error::invalid(format!(
-                        "setting \"{key}\" is not known to provider \"{provider}\" (the local provider takes: work_root)"
-                    )));
-                }
-            }
-        }
+        crate::template_settings::validate(&self.provider, &self.settings)?;
         Ok(Template {
             name: self.name,
             provider: self.provider,
@@ -83,11 +69,7 @@ impl NewTemplate {
 /// The prefix of the naming series of a provider: `local` → `LocalCN-`, `azure` → `AzureCN-`.
 pub fn series_prefix(provider: &str) -> String {
     let mut chars = provider.chars();
-    let head: String = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase())
-        .into_iter()
-        .collect();
+    let head: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().collect();
     format!("{head}{}CN-", chars.as_str())
 }
 
@@ -118,10 +100,7 @@ mod tests {
         }
         .validate(0)
         .unwrap_err();
-        assert!(
-            err.message.contains("\"gcp\"") && err.message.contains("local"),
-            "{err}"
-        );
+        assert!(err.message.contains("\"gcp\"") && err.message.contains("local"), "{err}");
     }
 
     #[test]

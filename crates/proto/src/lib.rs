@@ -131,11 +131,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             name: "n1".into(),
             cores: 2,
-            running: vec![TaskRef {
-                job: 1,
-                index: 7,
-                attempt: 2,
-            }],
+            running: vec![TaskRef { job: 1, index: 7, attempt: 2 }],
             completed: vec![],
         };
         let text = encode(&msg);
@@ -145,13 +141,7 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_errors_not_panics() {
-        assert!(matches!(
-            decode::<ServerMsg>("{\"type\":\"nope\"}"),
-            Err(DecodeError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode::<ServerMsg>("not json"),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode::<ServerMsg>("{\"type\":\"nope\"}"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode::<ServerMsg>("not json"), Err(DecodeError::Malformed(_))));
     }
 }

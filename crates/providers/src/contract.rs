@@ -5,13 +5,12 @@ use thunderhead_core::size::NodeSize;
 use thunderhead_core::template::Template;
 
 pub fn template(provider: &str) -> Template {
-    Template {
-        name: "t".into(),
-        provider: provider.into(),
-        description: String::new(),
-        settings: Default::default(),
-        created_at: 0,
-    }
+    // Deployments in contract tests are immediate and never fail.
+    let settings = match provider {
+        "sim" => serde_json::json!({"deploy_time": "0ms", "failure_rate": 0}).as_object().unwrap().clone(),
+        _ => Default::default(),
+    };
+    Template { name: "t".into(), provider: provider.into(), description: String::new(), settings, created_at: 0 }
 }
 
 pub fn request(provider: &str, node: &str) -> crate::DeployRequest {

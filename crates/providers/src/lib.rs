@@ -3,6 +3,7 @@
 //! head node persists, so a restarted head node can check on and remove what it deployed.
 
 pub mod local_provider;
+pub mod sim_provider;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -27,16 +28,10 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn fatal(message: impl Into<String>) -> Self {
-        ProviderError {
-            transient: false,
-            message: message.into(),
-        }
+        ProviderError { transient: false, message: message.into() }
     }
     pub fn transient(message: impl Into<String>) -> Self {
-        ProviderError {
-            transient: true,
-            message: message.into(),
-        }
+        ProviderError { transient: true, message: message.into() }
     }
 }
 
@@ -73,13 +68,9 @@ pub trait Provider: Send + Sync {
     /// Checks credentials and reach without deploying anything.
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>>;
     /// Deploys one node and returns its handle.
-    fn deploy<'a>(&'a self, request: &'a DeployRequest)
-    -> BoxFuture<'a, Result<serde_json::Value>>;
+    fn deploy<'a>(&'a self, request: &'a DeployRequest) -> BoxFuture<'a, Result<serde_json::Value>>;
     /// The provider's view of each handle, in order.
-    fn status<'a>(
-        &'a self,
-        handles: &'a [serde_json::Value],
-    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>>;
+    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>>;
     /// Removes a deployment; removing what is already gone succeeds.
     fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>>;
 }
@@ -94,11 +85,12 @@ impl Providers {
     /// The providers available to a head node whose state lives in `state_dir`, deploying
     /// agents that run `agent_program`.
     pub fn standard(state_dir: PathBuf, agent_program: PathBuf) -> Providers {
+        let nodes = state_dir.join("nodes");
         Providers {
-            providers: vec![Arc::new(local_provider::LocalProvider::new(
-                agent_program,
-                state_dir.join("nodes"),
-            ))],
+            providers: vec![
+                Arc::new(local_provider::LocalProvider::new(agent_program.clone(), nodes.clone())),
+                Arc::new(sim_provider::SimProvider::new(agent_program, nodes)),
+            ],
         }
     }
 

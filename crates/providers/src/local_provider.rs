@@ -5,10 +5,7 @@
 //! finds it again through the handle: process id, its start time, and its directory). Removing
 //! the node ends the agent (SIGTERM, then SIGKILL) and deletes its directory.
 
-use crate::{
-    BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError,
-    Result,
-};
+use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError, Result};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -36,49 +33,35 @@ pub struct LocalHandle {
 
 impl LocalProvider {
     pub fn new(agent_program: PathBuf, default_root: PathBuf) -> LocalProvider {
-        LocalProvider {
-            agent_program,
-            default_root,
-        }
+        LocalProvider { agent_program, default_root }
     }
 
-    fn root(&self, template: &Template) -> PathBuf {
+    pub(crate) fn root(&self, template: &Template) -> PathBuf {
         match template.settings.get("work_root").and_then(|v| v.as_str()) {
             Some(root) => PathBuf::from(root),
             None => self.default_root.clone(),
         }
     }
 
-    fn spawn(&self, request: &DeployRequest) -> Result<LocalHandle> {
+    /// Starts the agent of `request`'s node in a fresh node directory, connecting to
+    /// `server_url`.
+    pub(crate) fn spawn(&self, request: &DeployRequest, server_url: &str) -> Result<LocalHandle> {
         let dir = self.root(&request.template).join(&request.node);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| {
-                ProviderError::fatal(format!(
-                    "cannot clear the old node directory {}: {e}",
-                    dir.display()
-                ))
+                ProviderError::fatal(format!("cannot clear the old node directory {}: {e}", dir.display()))
             })?;
         }
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            ProviderError::fatal(format!(
-                "cannot create the node directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let log = std::fs::File::create(dir.join("agent.log")).map_err(|e| {
-            ProviderError::fatal(format!(
-                "cannot create {}: {e}",
-                dir.join("agent.log").display()
-            ))
-        })?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| ProviderError::fatal(e.to_string()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ProviderError::fatal(format!("cannot create the node directory {}: {e}", dir.display())))?;
+        let log = std::fs::File::create(dir.join("agent.log"))
+            .map_err(|e| ProviderError::fatal(format!("cannot create {}: {e}", dir.join("agent.log").display())))?;
+        let log2 = log.try_clone().map_err(|e| ProviderError::fatal(e.to_string()))?;
         let mut command = std::process::Command::new(&self.agent_program);
         command
             .arg("agent")
             .arg("--server")
-            .arg(&request.server_url)
+            .arg(server_url)
             .arg("--name")
             .arg(&request.node)
             .arg("--cores")
@@ -91,10 +74,7 @@ impl LocalProvider {
             .current_dir(&dir)
             .process_group(0);
         let mut child = command.spawn().map_err(|e| {
-            ProviderError::fatal(format!(
-                "cannot start the agent {}: {e}",
-                self.agent_program.display()
-            ))
+            ProviderError::fatal(format!("cannot start the agent {}: {e}", self.agent_program.display()))
         })?;
         let pid = child.id() as i32;
         // Reap the agent when it ends so it does not linger as a zombie of the head node.
@@ -107,18 +87,9 @@ impl LocalProvider {
                 dir.join("agent.log").display()
             ))
         })?;
-        std::fs::write(dir.join("agent.pid"), pid.to_string()).map_err(|e| {
-            ProviderError::fatal(format!(
-                "cannot write {}: {e}",
-                dir.join("agent.pid").display()
-            ))
-        })?;
-        Ok(LocalHandle {
-            v: HANDLE_VERSION,
-            pid,
-            start_ticks,
-            dir,
-        })
+        std::fs::write(dir.join("agent.pid"), pid.to_string())
+            .map_err(|e| ProviderError::fatal(format!("cannot write {}: {e}", dir.join("agent.pid").display())))?;
+        Ok(LocalHandle { v: HANDLE_VERSION, pid, start_ticks, dir })
     }
 }
 
@@ -134,16 +105,13 @@ fn start_ticks(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-fn alive(handle: &LocalHandle) -> bool {
+pub(crate) fn alive(handle: &LocalHandle) -> bool {
     start_ticks(handle.pid) == Some(handle.start_ticks)
 }
 
-fn parse(handle: &serde_json::Value) -> Result<LocalHandle> {
-    serde_json::from_value(handle.clone()).map_err(|e| {
-        ProviderError::fatal(format!(
-            "the node's handle is not a local handle ({e}): {handle}"
-        ))
-    })
+pub(crate) fn parse(handle: &serde_json::Value) -> Result<LocalHandle> {
+    serde_json::from_value(handle.clone())
+        .map_err(|e| ProviderError::fatal(format!("the node's handle is not a local handle ({e}): {handle}")))
 }
 
 async fn end_process(handle: &LocalHandle) {
@@ -178,65 +146,39 @@ impl Provider for LocalProvider {
         Box::pin(async move {
             let program = &self.agent_program;
             let agent = match std::fs::metadata(program) {
-                Ok(m) if m.is_file() => Check {
-                    name: "agent program".into(),
-                    ok: true,
-                    detail: program.display().to_string(),
-                },
+                Ok(m) if m.is_file() => {
+                    Check { name: "agent program".into(), ok: true, detail: program.display().to_string() }
+                }
                 Ok(_) => Check {
                     name: "agent program".into(),
                     ok: false,
                     detail: format!("{} is not a file", program.display()),
                 },
-                Err(e) => Check {
-                    name: "agent program".into(),
-                    ok: false,
-                    detail: format!("{}: {e}", program.display()),
-                },
+                Err(e) => {
+                    Check { name: "agent program".into(), ok: false, detail: format!("{}: {e}", program.display()) }
+                }
             };
             let root = self.root(template);
             let disk = match writable(&root) {
-                Ok(()) => Check {
-                    name: "node directories".into(),
-                    ok: true,
-                    detail: root.display().to_string(),
-                },
-                Err(e) => Check {
-                    name: "node directories".into(),
-                    ok: false,
-                    detail: e,
-                },
+                Ok(()) => Check { name: "node directories".into(), ok: true, detail: root.display().to_string() },
+                Err(e) => Check { name: "node directories".into(), ok: false, detail: e },
             };
             vec![agent, disk]
         })
     }
 
-    fn deploy<'a>(
-        &'a self,
-        request: &'a DeployRequest,
-    ) -> BoxFuture<'a, Result<serde_json::Value>> {
+    fn deploy<'a>(&'a self, request: &'a DeployRequest) -> BoxFuture<'a, Result<serde_json::Value>> {
         Box::pin(async move {
-            let handle = self.spawn(request)?;
+            let handle = self.spawn(request, &request.server_url)?;
             Ok(serde_json::to_value(handle).expect("handles serialise"))
         })
     }
 
-    fn status<'a>(
-        &'a self,
-        handles: &'a [serde_json::Value],
-    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
+    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
         Box::pin(async move {
             handles
                 .iter()
-                .map(|h| {
-                    parse(h).map(|h| {
-                        if alive(&h) {
-                            ExternalStatus::Running
-                        } else {
-                            ExternalStatus::Gone
-                        }
-                    })
-                })
+                .map(|h| parse(h).map(|h| if alive(&h) { ExternalStatus::Running } else { ExternalStatus::Gone }))
                 .collect()
         })
     }
@@ -248,10 +190,7 @@ impl Provider for LocalProvider {
             match std::fs::remove_dir_all(&handle.dir) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(ProviderError::transient(format!(
-                    "cannot remove {}: {e}",
-                    handle.dir.display()
-                ))),
+                Err(e) => Err(ProviderError::transient(format!("cannot remove {}: {e}", handle.dir.display()))),
             }
         })
     }
@@ -271,8 +210,7 @@ mod tests {
         // A stand-in agent: a long sleep, started the way the real agent is.
         let script = dir.join("fake-agent");
         std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         LocalProvider::new(script, dir.join("nodes"))
     });
 }

@@ -8,9 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use thunderhead_core::cluster::{
-    Cluster, Command, Effects, Hello, SessionId, TaskAttempt, TaskResult,
-};
+use thunderhead_core::cluster::{Cluster, Command, Effects, Hello, SessionId, TaskAttempt, TaskResult};
 use thunderhead_core::job::JobSubmission;
 use thunderhead_core::template::NewTemplate;
 use thunderhead_core::view::{AddNodes, NodeActionRequest};
@@ -59,29 +57,12 @@ pub type Reply = oneshot::Sender<Result<Value, Error>>;
 
 pub enum Event {
     Api(Request, Reply),
-    AgentHello {
-        session: SessionId,
-        hello: Hello,
-        tx: AgentTx,
-    },
-    AgentResults {
-        session: SessionId,
-        results: Vec<TaskResult>,
-    },
-    AgentGone {
-        session: SessionId,
-    },
-    Deployed {
-        node: String,
-        result: Result<Value, String>,
-    },
-    Removed {
-        node: String,
-        result: Result<(), String>,
-    },
-    DeploymentGone {
-        node: String,
-    },
+    AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
+    AgentResults { session: SessionId, results: Vec<TaskResult> },
+    AgentGone { session: SessionId },
+    Deployed { node: String, result: Result<Value, String> },
+    Removed { node: String, result: Result<(), String> },
+    DeploymentGone { node: String },
     Tick,
 }
 
@@ -101,8 +82,7 @@ impl Handle {
     pub async fn ask(&self, request: Request) -> Result<Value, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Event::Api(request, tx));
-        rx.await
-            .unwrap_or_else(|_| Err(Error::conflict("the head node is shutting down")))
+        rx.await.unwrap_or_else(|_| Err(Error::conflict("the head node is shutting down")))
     }
 }
 
@@ -117,13 +97,7 @@ struct Actor {
     ticks: u64,
 }
 
-pub fn spawn(
-    cluster: Cluster,
-    startup: Effects,
-    store: Arc<dyn Store>,
-    providers: Providers,
-    url: String,
-) -> Handle {
+pub fn spawn(cluster: Cluster, startup: Effects, store: Arc<dyn Store>, providers: Providers, url: String) -> Handle {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
         cluster,
@@ -171,21 +145,11 @@ fn to_value<T: serde::Serialize>(value: T) -> Value {
 }
 
 fn task_ref(t: TaskAttempt) -> TaskRef {
-    TaskRef {
-        job: t.key.job,
-        index: t.key.index,
-        attempt: t.attempt,
-    }
+    TaskRef { job: t.key.job, index: t.key.index, attempt: t.attempt }
 }
 
 pub fn task_attempt(t: TaskRef) -> TaskAttempt {
-    TaskAttempt {
-        key: TaskKey {
-            job: t.job,
-            index: t.index,
-        },
-        attempt: t.attempt,
-    }
+    TaskAttempt { key: TaskKey { job: t.job, index: t.index }, attempt: t.attempt }
 }
 
 impl Actor {
@@ -204,24 +168,17 @@ impl Actor {
                         self.agents.insert(session, tx.clone());
                         tracing::info!(%node, session, "agent registered");
                         follow_ups.push(Box::new(move || {
-                            let _ = tx.send(Outbound::Msg(ServerMsg::Welcome {
-                                node,
-                                heartbeat_secs: 10,
-                            }));
+                            let _ = tx.send(Outbound::Msg(ServerMsg::Welcome { node, heartbeat_secs: 10 }));
                         }));
                     }
                     Err(e) => {
                         tracing::warn!(node = %name, reason = %e, "agent refused");
-                        let _ = tx.send(Outbound::Msg(ServerMsg::Refused {
-                            reason: e.message.clone(),
-                        }));
+                        let _ = tx.send(Outbound::Msg(ServerMsg::Refused { reason: e.message.clone() }));
                         let _ = tx.send(Outbound::Close(e.message));
                     }
                 }
             }
-            Event::AgentResults { session, results } => {
-                self.cluster.agent_results(fx, session, results, now)
-            }
+            Event::AgentResults { session, results } => self.cluster.agent_results(fx, session, results, now),
             Event::AgentGone { session } => {
                 self.agents.remove(&session);
                 self.cluster.agent_gone(fx, session, now);
@@ -254,9 +211,7 @@ impl Actor {
             Request::NodeAction(req) => to_value(c.node_action(fx, req, now)?),
             Request::ListNodes(template) => to_value(c.nodes(template.as_deref())?),
             Request::ShowNode(name) => to_value(c.node(&name)?),
-            Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply {
-                id: c.submit(fx, job, now)?,
-            }),
+            Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
             Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
             Request::ListJobs => to_value(c.jobs()),
             Request::ShowJob(id) => to_value(c.job(id)?),
@@ -272,10 +227,7 @@ impl Actor {
     fn probe_deployments(&self) {
         let mut by_provider: HashMap<String, Vec<(String, Value)>> = HashMap::new();
         for (node, template, handle) in self.cluster.deployments_to_probe() {
-            by_provider
-                .entry(template.provider)
-                .or_default()
-                .push((node, handle));
+            by_provider.entry(template.provider).or_default().push((node, handle));
         }
         for (provider, nodes) in by_provider {
             let Some(provider) = self.providers.get(&provider) else {
@@ -304,10 +256,7 @@ impl Actor {
         if fx.ops.is_empty() && follow_ups.is_empty() {
             return;
         }
-        let _ = self.commits.send(Batch {
-            ops: fx.ops,
-            follow_ups,
-        });
+        let _ = self.commits.send(Batch { ops: fx.ops, follow_ups });
     }
 
     fn to_agent(&self, session: SessionId, msg: Outbound) -> Option<FollowUp> {
@@ -323,11 +272,7 @@ impl Actor {
                 let tasks = tasks
                     .into_iter()
                     .map(|d| Assignment {
-                        task: TaskRef {
-                            job: d.key.job,
-                            index: d.key.index,
-                            attempt: d.attempt,
-                        },
+                        task: TaskRef { job: d.key.job, index: d.key.index, attempt: d.attempt },
                         command: d.command,
                         env: d.env,
                         cores: d.cores,
@@ -343,46 +288,30 @@ impl Actor {
                 let tasks = tasks.into_iter().map(task_ref).collect();
                 self.to_agent(session, Outbound::Msg(ServerMsg::Ack { tasks }))
             }
-            Command::Shutdown { session } => {
-                self.to_agent(session, Outbound::Msg(ServerMsg::Shutdown))
-            }
+            Command::Shutdown { session } => self.to_agent(session, Outbound::Msg(ServerMsg::Shutdown)),
             Command::Disconnect { session, reason } => {
                 let f = self.to_agent(session, Outbound::Close(reason));
                 self.agents.remove(&session);
                 f
             }
-            Command::Deploy {
-                node,
-                template,
-                size,
-            } => {
+            Command::Deploy { node, template, size } => {
                 let provider = self.providers.get(&template.provider);
                 let events = self.events.clone();
-                let request = DeployRequest {
-                    node: node.clone(),
-                    template,
-                    size,
-                    server_url: self.url.clone(),
-                };
+                let request = DeployRequest { node: node.clone(), template, size, server_url: self.url.clone() };
                 let runtime = self.runtime.clone();
                 Some(Box::new(move || {
                     runtime.spawn(async move {
                         let result = match provider {
                             Some(p) => p.deploy(&request).await.map_err(|e| e.message),
-                            None => Err(format!(
-                                "provider {} is not available in this build",
-                                request.template.provider
-                            )),
+                            None => {
+                                Err(format!("provider {} is not available in this build", request.template.provider))
+                            }
                         };
                         let _ = events.send(Event::Deployed { node, result });
                     });
                 }))
             }
-            Command::Remove {
-                node,
-                template,
-                handle,
-            } => {
+            Command::Remove { node, template, handle } => {
                 let provider = self.providers.get(&template.provider);
                 let events = self.events.clone();
                 let runtime = self.runtime.clone();
@@ -390,10 +319,7 @@ impl Actor {
                     runtime.spawn(async move {
                         let result = match provider {
                             Some(p) => p.remove(&handle).await.map_err(|e| e.message),
-                            None => Err(format!(
-                                "provider {} is not available in this build",
-                                template.provider
-                            )),
+                            None => Err(format!("provider {} is not available in this build", template.provider)),
                         };
                         let _ = events.send(Event::Removed { node, result });
                     });

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::persist::TaskRow;
 use thunderhead_core::template::{NewTemplate, Template};
-use thunderhead_core::view::{
-    AddNodes, ErrorBody, ErrorDetail, NodeActionRequest, TaskOutput, TaskView,
-};
+use thunderhead_core::view::{AddNodes, ErrorBody, ErrorDetail, NodeActionRequest, TaskOutput, TaskView};
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
 use thunderhead_store::{Store, TaskQuery};
@@ -34,14 +32,8 @@ struct Api {
 pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
-        .route(
-            "/api/v1/templates",
-            get(list_templates).post(create_template),
-        )
-        .route(
-            "/api/v1/templates/{name}",
-            get(show_template).delete(delete_template),
-        )
+        .route("/api/v1/templates", get(list_templates).post(create_template))
+        .route("/api/v1/templates/{name}", get(show_template).delete(delete_template))
         .route("/api/v1/templates/{name}/validate", post(validate_template))
         .route("/api/v1/nodes", get(list_nodes).post(add_nodes))
         .route("/api/v1/nodes/actions", post(node_action))
@@ -54,11 +46,7 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Ro
         .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Api {
-            handle,
-            store,
-            providers,
-        })
+        .with_state(Api { handle, store, providers })
 }
 
 pub struct ApiError(Error);
@@ -71,19 +59,13 @@ impl From<Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        ApiError(Error::invalid(format!(
-            "the request body is not valid: {}",
-            e.body_text()
-        )))
+        ApiError(Error::invalid(format!("the request body is not valid: {}", e.body_text())))
     }
 }
 
 impl From<thunderhead_store::StoreError> for ApiError {
     fn from(e: thunderhead_store::StoreError) -> Self {
-        ApiError(Error {
-            kind: ErrorKind::Conflict,
-            message: e.to_string(),
-        })
+        ApiError(Error { kind: ErrorKind::Conflict, message: e.to_string() })
     }
 }
 
@@ -94,12 +76,7 @@ impl IntoResponse for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                kind: self.0.kind,
-                message: self.0.message,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { kind: self.0.kind, message: self.0.message } };
         (status, Json(body)).into_response()
     }
 }
@@ -111,9 +88,7 @@ async fn ask(api: &Api, request: Request) -> Answer {
 }
 
 async fn not_found() -> ApiError {
-    ApiError(Error::not_found(
-        "no such API route (see /api/v1/health; routes live under /api/v1)",
-    ))
+    ApiError(Error::not_found("no such API route (see /api/v1/health; routes live under /api/v1)"))
 }
 
 async fn health() -> Json<Value> {
@@ -124,10 +99,7 @@ async fn list_templates(State(api): State<Api>) -> Answer {
     ask(&api, Request::ListTemplates).await
 }
 
-async fn create_template(
-    State(api): State<Api>,
-    body: Result<Json<NewTemplate>, JsonRejection>,
-) -> Answer {
+async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>, JsonRejection>) -> Answer {
     ask(&api, Request::CreateTemplate(body?.0)).await
 }
 
@@ -140,23 +112,17 @@ async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> An
 }
 
 async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let template: Template =
-        serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name)).await?)
-            .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
+    let template: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name)).await?)
+        .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
     let checks = match api.providers.get(&template.provider) {
         Some(p) => p.validate(&template).await,
         None => vec![thunderhead_providers::Check {
             name: "provider".into(),
             ok: false,
-            detail: format!(
-                "provider {} is not available in this build",
-                template.provider
-            ),
+            detail: format!("provider {} is not available in this build", template.provider),
         }],
     };
-    Ok(Json(
-        serde_json::to_value(checks).expect("checks serialise"),
-    ))
+    Ok(Json(serde_json::to_value(checks).expect("checks serialise")))
 }
 
 #[derive(Deserialize)]
@@ -172,10 +138,7 @@ async fn add_nodes(State(api): State<Api>, body: Result<Json<AddNodes>, JsonReje
     ask(&api, Request::AddNodes(body?.0)).await
 }
 
-async fn node_action(
-    State(api): State<Api>,
-    body: Result<Json<NodeActionRequest>, JsonRejection>,
-) -> Answer {
+async fn node_action(State(api): State<Api>, body: Result<Json<NodeActionRequest>, JsonRejection>) -> Answer {
     ask(&api, Request::NodeAction(body?.0)).await
 }
 
@@ -186,9 +149,7 @@ async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
 async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     api.handle.ask(Request::ShowNode(name.clone())).await?;
     let store = api.store.clone();
-    let log = tokio::task::spawn_blocking(move || store.node_log(&name))
-        .await
-        .expect("no panic")?;
+    let log = tokio::task::spawn_blocking(move || store.node_log(&name)).await.expect("no panic")?;
     Ok(Json(serde_json::to_value(log).expect("log serialises")))
 }
 
@@ -196,10 +157,7 @@ async fn list_jobs(State(api): State<Api>) -> Answer {
     ask(&api, Request::ListJobs).await
 }
 
-async fn submit_job(
-    State(api): State<Api>,
-    body: Result<Json<JobSubmission>, JsonRejection>,
-) -> Answer {
+async fn submit_job(State(api): State<Api>, body: Result<Json<JobSubmission>, JsonRejection>) -> Answer {
     ask(&api, Request::Submit(body?.0)).await
 }
 
@@ -235,40 +193,26 @@ fn task_view(row: &TaskRow) -> TaskView {
 
 /// Rows of tasks that have started at least once (and of every task of a job with explicit
 /// tasks), a page at a time: `?after=INDEX&limit=N&state=Failed`.
-async fn list_tasks(
-    State(api): State<Api>,
-    Path(id): Path<u64>,
-    Query(filter): Query<TaskFilter>,
-) -> Answer {
+async fn list_tasks(State(api): State<Api>, Path(id): Path<u64>, Query(filter): Query<TaskFilter>) -> Answer {
     api.handle.ask(Request::ShowJob(id)).await?;
     let state = match filter.state.as_deref() {
         None => None,
         Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
-            Error::invalid(format!("task state \"{s}\" is not known (use Queued, Running, Finished, Failed or Canceled)"))
+            Error::invalid(format!(
+                "task state \"{s}\" is not known (use Queued, Running, Finished, Failed or Canceled)"
+            ))
         })?),
     };
-    let query = TaskQuery {
-        job: id,
-        after: filter.after,
-        limit: filter.limit.unwrap_or(10_000).min(100_000),
-        state,
-    };
+    let query = TaskQuery { job: id, after: filter.after, limit: filter.limit.unwrap_or(10_000).min(100_000), state };
     let store = api.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.tasks(query))
-        .await
-        .expect("no panic")?;
-    Ok(Json(
-        serde_json::to_value(rows.iter().map(task_view).collect::<Vec<_>>())
-            .expect("views serialise"),
-    ))
+    let rows = tokio::task::spawn_blocking(move || store.tasks(query)).await.expect("no panic")?;
+    Ok(Json(serde_json::to_value(rows.iter().map(task_view).collect::<Vec<_>>()).expect("views serialise")))
 }
 
 async fn show_task(State(api): State<Api>, Path((id, index)): Path<(u64, u64)>) -> Answer {
     api.handle.ask(Request::CheckTask(id, index)).await?;
     let store = api.store.clone();
-    let row = tokio::task::spawn_blocking(move || store.task(id, index))
-        .await
-        .expect("no panic")?;
+    let row = tokio::task::spawn_blocking(move || store.task(id, index)).await.expect("no panic")?;
     let row = row.unwrap_or_else(|| thunderhead_core::persist::TaskRow::new(id, index));
     let view = serde_json::json!({
         "task": task_view(&row),

@@ -33,10 +33,7 @@ fn commit_forever(store: Arc<dyn Store>, rx: Receiver<Batch>) {
         while let Ok(more) = rx.try_recv() {
             batches.push(more);
         }
-        let ops: Vec<Op> = batches
-            .iter_mut()
-            .flat_map(|b| std::mem::take(&mut b.ops))
-            .collect();
+        let ops: Vec<Op> = batches.iter_mut().flat_map(|b| std::mem::take(&mut b.ops)).collect();
         if let Err(e) = store.apply(&ops) {
             tracing::error!(error = %e, "cannot commit to the state database; stopping the head node to protect its state");
             std::process::exit(70);

@@ -20,23 +20,15 @@ use tokio::sync::mpsc;
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 pub fn router(handle: Handle) -> Router {
-    Router::new()
-        .route(AGENT_PATH, get(upgrade))
-        .with_state(handle)
+    Router::new().route(AGENT_PATH, get(upgrade)).with_state(handle)
 }
 
 async fn upgrade(State(handle): State<Handle>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, handle))
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, handle))
 }
 
 fn refuse_frame(reason: &str) -> Message {
-    Message::Text(
-        thunderhead_proto::encode(&ServerMsg::Refused {
-            reason: reason.to_string(),
-        })
-        .into(),
-    )
+    Message::Text(thunderhead_proto::encode(&ServerMsg::Refused { reason: reason.to_string() }).into())
 }
 
 async fn session(socket: WebSocket, handle: Handle) {
@@ -44,43 +36,32 @@ async fn session(socket: WebSocket, handle: Handle) {
     let (mut sink, mut stream) = socket.split();
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
     let hello = match first {
-        Ok(Some(Ok(Message::Text(text)))) => {
-            match thunderhead_proto::decode::<AgentMsg>(text.as_str()) {
-                Ok(AgentMsg::Hello {
-                    protocol,
+        Ok(Some(Ok(Message::Text(text)))) => match thunderhead_proto::decode::<AgentMsg>(text.as_str()) {
+            Ok(AgentMsg::Hello { protocol, name, cores, running, completed, .. }) => {
+                if protocol != PROTOCOL_VERSION {
+                    let reason = format!(
+                        "agent protocol {protocol} is not supported by this head node (it speaks {PROTOCOL_VERSION}); run the same thunderhead version on both"
+                    );
+                    let _ = sink.send(refuse_frame(&reason)).await;
+                    return;
+                }
+                Hello {
                     name,
                     cores,
-                    running,
-                    completed,
-                    ..
-                }) => {
-                    if protocol != PROTOCOL_VERSION {
-                        let reason = format!(
-                            "agent protocol {protocol} is not supported by this head node (it speaks {PROTOCOL_VERSION}); run the same thunderhead version on both"
-                        );
-                        let _ = sink.send(refuse_frame(&reason)).await;
-                        return;
-                    }
-                    Hello {
-                        name,
-                        cores,
-                        running: running.into_iter().map(task_attempt).collect(),
-                        completed: completed.into_iter().map(task_attempt).collect(),
-                    }
-                }
-                Ok(_) => {
-                    let _ = sink
-                        .send(refuse_frame("the first message must be hello"))
-                        .await;
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(session, error = %e, "malformed hello; closing the connection");
-                    let _ = sink.send(refuse_frame(&e.to_string())).await;
-                    return;
+                    running: running.into_iter().map(task_attempt).collect(),
+                    completed: completed.into_iter().map(task_attempt).collect(),
                 }
             }
-        }
+            Ok(_) => {
+                let _ = sink.send(refuse_frame("the first message must be hello")).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(session, error = %e, "malformed hello; closing the connection");
+                let _ = sink.send(refuse_frame(&e.to_string())).await;
+                return;
+            }
+        },
         _ => return,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -89,11 +70,7 @@ async fn session(socket: WebSocket, handle: Handle) {
         while let Some(out) = rx.recv().await {
             match out {
                 Outbound::Msg(msg) => {
-                    if sink
-                        .send(Message::Text(thunderhead_proto::encode(&msg).into()))
-                        .await
-                        .is_err()
-                    {
+                    if sink.send(Message::Text(thunderhead_proto::encode(&msg).into())).await.is_err() {
                         break;
                     }
                 }
@@ -116,10 +93,7 @@ async fn session(socket: WebSocket, handle: Handle) {
                 let results = results
                     .into_iter()
                     .map(|r| TaskResult {
-                        key: TaskKey {
-                            job: r.task.job,
-                            index: r.task.index,
-                        },
+                        key: TaskKey { job: r.task.job, index: r.task.index },
                         attempt: r.task.attempt,
                         exit_code: r.exit_code,
                         message: r.message,

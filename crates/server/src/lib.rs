@@ -49,24 +49,13 @@ pub struct Access {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot create the state directory {path}: {source} (choose another --state-dir)")]
-    StateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    StateDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] thunderhead_store::StoreError),
-    #[error(
-        "cannot listen on {addr}: {source} (is another head node running there? choose another --listen address)"
-    )]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {source} (is another head node running there? choose another --listen address)")]
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Access {
-        path: String,
-        source: std::io::Error,
-    },
+    Access { path: String, source: std::io::Error },
     #[error("the head node stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -81,62 +70,38 @@ pub struct RunningServer {
 impl RunningServer {
     /// Waits until the head node stops.
     pub async fn wait(self) -> Result<(), ServerError> {
-        self.served
-            .await
-            .unwrap_or_else(|e| Err(ServerError::Serve(std::io::Error::other(e.to_string()))))
+        self.served.await.unwrap_or_else(|e| Err(ServerError::Serve(std::io::Error::other(e.to_string()))))
     }
 }
 
 pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Opens the state, binds the listener and starts serving. Returns once the head node answers
 /// requests.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| ServerError::StateDir {
-        path: config.state_dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|source| ServerError::StateDir { path: config.state_dir.display().to_string(), source })?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_dir.join(DATABASE_FILE))?);
     let snapshot = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.load())
-            .await
-            .expect("load does not panic")?
+        tokio::task::spawn_blocking(move || store.load()).await.expect("load does not panic")?
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     let url = format!("http://{addr}");
 
     let mut fx = Effects::default();
     let cluster = Cluster::restore(config.cluster.clone(), snapshot, &mut fx, now_millis());
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
     let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone());
-    write_access(
-        &config.state_dir,
-        &Access {
-            url: url.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-    )?;
+    write_access(&config.state_dir, &Access { url: url.clone(), version: env!("CARGO_PKG_VERSION").into() })?;
 
     let app = api::router(handle.clone(), store, providers).merge(gateway::router(handle));
-    let served =
-        tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) });
+    let served = tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) });
     tracing::info!(%url, state_dir = %config.state_dir.display(), "head node listening");
     Ok(RunningServer { url, addr, served })
 }
@@ -146,23 +111,10 @@ fn write_access(state_dir: &Path, access: &Access) -> Result<(), ServerError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join(ACCESS_FILE);
     let tmp = state_dir.join(format!("{ACCESS_FILE}.tmp"));
-    let err = |source| ServerError::Access {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(
-        serde_json::to_string_pretty(access)
-            .expect("access serialises")
-            .as_bytes(),
-    )
-    .map_err(err)?;
+    let err = |source| ServerError::Access { path: path.display().to_string(), source };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    file.write_all(serde_json::to_string_pretty(access).expect("access serialises").as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)?;
     Ok(())

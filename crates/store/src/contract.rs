@@ -39,42 +39,23 @@ pub fn sweep_job(id: u64, len: u64) -> JobRecord {
         retries: 3,
         spec: JobSpec::Sweep {
             command: vec!["echo".into(), "*".into()],
-            range: SweepRange {
-                start: 1,
-                end: len,
-                step: 1,
-            },
+            range: SweepRange { start: 1, end: len, step: 1 },
         },
         state: JobState::Queued,
         submitted_at: 1,
         started_at: None,
         ended_at: None,
         cursor: 0,
-        counts: TaskCounts {
-            queued: len,
-            ..Default::default()
-        },
+        counts: TaskCounts { queued: len, ..Default::default() },
     }
 }
 
 pub fn row(job: u64, index: u64, state: TaskState) -> TaskRow {
-    TaskRow {
-        state,
-        attempt: 1,
-        node: Some("n1".into()),
-        ..TaskRow::new(job, index)
-    }
+    TaskRow { state, attempt: 1, node: Some("n1".into()), ..TaskRow::new(job, index) }
 }
 
 pub fn progress(id: u64, state: JobState, cursor: u64) -> JobProgress {
-    JobProgress {
-        id,
-        state,
-        started_at: Some(2),
-        ended_at: None,
-        cursor,
-        counts: TaskCounts::default(),
-    }
+    JobProgress { id, state, started_at: Some(2), ended_at: None, cursor, counts: TaskCounts::default() }
 }
 
 #[macro_export]
@@ -100,10 +81,7 @@ macro_rules! store_contract_tests {
                     let s = open(dir.path());
                     s.apply(&[
                         Op::PutTemplate(template("t")),
-                        Op::PutSeries {
-                            prefix: "LocalCN-".into(),
-                            last: 2,
-                        },
+                        Op::PutSeries { prefix: "LocalCN-".into(), last: 2 },
                         Op::PutNode(node("n1", NodeState::Online { since: 3 })),
                         Op::PutNode(node("n2", NodeState::NotDeployed)),
                         Op::InsertJob(sweep_job(1, 100)),
@@ -121,10 +99,7 @@ macro_rules! store_contract_tests {
                 assert_eq!(snap.series, vec![("LocalCN-".to_string(), 2)]);
                 assert_eq!(snap.nodes, vec![node("n1", NodeState::Online { since: 3 })]);
                 assert_eq!(snap.jobs.len(), 1);
-                assert_eq!(
-                    (snap.jobs[0].state, snap.jobs[0].cursor),
-                    (JobState::Running, 3)
-                );
+                assert_eq!((snap.jobs[0].state, snap.jobs[0].cursor), (JobState::Running, 3));
                 let mut active: Vec<u64> = snap.active_tasks.iter().map(|r| r.index).collect();
                 active.sort();
                 assert_eq!(active, [1, 3], "finished rows of sweeps are not loaded");
@@ -134,13 +109,8 @@ macro_rules! store_contract_tests {
             fn finished_jobs_load_no_task_rows() {
                 let dir = tempfile::tempdir().unwrap();
                 let s = open(dir.path());
-                s.apply(&[
-                    Op::InsertJob(sweep_job(1, 2)),
-                    Op::PutTask(row(1, 1, TaskState::Running)),
-                ])
-                .unwrap();
-                s.apply(&[Op::JobProgress(progress(1, JobState::Canceled, 2))])
-                    .unwrap();
+                s.apply(&[Op::InsertJob(sweep_job(1, 2)), Op::PutTask(row(1, 1, TaskState::Running))]).unwrap();
+                s.apply(&[Op::JobProgress(progress(1, JobState::Canceled, 2))]).unwrap();
                 assert!(s.load().unwrap().active_tasks.is_empty());
             }
 
@@ -150,45 +120,18 @@ macro_rules! store_contract_tests {
                 let s = open(dir.path());
                 let mut ops = vec![Op::InsertJob(sweep_job(1, 10))];
                 for i in 1..=10 {
-                    let mut r = row(
-                        1,
-                        i,
-                        if i % 2 == 0 {
-                            TaskState::Finished
-                        } else {
-                            TaskState::Failed
-                        },
-                    );
+                    let mut r = row(1, i, if i % 2 == 0 { TaskState::Finished } else { TaskState::Failed });
                     r.stdout = Some(format!("out {i}"));
                     ops.push(Op::PutTask(r));
                 }
                 s.apply(&ops).unwrap();
-                let page = s
-                    .tasks(TaskQuery {
-                        job: 1,
-                        after: Some(3),
-                        limit: 4,
-                        state: None,
-                    })
-                    .unwrap();
-                assert_eq!(
-                    page.iter().map(|r| r.index).collect::<Vec<_>>(),
-                    [4, 5, 6, 7]
-                );
+                let page = s.tasks(TaskQuery { job: 1, after: Some(3), limit: 4, state: None }).unwrap();
+                assert_eq!(page.iter().map(|r| r.index).collect::<Vec<_>>(), [4, 5, 6, 7]);
                 assert!(page.iter().all(|r| r.stdout.is_none()));
-                let failed = s
-                    .tasks(TaskQuery {
-                        job: 1,
-                        after: None,
-                        limit: 100,
-                        state: Some(TaskState::Failed),
-                    })
-                    .unwrap();
+                let failed =
+                    s.tasks(TaskQuery { job: 1, after: None, limit: 100, state: Some(TaskState::Failed) }).unwrap();
                 assert_eq!(failed.len(), 5);
-                assert_eq!(
-                    s.task(1, 4).unwrap().unwrap().stdout.as_deref(),
-                    Some("out 4")
-                );
+                assert_eq!(s.task(1, 4).unwrap().unwrap().stdout.as_deref(), Some("out 4"));
                 assert_eq!(s.task(1, 11).unwrap(), None);
             }
 
@@ -198,24 +141,11 @@ macro_rules! store_contract_tests {
                 let s = open(dir.path());
                 s.apply(&[
                     Op::PutNode(node("n1", NodeState::NotDeployed)),
-                    Op::NodeLog {
-                        node: "n1".into(),
-                        at: 1,
-                        message: "first".into(),
-                    },
-                    Op::NodeLog {
-                        node: "n1".into(),
-                        at: 2,
-                        message: "second".into(),
-                    },
+                    Op::NodeLog { node: "n1".into(), at: 1, message: "first".into() },
+                    Op::NodeLog { node: "n1".into(), at: 2, message: "second".into() },
                 ])
                 .unwrap();
-                let log: Vec<String> = s
-                    .node_log("n1")
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect();
+                let log: Vec<String> = s.node_log("n1").unwrap().into_iter().map(|e| e.message).collect();
                 assert_eq!(log, ["first", "second"]);
                 s.apply(&[Op::DeleteNode("n1".into())]).unwrap();
                 assert!(s.node_log("n1").unwrap().is_empty());
@@ -228,10 +158,7 @@ macro_rules! store_contract_tests {
                 let s = open(dir.path());
                 s.apply(&[Op::InsertJob(sweep_job(1, 2))]).unwrap();
                 // The second insert of job 1 violates its key: the whole batch must roll back.
-                let err = s.apply(&[
-                    Op::PutTemplate(template("t")),
-                    Op::InsertJob(sweep_job(1, 2)),
-                ]);
+                let err = s.apply(&[Op::PutTemplate(template("t")), Op::InsertJob(sweep_job(1, 2))]);
                 assert!(err.is_err());
                 assert!(s.load().unwrap().templates.is_empty());
             }

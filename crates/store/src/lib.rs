@@ -18,11 +18,7 @@ pub enum StoreError {
     #[error(
         "the database {path} has schema version {found}, newer than the {supported} this thunderhead knows (upgrade thunderhead, or use another --state-dir)"
     )]
-    NewerVersion {
-        path: String,
-        found: i64,
-        supported: i64,
-    },
+    NewerVersion { path: String, found: i64, supported: i64 },
     /// The file is damaged or is not a Thunderhead database; fatal.
     #[error(
         "the database {path} is damaged or not a Thunderhead database ({reason}); restore it from a backup or use another --state-dir"

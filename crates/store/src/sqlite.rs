@@ -47,31 +47,19 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let shown = path.display().to_string();
-        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-            path: shown.clone(),
-            reason: e.to_string(),
-        };
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt { path: shown.clone(), reason: e.to_string() };
         let writer = Connection::open(path).map_err(engine)?;
         // The first statement that reads the file tells a damaged file from a good one.
-        let version: i64 = writer
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(corrupt)?;
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerVersion {
-                path: shown,
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
+            return Err(StoreError::NewerVersion { path: shown, found: version, supported: SCHEMA_VERSION });
         }
         writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
             .map_err(corrupt)?;
         if version == 0 {
-            let tables: i64 = writer
-                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                .map_err(corrupt)?;
+            let tables: i64 =
+                writer.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(corrupt)?;
             if tables > 0 {
                 return Err(StoreError::Corrupt {
                     path: shown,
@@ -79,20 +67,12 @@ impl SqliteStore {
                 });
             }
             writer
-                .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
+                .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
                 .map_err(engine)?;
         }
         let reader = Connection::open(path).map_err(engine)?;
-        reader
-            .execute_batch("PRAGMA busy_timeout = 5000;")
-            .map_err(engine)?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
-        })
+        reader.execute_batch("PRAGMA busy_timeout = 5000;").map_err(engine)?;
+        Ok(SqliteStore { path: path.to_path_buf(), writer: Mutex::new(writer), reader: Mutex::new(reader) })
     }
 
     pub fn path(&self) -> &Path {
@@ -100,10 +80,7 @@ impl SqliteStore {
     }
 
     fn corrupt(&self, reason: impl ToString) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.display().to_string(),
-            reason: reason.to_string(),
-        }
+        StoreError::Corrupt { path: self.path.display().to_string(), reason: reason.to_string() }
     }
 }
 
@@ -114,8 +91,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 .execute(params![t.name, json(t)])?;
         }
         Op::DeleteTemplate(name) => {
-            tx.prepare_cached("DELETE FROM templates WHERE name = ?1")?
-                .execute(params![name])?;
+            tx.prepare_cached("DELETE FROM templates WHERE name = ?1")?.execute(params![name])?;
         }
         Op::PutSeries { prefix, last } => {
             tx.prepare_cached("INSERT OR REPLACE INTO series (prefix, last) VALUES (?1, ?2)")?
@@ -126,10 +102,8 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 .execute(params![n.name, json(n)])?;
         }
         Op::DeleteNode(name) => {
-            tx.prepare_cached("DELETE FROM nodes WHERE name = ?1")?
-                .execute(params![name])?;
-            tx.prepare_cached("DELETE FROM node_log WHERE node = ?1")?
-                .execute(params![name])?;
+            tx.prepare_cached("DELETE FROM nodes WHERE name = ?1")?.execute(params![name])?;
+            tx.prepare_cached("DELETE FROM node_log WHERE node = ?1")?.execute(params![name])?;
         }
         Op::NodeLog { node, at, message } => {
             tx.prepare_cached("INSERT INTO node_log (node, at, message) VALUES (?1, ?2, ?3)")?
@@ -148,20 +122,15 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 cursor: j.cursor,
                 counts: j.counts,
             };
-            tx.prepare_cached(
-                "INSERT INTO jobs (id, kind, terminal, body, progress) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                j.id as i64,
-                kind,
-                j.state.is_terminal(),
-                json(j),
-                json(&progress)
-            ])?;
+            tx.prepare_cached("INSERT INTO jobs (id, kind, terminal, body, progress) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![j.id as i64, kind, j.state.is_terminal(), json(j), json(&progress)])?;
         }
         Op::JobProgress(p) => {
-            tx.prepare_cached("UPDATE jobs SET terminal = ?2, progress = ?3 WHERE id = ?1")?
-                .execute(params![p.id as i64, p.state.is_terminal(), json(p)])?;
+            tx.prepare_cached("UPDATE jobs SET terminal = ?2, progress = ?3 WHERE id = ?1")?.execute(params![
+                p.id as i64,
+                p.state.is_terminal(),
+                json(p)
+            ])?;
         }
         Op::PutTask(t) => {
             tx.prepare_cached(
@@ -187,8 +156,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
     Ok(())
 }
 
-const TASK_COLUMNS: &str =
-    "job, idx, state, attempt, losses, node, exit_code, message, started_at, ended_at";
+const TASK_COLUMNS: &str = "job, idx, state, attempt, losses, node, exit_code, message, started_at, ended_at";
 
 fn task_row(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<TaskRow> {
     let state: String = r.get(2)?;
@@ -219,51 +187,32 @@ impl Store for SqliteStore {
         let db = self.reader.lock().expect("reader lock");
         let bodies = |sql: &str| -> Result<Vec<String>> {
             let mut stmt = db.prepare(sql).map_err(engine)?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(engine)?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(engine)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
         };
-        let parse = |what: &str, text: &str| {
-            self.corrupt(format!("a {what} record cannot be read: {text}"))
-        };
+        let parse = |what: &str, text: &str| self.corrupt(format!("a {what} record cannot be read: {text}"));
         let templates = bodies("SELECT body FROM templates ORDER BY name")?
             .iter()
-            .map(|b| {
-                serde_json::from_str::<Template>(b).map_err(|e| parse("template", &e.to_string()))
-            })
+            .map(|b| serde_json::from_str::<Template>(b).map_err(|e| parse("template", &e.to_string())))
             .collect::<Result<_>>()?;
         let nodes = bodies("SELECT body FROM nodes ORDER BY name")?
             .iter()
-            .map(|b| {
-                serde_json::from_str::<NodeRecord>(b).map_err(|e| parse("node", &e.to_string()))
-            })
+            .map(|b| serde_json::from_str::<NodeRecord>(b).map_err(|e| parse("node", &e.to_string())))
             .collect::<Result<_>>()?;
         let series = {
-            let mut stmt = db
-                .prepare("SELECT prefix, last FROM series")
-                .map_err(engine)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })
-                .map_err(engine)?;
+            let mut stmt = db.prepare("SELECT prefix, last FROM series").map_err(engine)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(engine)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)?
         };
         let mut jobs = Vec::new();
         {
-            let mut stmt = db
-                .prepare("SELECT body, progress FROM jobs ORDER BY id")
-                .map_err(engine)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(engine)?;
+            let mut stmt = db.prepare("SELECT body, progress FROM jobs ORDER BY id").map_err(engine)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(engine)?;
             for row in rows {
                 let (body, progress) = row.map_err(engine)?;
-                let mut job: JobRecord =
-                    serde_json::from_str(&body).map_err(|e| parse("job", &e.to_string()))?;
-                let p: JobProgress =
-                    serde_json::from_str(&progress).map_err(|e| parse("job", &e.to_string()))?;
+                let mut job: JobRecord = serde_json::from_str(&body).map_err(|e| parse("job", &e.to_string()))?;
+                let p: JobProgress = serde_json::from_str(&progress).map_err(|e| parse("job", &e.to_string()))?;
                 job.state = p.state;
                 job.started_at = p.started_at;
                 job.ended_at = p.ended_at;
@@ -285,13 +234,7 @@ impl Store for SqliteStore {
                 active_tasks.push(row.map_err(|e| self.corrupt(e))?);
             }
         }
-        Ok(Snapshot {
-            templates,
-            series,
-            nodes,
-            jobs,
-            active_tasks,
-        })
+        Ok(Snapshot { templates, series, nodes, jobs, active_tasks })
     }
 
     fn apply(&self, ops: &[Op]) -> Result<()> {
@@ -314,51 +257,31 @@ impl Store for SqliteStore {
         let mut stmt = db.prepare_cached(&sql).map_err(engine)?;
         let after = q.after.map_or(-1, |a| a as i64);
         let rows = stmt
-            .query_map(
-                params![q.job as i64, after, q.state.map(|s| s.name()), q.limit],
-                |r| task_row(r, false),
-            )
+            .query_map(params![q.job as i64, after, q.state.map(|s| s.name()), q.limit], |r| task_row(r, false))
             .map_err(engine)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
     }
 
     fn task(&self, job: JobId, index: u64) -> Result<Option<TaskRow>> {
         let db = self.reader.lock().expect("reader lock");
-        let sql =
-            format!("SELECT {TASK_COLUMNS}, stdout, stderr FROM tasks WHERE job = ?1 AND idx = ?2");
-        db.query_row(&sql, params![job as i64, index as i64], |r| {
-            task_row(r, true)
-        })
-        .optional()
-        .map_err(engine)
+        let sql = format!("SELECT {TASK_COLUMNS}, stdout, stderr FROM tasks WHERE job = ?1 AND idx = ?2");
+        db.query_row(&sql, params![job as i64, index as i64], |r| task_row(r, true)).optional().map_err(engine)
     }
 
     fn node_log(&self, node: &str) -> Result<Vec<NodeLogEntry>> {
         let db = self.reader.lock().expect("reader lock");
-        let mut stmt = db
-            .prepare_cached("SELECT at, message FROM node_log WHERE node = ?1 ORDER BY id")
-            .map_err(engine)?;
+        let mut stmt =
+            db.prepare_cached("SELECT at, message FROM node_log WHERE node = ?1 ORDER BY id").map_err(engine)?;
         let rows = stmt
-            .query_map(params![node], |r| {
-                Ok(NodeLogEntry {
-                    at: r.get::<_, i64>(0)? as u64,
-                    message: r.get(1)?,
-                })
-            })
+            .query_map(params![node], |r| Ok(NodeLogEntry { at: r.get::<_, i64>(0)? as u64, message: r.get(1)? }))
             .map_err(engine)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
     }
 
     fn integrity_check(&self) -> Result<()> {
         let db = self.reader.lock().expect("reader lock");
-        let verdict: String = db
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(engine)?;
-        if verdict == "ok" {
-            Ok(())
-        } else {
-            Err(self.corrupt(verdict))
-        }
+        let verdict: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(engine)?;
+        if verdict == "ok" { Ok(()) } else { Err(self.corrupt(verdict)) }
     }
 }
 
@@ -366,24 +289,16 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    crate::store_contract_tests!(
-        |dir: &std::path::Path| SqliteStore::open(&dir.join("state.db")).unwrap()
-    );
+    crate::store_contract_tests!(|dir: &std::path::Path| SqliteStore::open(&dir.join("state.db")).unwrap());
 
     #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         drop(SqliteStore::open(&path).unwrap());
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("PRAGMA user_version = 99")
-            .unwrap();
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
         let err = SqliteStore::open(&path).err().unwrap().to_string();
-        assert!(
-            err.contains("schema version 99") && err.contains("upgrade"),
-            "{err}"
-        );
+        assert!(err.contains("schema version 99") && err.contains("upgrade"), "{err}");
     }
 
     #[test]
@@ -392,9 +307,6 @@ mod tests {
         let path = dir.path().join("state.db");
         std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
         let err = SqliteStore::open(&path).err().unwrap().to_string();
-        assert!(
-            err.contains("damaged or not a Thunderhead database"),
-            "{err}"
-        );
+        assert!(err.contains("damaged or not a Thunderhead database"), "{err}");
     }
 }

@@ -15,11 +15,7 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_thunderhead");
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics naming `what` after `secs`.
@@ -29,10 +25,7 @@ pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) ->
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -53,10 +46,7 @@ impl Cluster {
 
     pub fn start_with(args: &[&str]) -> Cluster {
         let mut c = Cluster {
-            dir: tempfile::Builder::new()
-                .prefix("th-e2e-")
-                .tempdir()
-                .unwrap(),
+            dir: tempfile::Builder::new().prefix("th-e2e-").tempdir().unwrap(),
             port: free_port(),
             server: None,
             agents: Vec::new(),
@@ -76,11 +66,8 @@ impl Cluster {
 
     pub fn start_server(&mut self) {
         assert!(self.server.is_none(), "the server is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(BIN)
             .arg("server")
             .arg("--state-dir")
@@ -96,10 +83,7 @@ impl Cluster {
             .unwrap();
         self.server = Some(child);
         eventually(20, "the head node to answer", || {
-            self.try_th(&["job", "list", "--json"])
-                .status
-                .success()
-                .then_some(())
+            self.try_th(&["job", "list", "--json"]).status.success().then_some(())
         });
     }
 
@@ -116,16 +100,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("agent.log")).unwrap();
         let child = Command::new(BIN)
-            .args([
-                "agent",
-                "--server",
-                &self.url(),
-                "--name",
-                name,
-                "--cores",
-                &cores.to_string(),
-                "--work-dir",
-            ])
+            .args(["agent", "--server", &self.url(), "--name", name, "--cores", &cores.to_string(), "--work-dir"])
             .arg(&dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -210,16 +185,7 @@ impl Cluster {
     /// Creates a local template with `count` nodes of `size`, starts and onlines them.
     pub fn burst(&self, template: &str, count: u32, size: &str) {
         self.th(&["template", "create", template, "--provider", "local"]);
-        self.th(&[
-            "node",
-            "add",
-            "--template",
-            template,
-            "--count",
-            &count.to_string(),
-            "--size",
-            size,
-        ]);
+        self.th(&["node", "add", "--template", template, "--count", &count.to_string(), "--size", size]);
         self.th(&["node", "start", "--template", template]);
         self.await_nodes(template, "Offline");
         self.th(&["node", "online", "--template", template]);
@@ -247,12 +213,9 @@ fn end_agent(pid: u32) {
     let group = Pid::from_raw(pid as i32);
     if killpg(group, Signal::SIGTERM).is_ok() {
         let start = Instant::now();
-        while nix::sys::signal::kill(group, None).is_ok()
-            && start.elapsed() < Duration::from_secs(3)
-        {
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true);
+        while nix::sys::signal::kill(group, None).is_ok() && start.elapsed() < Duration::from_secs(3) {
+            let zombie =
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true);
             if zombie {
                 break;
             }
@@ -268,13 +231,7 @@ fn local_agent_pids(root: &Path) -> Vec<u32> {
         return vec![];
     };
     entries
-        .filter_map(|e| {
-            std::fs::read_to_string(e.ok()?.path().join("agent.pid"))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        })
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("agent.pid")).ok()?.trim().parse().ok())
         .collect()
 }
 

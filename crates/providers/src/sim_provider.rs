@@ -1,0 +1,248 @@
+//! The `sim` provider: a cloud rehearsal on this machine.
+//!
+//! Deployments take a random time from the template's `deploy_time` range, fail with its
+//! `failure_rate` for the reasons real clouds give (no capacity in the region, quota used up, a
+//! timeout, a node that boots but never connects), and stop at its `capacity`. Outcomes are drawn
+//! from a generator seeded by the template's `seed`, the node's name and how often that node was
+//! deployed, so a rehearsal repeats exactly. Nodes that deploy run real agent processes, as with
+//! the `local` provider, so their tasks really run.
+
+use crate::local_provider::{self, LocalProvider};
+use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, Provider, ProviderError, Result};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use thunderhead_core::template::Template;
+use thunderhead_core::template_settings::SimSettings;
+
+pub struct SimProvider {
+    local: LocalProvider,
+    state: Mutex<SimState>,
+}
+
+#[derive(Default)]
+struct SimState {
+    /// How often each node was deployed, to vary the outcome of a retry.
+    deployments: HashMap<String, u64>,
+    /// Nodes deployed per template, against its capacity.
+    held: HashMap<String, HashSet<String>>,
+}
+
+/// How one deployment goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Deployed,
+    NoCapacity,
+    QuotaExceeded,
+    TimedOut,
+    NeverConnects,
+}
+
+/// A small, fast, well-mixed generator (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The delay and outcome of the `n`-th deployment of `node`: a pure function of its inputs.
+pub fn draw(settings: &SimSettings, node: &str, n: u64) -> (Duration, Outcome) {
+    let mut rng = SplitMix(settings.seed ^ fnv1a(node) ^ n.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let span = settings.deploy_max - settings.deploy_min;
+    let delay = settings.deploy_min + if span == 0 { 0 } else { rng.next() % (span + 1) };
+    let outcome = if rng.unit() < settings.failure_rate {
+        match rng.next() % 4 {
+            0 => Outcome::NoCapacity,
+            1 => Outcome::QuotaExceeded,
+            2 => Outcome::TimedOut,
+            _ => Outcome::NeverConnects,
+        }
+    } else {
+        Outcome::Deployed
+    };
+    (Duration::from_millis(delay), outcome)
+}
+
+impl SimProvider {
+    pub fn new(agent_program: PathBuf, default_root: PathBuf) -> SimProvider {
+        SimProvider { local: LocalProvider::new(agent_program, default_root), state: Mutex::default() }
+    }
+
+    fn settings(template: &Template) -> Result<SimSettings> {
+        SimSettings::from_map(&template.settings).map_err(|e| ProviderError::fatal(e.message))
+    }
+
+    async fn deploy_one(&self, request: &DeployRequest) -> Result<serde_json::Value> {
+        let settings = Self::settings(&request.template)?;
+        let n = {
+            let mut state = self.state.lock().expect("sim state");
+            let n = state.deployments.entry(request.node.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let (delay, outcome) = draw(&settings, &request.node, n);
+        tokio::time::sleep(delay).await;
+        {
+            let mut state = self.state.lock().expect("sim state");
+            let held = state.held.entry(request.template.name.clone()).or_default();
+            if let Some(cap) = settings.capacity
+                && held.len() >= cap as usize
+                && !held.contains(&request.node)
+            {
+                return Err(ProviderError::transient(format!(
+                    "capacity reached: the simulated cloud holds at most {cap} nodes of template {} (sim)",
+                    request.template.name
+                )));
+            }
+            match outcome {
+                Outcome::Deployed | Outcome::NeverConnects => {
+                    held.insert(request.node.clone());
+                }
+                Outcome::NoCapacity | Outcome::QuotaExceeded | Outcome::TimedOut => {}
+            }
+        }
+        let secs = delay.as_secs_f64();
+        let handle = match outcome {
+            Outcome::Deployed => self.local.spawn(request, &request.server_url)?,
+            // The node boots, but its agent is pointed at an address where nothing listens.
+            Outcome::NeverConnects => self.local.spawn(request, "http://127.0.0.1:1")?,
+            Outcome::NoCapacity => {
+                return Err(ProviderError::transient(format!(
+                    "allocation failed after {secs:.1} s: no capacity for this size in the region (sim)"
+                )));
+            }
+            Outcome::QuotaExceeded => {
+                return Err(ProviderError::fatal(format!(
+                    "quota exceeded after {secs:.1} s: the subscription's core quota is used up (sim)"
+                )));
+            }
+            Outcome::TimedOut => {
+                return Err(ProviderError::transient(format!("the deployment timed out after {secs:.1} s (sim)")));
+            }
+        };
+        Ok(serde_json::to_value(handle).expect("handles serialise"))
+    }
+}
+
+impl Provider for SimProvider {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
+        Box::pin(async move {
+            let mut checks = vec![match Self::settings(template) {
+                Ok(s) => Check {
+                    name: "simulation settings".into(),
+                    ok: true,
+                    detail: format!(
+                        "deploy time {}..{} ms, failure rate {}, capacity {}, seed {}",
+                        s.deploy_min,
+                        s.deploy_max,
+                        s.failure_rate,
+                        s.capacity.map_or("unlimited".to_string(), |c| c.to_string()),
+                        s.seed
+                    ),
+                },
+                Err(e) => Check { name: "simulation settings".into(), ok: false, detail: e.message },
+            }];
+            checks.extend(self.local.validate(template).await);
+            checks
+        })
+    }
+
+    fn deploy<'a>(&'a self, request: &'a DeployRequest) -> BoxFuture<'a, Result<serde_json::Value>> {
+        Box::pin(self.deploy_one(request))
+    }
+
+    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
+        self.local.status(handles)
+    }
+
+    fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let parsed = local_provider::parse(handle)?;
+            self.local.remove(handle).await?;
+            if let Some(node) = parsed.dir.file_name().and_then(|n| n.to_str()) {
+                let mut state = self.state.lock().expect("sim state");
+                for held in state.held.values_mut() {
+                    held.remove(node);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_rehearsal() {
+        let s = SimSettings { deploy_min: 2_000, deploy_max: 8_000, failure_rate: 0.3, capacity: None, seed: 42 };
+        let run = |s: &SimSettings| (1..=50).map(|i| draw(s, &format!("SimCN-{i:04}"), 1)).collect::<Vec<_>>();
+        assert_eq!(run(&s), run(&s));
+        assert_ne!(run(&s), run(&SimSettings { seed: 43, ..s }));
+        assert!(run(&s).iter().all(|(d, _)| (2_000..=8_000).contains(&(d.as_millis() as u64))));
+    }
+
+    #[test]
+    fn the_failure_rate_is_honoured_and_every_reason_occurs() {
+        let s = SimSettings { deploy_min: 0, deploy_max: 0, failure_rate: 0.25, capacity: None, seed: 1 };
+        let outcomes: Vec<Outcome> = (0..4000).map(|i| draw(&s, "SimCN-0001", i).1).collect();
+        let failed = outcomes.iter().filter(|o| **o != Outcome::Deployed).count();
+        assert!((800..1200).contains(&failed), "{failed} of 4000 failed at rate 0.25");
+        for reason in [Outcome::NoCapacity, Outcome::QuotaExceeded, Outcome::TimedOut, Outcome::NeverConnects] {
+            assert!(outcomes.contains(&reason), "{reason:?} never drawn");
+        }
+        let none = SimSettings { failure_rate: 0.0, ..s };
+        assert!((0..1000).all(|i| draw(&none, "n", i).1 == Outcome::Deployed));
+    }
+
+    #[test]
+    fn capacity_refuses_the_node_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-agent");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let p = SimProvider::new(script, dir.path().join("nodes"));
+        let mut template = crate::contract::template("sim");
+        template.settings = serde_json::json!({"deploy_time": "0ms", "capacity": 1}).as_object().unwrap().clone();
+        let request = |node: &str| DeployRequest {
+            node: node.into(),
+            template: template.clone(),
+            ..crate::contract::request("sim", node)
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let first = p.deploy(&request("SimCN-0001")).await.unwrap();
+            let err = p.deploy(&request("SimCN-0002")).await.unwrap_err();
+            assert!(err.message.contains("capacity reached") && err.transient, "{err}");
+            p.remove(&first).await.unwrap();
+            let second = p.deploy(&request("SimCN-0002")).await.expect("room again after a removal");
+            p.remove(&second).await.unwrap();
+        });
+    }
+
+    crate::provider_contract_tests!(|dir: &std::path::Path| {
+        let script = dir.join("fake-agent");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        SimProvider::new(script, dir.join("nodes"))
+    });
+}
