@@ -83,6 +83,11 @@ impl Client {
         Ok(serde_json::from_value(value)?)
     }
 
+    pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let value = self.answer(self.agent.patch(format!("{}{path}", self.base)).send_json(body))?;
+        Ok(serde_json::from_value(value)?)
+    }
+
     pub fn delete(&self, path: &str) -> Result<()> {
         self.answer(self.agent.delete(format!("{}{path}", self.base)).call())?;
         Ok(())

@@ -95,26 +95,17 @@ enum TemplateCommand {
     /// Create a node template
     Create {
         name: String,
-        /// Provider that deploys the nodes (this build: local)
+        /// Provider that deploys the nodes (this build: local, sim)
         #[arg(long)]
         provider: String,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// local and sim providers: where node directories are created [default: STATE/nodes]
-        #[arg(long)]
-        work_root: Option<PathBuf>,
-        /// sim provider: how long a deployment takes, MIN..MAX [default: 1s..3s]
-        #[arg(long)]
-        sim_deploy_time: Option<String>,
-        /// sim provider: probability that a deployment fails, 0 to 1 [default: 0]
-        #[arg(long)]
-        sim_failure_rate: Option<f64>,
-        /// sim provider: the most nodes the simulated cloud holds at once [default: unlimited]
-        #[arg(long)]
-        sim_capacity: Option<u32>,
-        /// sim provider: seed that makes the rehearsal repeatable [default: 0]
-        #[arg(long)]
-        sim_seed: Option<u64>,
+        #[command(flatten)]
+        fields: TemplateFields,
+    },
+    /// Change a template; a deployed set picks the changes up at its next start
+    Edit {
+        name: String,
+        #[command(flatten)]
+        fields: TemplateFields,
     },
     /// List templates
     List,
@@ -124,6 +115,72 @@ enum TemplateCommand {
     Delete { name: String },
     /// Check that the provider can deploy nodes from this template
     Validate { name: String },
+}
+
+#[derive(Args)]
+struct TemplateFields {
+    #[arg(long)]
+    description: Option<String>,
+    /// Cores the provider account may run at once, proxies included [default: 20]
+    #[arg(long)]
+    quota_cores: Option<u32>,
+    /// Small proxy instances deployed with a started set [default: 2]
+    #[arg(long)]
+    proxies: Option<u32>,
+    /// Prefix of the names of new nodes, e.g. Burst- [default: <Provider>CN-]
+    #[arg(long)]
+    series_prefix: Option<String>,
+    /// local and sim providers: where node directories are created [default: STATE/nodes]
+    #[arg(long)]
+    work_root: Option<PathBuf>,
+    /// sim provider: how long a deployment takes, MIN..MAX [default: 1s..3s]
+    #[arg(long)]
+    sim_deploy_time: Option<String>,
+    /// sim provider: probability that a deployment fails, 0 to 1 [default: 0]
+    #[arg(long)]
+    sim_failure_rate: Option<f64>,
+    /// sim provider: the most nodes the simulated cloud holds at once [default: unlimited]
+    #[arg(long)]
+    sim_capacity: Option<u32>,
+    /// sim provider: seed that makes the rehearsal repeatable [default: 0]
+    #[arg(long)]
+    sim_seed: Option<u64>,
+}
+
+impl TemplateFields {
+    /// The JSON body of a create or edit request.
+    fn body(self) -> serde_json::Map<String, Value> {
+        let mut settings = serde_json::Map::new();
+        if let Some(root) = self.work_root {
+            let root = std::path::absolute(&root).unwrap_or(root);
+            settings.insert("work_root".into(), Value::String(root.display().to_string()));
+        }
+        let sim = [
+            ("deploy_time", self.sim_deploy_time.map(Value::from)),
+            ("failure_rate", self.sim_failure_rate.map(Value::from)),
+            ("capacity", self.sim_capacity.map(Value::from)),
+            ("seed", self.sim_seed.map(Value::from)),
+        ];
+        for (key, value) in sim {
+            if let Some(v) = value {
+                settings.insert(key.into(), v);
+            }
+        }
+        let mut body = serde_json::Map::new();
+        body.insert("settings".into(), Value::Object(settings));
+        let fields = [
+            ("description", self.description.map(Value::from)),
+            ("quota_cores", self.quota_cores.map(Value::from)),
+            ("proxies", self.proxies.map(Value::from)),
+            ("series_prefix", self.series_prefix.map(Value::from)),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value {
+                body.insert(key.into(), v);
+            }
+        }
+        body
+    }
 }
 
 #[derive(Args)]
@@ -306,40 +363,23 @@ fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
 
 fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
     match command {
-        TemplateCommand::Create {
-            name,
-            provider,
-            description,
-            work_root,
-            sim_deploy_time,
-            sim_failure_rate,
-            sim_capacity,
-            sim_seed,
-        } => {
-            let mut settings = serde_json::Map::new();
-            if let Some(root) = work_root {
-                let root = std::path::absolute(&root).unwrap_or(root);
-                settings.insert("work_root".into(), Value::String(root.display().to_string()));
-            }
-            let sim = [
-                ("deploy_time", sim_deploy_time.map(Value::from)),
-                ("failure_rate", sim_failure_rate.map(Value::from)),
-                ("capacity", sim_capacity.map(Value::from)),
-                ("seed", sim_seed.map(Value::from)),
-            ];
-            for (key, value) in sim {
-                if let Some(v) = value {
-                    settings.insert(key.into(), v);
-                }
-            }
-            let t: TemplateView = c.post(
-                "/api/v1/templates",
-                &json!({"name": name, "provider": provider, "description": description, "settings": settings}),
-            )?;
+        TemplateCommand::Create { name, provider, fields } => {
+            let mut body = fields.body();
+            body.insert("name".into(), Value::from(name));
+            body.insert("provider".into(), Value::from(provider));
+            let t: TemplateView = c.post("/api/v1/templates", &body)?;
             if as_json {
                 show::json(&t);
             } else {
                 println!("created template {} (provider {})", t.name, t.provider);
+            }
+        }
+        TemplateCommand::Edit { name, fields } => {
+            let t: TemplateView = c.patch(&format!("/api/v1/templates/{name}"), &fields.body())?;
+            if as_json {
+                show::json(&t);
+            } else {
+                println!("changed template {}; a deployed set picks the changes up at its next start", t.name);
             }
         }
         TemplateCommand::List => {
@@ -363,7 +403,10 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                 println!("name:        {}", t.name);
                 println!("provider:    {}", t.provider);
                 println!("description: {}", t.description);
-                println!("nodes:       {}", t.nodes);
+                println!("nodes:       {} ({} cores)", t.nodes, t.node_cores);
+                println!("quota:       {} cores (nodes and proxies)", t.quota_cores);
+                println!("proxies:     {}", t.proxies);
+                println!("names:       {}0001, …", t.series_prefix);
                 println!("created:     {}", show::time(Some(t.created_at)));
                 for (k, v) in &t.settings {
                     println!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));

@@ -373,3 +373,23 @@ fn a_sim_rehearsal_with_failures_leaves_failed_nodes_unknown_and_the_sweep_finis
     c.th(&["node", "stop", "--template", "rehearsal"]);
     c.await_nodes("rehearsal", "NotDeployed");
 }
+
+#[test]
+fn the_core_quota_counts_proxies_and_can_be_raised() {
+    let c = Cluster::start();
+    c.th(&["template", "create", "q", "--provider", "local", "--series-prefix", "Q-"]);
+    let err = c.th_fails(&["node", "add", "--template", "q", "--count", "19", "--size", "Small"]);
+    assert!(err.contains("needs 21 cores") && err.contains("quota of 20") && err.contains("add at most 18"), "{err}");
+    c.th(&["node", "add", "--template", "q", "--count", "18", "--size", "Small"]);
+    assert_eq!(c.node_states("q")[17].0, "Q-0018");
+    c.th_fails(&["node", "add", "--template", "q", "--count", "1", "--size", "Small"]);
+    c.th(&["template", "edit", "q", "--quota-cores", "40", "--proxies", "3"]);
+    let t = c.json(&["template", "show", "q"]);
+    assert_eq!(
+        (t["quota_cores"].as_u64(), t["proxies"].as_u64(), t["node_cores"].as_u64()),
+        (Some(40), Some(3), Some(18))
+    );
+    c.th(&["node", "add", "--template", "q", "--count", "4", "--size", "Medium"]);
+    let err = c.th_fails(&["template", "edit", "q", "--proxies", "0"]);
+    assert!(err.contains("0 proxies is out of range"), "{err}");
+}

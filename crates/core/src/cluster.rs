@@ -11,7 +11,7 @@ use crate::node_state::{Health, IllegalTransition, NodeEvent, NodeState};
 use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
 use crate::scheduler::{self, JobDemand, NodeSlots};
 use crate::size::NodeSize;
-use crate::template::{self, NewTemplate, Template};
+use crate::template::{self, NewTemplate, Template, TemplateEdit};
 use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView};
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -361,8 +361,25 @@ impl Cluster {
             description: t.description.clone(),
             settings: t.settings.clone(),
             nodes: self.nodes.values().filter(|n| n.template.as_deref() == Some(&t.name)).count() as u64,
+            node_cores: self.template_cores(&t.name, |_| true),
+            quota_cores: t.quota_cores,
+            proxies: t.proxies,
+            series_prefix: t.prefix(),
             created_at: t.created_at,
         }
+    }
+
+    /// Cores of the template's nodes that `filter` keeps.
+    fn template_cores(&self, template: &str, filter: impl Fn(&Node) -> bool) -> u32 {
+        self.nodes.values().filter(|n| n.template.as_deref() == Some(template) && filter(n)).map(|n| n.cores).sum()
+    }
+
+    /// Changes a template; a deployed set picks the changes up at its next start.
+    pub fn edit_template(&mut self, fx: &mut Effects, name: &str, edit: TemplateEdit) -> Result<TemplateView> {
+        let edited = self.template_named(name)?.edited(edit)?;
+        fx.ops.push(Op::PutTemplate(edited.clone()));
+        self.templates.insert(name.to_string(), edited);
+        self.template(name)
     }
 
     // ----- nodes ---------------------------------------------------------------------------
@@ -376,7 +393,21 @@ impl Cluster {
                 req.count
             )));
         }
-        let prefix = template::series_prefix(&template.provider);
+        let nodes_cores = self.template_cores(&template.name, |_| true);
+        let adding = req.count * size.cores();
+        let needed = nodes_cores + adding + template.proxy_cores();
+        if needed > template.quota_cores {
+            let room = template.quota_cores.saturating_sub(nodes_cores + template.proxy_cores()) / size.cores();
+            return Err(Error::invalid(format!(
+                "adding {} {size} nodes ({adding} cores) to template {} needs {needed} cores with its {nodes_cores} cores of nodes and {} of proxies, over its quota of {} (add at most {room}, or raise the quota: thunderhead template edit {} --quota-cores {needed})",
+                req.count,
+                template.name,
+                template.proxy_cores(),
+                template.quota_cores,
+                template.name
+            )));
+        }
+        let prefix = template.prefix();
         let mut last = self.series.get(&prefix).copied().unwrap_or(0);
         let mut added = Vec::new();
         for _ in 0..req.count {
@@ -525,6 +556,20 @@ impl Cluster {
 
     fn start_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let template = self.burst_template(name)?;
+        let node = &self.nodes[name];
+        if !node.state.is_deployed() || matches!(node.state, NodeState::Unknown { .. }) {
+            let deployed = self.template_cores(&template.name, |n| n.state.is_deployed() && n.name != name);
+            let needed = deployed + node.cores + template.proxy_cores();
+            if needed > template.quota_cores {
+                return Err(Error::conflict(format!(
+                    "starting {name} would run {needed} cores of template {} with its {deployed} deployed cores and {} of proxies, over its quota of {} (stop other nodes first, or raise the quota: thunderhead template edit {} --quota-cores {needed})",
+                    template.name,
+                    template.proxy_cores(),
+                    template.quota_cores,
+                    template.name
+                )));
+            }
+        }
         self.transition(fx, name, NodeEvent::Start, now).map_err(|e| Error::conflict(e.to_string()))?;
         let node = self.nodes.get_mut(name).expect("checked above");
         node.deploying = true;

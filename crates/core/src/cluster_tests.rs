@@ -4,6 +4,7 @@
 use super::*;
 use crate::job::JobSubmission;
 use crate::persist::Op;
+use crate::template::TemplateEdit;
 use crate::view::{AddNodes, NodeAction, NodeActionRequest};
 
 struct Env {
@@ -26,12 +27,7 @@ impl Env {
             sessions: BTreeMap::new(),
             log: Vec::new(),
         };
-        let t = NewTemplate {
-            name: "t".into(),
-            provider: "local".into(),
-            description: String::new(),
-            settings: Default::default(),
-        };
+        let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() };
         env.c.create_template(&mut env.fx, t, env.now).unwrap();
         env.end();
         env
@@ -421,4 +417,40 @@ fn unknown_agents_join_as_on_premises_nodes_and_undeployed_names_are_refused() {
     let names = env.add(1, "Small");
     let err = env.connect(&names[0], 1).unwrap_err();
     assert!(err.message.contains("NotDeployed") && err.message.contains("node start"), "{err}");
+}
+
+#[test]
+fn the_quota_counts_the_proxies_eighteen_small_nodes_fit_nineteen_do_not() {
+    let mut env = Env::new();
+    let req = |count| AddNodes { template: "t".into(), count, size: "Small".into() };
+    let err = env.c.add_nodes(&mut env.fx, req(19), env.now).unwrap_err();
+    assert!(err.message.contains("needs 21 cores") && err.message.contains("quota of 20"), "{err}");
+    assert!(err.message.contains("add at most 18"), "{err}");
+    assert!(env.end().ops.is_empty(), "a refused add changes nothing");
+    env.c.add_nodes(&mut env.fx, req(18), env.now).unwrap();
+    env.end();
+    let err = env.c.add_nodes(&mut env.fx, req(1), env.now).unwrap_err();
+    assert!(err.message.contains("18 cores of nodes"), "{err}");
+}
+
+#[test]
+fn starting_beyond_a_lowered_quota_is_refused_per_node() {
+    let mut env = Env::new();
+    env.add(4, "Medium");
+    let edit = TemplateEdit { quota_cores: Some(6), ..Default::default() };
+    env.c.edit_template(&mut env.fx, "t", edit).unwrap();
+    let req = NodeActionRequest { action: NodeAction::Start, template: Some("t".into()), names: vec![], force: false };
+    let results = env.c.node_action(&mut env.fx, req, env.now).unwrap();
+    env.end();
+    let ok: Vec<bool> = results.iter().map(|r| r.ok).collect();
+    assert_eq!(ok, [true, true, false, false], "2 Medium nodes and 2 proxies fill 6 cores");
+    assert!(results[2].message.contains("over its quota of 6"), "{}", results[2].message);
+}
+
+#[test]
+fn a_template_prefix_names_new_nodes() {
+    let mut env = Env::new();
+    let edit = TemplateEdit { series_prefix: Some("Burst-".into()), ..Default::default() };
+    env.c.edit_template(&mut env.fx, "t", edit).unwrap();
+    assert_eq!(env.add(2, "Small"), ["Burst-0001", "Burst-0002"]);
 }

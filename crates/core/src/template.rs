@@ -6,6 +6,19 @@ use serde::{Deserialize, Serialize};
 /// Providers this build can deploy nodes with.
 pub const PROVIDERS: [&str; 2] = ["local", "sim"];
 
+/// The core quota of a provider account when the template does not say (as in 2011).
+pub const DEFAULT_QUOTA_CORES: u32 = 20;
+/// Proxies a started set deploys when the template does not say (as in 2011).
+pub const DEFAULT_PROXIES: u32 = 2;
+
+fn default_quota() -> u32 {
+    DEFAULT_QUOTA_CORES
+}
+
+fn default_proxies() -> u32 {
+    DEFAULT_PROXIES
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     pub name: String,
@@ -15,11 +28,46 @@ pub struct Template {
     /// Settings for the provider, validated by it (e.g. `work_root` for `local`).
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Cores the provider account may run at once: nodes and proxies together.
+    #[serde(default = "default_quota")]
+    pub quota_cores: u32,
+    /// Small proxy instances deployed with a started set (at least 1).
+    #[serde(default = "default_proxies")]
+    pub proxies: u32,
+    /// The prefix of the names of new nodes; `None` for the provider's `<Provider>CN-`.
+    #[serde(default)]
+    pub series_prefix: Option<String>,
     pub created_at: Millis,
 }
 
+impl Template {
+    /// A template with every field at its default.
+    pub fn new(name: &str, provider: &str) -> Template {
+        Template {
+            name: name.into(),
+            provider: provider.into(),
+            description: String::new(),
+            settings: Default::default(),
+            quota_cores: DEFAULT_QUOTA_CORES,
+            proxies: DEFAULT_PROXIES,
+            series_prefix: None,
+            created_at: 0,
+        }
+    }
+
+    /// The prefix new nodes of this template are named with.
+    pub fn prefix(&self) -> String {
+        self.series_prefix.clone().unwrap_or_else(|| series_prefix(&self.provider))
+    }
+
+    /// Cores the set's proxies take (each is Small: one core).
+    pub fn proxy_cores(&self) -> u32 {
+        self.proxies
+    }
+}
+
 /// What a user sends to create a template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NewTemplate {
     pub name: String,
     pub provider: String,
@@ -27,6 +75,27 @@ pub struct NewTemplate {
     pub description: String,
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub quota_cores: Option<u32>,
+    #[serde(default)]
+    pub proxies: Option<u32>,
+    #[serde(default)]
+    pub series_prefix: Option<String>,
+}
+
+/// Changes to a template. Settings are merged: a `null` value removes a setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TemplateEdit {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub quota_cores: Option<u32>,
+    #[serde(default)]
+    pub proxies: Option<u32>,
+    #[serde(default)]
+    pub series_prefix: Option<String>,
 }
 
 /// Checks a name for templates and nodes: 1–63 letters, digits, `-` and `_`, starting with a
@@ -55,14 +124,75 @@ impl NewTemplate {
                 PROVIDERS.join(", ")
             )));
         }
-        crate::template_settings::validate(&self.provider, &self.settings)?;
-        Ok(Template {
+        let template = Template {
             name: self.name,
             provider: self.provider,
             description: self.description,
             settings: self.settings,
+            quota_cores: self.quota_cores.unwrap_or(DEFAULT_QUOTA_CORES),
+            proxies: self.proxies.unwrap_or(DEFAULT_PROXIES),
+            series_prefix: self.series_prefix,
             created_at: now,
-        })
+        };
+        template.check()?;
+        Ok(template)
+    }
+}
+
+impl Template {
+    /// Checks every field against its rule.
+    pub fn check(&self) -> Result<()> {
+        crate::template_settings::validate(&self.provider, &self.settings)?;
+        if self.quota_cores == 0 || self.quota_cores > 1_000_000 {
+            return Err(Error::invalid(format!(
+                "quota of {} cores is out of range (give a whole number of cores from 1 to 1000000)",
+                self.quota_cores
+            )));
+        }
+        if self.proxies == 0 || self.proxies > 100 {
+            return Err(Error::invalid(format!(
+                "{} proxies is out of range (a started set needs from 1 to 100 proxies)",
+                self.proxies
+            )));
+        }
+        if let Some(p) = &self.series_prefix {
+            let ok = !p.is_empty()
+                && p.len() <= 40
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && p.starts_with(|c: char| c.is_ascii_alphanumeric());
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "series prefix \"{p}\" is not allowed (use 1-40 letters, digits, '-' or '_', starting with a letter or digit, e.g. Burst-)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The template after `edit`, checked.
+    pub fn edited(&self, edit: TemplateEdit) -> Result<Template> {
+        let mut t = self.clone();
+        if let Some(d) = edit.description {
+            t.description = d;
+        }
+        for (key, value) in edit.settings {
+            if value.is_null() {
+                t.settings.remove(&key);
+            } else {
+                t.settings.insert(key, value);
+            }
+        }
+        if let Some(q) = edit.quota_cores {
+            t.quota_cores = q;
+        }
+        if let Some(p) = edit.proxies {
+            t.proxies = p;
+        }
+        if let Some(p) = edit.series_prefix {
+            t.series_prefix = (!p.is_empty()).then_some(p);
+        }
+        t.check()?;
+        Ok(t)
     }
 }
 
@@ -92,15 +222,26 @@ mod tests {
 
     #[test]
     fn unknown_provider_is_refused_with_the_choices() {
-        let err = NewTemplate {
-            name: "t".into(),
-            provider: "gcp".into(),
-            description: String::new(),
-            settings: Default::default(),
-        }
-        .validate(0)
-        .unwrap_err();
+        let err =
+            NewTemplate { name: "t".into(), provider: "gcp".into(), ..Default::default() }.validate(0).unwrap_err();
         assert!(err.message.contains("\"gcp\"") && err.message.contains("local"), "{err}");
+    }
+
+    #[test]
+    fn quota_proxies_and_prefix_are_checked_on_create_and_edit() {
+        let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() }.validate(0).unwrap();
+        assert_eq!((t.quota_cores, t.proxies, t.prefix()), (20, 2, "LocalCN-".to_string()));
+        let err = t.edited(TemplateEdit { proxies: Some(0), ..Default::default() }).unwrap_err();
+        assert!(err.message.contains("0 proxies") && err.message.contains("from 1"), "{err}");
+        let err = t.edited(TemplateEdit { series_prefix: Some("a b".into()), ..Default::default() }).unwrap_err();
+        assert!(err.message.contains("\"a b\""), "{err}");
+        let e = t.edited(TemplateEdit {
+            series_prefix: Some("Burst-".into()),
+            quota_cores: Some(64),
+            ..Default::default()
+        });
+        let e = e.unwrap();
+        assert_eq!((e.prefix(), e.quota_cores), ("Burst-".to_string(), 64));
     }
 
     #[test]

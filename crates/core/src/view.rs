@@ -12,6 +12,14 @@ pub struct TemplateView {
     pub settings: serde_json::Map<String, serde_json::Value>,
     /// Number of nodes added from this template.
     pub nodes: u64,
+    /// Cores of those nodes.
+    pub node_cores: u32,
+    /// Cores the provider account may run at once, proxies included.
+    pub quota_cores: u32,
+    /// Proxies a started set deploys (Small, one core each).
+    pub proxies: u32,
+    /// The prefix of the names of new nodes.
+    pub series_prefix: String,
     pub created_at: Millis,
 }
 

@@ -10,7 +10,7 @@ pub fn template(provider: &str) -> Template {
         "sim" => serde_json::json!({"deploy_time": "0ms", "failure_rate": 0}).as_object().unwrap().clone(),
         _ => Default::default(),
     };
-    Template { name: "t".into(), provider: provider.into(), description: String::new(), settings, created_at: 0 }
+    Template { settings, ..Template::new("t", provider) }
 }
 
 pub fn request(provider: &str, node: &str) -> crate::DeployRequest {

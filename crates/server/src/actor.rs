@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thunderhead_core::cluster::{Cluster, Command, Effects, Hello, SessionId, TaskAttempt, TaskResult};
 use thunderhead_core::job::JobSubmission;
-use thunderhead_core::template::NewTemplate;
+use thunderhead_core::template::{NewTemplate, TemplateEdit};
 use thunderhead_core::view::{AddNodes, NodeActionRequest};
 use thunderhead_core::{Error, JobId, TaskKey};
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
@@ -29,6 +29,7 @@ const PROBE_EVERY_TICKS: u64 = 2;
 #[derive(Debug)]
 pub enum Request {
     CreateTemplate(NewTemplate),
+    EditTemplate(String, TemplateEdit),
     DeleteTemplate(String),
     ListTemplates,
     ShowTemplate(String),
@@ -200,6 +201,7 @@ impl Actor {
         let c = &mut self.cluster;
         Ok(match request {
             Request::CreateTemplate(t) => to_value(c.create_template(fx, t, now)?),
+            Request::EditTemplate(name, edit) => to_value(c.edit_template(fx, &name, edit)?),
             Request::DeleteTemplate(name) => {
                 c.delete_template(fx, &name)?;
                 Value::Null

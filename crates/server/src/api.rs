@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::persist::TaskRow;
-use thunderhead_core::template::{NewTemplate, Template};
+use thunderhead_core::template::{NewTemplate, Template, TemplateEdit};
 use thunderhead_core::view::{AddNodes, ErrorBody, ErrorDetail, NodeActionRequest, TaskOutput, TaskView};
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
@@ -33,7 +33,7 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Ro
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/templates", get(list_templates).post(create_template))
-        .route("/api/v1/templates/{name}", get(show_template).delete(delete_template))
+        .route("/api/v1/templates/{name}", get(show_template).patch(edit_template).delete(delete_template))
         .route("/api/v1/templates/{name}/validate", post(validate_template))
         .route("/api/v1/nodes", get(list_nodes).post(add_nodes))
         .route("/api/v1/nodes/actions", post(node_action))
@@ -105,6 +105,14 @@ async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>,
 
 async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     ask(&api, Request::ShowTemplate(name)).await
+}
+
+async fn edit_template(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Result<Json<TemplateEdit>, JsonRejection>,
+) -> Answer {
+    ask(&api, Request::EditTemplate(name, body?.0)).await
 }
 
 async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {

@@ -9,13 +9,7 @@ use thunderhead_core::sweep::SweepRange;
 use thunderhead_core::template::Template;
 
 pub fn template(name: &str) -> Template {
-    Template {
-        name: name.into(),
-        provider: "local".into(),
-        description: "d".into(),
-        settings: Default::default(),
-        created_at: 5,
-    }
+    Template { description: "d".into(), created_at: 5, ..Template::new(name, "local") }
 }
 
 pub fn node(name: &str, state: NodeState) -> NodeRecord {
