@@ -70,6 +70,9 @@ struct Agent {
     outgoing: Vec<AgentMsg>,
     ended: Vec<TaskResult>,
     failures: u32,
+    /// The head node's heartbeat interval, from its welcome.
+    heartbeat_every: Duration,
+    last_beat: std::time::Instant,
 }
 
 /// Runs the agent until the head node stops its node or the process is told to terminate.
@@ -97,16 +100,26 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         outgoing: Vec::new(),
         ended: Vec::new(),
         failures: 0,
+        heartbeat_every: Duration::from_secs(10),
+        last_beat: std::time::Instant::now(),
     };
     spawn_signal_watch(tx.clone());
     spawn_heartbeat(tx.clone());
     spawn_connector(ws_url.clone(), tx.clone(), Duration::ZERO);
     tracing::info!(name = %agent.config.name, cores = agent.config.cores, server = %agent.config.server, "agent started");
     while let Some(event) = rx.recv().await {
-        let mut stop = agent.handle(event, &ws_url)?;
-        while let Ok(event) = rx.try_recv() {
-            stop |= agent.handle(event, &ws_url)?;
+        let mut outcome = agent.handle(event, &ws_url);
+        while let (Ok(false), Ok(event)) = (&outcome, rx.try_recv()) {
+            outcome = agent.handle(event, &ws_url);
         }
+        let stop = match outcome {
+            Ok(stop) => stop,
+            Err(e) => {
+                // Refused: no task of ours may outlive the agent.
+                agent.kill_all();
+                return Err(e);
+            }
+        };
         if stop {
             agent.kill_all();
             tracing::info!("agent stopped");
@@ -184,7 +197,7 @@ fn spawn_signal_watch(events: mpsc::UnboundedSender<Event>) {
 
 fn spawn_heartbeat(events: mpsc::UnboundedSender<Event>) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(10));
+        let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
             if events.send(Event::Heartbeat).is_err() {
@@ -213,6 +226,9 @@ impl Agent {
     fn handle(&mut self, event: Event, ws_url: &str) -> Result<bool, AgentError> {
         match event {
             Event::Connected(ws) => {
+                // Results that ended in this round go to the outbox first, so the hello names
+                // them as completed rather than leaving them out.
+                self.flush_results();
                 let (sink, stream) = (*ws).split();
                 self.sink = Some(sink);
                 spawn_reader(stream, self.events.clone());
@@ -242,8 +258,9 @@ impl Agent {
             Event::Message(msg) => return self.on_message(msg),
             Event::Exited { task, exit } => self.on_exit(task, exit),
             Event::Heartbeat => {
-                if self.sink.is_some() {
+                if self.sink.is_some() && self.last_beat.elapsed() >= self.heartbeat_every {
                     self.outgoing.push(AgentMsg::Heartbeat);
+                    self.last_beat = std::time::Instant::now();
                 }
             }
             Event::Terminate => return Ok(true),
@@ -253,8 +270,9 @@ impl Agent {
 
     fn on_message(&mut self, msg: ServerMsg) -> Result<bool, AgentError> {
         match msg {
-            ServerMsg::Welcome { node, .. } => {
+            ServerMsg::Welcome { node, heartbeat_secs } => {
                 self.failures = 0;
+                self.heartbeat_every = Duration::from_secs(heartbeat_secs.max(1) as u64);
                 tracing::info!(%node, "registered with the head node");
             }
             ServerMsg::Refused { reason } => return Err(AgentError::Refused(reason)),
@@ -337,6 +355,8 @@ impl Agent {
             return;
         };
         self.free_cores += r.cores;
+        // Whatever the task left running in its process group ends with it.
+        let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
         if self.canceled.remove(&task) {
             let _ = std::fs::remove_dir_all(&r.dir);
             return;

@@ -75,6 +75,10 @@ struct ServerArgs {
     /// Seconds a node's agent may stay away before the node is lost and its tasks requeued
     #[arg(long, default_value_t = 30)]
     reconnect_grace: u64,
+    /// Seconds a connected agent may stay silent before its node's health is Error and its
+    /// tasks are requeued (agents send a heartbeat every third of this)
+    #[arg(long, default_value_t = 30)]
+    heartbeat_timeout: u64,
 }
 
 #[derive(Args)]
@@ -302,7 +306,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::exit(1);
+            std::process::exit(2);
         }
     }
 }
@@ -337,6 +341,7 @@ fn serve(args: ServerArgs) -> Result<i32> {
     let mut config = server_config(args.state_dir.unwrap_or_else(client::default_state_dir), args.listen)?;
     config.cluster.provision_timeout = args.provision_timeout * 1000;
     config.cluster.reconnect_grace = args.reconnect_grace * 1000;
+    config.cluster.heartbeat_timeout = args.heartbeat_timeout.max(1) * 1000;
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;
         eprintln!("thunderhead head node listening on {}", server.url);
@@ -639,6 +644,9 @@ fn print_job(j: &JobView) {
     println!("ended:     {}", show::time(j.ended_at));
 }
 
+/// The most task rows `task list` prints.
+const TASK_LIST_LIMIT: u64 = 100_000;
+
 fn parse_task_id(text: &str) -> Result<(u64, u64)> {
     let parsed = text.split_once('.').and_then(|(j, i)| Some((j.parse().ok()?, i.parse().ok()?)));
     parsed.with_context(|| format!("task \"{text}\" is not a task id (expected JOB.INDEX, e.g. 3.17)"))
@@ -647,10 +655,11 @@ fn parse_task_id(text: &str) -> Result<(u64, u64)> {
 fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
     match command {
         TaskCommand::List { id, state } => {
-            let mut path = format!("/api/v1/jobs/{id}/tasks?limit=100000");
-            if let Some(s) = state {
+            let mut path = format!("/api/v1/jobs/{id}/tasks?limit={TASK_LIST_LIMIT}");
+            if let Some(s) = &state {
                 path.push_str(&format!("&state={s}"));
             }
+            let state_given = state;
             let tasks: Vec<TaskView> = c.get(&path)?;
             if as_json {
                 show::json(&tasks);
@@ -674,7 +683,8 @@ fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
                 );
                 let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
                 let listed = tasks.len() as u64;
-                if job.total_tasks > listed && !tasks.is_empty() {
+                let whole = state_given.is_none() && listed < TASK_LIST_LIMIT;
+                if whole && job.total_tasks > listed && !tasks.is_empty() {
                     println!("({} of {} tasks have started; the rest are queued)", listed, job.total_tasks);
                 }
             }

@@ -30,6 +30,23 @@ pub fn wait(c: &Client, id: u64, as_json: bool) -> Result<i32> {
     Ok(if job.state == "Finished" { 0 } else { 1 })
 }
 
+/// How long `job wait` keeps trying to reach a head node that does not answer (a restart).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(120);
+
+/// Reads the job, riding out a head node that is restarting.
+fn poll(c: &Client, id: u64) -> Result<JobView> {
+    let start = Instant::now();
+    loop {
+        match c.get(&format!("/api/v1/jobs/{id}")) {
+            Ok(job) => return Ok(job),
+            Err(e) if e.to_string().contains("cannot reach the head node") && start.elapsed() < UNREACHABLE_FOR => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Polls the job until it ends; draws progress on stderr when `progress` is set.
 pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
     let terminal = progress && std::io::stderr().is_terminal();
@@ -63,7 +80,7 @@ pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
-        job = c.get(&format!("/api/v1/jobs/{id}"))?;
+        job = poll(c, id)?;
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();

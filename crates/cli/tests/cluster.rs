@@ -393,3 +393,33 @@ fn the_core_quota_counts_proxies_and_can_be_raised() {
     let err = c.th_fails(&["template", "edit", "q", "--proxies", "0"]);
     assert!(err.contains("0 proxies is out of range"), "{err}");
 }
+
+#[test]
+fn a_hung_agent_gets_health_error_and_its_tasks_finish_elsewhere() {
+    use nix::sys::signal::{Signal, kill};
+    let mut c = Cluster::start_with(&["--heartbeat-timeout", "3", "--reconnect-grace", "120"]);
+    c.start_agent("hangs", 1);
+    c.start_agent("steady", 1);
+    eventually(20, "both agents to join", || (c.json(&["node", "list"]).as_array().unwrap().len() == 2).then_some(()));
+    c.th(&["node", "online", "hangs", "steady"]);
+    let id = c.submit(&["--sweep", "1-6", "--", "sh", "-c", "sleep 0.3; echo ok-*"]);
+    eventually(20, "a task on the agent that will hang", || {
+        let running = c.json(&["task", "list", &id.to_string(), "--state", "Running"]);
+        running.as_array().unwrap().iter().any(|t| t["node"] == "hangs").then_some(())
+    });
+    kill(c.agent_pid("hangs"), Signal::SIGSTOP).unwrap();
+    let health = |name: &str| {
+        let nodes = c.json(&["node", "list"]);
+        let node = nodes.as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone();
+        (node["state"].as_str().unwrap().to_string(), node["health"].as_str().unwrap().to_string())
+    };
+    eventually(15, "the silent node's health to be Error", || (health("hangs").1 == "Error").then_some(()));
+    assert_eq!(health("hangs").0, "Online", "the state stays; the health says it takes no work");
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    assert_eq!(counts(&c.job(id)), (0, 0, 6, 0, 0));
+    let log = c.th(&["node", "log", "hangs"]);
+    assert!(log.contains("no heartbeat for 3 s: health Error"), "{log}");
+    kill(c.agent_pid("hangs"), Signal::SIGCONT).unwrap();
+    eventually(20, "the agent to come back with health OK", || (health("hangs").1 == "OK").then_some(()));
+}

@@ -14,7 +14,7 @@ use crate::size::NodeSize;
 use crate::template::{self, NewTemplate, Template, TemplateEdit};
 use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView};
 use crate::{Error, JobId, Millis, Result, TaskKey};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Identifies one connection of an agent.
 pub type SessionId = u64;
@@ -31,11 +31,21 @@ pub struct Config {
     /// Cores' worth of tasks an agent may hold queued beyond its own cores, as a multiple of its
     /// cores, so it starts the next task the moment one ends.
     pub queue_ahead: u32,
+    /// How long a connected agent may stay silent before its node's health is `Error` and its
+    /// tasks are requeued. Agents send a heartbeat every third of this.
+    pub heartbeat_timeout: Millis,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { provision_timeout: 120_000, reconnect_grace: 30_000, queue_ahead: 1 }
+        Config { provision_timeout: 120_000, reconnect_grace: 30_000, queue_ahead: 1, heartbeat_timeout: 30_000 }
+    }
+}
+
+impl Config {
+    /// How often agents send a heartbeat, in whole seconds.
+    pub fn heartbeat_secs(&self) -> u32 {
+        ((self.heartbeat_timeout / 3) / 1000).max(1) as u32
     }
 }
 
@@ -51,6 +61,8 @@ pub struct Node {
     pub handle: Option<serde_json::Value>,
     pub session: Option<SessionId>,
     pub disconnected_since: Option<Millis>,
+    /// When its agent was last heard from.
+    pub last_heard: Millis,
     pub running: BTreeSet<TaskKey>,
     pub used_cores: u32,
     /// A deploy call is under way.
@@ -239,8 +251,12 @@ impl Cluster {
         let mut c = Cluster::new(config);
         c.templates = snapshot.templates.into_iter().map(|t| (t.name.clone(), t)).collect();
         c.series = snapshot.series.into_iter().collect();
-        for r in snapshot.nodes {
+        for mut r in snapshot.nodes {
             let disconnected_since = r.state.expects_agent().then_some(now);
+            // The provision timeout runs from the restart: agents may be reconnecting right now.
+            if let NodeState::Provisioning { since } = &mut r.state {
+                *since = now;
+            }
             let node = Node {
                 name: r.name.clone(),
                 template: r.template,
@@ -251,6 +267,7 @@ impl Cluster {
                 handle: r.handle,
                 session: None,
                 disconnected_since,
+                last_heard: now,
                 running: BTreeSet::new(),
                 used_cores: 0,
                 deploying: false,
@@ -294,7 +311,13 @@ impl Cluster {
             .map(|n| n.name.clone())
             .collect();
         for name in stopping {
-            c.finish_stop(fx, &name, now);
+            let node = &c.nodes[&name];
+            match (node.handle.clone(), node.template.as_ref().and_then(|t| c.templates.get(t)).cloned()) {
+                (Some(handle), Some(template)) => {
+                    fx.commands.push(Command::Remove { node: name.clone(), template, handle });
+                }
+                _ => c.finish_stop(fx, &name, now),
+            }
         }
         c.dirty = true;
         c
@@ -428,6 +451,7 @@ impl Cluster {
                 handle: None,
                 session: None,
                 disconnected_since: None,
+                last_heard: now,
                 running: BTreeSet::new(),
                 used_cores: 0,
                 deploying: false,
@@ -486,6 +510,9 @@ impl Cluster {
                 for n in &req.names {
                     self.node_named(n)?;
                 }
+                if matches!(req.action, NodeAction::Start | NodeAction::Stop | NodeAction::Delete) {
+                    self.check_one_set(&req.names)?;
+                }
                 req.names.clone()
             }
             (Some(_), false) => {
@@ -512,6 +539,25 @@ impl Cluster {
         }
         self.dirty = true;
         Ok(results)
+    }
+
+    /// Set operations act on one template's nodes at a time, as in HPC Pack: starting or
+    /// stopping nodes of two sets in one command is refused.
+    fn check_one_set(&self, names: &[String]) -> Result<()> {
+        let mut seen: Option<(&str, &str)> = None;
+        for n in names {
+            let template = self.nodes[n].template.as_deref().unwrap_or("(on-premises)");
+            match seen {
+                None => seen = Some((n, template)),
+                Some((first, t)) if t != template => {
+                    return Err(Error::invalid(format!(
+                        "nodes {first} (template {t}) and {n} (template {template}) belong to different sets; start, stop and delete act on one template's nodes at a time (run one command per template)"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Moves a node to the state `event` leads to, logging and persisting the change.
@@ -573,6 +619,11 @@ impl Cluster {
         self.transition(fx, name, NodeEvent::Start, now).map_err(|e| Error::conflict(e.to_string()))?;
         let node = self.nodes.get_mut(name).expect("checked above");
         node.deploying = true;
+        // What is left of an earlier, failed deployment goes before the new one is made.
+        if let Some(old) = node.handle.take() {
+            fx.ops.push(Op::PutNode(node.record()));
+            fx.commands.push(Command::Remove { node: name.to_string(), template: template.clone(), handle: old });
+        }
         let size = node.size.unwrap_or(NodeSize::Small);
         log(fx, name, now, format!("deploying with provider {} (template {})", template.provider, template.name));
         fx.commands.push(Command::Deploy { node: name.to_string(), template, size });
@@ -633,6 +684,11 @@ impl Cluster {
     fn delete_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let node = self.node_named(name)?;
         match (&node.template, &node.state) {
+            (Some(_), NodeState::Unknown { .. }) if node.handle.is_some() => {
+                return Err(Error::conflict(format!(
+                    "node \"{name}\" still has a deployment (stop it first so nothing is left behind: thunderhead node stop {name})"
+                )));
+            }
             (Some(_), NodeState::NotDeployed | NodeState::Unknown { .. }) => {}
             (Some(t), state) => {
                 return Err(Error::conflict(format!(
@@ -648,10 +704,7 @@ impl Cluster {
             (None, _) => {}
         }
         self.requeue_all(fx, name, false, now);
-        let node = self.nodes.remove(name).expect("checked above");
-        if let (Some(handle), Some(t)) = (node.handle, node.template.as_ref().and_then(|t| self.templates.get(t))) {
-            fx.commands.push(Command::Remove { node: name.to_string(), template: t.clone(), handle });
-        }
+        self.nodes.remove(name);
         fx.ops.push(Op::DeleteNode(name.to_string()));
         Ok(())
     }
@@ -689,7 +742,9 @@ impl Cluster {
                         .into_iter()
                         .map(|i| canceled_row(key.job, i, 0, now, DEPENDENCY_FAILED)),
                 );
-                job.settle(now);
+                if job.settle(now) {
+                    self.active.remove(&key.job);
+                }
             } else {
                 job.requeue(key.index, r.attempt, losses);
             }
@@ -824,6 +879,7 @@ impl Cluster {
                     handle: None,
                     session: None,
                     disconnected_since: None,
+                    last_heard: now,
                     running: BTreeSet::new(),
                     used_cores: 0,
                     deploying: false,
@@ -859,16 +915,21 @@ impl Cluster {
             fx.commands.push(Command::Disconnect { session: old, reason: "replaced by a newer connection".into() });
         }
         node.disconnected_since = None;
+        node.last_heard = now;
+        if node.health == Health::Error {
+            node.health = Health::OK;
+            fx.ops.push(Op::PutNode(node.record()));
+            log(fx, &name, now, "health OK: the agent is back");
+        }
         self.sessions.insert(session, name.clone());
 
         // Reconcile: what we think runs there against what the agent holds.
-        let held: HashMap<TaskKey, u32> =
-            hello.running.iter().chain(&hello.completed).map(|t| (t.key, t.attempt)).collect();
+        let held: HashSet<TaskAttempt> = hello.running.iter().chain(&hello.completed).copied().collect();
         let ours: Vec<TaskKey> = node.running.iter().copied().collect();
         let mut unknown = Vec::new();
         for key in ours {
             let attempt = self.running[&key].attempt;
-            if held.get(&key) != Some(&attempt) {
+            if !held.contains(&TaskAttempt { key, attempt }) {
                 unknown.push(key);
             }
         }
@@ -887,6 +948,7 @@ impl Cluster {
         if !stale.is_empty() {
             fx.commands.push(Command::Cancel { session, tasks: stale });
         }
+        self.settle_drain(fx, &name, now);
         self.dirty = true;
         Ok(name)
     }
@@ -913,6 +975,7 @@ impl Cluster {
     /// An agent reports ended attempts. Results of attempts that are no longer current (the task
     /// was canceled or requeued) are acknowledged and ignored, so each task ends once.
     pub fn agent_results(&mut self, fx: &mut Effects, session: SessionId, results: Vec<TaskResult>, now: Millis) {
+        self.agent_heard(session, now);
         let Some(name) = self.sessions.get(&session).cloned() else {
             return;
         };
@@ -953,6 +1016,13 @@ impl Cluster {
         self.settle_drain(fx, &name, now);
         fx.commands.push(Command::Ack { session, tasks: acked });
         self.dirty = true;
+    }
+
+    /// An agent sent a heartbeat (any message counts as one).
+    pub fn agent_heard(&mut self, session: SessionId, now: Millis) {
+        if let Some(node) = self.sessions.get(&session).and_then(|name| self.nodes.get_mut(name)) {
+            node.last_heard = now;
+        }
     }
 
     /// An agent's connection closed. Its tasks keep running there: the node is lost only if
@@ -1023,10 +1093,21 @@ impl Cluster {
     }
 
     /// The provider answered a remove call.
-    pub fn removed(&mut self, fx: &mut Effects, name: &str, result: std::result::Result<(), String>, now: Millis) {
+    pub fn removed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        handle: &serde_json::Value,
+        result: std::result::Result<(), String>,
+        now: Millis,
+    ) {
         let Some(node) = self.nodes.get_mut(name) else {
             return;
         };
+        // An answer about an older deployment of the node says nothing about its current one.
+        if node.handle.as_ref() != Some(handle) {
+            return;
+        }
         match result {
             Ok(()) => {
                 log(fx, name, now, "provider removed the deployment");
@@ -1050,7 +1131,7 @@ impl Cluster {
     pub fn deployments_to_probe(&self) -> Vec<(String, Template, serde_json::Value)> {
         self.nodes
             .values()
-            .filter(|n| n.session.is_none())
+            .filter(|n| n.session.is_none() && !n.deploying)
             .filter(|n| matches!(n.state, NodeState::Provisioning { .. }) || n.state.expects_agent())
             .filter_map(|n| {
                 let template = self.templates.get(n.template.as_ref()?)?;
@@ -1085,7 +1166,11 @@ impl Cluster {
     pub fn tick(&mut self, fx: &mut Effects, now: Millis) {
         let mut timed_out = Vec::new();
         let mut lost = Vec::new();
+        let mut silent = Vec::new();
         for node in self.nodes.values() {
+            if node.session.is_some() && now.saturating_sub(node.last_heard) > self.config.heartbeat_timeout {
+                silent.push(node.name.clone());
+            }
             match (&node.state, node.session, node.disconnected_since) {
                 (NodeState::Provisioning { since }, None, _)
                     if now.saturating_sub(*since) > self.config.provision_timeout =>
@@ -1117,6 +1202,25 @@ impl Cluster {
             let cause = format!("the agent did not reconnect within {} s", self.config.reconnect_grace / 1000);
             self.lose_node(fx, &name, cause, now);
         }
+        for name in silent {
+            self.heartbeat_lost(fx, &name, now);
+        }
+    }
+
+    /// A connected agent went silent: its node's health is `Error`, its tasks are requeued and
+    /// its connection is dropped. If it comes back, its health is `OK` again; if it does not
+    /// come back within the reconnect grace, the node is lost.
+    fn heartbeat_lost(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+        let timeout = self.config.heartbeat_timeout / 1000;
+        self.requeue_all(fx, name, true, now);
+        let node = self.nodes.get_mut(name).expect("listed by tick");
+        let Some(session) = node.session.take() else { return };
+        self.sessions.remove(&session);
+        node.disconnected_since = Some(now);
+        node.health = Health::Error;
+        fx.ops.push(Op::PutNode(node.record()));
+        log(fx, name, now, format!("no heartbeat for {timeout} s: health Error, running tasks requeued"));
+        fx.commands.push(Command::Disconnect { session, reason: format!("no heartbeat for {timeout} s") });
     }
 
     // ----- scheduling ----------------------------------------------------------------------
@@ -1142,7 +1246,10 @@ impl Cluster {
         }
         let slots: Vec<NodeSlots> = eligible
             .iter()
-            .map(|n| NodeSlots { free_cores: (n.cores * (1 + self.config.queue_ahead)).saturating_sub(n.used_cores) })
+            .map(|n| NodeSlots {
+                free_cores: (n.cores * (1 + self.config.queue_ahead)).saturating_sub(n.used_cores),
+                cores: n.cores,
+            })
             .collect();
         let names: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
         let demand: Vec<JobDemand> = self

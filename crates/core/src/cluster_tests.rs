@@ -193,6 +193,12 @@ fn a_lost_node_requeues_its_tasks_on_another_node() {
     env.c.agent_gone(&mut env.fx, lost_session, env.now);
     env.end();
     env.now += env.c.config().reconnect_grace + 1;
+    for (name, session) in env.sessions.clone() {
+        if session != lost_session {
+            env.c.agent_heard(session, env.now);
+            assert!(names.contains(&name));
+        }
+    }
     env.c.tick(&mut env.fx, env.now);
     let fx = env.end();
     let lost_name = names.iter().find(|n| env.sessions[*n] == lost_session).unwrap().clone();
@@ -379,7 +385,7 @@ fn a_stop_during_deployment_removes_the_node_when_the_deploy_returns() {
     env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!({"pid": 1})), env.now);
     let fx = env.end();
     assert!(fx.commands.iter().any(|c| matches!(c, Command::Remove { .. })));
-    env.c.removed(&mut env.fx, &names[0], Ok(()), env.now);
+    env.c.removed(&mut env.fx, &names[0], &serde_json::json!({"pid": 1}), Ok(()), env.now);
     env.end();
     assert_eq!(env.state(&names[0]).0, "NotDeployed");
 }
@@ -453,4 +459,153 @@ fn a_template_prefix_names_new_nodes() {
     let edit = TemplateEdit { series_prefix: Some("Burst-".into()), ..Default::default() };
     env.c.edit_template(&mut env.fx, "t", edit).unwrap();
     assert_eq!(env.add(2, "Small"), ["Burst-0001", "Burst-0002"]);
+}
+
+#[test]
+fn a_silent_agent_gets_health_error_its_tasks_requeued_and_ok_when_it_returns() {
+    let mut env = Env::new();
+    let names = env.online(2, "Small");
+    let id = env.sweep("1-4", None, None, None);
+    let fx = env.end();
+    let quiet = names[0].clone();
+    let held: Vec<TaskAttempt> = assigned(&fx)
+        .into_iter()
+        .filter(|(s, _)| *s == env.sessions[&quiet])
+        .flat_map(|(_, t)| t)
+        .map(|d| TaskAttempt { key: d.key, attempt: d.attempt })
+        .collect();
+    // The other agent keeps talking; the quiet one does not.
+    env.now += env.c.config().heartbeat_timeout / 2;
+    env.c.agent_heard(env.sessions[&names[1]], env.now);
+    env.now += env.c.config().heartbeat_timeout / 2 + 1;
+    env.c.tick(&mut env.fx, env.now);
+    let fx = env.end();
+    assert_eq!(env.state(&quiet), ("Online".into(), "Error".into()));
+    assert_eq!(env.state(&names[1]), ("Online".into(), "OK".into()));
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Disconnect { .. })));
+    assert_eq!(env.job_counts(id).running + env.job_counts(id).queued, 4);
+    // A node with health Error takes no work even though it is Online.
+    assert!(assigned(&fx).iter().all(|(s, _)| *s != env.sessions[&quiet]));
+
+    let session = 99;
+    let hello = Hello { name: quiet.clone(), cores: 1, running: held.clone(), completed: vec![] };
+    env.c.agent_hello(&mut env.fx, session, hello, env.now).unwrap();
+    let fx = env.end();
+    assert_eq!(env.state(&quiet), ("Online".into(), "OK".into()));
+    let canceled: Vec<TaskAttempt> = fx
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Cancel { session: 99, tasks } => Some(tasks.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(canceled, held, "the attempts it held were requeued, so it must drop them");
+}
+
+#[test]
+fn one_command_may_not_start_or_stop_two_sets() {
+    let mut env = Env::new();
+    let t2 = NewTemplate { name: "t2".into(), provider: "local".into(), ..Default::default() };
+    env.c.create_template(&mut env.fx, t2, env.now).unwrap();
+    env.add(1, "Small");
+    env.c.add_nodes(&mut env.fx, AddNodes { template: "t2".into(), count: 1, size: "Small".into() }, env.now).unwrap();
+    env.end();
+    let req = NodeActionRequest {
+        action: NodeAction::Start,
+        template: None,
+        names: vec!["LocalCN-0001".into(), "LocalCN-0002".into()],
+        force: false,
+    };
+    let err = env.c.node_action(&mut env.fx, req, env.now).unwrap_err();
+    assert!(err.message.contains("different sets") && err.message.contains("template t2"), "{err}");
+    assert!(env.end().commands.is_empty());
+}
+
+#[test]
+fn a_draining_node_whose_agent_returns_empty_handed_settles_offline() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    env.sweep("1-2", None, None, None);
+    env.end();
+    env.act(NodeAction::Offline, &[&names[0]], false);
+    env.c.agent_gone(&mut env.fx, env.sessions[&names[0]], env.now);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Draining");
+    env.connect(&names[0], 1).unwrap();
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Offline", "nothing left to drain");
+}
+
+#[test]
+fn a_stop_cut_short_by_a_restart_is_finished_by_removing_the_deployment() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    env.act(NodeAction::Stop, &[&names[0]], false);
+    env.end();
+    let mut fx = Effects::default();
+    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now);
+    assert_eq!(c.node(&names[0]).unwrap().state, "Stopping");
+    let handle = fx.commands.iter().find_map(|cmd| match cmd {
+        Command::Remove { node, handle, .. } if node == &names[0] => Some(handle.clone()),
+        _ => None,
+    });
+    let handle = handle.expect("the removal is sent again");
+    c.removed(&mut fx, &names[0], &handle, Ok(()), env.now);
+    assert_eq!(c.node(&names[0]).unwrap().state, "NotDeployed");
+}
+
+#[test]
+fn restarting_a_failed_node_removes_its_old_deployment_and_old_answers_do_not_touch_the_new_one() {
+    let mut env = Env::new();
+    let names = env.add(1, "Small");
+    let n = &names[0];
+    let old = serde_json::json!({"pid": 1});
+    env.act(NodeAction::Start, &[n], false);
+    env.c.deployed(&mut env.fx, n, Ok(old.clone()), env.now);
+    env.now += env.c.config().provision_timeout + 1;
+    env.c.tick(&mut env.fx, env.now);
+    env.end();
+    assert_eq!(env.state(n).0, "Unknown");
+    let err = env.c.node_action(
+        &mut env.fx,
+        NodeActionRequest { action: NodeAction::Delete, template: None, names: vec![n.clone()], force: false },
+        env.now,
+    );
+    assert!(err.unwrap()[0].message.contains("still has a deployment"));
+    env.act(NodeAction::Start, &[n], false);
+    let fx = env.end();
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Remove { handle, .. } if *handle == old)));
+    assert!(fx.commands.iter().any(|c| matches!(c, Command::Deploy { .. })));
+    let new = serde_json::json!({"pid": 2});
+    env.c.deployed(&mut env.fx, n, Ok(new.clone()), env.now);
+    env.c.removed(&mut env.fx, n, &old, Ok(()), env.now);
+    env.end();
+    assert_eq!(env.c.nodes[n].handle, Some(new), "the answer about the old deployment leaves the new one alone");
+    assert_eq!(env.state(n).0, "Provisioning");
+}
+
+#[test]
+fn an_agent_holding_an_old_result_and_a_new_attempt_of_one_task_keeps_running_it() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    let id = env.sweep("1-1", None, None, None);
+    let first = all_dispatches(&env.end()).remove(0);
+    // The node is forced offline and back: the task is requeued and dispatched again.
+    env.act(NodeAction::Offline, &[&names[0]], true);
+    env.act(NodeAction::Online, &[&names[0]], false);
+    let second = all_dispatches(&env.end()).remove(0);
+    assert_eq!((second.key, second.attempt), (first.key, 2));
+    env.c.agent_gone(&mut env.fx, env.sessions[&names[0]], env.now);
+    let hello = Hello {
+        name: names[0].clone(),
+        cores: 1,
+        running: vec![TaskAttempt { key: second.key, attempt: 2 }],
+        completed: vec![TaskAttempt { key: first.key, attempt: 1 }],
+    };
+    env.c.agent_hello(&mut env.fx, 50, hello, env.now).unwrap();
+    let fx = env.end();
+    assert!(all_dispatches(&fx).is_empty(), "attempt 2 is still held, nothing runs again");
+    assert_eq!(env.job_counts(id).running, 1);
 }

@@ -22,6 +22,8 @@ pub struct JobDemand {
 pub struct NodeSlots {
     /// Cores the node may still be given (its capacity less what it holds).
     pub free_cores: u32,
+    /// The node's own cores: the largest task it can run.
+    pub cores: u32,
 }
 
 /// `count` tasks of `job` go to node number `node` of the snapshot.
@@ -43,7 +45,7 @@ pub fn plan(jobs: &[JobDemand], nodes: &[NodeSlots]) -> Vec<Placement> {
         let mut left = job.pending;
         let mut given = vec![0u32; nodes.len()];
         // Round-robin, one task per node per pass, over the nodes that fit one more task.
-        let mut fitting: Vec<usize> = (0..nodes.len()).filter(|&i| free[i] >= c).collect();
+        let mut fitting: Vec<usize> = (0..nodes.len()).filter(|&i| free[i] >= c && nodes[i].cores >= c).collect();
         while left > 0 && !fitting.is_empty() {
             fitting.retain(|&i| {
                 if left == 0 || free[i] < c {
@@ -93,7 +95,7 @@ mod tests {
 
     #[test]
     fn higher_priority_goes_first_then_fifo() {
-        let nodes = [NodeSlots { free_cores: 3 }];
+        let nodes = [NodeSlots { free_cores: 3, cores: 8 }];
         let jobs =
             [demand(1, Priority::Normal, 1, 5), demand(2, Priority::Highest, 1, 2), demand(3, Priority::Normal, 1, 5)];
         let p = plan(&jobs, &nodes);
@@ -102,21 +104,28 @@ mod tests {
 
     #[test]
     fn capacity_and_cores_per_task_are_respected() {
-        let nodes = [NodeSlots { free_cores: 4 }, NodeSlots { free_cores: 3 }];
+        let nodes = [NodeSlots { free_cores: 4, cores: 8 }, NodeSlots { free_cores: 3, cores: 8 }];
         let p = plan(&[demand(1, Priority::Normal, 2, 100)], &nodes);
         assert_eq!(p, vec![Placement { job: 1, node: 0, count: 2 }, Placement { job: 1, node: 1, count: 1 }]);
     }
 
     #[test]
+    fn a_task_larger_than_a_node_never_goes_there_even_with_room_queued_ahead() {
+        let nodes = [NodeSlots { free_cores: 4, cores: 2 }, NodeSlots { free_cores: 4, cores: 4 }];
+        let p = plan(&[demand(1, Priority::Normal, 3, 5)], &nodes);
+        assert_eq!(p, vec![Placement { job: 1, node: 1, count: 1 }]);
+    }
+
+    #[test]
     fn tasks_spread_evenly_across_nodes() {
-        let nodes = [NodeSlots { free_cores: 4 }; 4];
+        let nodes = [NodeSlots { free_cores: 4, cores: 8 }; 4];
         let p = plan(&[demand(1, Priority::Normal, 1, 8)], &nodes);
         assert!(p.iter().all(|x| x.count == 2), "{p:?}");
     }
 
     #[test]
     fn a_job_that_fits_nowhere_does_not_block_smaller_ones() {
-        let nodes = [NodeSlots { free_cores: 2 }];
+        let nodes = [NodeSlots { free_cores: 2, cores: 8 }];
         let p = plan(&[demand(1, Priority::Highest, 8, 1), demand(2, Priority::Lowest, 1, 5)], &nodes);
         assert_eq!((placed(&p, 1), placed(&p, 2)), (0, 2));
     }
@@ -132,7 +141,8 @@ mod tests {
             seed % m
         };
         for _ in 0..500 {
-            let nodes: Vec<NodeSlots> = (0..next(6)).map(|_| NodeSlots { free_cores: next(10) as u32 }).collect();
+            let nodes: Vec<NodeSlots> =
+                (0..next(6)).map(|_| NodeSlots { free_cores: next(10) as u32, cores: 1 + next(4) as u32 }).collect();
             let mut jobs: Vec<JobDemand> = (0..next(5))
                 .map(|j| demand(j + 1, Priority::ALL[next(5) as usize], 1 + next(3) as u32, next(20)))
                 .collect();

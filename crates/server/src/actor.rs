@@ -60,9 +60,10 @@ pub enum Event {
     Api(Request, Reply),
     AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
     AgentResults { session: SessionId, results: Vec<TaskResult> },
+    AgentHeard { session: SessionId },
     AgentGone { session: SessionId },
     Deployed { node: String, result: Result<Value, String> },
-    Removed { node: String, result: Result<(), String> },
+    Removed { node: String, handle: Value, result: Result<(), String> },
     DeploymentGone { node: String },
     Tick,
 }
@@ -141,6 +142,24 @@ pub fn spawn(cluster: Cluster, startup: Effects, store: Arc<dyn Store>, provider
     Handle { events: tx }
 }
 
+/// The longest a provider may take to deploy one node.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The longest a provider may take to remove one node.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// A provider call that gives up after `limit`, so no node waits forever on a provider that
+/// does not answer.
+async fn bounded<T>(
+    limit: Duration,
+    verb: &str,
+    call: impl std::future::Future<Output = Result<T, thunderhead_providers::ProviderError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(|e| e.message),
+        Err(_) => Err(format!("the provider did not {verb} the node within {} s", limit.as_secs())),
+    }
+}
+
 fn to_value<T: serde::Serialize>(value: T) -> Value {
     serde_json::to_value(value).expect("views serialise")
 }
@@ -166,10 +185,11 @@ impl Actor {
                 let name = hello.name.clone();
                 match self.cluster.agent_hello(fx, session, hello, now) {
                     Ok(node) => {
+                        let heartbeat_secs = self.cluster.config().heartbeat_secs();
                         self.agents.insert(session, tx.clone());
                         tracing::info!(%node, session, "agent registered");
                         follow_ups.push(Box::new(move || {
-                            let _ = tx.send(Outbound::Msg(ServerMsg::Welcome { node, heartbeat_secs: 10 }));
+                            let _ = tx.send(Outbound::Msg(ServerMsg::Welcome { node, heartbeat_secs }));
                         }));
                     }
                     Err(e) => {
@@ -180,12 +200,13 @@ impl Actor {
                 }
             }
             Event::AgentResults { session, results } => self.cluster.agent_results(fx, session, results, now),
+            Event::AgentHeard { session } => self.cluster.agent_heard(session, now),
             Event::AgentGone { session } => {
                 self.agents.remove(&session);
                 self.cluster.agent_gone(fx, session, now);
             }
             Event::Deployed { node, result } => self.cluster.deployed(fx, &node, result, now),
-            Event::Removed { node, result } => self.cluster.removed(fx, &node, result, now),
+            Event::Removed { node, handle, result } => self.cluster.removed(fx, &node, &handle, result, now),
             Event::DeploymentGone { node } => self.cluster.deployment_gone(fx, &node, now),
             Event::Tick => {
                 self.cluster.tick(fx, now);
@@ -304,7 +325,7 @@ impl Actor {
                 Some(Box::new(move || {
                     runtime.spawn(async move {
                         let result = match provider {
-                            Some(p) => p.deploy(&request).await.map_err(|e| e.message),
+                            Some(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await,
                             None => {
                                 Err(format!("provider {} is not available in this build", request.template.provider))
                             }
@@ -320,10 +341,10 @@ impl Actor {
                 Some(Box::new(move || {
                     runtime.spawn(async move {
                         let result = match provider {
-                            Some(p) => p.remove(&handle).await.map_err(|e| e.message),
+                            Some(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
                             None => Err(format!("provider {} is not available in this build", template.provider)),
                         };
-                        let _ = events.send(Event::Removed { node, result });
+                        let _ = events.send(Event::Removed { node, handle, result });
                     });
                 }))
             }

@@ -66,7 +66,7 @@ async fn session(socket: WebSocket, handle: Handle) {
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     handle.send(Event::AgentHello { session, hello, tx });
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             match out {
                 Outbound::Msg(msg) => {
@@ -82,7 +82,13 @@ async fn session(socket: WebSocket, handle: Handle) {
             }
         }
     });
-    while let Some(frame) = stream.next().await {
+    loop {
+        // A connection the head node closes (replaced, silent) ends its reader too.
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            _ = &mut writer => break,
+        };
+        let Some(frame) = frame else { break };
         let text = match frame {
             Ok(Message::Text(text)) => text,
             Ok(Message::Close(_)) | Err(_) => break,
@@ -105,7 +111,7 @@ async fn session(socket: WebSocket, handle: Handle) {
                     .collect();
                 handle.send(Event::AgentResults { session, results });
             }
-            Ok(AgentMsg::Heartbeat) => {}
+            Ok(AgentMsg::Heartbeat) => handle.send(Event::AgentHeard { session }),
             Ok(AgentMsg::Hello { .. }) => {
                 tracing::warn!(session, "a second hello on one connection; closing it");
                 break;

@@ -35,7 +35,7 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     server: Option<Child>,
-    agents: Vec<Child>,
+    agents: Vec<(String, Child)>,
     extra_args: Vec<String>,
 }
 
@@ -108,7 +108,13 @@ impl Cluster {
             .process_group(0)
             .spawn()
             .unwrap();
-        self.agents.push(child);
+        self.agents.push((name.to_string(), child));
+    }
+
+    /// The process id of an on-premises agent this test started.
+    pub fn agent_pid(&self, name: &str) -> Pid {
+        let (_, child) = self.agents.iter().find(|(n, _)| n == name).expect("an agent of that name");
+        Pid::from_raw(child.id() as i32)
     }
 
     pub fn try_th(&self, args: &[&str]) -> Output {
@@ -241,7 +247,8 @@ impl Drop for Cluster {
             kill_group(s.id());
             let _ = s.wait();
         }
-        for a in &mut self.agents {
+        for (_, a) in &mut self.agents {
+            let _ = nix::sys::signal::kill(Pid::from_raw(a.id() as i32), Signal::SIGCONT);
             end_agent(a.id());
             let _ = a.wait();
         }
