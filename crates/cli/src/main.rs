@@ -119,6 +119,8 @@ enum TemplateCommand {
     Delete { name: String },
     /// Check that the provider can deploy nodes from this template
     Validate { name: String },
+    /// Let a template that paused itself after failed deployments deploy again
+    Resume { name: String },
 }
 
 #[derive(Args)]
@@ -134,6 +136,15 @@ struct TemplateFields {
     /// Prefix of the names of new nodes, e.g. Burst- [default: <Provider>CN-]
     #[arg(long)]
     series_prefix: Option<String>,
+    /// Deployments started per minute, at most [default: 300]
+    #[arg(long)]
+    deploy_rate: Option<u32>,
+    /// Times a failed deployment of a node is tried again [default: 2]
+    #[arg(long)]
+    deploy_retries: Option<u32>,
+    /// Consecutive failed deployments after which the template pauses itself [default: 5]
+    #[arg(long)]
+    pause_after_failures: Option<u32>,
     /// local and sim providers: where node directories are created [default: STATE/nodes]
     #[arg(long)]
     work_root: Option<PathBuf>,
@@ -177,6 +188,9 @@ impl TemplateFields {
             ("quota_cores", self.quota_cores.map(Value::from)),
             ("proxies", self.proxies.map(Value::from)),
             ("series_prefix", self.series_prefix.map(Value::from)),
+            ("deploy_rate", self.deploy_rate.map(Value::from)),
+            ("deploy_retries", self.deploy_retries.map(Value::from)),
+            ("pause_after_failures", self.pause_after_failures.map(Value::from)),
         ];
         for (key, value) in fields {
             if let Some(v) = value {
@@ -387,6 +401,14 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                 println!("changed template {}; a deployed set picks the changes up at its next start", t.name);
             }
         }
+        TemplateCommand::Resume { name } => {
+            let t: TemplateView = c.post(&format!("/api/v1/templates/{name}/resume"), &json!({}))?;
+            if as_json {
+                show::json(&t);
+            } else {
+                println!("template {} deploys again", t.name);
+            }
+        }
         TemplateCommand::List => {
             let list: Vec<TemplateView> = c.get("/api/v1/templates")?;
             if as_json {
@@ -412,6 +434,13 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                 println!("quota:       {} cores (nodes and proxies)", t.quota_cores);
                 println!("proxies:     {}", t.proxies);
                 println!("names:       {}0001, …", t.series_prefix);
+                println!(
+                    "deploying:   {} per minute, {} retries, pauses after {} failures in a row",
+                    t.deploy_rate, t.deploy_retries, t.pause_after_failures
+                );
+                if let Some(why) = &t.paused {
+                    println!("PAUSED:      {why} (thunderhead template resume {})", t.name);
+                }
                 println!("created:     {}", show::time(Some(t.created_at)));
                 for (k, v) in &t.settings {
                     println!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));

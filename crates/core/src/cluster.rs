@@ -14,10 +14,20 @@ use crate::size::NodeSize;
 use crate::template::{self, NewTemplate, Template, TemplateEdit};
 use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView};
 use crate::{Error, JobId, Millis, Result, TaskKey};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// Identifies one connection of an agent.
 pub type SessionId = u64;
+
+/// How long a failed deployment waits before its next try, times the attempt number.
+pub const RETRY_DELAY: Millis = 5_000;
+
+/// Why a deploy call failed, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployFailure {
+    pub message: String,
+    pub transient: bool,
+}
 
 /// The most nodes one `node add` may create.
 pub const MAX_ADD_NODES: u32 = 10_000;
@@ -67,6 +77,14 @@ pub struct Node {
     pub used_cores: u32,
     /// A deploy call is under way.
     deploying: bool,
+    /// Started and waiting for its turn to be deployed (rate limit, retry delay).
+    awaiting_deploy: bool,
+    /// Deploy calls made since the node was started.
+    deploy_attempts: u32,
+    /// Not deployed again before this time (after a failed attempt).
+    retry_at: Millis,
+    /// When the provider reported the node deployed: the provision timeout runs from here.
+    deployed_at: Option<Millis>,
 }
 
 impl Node {
@@ -221,6 +239,10 @@ pub struct Cluster {
     dirty: bool,
     /// Jobs whose progress must be persisted at the end of the batch.
     progressed: BTreeSet<JobId>,
+    /// When each template's recent deployments started, for its deploy rate.
+    deploy_window: HashMap<String, VecDeque<Millis>>,
+    /// Consecutive failed deployments per template.
+    failures: HashMap<String, u32>,
 }
 
 fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
@@ -241,6 +263,8 @@ impl Cluster {
             sessions: HashMap::new(),
             dirty: false,
             progressed: BTreeSet::new(),
+            deploy_window: HashMap::new(),
+            failures: HashMap::new(),
         }
     }
 
@@ -254,6 +278,7 @@ impl Cluster {
         for mut r in snapshot.nodes {
             let disconnected_since = r.state.expects_agent().then_some(now);
             // The provision timeout runs from the restart: agents may be reconnecting right now.
+            let provisioning = matches!(r.state, NodeState::Provisioning { .. });
             if let NodeState::Provisioning { since } = &mut r.state {
                 *since = now;
             }
@@ -271,6 +296,10 @@ impl Cluster {
                 running: BTreeSet::new(),
                 used_cores: 0,
                 deploying: false,
+                awaiting_deploy: false,
+                deploy_attempts: 0,
+                retry_at: 0,
+                deployed_at: provisioning.then_some(now),
             };
             c.nodes.insert(r.name, node);
         }
@@ -388,6 +417,10 @@ impl Cluster {
             quota_cores: t.quota_cores,
             proxies: t.proxies,
             series_prefix: t.prefix(),
+            deploy_rate: t.deploy_rate,
+            deploy_retries: t.deploy_retries,
+            pause_after_failures: t.pause_after_failures,
+            paused: t.paused.clone(),
             created_at: t.created_at,
         }
     }
@@ -455,6 +488,10 @@ impl Cluster {
                 running: BTreeSet::new(),
                 used_cores: 0,
                 deploying: false,
+                awaiting_deploy: false,
+                deploy_attempts: 0,
+                retry_at: 0,
+                deployed_at: None,
             };
             fx.ops.push(Op::PutNode(node.record()));
             log(
@@ -602,6 +639,12 @@ impl Cluster {
 
     fn start_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let template = self.burst_template(name)?;
+        if let Some(why) = &template.paused {
+            return Err(Error::conflict(format!(
+                "template {} is paused: {why} (fix the cause, then: thunderhead template resume {})",
+                template.name, template.name
+            )));
+        }
         let node = &self.nodes[name];
         if !node.state.is_deployed() || matches!(node.state, NodeState::Unknown { .. }) {
             let deployed = self.template_cores(&template.name, |n| n.state.is_deployed() && n.name != name);
@@ -618,16 +661,65 @@ impl Cluster {
         }
         self.transition(fx, name, NodeEvent::Start, now).map_err(|e| Error::conflict(e.to_string()))?;
         let node = self.nodes.get_mut(name).expect("checked above");
-        node.deploying = true;
+        node.awaiting_deploy = true;
+        node.deploy_attempts = 0;
+        node.retry_at = now;
+        node.deployed_at = None;
         // What is left of an earlier, failed deployment goes before the new one is made.
         if let Some(old) = node.handle.take() {
             fx.ops.push(Op::PutNode(node.record()));
             fx.commands.push(Command::Remove { node: name.to_string(), template: template.clone(), handle: old });
         }
-        let size = node.size.unwrap_or(NodeSize::Small);
-        log(fx, name, now, format!("deploying with provider {} (template {})", template.provider, template.name));
-        fx.commands.push(Command::Deploy { node: name.to_string(), template, size });
+        log(
+            fx,
+            name,
+            now,
+            format!("queued for deployment with provider {} (template {})", template.provider, template.name),
+        );
         Ok(())
+    }
+
+    /// Starts the deployments that are due, no more per template than its deploy rate allows in
+    /// any minute.
+    fn dispatch_deploys(&mut self, fx: &mut Effects, now: Millis) {
+        let due: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.awaiting_deploy && n.retry_at <= now && matches!(n.state, NodeState::Provisioning { .. }))
+            .map(|n| n.name.clone())
+            .collect();
+        for name in due {
+            let node = &self.nodes[&name];
+            let Some(template) = node.template.as_ref().and_then(|t| self.templates.get(t)).cloned() else {
+                continue;
+            };
+            let window = self.deploy_window.entry(template.name.clone()).or_default();
+            while window.front().is_some_and(|t| now.saturating_sub(*t) >= 60_000) {
+                window.pop_front();
+            }
+            if window.len() >= template.deploy_rate as usize {
+                continue;
+            }
+            window.push_back(now);
+            let node = self.nodes.get_mut(&name).expect("listed above");
+            node.awaiting_deploy = false;
+            node.deploying = true;
+            node.deploy_attempts += 1;
+            let size = node.size.unwrap_or(NodeSize::Small);
+            let attempt = node.deploy_attempts;
+            log(fx, &name, now, format!("deploying (attempt {attempt}) with provider {}", template.provider));
+            fx.commands.push(Command::Deploy { node: name, template, size });
+        }
+    }
+
+    /// Clears a template's pause so its nodes can be started again.
+    pub fn resume_template(&mut self, fx: &mut Effects, name: &str) -> Result<TemplateView> {
+        let mut t = self.template_named(name)?.clone();
+        t.paused = None;
+        self.failures.remove(name);
+        fx.ops.push(Op::PutTemplate(t.clone()));
+        self.templates.insert(name.to_string(), t);
+        self.template(name)
     }
 
     fn stop_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
@@ -641,6 +733,7 @@ impl Cluster {
         if let Some(session) = node.session {
             fx.commands.push(Command::Shutdown { session });
         }
+        node.awaiting_deploy = false;
         match (&node.handle, node.deploying) {
             (Some(handle), _) => {
                 log(fx, name, now, "removing the deployment");
@@ -883,6 +976,10 @@ impl Cluster {
                     running: BTreeSet::new(),
                     used_cores: 0,
                     deploying: false,
+                    awaiting_deploy: false,
+                    deploy_attempts: 0,
+                    retry_at: 0,
+                    deployed_at: None,
                 };
                 fx.ops.push(Op::PutNode(node.record()));
                 log(fx, &name, now, format!("joined as an on-premises node with {} cores, state Offline", hello.cores));
@@ -1048,17 +1145,21 @@ impl Cluster {
         &mut self,
         fx: &mut Effects,
         name: &str,
-        result: std::result::Result<serde_json::Value, String>,
+        result: std::result::Result<serde_json::Value, DeployFailure>,
         now: Millis,
     ) {
         let Some(node) = self.nodes.get_mut(name) else {
             return;
         };
         node.deploying = false;
+        let attempt = node.deploy_attempts;
+        let template_name = node.template.clone().unwrap_or_default();
         match result {
             Ok(handle) => {
                 node.handle = Some(handle.clone());
+                node.deployed_at = Some(now);
                 fx.ops.push(Op::PutNode(node.record()));
+                self.failures.remove(&template_name);
                 match &node.state {
                     NodeState::Provisioning { .. } => {
                         log(fx, name, now, "provider deployed the node; waiting for its agent to connect")
@@ -1067,29 +1168,71 @@ impl Cluster {
                         log(fx, name, now, "provider deployed the node")
                     }
                     NodeState::Stopping { .. } | NodeState::NotDeployed | NodeState::Unknown { .. } => {
-                        let template = node.template.as_ref().and_then(|t| self.templates.get(t)).cloned();
-                        if let Some(template) = template {
+                        if let Some(template) = self.templates.get(&template_name).cloned() {
                             log(fx, name, now, "provider deployed the node after a stop; removing the deployment");
                             fx.commands.push(Command::Remove { node: name.to_string(), template, handle });
                         }
                     }
                 }
             }
-            Err(cause) => {
-                log(fx, name, now, format!("deployment failed: {cause}"));
+            Err(failure) => {
+                log(fx, name, now, format!("deployment attempt {attempt} failed: {}", failure.message));
                 match node.state {
                     NodeState::Stopping { .. } => self.finish_stop(fx, name, now),
-                    _ => {
-                        let _ = self.transition(
-                            fx,
-                            name,
-                            NodeEvent::Failed { cause: format!("deployment failed: {cause}") },
-                            now,
-                        );
+                    NodeState::Provisioning { .. } => {
+                        let paused = self.note_failure(fx, &template_name, &failure.message, now);
+                        let retries = self.templates.get(&template_name).map_or(0, |t| t.deploy_retries);
+                        let node = self.nodes.get_mut(name).expect("exists");
+                        if !paused && failure.transient && attempt <= retries {
+                            let delay = RETRY_DELAY * attempt as Millis;
+                            node.awaiting_deploy = true;
+                            node.retry_at = now + delay;
+                            log(
+                                fx,
+                                name,
+                                now,
+                                format!("trying again in {} s ({attempt} of {retries} retries)", delay / 1000),
+                            );
+                        } else {
+                            let cause = format!("deployment failed: {}", failure.message);
+                            let _ = self.transition(fx, name, NodeEvent::Failed { cause }, now);
+                        }
                     }
+                    _ => {}
                 }
             }
         }
+    }
+
+    /// Counts a failed deployment of `template`; after too many in a row the template pauses
+    /// itself, and the nodes still waiting to deploy fail with the reason. Returns whether the
+    /// template is paused.
+    fn note_failure(&mut self, fx: &mut Effects, template: &str, message: &str, now: Millis) -> bool {
+        let count = self.failures.entry(template.to_string()).or_default();
+        *count += 1;
+        let count = *count;
+        let Some(t) = self.templates.get_mut(template) else { return false };
+        if t.paused.is_some() {
+            return true;
+        }
+        if count < t.pause_after_failures {
+            return false;
+        }
+        let why = format!("{count} deployments in a row failed, the last with: {message}");
+        t.paused = Some(why.clone());
+        fx.ops.push(Op::PutTemplate(t.clone()));
+        let waiting: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.template.as_deref() == Some(template) && n.awaiting_deploy)
+            .map(|n| n.name.clone())
+            .collect();
+        for name in waiting {
+            self.nodes.get_mut(&name).expect("listed").awaiting_deploy = false;
+            let cause = format!("template {template} paused: {why}");
+            let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
+        }
+        true
     }
 
     /// The provider answered a remove call.
@@ -1172,8 +1315,8 @@ impl Cluster {
                 silent.push(node.name.clone());
             }
             match (&node.state, node.session, node.disconnected_since) {
-                (NodeState::Provisioning { since }, None, _)
-                    if now.saturating_sub(*since) > self.config.provision_timeout =>
+                (NodeState::Provisioning { .. }, None, _)
+                    if node.deployed_at.is_some_and(|d| now.saturating_sub(d) > self.config.provision_timeout) =>
                 {
                     timed_out.push(node.name.clone());
                 }
@@ -1190,6 +1333,8 @@ impl Cluster {
                 "the node's agent did not connect within {} s of deployment",
                 self.config.provision_timeout / 1000
             );
+            let template = self.nodes[&name].template.clone().unwrap_or_default();
+            self.note_failure(fx, &template, &cause, now);
             let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
             let node = &self.nodes[&name];
             if let (Some(handle), Some(t)) =
@@ -1228,6 +1373,7 @@ impl Cluster {
     /// Ends a batch of events: places queued tasks on nodes with room, and persists the
     /// progress of every job that changed. Call once per batch, before committing its ops.
     pub fn end_batch(&mut self, fx: &mut Effects, now: Millis) {
+        self.dispatch_deploys(fx, now);
         if self.dirty {
             self.dirty = false;
             self.schedule(fx, now);

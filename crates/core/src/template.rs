@@ -19,6 +19,25 @@ fn default_proxies() -> u32 {
     DEFAULT_PROXIES
 }
 
+/// Deployments a set starts per minute when the template does not say (Slurm's `ResumeRate`).
+pub const DEFAULT_DEPLOY_RATE: u32 = 300;
+/// Times a failed deployment of a node is tried again before the node is `Unknown`.
+pub const DEFAULT_DEPLOY_RETRIES: u32 = 2;
+/// Consecutive failed deployments after which a template pauses itself.
+pub const DEFAULT_PAUSE_AFTER: u32 = 5;
+
+fn default_deploy_rate() -> u32 {
+    DEFAULT_DEPLOY_RATE
+}
+
+fn default_deploy_retries() -> u32 {
+    DEFAULT_DEPLOY_RETRIES
+}
+
+fn default_pause_after() -> u32 {
+    DEFAULT_PAUSE_AFTER
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     pub name: String,
@@ -37,6 +56,18 @@ pub struct Template {
     /// The prefix of the names of new nodes; `None` for the provider's `<Provider>CN-`.
     #[serde(default)]
     pub series_prefix: Option<String>,
+    /// Deployments started per minute, at most.
+    #[serde(default = "default_deploy_rate")]
+    pub deploy_rate: u32,
+    /// Times a failed deployment of a node is tried again.
+    #[serde(default = "default_deploy_retries")]
+    pub deploy_retries: u32,
+    /// Consecutive failed deployments after which the template pauses itself.
+    #[serde(default = "default_pause_after")]
+    pub pause_after_failures: u32,
+    /// Why the template paused itself; `None` while it deploys.
+    #[serde(default)]
+    pub paused: Option<String>,
     pub created_at: Millis,
 }
 
@@ -51,6 +82,10 @@ impl Template {
             quota_cores: DEFAULT_QUOTA_CORES,
             proxies: DEFAULT_PROXIES,
             series_prefix: None,
+            deploy_rate: DEFAULT_DEPLOY_RATE,
+            deploy_retries: DEFAULT_DEPLOY_RETRIES,
+            pause_after_failures: DEFAULT_PAUSE_AFTER,
+            paused: None,
             created_at: 0,
         }
     }
@@ -81,6 +116,12 @@ pub struct NewTemplate {
     pub proxies: Option<u32>,
     #[serde(default)]
     pub series_prefix: Option<String>,
+    #[serde(default)]
+    pub deploy_rate: Option<u32>,
+    #[serde(default)]
+    pub deploy_retries: Option<u32>,
+    #[serde(default)]
+    pub pause_after_failures: Option<u32>,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -96,6 +137,12 @@ pub struct TemplateEdit {
     pub proxies: Option<u32>,
     #[serde(default)]
     pub series_prefix: Option<String>,
+    #[serde(default)]
+    pub deploy_rate: Option<u32>,
+    #[serde(default)]
+    pub deploy_retries: Option<u32>,
+    #[serde(default)]
+    pub pause_after_failures: Option<u32>,
 }
 
 /// Checks a name for templates and nodes: 1–63 letters, digits, `-` and `_`, starting with a
@@ -132,6 +179,10 @@ impl NewTemplate {
             quota_cores: self.quota_cores.unwrap_or(DEFAULT_QUOTA_CORES),
             proxies: self.proxies.unwrap_or(DEFAULT_PROXIES),
             series_prefix: self.series_prefix,
+            deploy_rate: self.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
+            deploy_retries: self.deploy_retries.unwrap_or(DEFAULT_DEPLOY_RETRIES),
+            pause_after_failures: self.pause_after_failures.unwrap_or(DEFAULT_PAUSE_AFTER),
+            paused: None,
             created_at: now,
         };
         template.check()?;
@@ -154,6 +205,23 @@ impl Template {
                 "{} proxies is out of range (a started set needs from 1 to 100 proxies)",
                 self.proxies
             )));
+        }
+        if self.deploy_rate == 0 || self.deploy_rate > 100_000 {
+            return Err(Error::invalid(format!(
+                "deploy rate {} is out of range (give from 1 to 100000 deployments per minute)",
+                self.deploy_rate
+            )));
+        }
+        if self.deploy_retries > 100 {
+            return Err(Error::invalid(format!(
+                "{} deploy retries is out of range (give from 0 to 100)",
+                self.deploy_retries
+            )));
+        }
+        if self.pause_after_failures == 0 {
+            return Err(Error::invalid(
+                "pause after 0 failures would pause at once (give 1 or more consecutive failures)",
+            ));
         }
         if let Some(p) = &self.series_prefix {
             let ok = !p.is_empty()
@@ -190,6 +258,15 @@ impl Template {
         }
         if let Some(p) = edit.series_prefix {
             t.series_prefix = (!p.is_empty()).then_some(p);
+        }
+        if let Some(r) = edit.deploy_rate {
+            t.deploy_rate = r;
+        }
+        if let Some(r) = edit.deploy_retries {
+            t.deploy_retries = r;
+        }
+        if let Some(p) = edit.pause_after_failures {
+            t.pause_after_failures = p;
         }
         t.check()?;
         Ok(t)

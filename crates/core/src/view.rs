@@ -20,6 +20,14 @@ pub struct TemplateView {
     pub proxies: u32,
     /// The prefix of the names of new nodes.
     pub series_prefix: String,
+    /// Deployments started per minute, at most.
+    pub deploy_rate: u32,
+    /// Times a failed deployment of a node is tried again.
+    pub deploy_retries: u32,
+    /// Consecutive failed deployments after which the template pauses itself.
+    pub pause_after_failures: u32,
+    /// Why the template paused itself; `null` while it deploys.
+    pub paused: Option<String>,
     pub created_at: Millis,
 }
 

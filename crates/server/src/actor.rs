@@ -8,13 +8,13 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use thunderhead_core::cluster::{Cluster, Command, Effects, Hello, SessionId, TaskAttempt, TaskResult};
+use thunderhead_core::cluster::{Cluster, Command, DeployFailure, Effects, Hello, SessionId, TaskAttempt, TaskResult};
 use thunderhead_core::job::JobSubmission;
 use thunderhead_core::template::{NewTemplate, TemplateEdit};
 use thunderhead_core::view::{AddNodes, NodeActionRequest};
 use thunderhead_core::{Error, JobId, TaskKey};
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
-use thunderhead_providers::{DeployRequest, Providers};
+use thunderhead_providers::{DeployRequest, ProviderError, Providers};
 use thunderhead_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +30,7 @@ const PROBE_EVERY_TICKS: u64 = 2;
 pub enum Request {
     CreateTemplate(NewTemplate),
     EditTemplate(String, TemplateEdit),
+    ResumeTemplate(String),
     DeleteTemplate(String),
     ListTemplates,
     ShowTemplate(String),
@@ -62,7 +63,7 @@ pub enum Event {
     AgentResults { session: SessionId, results: Vec<TaskResult> },
     AgentHeard { session: SessionId },
     AgentGone { session: SessionId },
-    Deployed { node: String, result: Result<Value, String> },
+    Deployed { node: String, result: Result<Value, DeployFailure> },
     Removed { node: String, handle: Value, result: Result<(), String> },
     DeploymentGone { node: String },
     Tick,
@@ -152,12 +153,18 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 async fn bounded<T>(
     limit: Duration,
     verb: &str,
-    call: impl std::future::Future<Output = Result<T, thunderhead_providers::ProviderError>>,
-) -> Result<T, String> {
+    call: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
     match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map_err(|e| e.message),
-        Err(_) => Err(format!("the provider did not {verb} the node within {} s", limit.as_secs())),
+        Ok(result) => result,
+        Err(_) => {
+            Err(ProviderError::transient(format!("the provider did not {verb} the node within {} s", limit.as_secs())))
+        }
     }
+}
+
+fn unavailable(provider: &str) -> ProviderError {
+    ProviderError::fatal(format!("provider {provider} is not available in this build"))
 }
 
 fn to_value<T: serde::Serialize>(value: T) -> Value {
@@ -223,6 +230,7 @@ impl Actor {
         Ok(match request {
             Request::CreateTemplate(t) => to_value(c.create_template(fx, t, now)?),
             Request::EditTemplate(name, edit) => to_value(c.edit_template(fx, &name, edit)?),
+            Request::ResumeTemplate(name) => to_value(c.resume_template(fx, &name)?),
             Request::DeleteTemplate(name) => {
                 c.delete_template(fx, &name)?;
                 Value::Null
@@ -326,10 +334,9 @@ impl Actor {
                     runtime.spawn(async move {
                         let result = match provider {
                             Some(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await,
-                            None => {
-                                Err(format!("provider {} is not available in this build", request.template.provider))
-                            }
+                            None => Err(unavailable(&request.template.provider)),
                         };
+                        let result = result.map_err(|e| DeployFailure { message: e.message, transient: e.transient });
                         let _ = events.send(Event::Deployed { node, result });
                     });
                 }))
@@ -342,8 +349,9 @@ impl Actor {
                     runtime.spawn(async move {
                         let result = match provider {
                             Some(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
-                            None => Err(format!("provider {} is not available in this build", template.provider)),
+                            None => Err(unavailable(&template.provider)),
                         };
+                        let result = result.map_err(|e| e.message);
                         let _ = events.send(Event::Removed { node, handle, result });
                     });
                 }))

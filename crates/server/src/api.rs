@@ -35,6 +35,7 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Ro
         .route("/api/v1/templates", get(list_templates).post(create_template))
         .route("/api/v1/templates/{name}", get(show_template).patch(edit_template).delete(delete_template))
         .route("/api/v1/templates/{name}/validate", post(validate_template))
+        .route("/api/v1/templates/{name}/resume", post(resume_template))
         .route("/api/v1/nodes", get(list_nodes).post(add_nodes))
         .route("/api/v1/nodes/actions", post(node_action))
         .route("/api/v1/nodes/{name}", get(show_node))
@@ -113,6 +114,10 @@ async fn edit_template(
     body: Result<Json<TemplateEdit>, JsonRejection>,
 ) -> Answer {
     ask(&api, Request::EditTemplate(name, body?.0)).await
+}
+
+async fn resume_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    ask(&api, Request::ResumeTemplate(name)).await
 }
 
 async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
