@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use thunderhead_core::job::JobSubmission;
 use thunderhead_core::size::NodeSize;
 use thunderhead_core::view::{
-    JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeLogEntry, NodeView, SubmitReply, TaskOutput,
-    TaskView, TemplateView,
+    CostReport, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeLogEntry, NodeView, SubmitReply,
+    TaskOutput, TaskView, TemplateView,
 };
 
 #[derive(Parser)]
@@ -59,6 +59,21 @@ enum Command {
     /// Tasks of a job
     #[command(subcommand)]
     Task(TaskCommand),
+    /// What burst nodes cost: node-hours and cost per set, per job, and in total
+    Cost(CostArgs),
+}
+
+#[derive(Args)]
+struct CostArgs {
+    /// Only this template's set
+    #[arg(long)]
+    template: Option<String>,
+    /// Only this job
+    #[arg(long)]
+    job: Option<u64>,
+    /// From this time on: RFC 3339 (2026-11-01T00:00:00Z, 2026-11-01) or a span back from now (24h, 7days)
+    #[arg(long)]
+    since: Option<String>,
 }
 
 #[derive(Args)]
@@ -145,6 +160,12 @@ struct TemplateFields {
     /// Consecutive failed deployments after which the template pauses itself [default: 5]
     #[arg(long)]
     pause_after_failures: Option<u32>,
+    /// Hourly prices by size, e.g. Small=0.10,Medium=0.20 [default: the 2011 list prices]
+    #[arg(long)]
+    rates: Option<String>,
+    /// The currency of the prices [default: USD]
+    #[arg(long)]
+    currency: Option<String>,
     /// local and sim providers: where node directories are created [default: STATE/nodes]
     #[arg(long)]
     work_root: Option<PathBuf>,
@@ -191,6 +212,8 @@ impl TemplateFields {
             ("deploy_rate", self.deploy_rate.map(Value::from)),
             ("deploy_retries", self.deploy_retries.map(Value::from)),
             ("pause_after_failures", self.pause_after_failures.map(Value::from)),
+            ("rates", self.rates.map(Value::from)),
+            ("currency", self.currency.map(Value::from)),
         ];
         for (key, value) in fields {
             if let Some(v) = value {
@@ -339,6 +362,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Node(c) => node(&client()?, c, cli.json),
         Command::Job(c) => job(&client()?, c, cli.json),
         Command::Task(c) => task(&client()?, c, cli.json),
+        Command::Cost(args) => cost(&client()?, args, cli.json),
     }
 }
 
@@ -438,6 +462,19 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                     "deploying:   {} per minute, {} retries, pauses after {} failures in a row",
                     t.deploy_rate, t.deploy_retries, t.pause_after_failures
                 );
+                let rates: Vec<String> = ["Small", "Medium", "Large", "ExtraLarge"]
+                    .iter()
+                    .map(|s| {
+                        let size = NodeSize::parse(s).expect("known size");
+                        let micros = t
+                            .rates
+                            .get(*s)
+                            .copied()
+                            .unwrap_or_else(|| thunderhead_core::cost::default_rate_micros(size));
+                        format!("{s} {}", thunderhead_core::cost::format_money(micros))
+                    })
+                    .collect();
+                println!("prices:      {} {} per hour", rates.join(", "), t.currency);
                 if let Some(why) = &t.paused {
                     println!("PAUSED:      {why} (thunderhead template resume {})", t.name);
                 }
@@ -653,6 +690,76 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             }
         }
     }
+    Ok(0)
+}
+
+/// Reads `--since`: an RFC 3339 time or date, or a span back from now.
+fn parse_since(text: &str) -> Result<u64> {
+    let now = std::time::SystemTime::now();
+    let at = if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        t
+    } else if let Ok(t) = humantime::parse_rfc3339_weak(&format!("{text} 00:00:00")) {
+        t
+    } else if let Ok(span) = humantime::parse_duration(text) {
+        now.checked_sub(span).unwrap_or(std::time::UNIX_EPOCH)
+    } else {
+        bail!("--since \"{text}\" is neither a time nor a span (write e.g. 2026-11-01, 2026-11-01T08:00:00Z or 24h)")
+    };
+    Ok(at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+}
+
+fn money(cost: &std::collections::BTreeMap<String, f64>) -> String {
+    if cost.is_empty() {
+        return "0.00".into();
+    }
+    cost.iter().map(|(c, v)| format!("{v:.2} {c}")).collect::<Vec<_>>().join(", ")
+}
+
+fn cost(c: &Client, args: CostArgs, as_json: bool) -> Result<i32> {
+    let mut query = Vec::new();
+    if let Some(t) = &args.template {
+        query.push(format!("template={t}"));
+    }
+    if let Some(j) = args.job {
+        query.push(format!("job={j}"));
+    }
+    if let Some(s) = &args.since {
+        query.push(format!("since={}", parse_since(s)?));
+    }
+    let report: CostReport = c.get(&format!("/api/v1/cost?{}", query.join("&")))?;
+    if as_json {
+        show::json(&report);
+        return Ok(0);
+    }
+    println!("from {} to {}", show::time(Some(report.since)), show::time(Some(report.until)));
+    if !report.sets.is_empty() {
+        show::table(
+            &["set", "node-hours", "proxy-hours", "cost"],
+            report
+                .sets
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.template.clone(),
+                        format!("{:.2}", s.node_hours),
+                        format!("{:.2}", s.proxy_hours),
+                        money(&s.cost),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    if !report.jobs.is_empty() {
+        show::table(
+            &["job", "name", "core-hours", "cost"],
+            report
+                .jobs
+                .iter()
+                .map(|j| vec![j.id.to_string(), j.name.clone(), format!("{:.3}", j.core_hours), money(&j.cost)])
+                .collect(),
+        );
+    }
+    println!("total: {}", money(&report.total));
     Ok(0)
 }
 

@@ -423,3 +423,37 @@ fn a_hung_agent_gets_health_error_and_its_tasks_finish_elsewhere() {
     kill(c.agent_pid("hangs"), Signal::SIGCONT).unwrap();
     eventually(20, "the agent to come back with health OK", || (health("hangs").1 == "OK").then_some(()));
 }
+
+#[test]
+fn cost_is_reported_per_set_per_job_and_in_total() {
+    let c = Cluster::start();
+    c.th(&["template", "create", "paid", "--provider", "local", "--rates", "Small=36000", "--currency", "EUR"]);
+    c.th(&["node", "add", "--template", "paid", "--count", "1", "--size", "Small"]);
+    c.th(&["node", "start", "--template", "paid"]);
+    c.await_nodes("paid", "Offline");
+    c.th(&["node", "online", "--template", "paid"]);
+    c.await_nodes("paid", "Online");
+    let id = c.submit(&["--sweep", "1-2", "--", "sleep", "0.2"]);
+    assert!(c.try_th(&["job", "wait", &id.to_string()]).status.success());
+    c.th(&["node", "stop", "--template", "paid"]);
+    c.await_nodes("paid", "NotDeployed");
+    let report = c.json(&["cost"]);
+    let set = &report["sets"][0];
+    assert_eq!(set["template"], "paid");
+    // 36000 EUR an hour is 10 EUR a second: a node up for a second or so costs some EUR.
+    let node_cost = set["cost"]["EUR"].as_f64().unwrap();
+    assert!(node_cost > 1.0, "{report}");
+    assert!(set["proxy_hours"].as_f64().unwrap() > 0.0, "proxies are billed: {report}");
+    let job = report["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).unwrap().clone();
+    let job_cost = job["cost"]["EUR"].as_f64().unwrap();
+    assert!(job_cost >= 3.9 && job_cost < node_cost, "two 0.2 s tasks at 10 EUR/s: {job}");
+    let only_job = c.json(&["cost", "--job", &id.to_string()]);
+    assert_eq!(only_job["sets"], Value::Array(vec![]));
+    assert_eq!(only_job["total"]["EUR"], job["cost"]["EUR"]);
+    let later = c.json(&["cost", "--since", "2099-01-01"]);
+    assert_eq!(later["sets"], Value::Array(vec![]), "nothing ran after 2099");
+    let err = c.th_fails(&["cost", "--since", "yesterday-ish"]);
+    assert!(err.contains("--since \"yesterday-ish\""), "{err}");
+    let text = c.th(&["cost"]);
+    assert!(text.contains("paid") && text.contains("EUR") && text.contains("total:"), "{text}");
+}

@@ -6,6 +6,7 @@
 //! of a batch before it carries out the commands or answers the caller, so nothing is
 //! acknowledged before it is on disk. Handlers never block, never read a clock, never do I/O.
 
+use crate::cost::{Usage, UsageKind};
 use crate::job::{Job, JobSubmission, TaskState};
 use crate::node_state::{Health, IllegalTransition, NodeEvent, NodeState};
 use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
@@ -243,6 +244,9 @@ pub struct Cluster {
     deploy_window: HashMap<String, VecDeque<Millis>>,
     /// Consecutive failed deployments per template.
     failures: HashMap<String, u32>,
+    /// Paid stretches that have not ended: nodes by name, proxies by template.
+    usage: HashMap<(UsageKind, String), Usage>,
+    next_usage: u64,
 }
 
 fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
@@ -265,6 +269,8 @@ impl Cluster {
             progressed: BTreeSet::new(),
             deploy_window: HashMap::new(),
             failures: HashMap::new(),
+            usage: HashMap::new(),
+            next_usage: 1,
         }
     }
 
@@ -275,6 +281,14 @@ impl Cluster {
         let mut c = Cluster::new(config);
         c.templates = snapshot.templates.into_iter().map(|t| (t.name.clone(), t)).collect();
         c.series = snapshot.series.into_iter().collect();
+        c.next_usage = snapshot.next_usage.max(1);
+        for u in snapshot.open_usage {
+            let key = match u.kind {
+                UsageKind::Node => (UsageKind::Node, u.name.clone()),
+                UsageKind::Proxies => (UsageKind::Proxies, u.template.clone()),
+            };
+            c.usage.insert(key, u);
+        }
         for mut r in snapshot.nodes {
             let disconnected_since = r.state.expects_agent().then_some(now);
             // The provision timeout runs from the restart: agents may be reconnecting right now.
@@ -421,6 +435,8 @@ impl Cluster {
             deploy_retries: t.deploy_retries,
             pause_after_failures: t.pause_after_failures,
             paused: t.paused.clone(),
+            rates: t.rates.clone(),
+            currency: t.currency.clone(),
             created_at: t.created_at,
         }
     }
@@ -613,6 +629,7 @@ impl Cluster {
             return Ok(());
         }
         let health = next.entry_health(&event);
+        let was_deployed = node.state.is_deployed();
         let mut line = format!("state {} -> {}", node.state.name(), next.name());
         if let NodeState::Unknown { cause, .. } = &next {
             line.push_str(&format!(": {cause}"));
@@ -620,11 +637,71 @@ impl Cluster {
         if health != node.health {
             line.push_str(&format!(", health {}", health.name()));
         }
+        let is_deployed = next.is_deployed();
         node.state = next;
         node.health = health;
         fx.ops.push(Op::PutNode(node.record()));
         log(fx, name, now, line);
+        if was_deployed != is_deployed {
+            self.account(fx, name, is_deployed, now);
+        }
         Ok(())
+    }
+
+    /// Opens or closes the paid stretch of a node that was deployed or removed, and of its
+    /// set's proxies, which are paid while any node of the set is deployed.
+    fn account(&mut self, fx: &mut Effects, name: &str, deployed: bool, now: Millis) {
+        let Some(node) = self.nodes.get(name) else { return };
+        let (Some(template), Some(size)) = (node.template.as_ref().and_then(|t| self.templates.get(t)), node.size)
+        else {
+            return;
+        };
+        let template = template.clone();
+        self.set_usage(fx, UsageKind::Node, name, &template, size, 1, deployed, now);
+        let set_active =
+            self.nodes.values().any(|n| n.template.as_deref() == Some(&template.name) && n.state.is_deployed());
+        let proxies = template.proxies;
+        self.set_usage(fx, UsageKind::Proxies, &template.name, &template, NodeSize::Small, proxies, set_active, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_usage(
+        &mut self,
+        fx: &mut Effects,
+        kind: UsageKind,
+        key: &str,
+        template: &Template,
+        size: NodeSize,
+        count: u32,
+        open: bool,
+        now: Millis,
+    ) {
+        let key = (kind, key.to_string());
+        match (open, self.usage.contains_key(&key)) {
+            (true, false) => {
+                let usage = Usage {
+                    id: self.next_usage,
+                    template: template.name.clone(),
+                    kind,
+                    name: if kind == UsageKind::Node { key.1.clone() } else { "proxies".into() },
+                    size,
+                    count,
+                    rate_micros: template.rate_micros(size),
+                    currency: template.currency.clone(),
+                    start: now,
+                    end: None,
+                };
+                self.next_usage += 1;
+                fx.ops.push(Op::PutUsage(usage.clone()));
+                self.usage.insert(key, usage);
+            }
+            (false, true) => {
+                let mut usage = self.usage.remove(&key).expect("checked");
+                usage.end = Some(now);
+                fx.ops.push(Op::PutUsage(usage));
+            }
+            _ => {}
+        }
     }
 
     fn burst_template(&self, name: &str) -> Result<Template> {
@@ -797,6 +874,11 @@ impl Cluster {
             (None, _) => {}
         }
         self.requeue_all(fx, name, false, now);
+        if self.nodes[name].state.is_deployed() {
+            // A failed node that never had a deployment stops costing when it is deleted.
+            self.nodes.get_mut(name).expect("checked above").state = NodeState::NotDeployed;
+            self.account(fx, name, false, now);
+        }
         self.nodes.remove(name);
         fx.ops.push(Op::DeleteNode(name.to_string()));
         Ok(())
@@ -1077,6 +1159,11 @@ impl Cluster {
             return;
         };
         let mut acked = Vec::with_capacity(results.len());
+        // The price of one core-hour on this node, if it is a burst node.
+        let price = self.nodes.get(&name).and_then(|n| {
+            let t = self.templates.get(n.template.as_ref()?)?;
+            Some((t.currency.clone(), t.rate_micros(n.size?) / n.cores.max(1) as u64))
+        });
         for result in results {
             acked.push(TaskAttempt { key: result.key, attempt: result.attempt });
             let current = self.running.get(&result.key).is_some_and(|r| r.attempt == result.attempt && r.node == name);
@@ -1089,6 +1176,12 @@ impl Cluster {
             node.used_cores = node.used_cores.saturating_sub(r.cores);
             let state = if result.exit_code == Some(0) { TaskState::Finished } else { TaskState::Failed };
             let job = self.jobs.get_mut(&result.key.job).expect("running tasks have jobs");
+            let core_ms = result.ended_at.saturating_sub(result.started_at) * r.cores as u64;
+            job.core_ms += core_ms;
+            if let Some((currency, per_core_hour)) = &price {
+                let micros = (core_ms as u128 * *per_core_hour as u128 / 3_600_000) as u64;
+                *job.cost_micros.entry(currency.clone()).or_default() += micros;
+            }
             let canceled = job.task_ended(result.key.index, state);
             fx.ops.extend(canceled.into_iter().map(|i| canceled_row(result.key.job, i, 0, now, DEPENDENCY_FAILED)));
             if job.settle(now) {
@@ -1512,6 +1605,8 @@ fn job_record(job: &Job) -> JobRecord {
         ended_at: job.ended_at,
         cursor: job.cursor,
         counts: job.counts,
+        core_ms: job.core_ms,
+        cost_micros: job.cost_micros.clone(),
     }
 }
 
@@ -1523,6 +1618,8 @@ fn job_progress(job: &Job) -> JobProgress {
         ended_at: job.ended_at,
         cursor: job.cursor,
         counts: job.counts,
+        core_ms: job.core_ms,
+        cost_micros: job.cost_micros.clone(),
     }
 }
 
@@ -1535,6 +1632,8 @@ fn job_view(job: &Job) -> JobView {
         cores_per_task: job.cores_per_task,
         retries: job.retries,
         tasks: job.counts,
+        core_hours: job.core_ms as f64 / 3_600_000.0,
+        cost: job.cost_micros.iter().map(|(c, m)| (c.clone(), *m as f64 / 1e6)).collect(),
         total_tasks: job.total(),
         spec: job.spec.clone(),
         submitted_at: job.submitted_at,

@@ -320,6 +320,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
     let mut nodes = BTreeMap::new();
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
     let mut tasks: BTreeMap<(JobId, u64), TaskRow> = BTreeMap::new();
+    let mut usage: BTreeMap<u64, crate::cost::Usage> = BTreeMap::new();
     for op in ops {
         match op.clone() {
             Op::PutTemplate(t) => {
@@ -349,6 +350,9 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
             Op::PutTask(t) => {
                 tasks.insert((t.job, t.index), t);
             }
+            Op::PutUsage(u) => {
+                usage.insert(u.id, u);
+            }
         }
     }
     Snapshot {
@@ -357,6 +361,8 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
         nodes: nodes.into_values().collect(),
         jobs: jobs.into_values().collect(),
         active_tasks: tasks.into_values().filter(|t| !t.state.is_terminal()).collect(),
+        next_usage: usage.keys().max().map_or(1, |m| m + 1),
+        open_usage: usage.into_values().filter(|u| u.end.is_none()).collect(),
     }
 }
 
@@ -695,4 +701,66 @@ fn a_template_pauses_itself_after_consecutive_failures_until_resumed() {
     let again = env.c.node_action(&mut env.fx, req, env.now).unwrap();
     assert!(again.iter().all(|r| r.ok));
     assert_eq!(deploys(&env.end()).len(), 2);
+}
+
+#[test]
+fn nodes_and_proxies_cost_from_start_to_removal_and_jobs_pay_for_core_time() {
+    const HOUR: Millis = 3_600_000;
+    let mut env = Env::new();
+    let t0 = env.now;
+    let names = env.online(1, "Medium");
+    let id = env.sweep("1-1", None, None, None);
+    let d = all_dispatches(&env.end()).remove(0);
+    let result = TaskResult {
+        key: d.key,
+        attempt: d.attempt,
+        exit_code: Some(0),
+        message: None,
+        started_at: t0,
+        ended_at: t0 + HOUR,
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    env.c.agent_results(&mut env.fx, env.sessions[&names[0]], vec![result], env.now);
+    env.end();
+    let job = env.c.job(id).unwrap();
+    assert_eq!(job.core_hours, 1.0);
+    assert_eq!(job.cost["USD"], 0.12, "one core of a 0.24/h two-core node for an hour");
+
+    env.now = t0 + 2 * HOUR;
+    env.act(NodeAction::Stop, &[&names[0]], false);
+    env.end();
+    env.c.removed(&mut env.fx, &names[0], &serde_json::json!({"pid": 1}), Ok(()), env.now);
+    env.end();
+    let usage: Vec<crate::cost::Usage> = snapshot_usage(&env.log);
+    assert!(usage.iter().all(|u| u.end.is_some()), "every stretch ended with the stop");
+    let sets = crate::cost::summarize(&usage, 0, t0 + 10 * HOUR);
+    assert_eq!((sets[0].node_hours, sets[0].proxy_hours), (2.0, 4.0));
+    assert!((sets[0].cost["USD"] - (0.48 + 0.48)).abs() < 1e-9, "{sets:?}");
+}
+
+#[test]
+fn open_paid_stretches_survive_a_restart() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    let mut fx = Effects::default();
+    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now);
+    let req = NodeActionRequest { action: NodeAction::Stop, template: None, names: names.clone(), force: false };
+    c.node_action(&mut fx, req, env.now + 1_000).unwrap();
+    c.removed(&mut fx, &names[0], &serde_json::json!({"pid": 1}), Ok(()), env.now + 1_000);
+    let mut log = env.log.clone();
+    log.extend(fx.ops);
+    let usage = snapshot_usage(&log);
+    assert_eq!(usage.len(), 2, "the restart closed the same two stretches it found open: {usage:?}");
+    assert!(usage.iter().all(|u| u.end == Some(env.now + 1_000)));
+}
+
+fn snapshot_usage(ops: &[Op]) -> Vec<crate::cost::Usage> {
+    let mut by_id = BTreeMap::new();
+    for op in ops {
+        if let Op::PutUsage(u) = op {
+            by_id.insert(u.id, u.clone());
+        }
+    }
+    by_id.into_values().collect()
 }

@@ -359,6 +359,10 @@ pub struct Job {
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
     pub counts: TaskCounts,
+    /// Core-milliseconds its tasks ran.
+    pub core_ms: u64,
+    /// What its tasks cost, in millionths, per currency.
+    pub cost_micros: std::collections::BTreeMap<String, u64>,
     /// Sweeps: how many positions of the range have been taken.
     pub cursor: u64,
     /// Tasks that went back to the queue, taken before new ones.
@@ -385,6 +389,8 @@ impl Job {
             started_at: None,
             ended_at: None,
             counts: TaskCounts { queued: total, ..Default::default() },
+            core_ms: 0,
+            cost_micros: Default::default(),
             cursor: 0,
             requeued: BTreeMap::new(),
             graph,
@@ -601,6 +607,8 @@ impl Job {
             started_at: record.started_at,
             ended_at: record.ended_at,
             counts: record.counts,
+            core_ms: record.core_ms,
+            cost_micros: record.cost_micros,
             cursor: record.cursor,
             requeued: BTreeMap::new(),
         };

@@ -6,6 +6,7 @@
 //! the [`persist::Op`]s; the scheduler is a pure function of a snapshot ([`scheduler::plan`]).
 
 pub mod cluster;
+pub mod cost;
 pub mod error;
 pub mod job;
 pub mod node_state;

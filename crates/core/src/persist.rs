@@ -31,6 +31,8 @@ pub enum Op {
     JobProgress(JobProgress),
     /// Inserts or replaces the row of one task.
     PutTask(TaskRow),
+    /// Inserts or replaces a stretch of paid time.
+    PutUsage(crate::cost::Usage),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +61,10 @@ pub struct JobRecord {
     pub ended_at: Option<Millis>,
     pub cursor: u64,
     pub counts: TaskCounts,
+    #[serde(default)]
+    pub core_ms: u64,
+    #[serde(default)]
+    pub cost_micros: std::collections::BTreeMap<String, u64>,
 }
 
 /// The parts of a job record that change while it runs.
@@ -70,6 +76,10 @@ pub struct JobProgress {
     pub ended_at: Option<Millis>,
     pub cursor: u64,
     pub counts: TaskCounts,
+    #[serde(default)]
+    pub core_ms: u64,
+    #[serde(default)]
+    pub cost_micros: std::collections::BTreeMap<String, u64>,
 }
 
 /// The stored row of a task that has started at least once (sweeps), or of every task
@@ -122,4 +132,8 @@ pub struct Snapshot {
     /// Rows of tasks of unfinished jobs that are queued again or running, and every row of
     /// unfinished jobs with explicit tasks.
     pub active_tasks: Vec<TaskRow>,
+    /// Paid stretches that have not ended.
+    pub open_usage: Vec<crate::cost::Usage>,
+    /// The id the next usage record gets.
+    pub next_usage: u64,
 }

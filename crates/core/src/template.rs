@@ -68,7 +68,17 @@ pub struct Template {
     /// Why the template paused itself; `None` while it deploys.
     #[serde(default)]
     pub paused: Option<String>,
+    /// Hourly prices in millionths by size name, overriding the 2011 list prices.
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, u64>,
+    /// The currency of the prices.
+    #[serde(default = "default_currency")]
+    pub currency: String,
     pub created_at: Millis,
+}
+
+fn default_currency() -> String {
+    crate::cost::DEFAULT_CURRENCY.to_string()
 }
 
 impl Template {
@@ -86,6 +96,8 @@ impl Template {
             deploy_retries: DEFAULT_DEPLOY_RETRIES,
             pause_after_failures: DEFAULT_PAUSE_AFTER,
             paused: None,
+            rates: Default::default(),
+            currency: default_currency(),
             created_at: 0,
         }
     }
@@ -93,6 +105,11 @@ impl Template {
     /// The prefix new nodes of this template are named with.
     pub fn prefix(&self) -> String {
         self.series_prefix.clone().unwrap_or_else(|| series_prefix(&self.provider))
+    }
+
+    /// The hourly price of one instance of `size`, in millionths of [`Template::currency`].
+    pub fn rate_micros(&self, size: crate::size::NodeSize) -> u64 {
+        self.rates.get(size.name()).copied().unwrap_or_else(|| crate::cost::default_rate_micros(size))
     }
 
     /// Cores the set's proxies take (each is Small: one core).
@@ -122,6 +139,11 @@ pub struct NewTemplate {
     pub deploy_retries: Option<u32>,
     #[serde(default)]
     pub pause_after_failures: Option<u32>,
+    /// `Small=0.10,Large=0.40`: hourly prices overriding the 2011 list prices.
+    #[serde(default)]
+    pub rates: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -143,6 +165,11 @@ pub struct TemplateEdit {
     pub deploy_retries: Option<u32>,
     #[serde(default)]
     pub pause_after_failures: Option<u32>,
+    /// `Small=0.10,Large=0.40`: hourly prices overriding the 2011 list prices.
+    #[serde(default)]
+    pub rates: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// Checks a name for templates and nodes: 1–63 letters, digits, `-` and `_`, starting with a
@@ -183,6 +210,11 @@ impl NewTemplate {
             deploy_retries: self.deploy_retries.unwrap_or(DEFAULT_DEPLOY_RETRIES),
             pause_after_failures: self.pause_after_failures.unwrap_or(DEFAULT_PAUSE_AFTER),
             paused: None,
+            rates: match &self.rates {
+                Some(text) => crate::cost::parse_rates(text)?,
+                None => Default::default(),
+            },
+            currency: self.currency.unwrap_or_else(default_currency),
             created_at: now,
         };
         template.check()?;
@@ -216,6 +248,15 @@ impl Template {
             return Err(Error::invalid(format!(
                 "{} deploy retries is out of range (give from 0 to 100)",
                 self.deploy_retries
+            )));
+        }
+        let currency_ok = !self.currency.is_empty()
+            && self.currency.len() <= 8
+            && self.currency.chars().all(|c| c.is_ascii_alphabetic());
+        if !currency_ok {
+            return Err(Error::invalid(format!(
+                "currency \"{}\" is not a currency code (use letters, e.g. USD or EUR)",
+                self.currency
             )));
         }
         if self.pause_after_failures == 0 {
@@ -267,6 +308,12 @@ impl Template {
         }
         if let Some(p) = edit.pause_after_failures {
             t.pause_after_failures = p;
+        }
+        if let Some(text) = &edit.rates {
+            t.rates.extend(crate::cost::parse_rates(text)?);
+        }
+        if let Some(c) = edit.currency {
+            t.currency = c;
         }
         t.check()?;
         Ok(t)

@@ -28,6 +28,9 @@ pub struct TemplateView {
     pub pause_after_failures: u32,
     /// Why the template paused itself; `null` while it deploys.
     pub paused: Option<String>,
+    /// Hourly prices in millionths by size name, where they differ from the 2011 list prices.
+    pub rates: std::collections::BTreeMap<String, u64>,
+    pub currency: String,
     pub created_at: Millis,
 }
 
@@ -104,6 +107,10 @@ pub struct JobView {
     pub retries: u32,
     /// Number of tasks per state.
     pub tasks: TaskCounts,
+    /// Core-hours its tasks ran.
+    pub core_hours: f64,
+    /// What its tasks cost on burst nodes, per currency (core-time at each node's price).
+    pub cost: std::collections::BTreeMap<String, f64>,
     pub total_tasks: u64,
     pub spec: JobSpec,
     pub submitted_at: Millis,
@@ -150,4 +157,26 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub kind: crate::ErrorKind,
     pub message: String,
+}
+
+/// What `thunderhead cost` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    /// The period, in milliseconds since the epoch.
+    pub since: Millis,
+    pub until: Millis,
+    /// Node-hours, proxy-hours and cost per set.
+    pub sets: Vec<crate::cost::SetCost>,
+    /// Core-hours and cost attributed to each job.
+    pub jobs: Vec<JobCost>,
+    /// What the sets cost (or, with a job filter, what that job cost), per currency.
+    pub total: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobCost {
+    pub id: JobId,
+    pub name: String,
+    pub core_hours: f64,
+    pub cost: std::collections::BTreeMap<String, f64>,
 }

@@ -10,11 +10,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::persist::TaskRow;
 use thunderhead_core::template::{NewTemplate, Template, TemplateEdit};
-use thunderhead_core::view::{AddNodes, ErrorBody, ErrorDetail, NodeActionRequest, TaskOutput, TaskView};
+use thunderhead_core::view::{
+    AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, TaskOutput, TaskView,
+};
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
 use thunderhead_store::{Store, TaskQuery};
@@ -40,6 +43,7 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Ro
         .route("/api/v1/nodes/actions", post(node_action))
         .route("/api/v1/nodes/{name}", get(show_node))
         .route("/api/v1/nodes/{name}/log", get(node_log))
+        .route("/api/v1/cost", get(cost))
         .route("/api/v1/jobs", get(list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
@@ -238,4 +242,56 @@ async fn show_task(State(api): State<Api>, Path((id, index)): Path<(u64, u64)>) 
         },
     });
     Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+struct CostFilter {
+    template: Option<String>,
+    job: Option<u64>,
+    /// Milliseconds since the epoch; default: everything.
+    since: Option<u64>,
+}
+
+/// Node-hours and cost per set from the usage records, and cost per job from the jobs.
+async fn cost(State(api): State<Api>, Query(filter): Query<CostFilter>) -> Answer {
+    let until = crate::now_millis();
+    let since = filter.since.unwrap_or(0);
+    if let Some(t) = &filter.template {
+        api.handle.ask(Request::ShowTemplate(t.clone())).await?;
+    }
+    let jobs: Vec<JobView> = serde_json::from_value(api.handle.ask(Request::ListJobs).await?).expect("job views");
+    if let Some(id) = filter.job
+        && !jobs.iter().any(|j| j.id == id)
+    {
+        return Err(Error::not_found(format!("job {id} does not exist (see thunderhead job list)")).into());
+    }
+    let store = api.store.clone();
+    let usage = tokio::task::spawn_blocking(move || store.usage(since)).await.expect("no panic")?;
+    let mut sets = thunderhead_core::cost::summarize(&usage, since, until);
+    sets.retain(|s| filter.template.as_deref().is_none_or(|t| t == s.template));
+    let jobs: Vec<JobCost> = jobs
+        .into_iter()
+        .filter(|j| filter.job.is_none_or(|id| id == j.id))
+        .filter(|j| j.ended_at.is_none_or(|e| e >= since))
+        .map(|j| JobCost { id: j.id, name: j.name, core_hours: j.core_hours, cost: j.cost })
+        .collect();
+    let mut total: BTreeMap<String, f64> = BTreeMap::new();
+    let spent: Vec<&BTreeMap<String, f64>> = if filter.job.is_some() {
+        jobs.iter().map(|j| &j.cost).collect()
+    } else {
+        sets.iter().map(|s| &s.cost).collect()
+    };
+    for cost in spent {
+        for (currency, amount) in cost {
+            *total.entry(currency.clone()).or_default() += amount;
+        }
+    }
+    let report = CostReport {
+        since,
+        until,
+        sets: if filter.job.is_some() { vec![] } else { sets },
+        jobs: if filter.template.is_some() { vec![] } else { jobs },
+        total,
+    };
+    Ok(Json(serde_json::to_value(report).expect("reports serialise")))
 }

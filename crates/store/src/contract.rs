@@ -41,6 +41,8 @@ pub fn sweep_job(id: u64, len: u64) -> JobRecord {
         ended_at: None,
         cursor: 0,
         counts: TaskCounts { queued: len, ..Default::default() },
+        core_ms: 0,
+        cost_micros: Default::default(),
     }
 }
 
@@ -49,7 +51,16 @@ pub fn row(job: u64, index: u64, state: TaskState) -> TaskRow {
 }
 
 pub fn progress(id: u64, state: JobState, cursor: u64) -> JobProgress {
-    JobProgress { id, state, started_at: Some(2), ended_at: None, cursor, counts: TaskCounts::default() }
+    JobProgress {
+        id,
+        state,
+        started_at: Some(2),
+        ended_at: None,
+        cursor,
+        counts: TaskCounts::default(),
+        core_ms: 7_200_000,
+        cost_micros: [("USD".to_string(), 240_000)].into(),
+    }
 }
 
 #[macro_export]
@@ -97,6 +108,45 @@ macro_rules! store_contract_tests {
                 let mut active: Vec<u64> = snap.active_tasks.iter().map(|r| r.index).collect();
                 active.sort();
                 assert_eq!(active, [1, 3], "finished rows of sweeps are not loaded");
+            }
+
+            #[test]
+            fn usage_and_job_cost_are_kept() {
+                use thunderhead_core::cost::{Usage, UsageKind};
+                use thunderhead_core::size::NodeSize;
+                let dir = tempfile::tempdir().unwrap();
+                let usage = |id: u64, start: u64, end: Option<u64>| Usage {
+                    id,
+                    template: "t".into(),
+                    kind: UsageKind::Node,
+                    name: format!("n{id}"),
+                    size: NodeSize::Small,
+                    count: 1,
+                    rate_micros: 120_000,
+                    currency: "USD".into(),
+                    start,
+                    end,
+                };
+                {
+                    let s = open(dir.path());
+                    s.apply(&[
+                        Op::PutUsage(usage(1, 0, Some(100))),
+                        Op::PutUsage(usage(2, 50, None)),
+                        Op::PutUsage(usage(3, 60, None)),
+                        Op::InsertJob(sweep_job(1, 5)),
+                        Op::JobProgress(progress(1, JobState::Running, 1)),
+                    ])
+                    .unwrap();
+                    s.apply(&[Op::PutUsage(usage(3, 60, Some(500)))]).unwrap();
+                }
+                let s = open(dir.path());
+                let snap = s.load().unwrap();
+                assert_eq!(snap.open_usage, vec![usage(2, 50, None)]);
+                assert_eq!(snap.next_usage, 4);
+                assert_eq!(snap.jobs[0].core_ms, 7_200_000);
+                assert_eq!(snap.jobs[0].cost_micros["USD"], 240_000);
+                let since: Vec<u64> = s.usage(200).unwrap().iter().map(|u| u.id).collect();
+                assert_eq!(since, [2, 3], "the stretch that ended before 200 is left out");
             }
 
             #[test]

@@ -54,6 +54,8 @@ pub trait Store: Send + Sync {
     fn task(&self, job: JobId, index: u64) -> Result<Option<TaskRow>>;
     /// The lifecycle log of a node, oldest first.
     fn node_log(&self, node: &str) -> Result<Vec<NodeLogEntry>>;
+    /// Paid stretches that lasted past `since` (milliseconds since the epoch), oldest first.
+    fn usage(&self, since: u64) -> Result<Vec<thunderhead_core::cost::Usage>>;
     /// Checks the database's own consistency.
     fn integrity_check(&self) -> Result<()>;
 }

@@ -5,15 +5,25 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use thunderhead_core::JobId;
+use thunderhead_core::cost::Usage;
 use thunderhead_core::job::{JobSpec, TaskState};
 use thunderhead_core::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
 use thunderhead_core::template::Template;
 use thunderhead_core::view::NodeLogEntry;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// `MIGRATIONS[v]` takes a database from schema version `v` to `v + 1`.
+const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+
+/// Paid stretches of nodes and proxies.
+const SCHEMA_2: &str = "
+CREATE TABLE usage (id INTEGER PRIMARY KEY, ended INTEGER, body TEXT NOT NULL);
+CREATE INDEX usage_by_end ON usage (ended);
+";
+
+const SCHEMA_1: &str = "
 CREATE TABLE templates (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE series (prefix TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE nodes (name TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -66,9 +76,11 @@ impl SqliteStore {
                     reason: "it holds tables but no Thunderhead schema version".into(),
                 });
             }
-            writer
-                .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
-                .map_err(engine)?;
+        }
+        // Each migration runs in its own transaction with the version it reaches.
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let to = from + 1;
+            writer.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {to}; COMMIT;")).map_err(engine)?;
         }
         let reader = Connection::open(path).map_err(engine)?;
         reader.execute_batch("PRAGMA busy_timeout = 5000;").map_err(engine)?;
@@ -105,6 +117,10 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             tx.prepare_cached("DELETE FROM nodes WHERE name = ?1")?.execute(params![name])?;
             tx.prepare_cached("DELETE FROM node_log WHERE node = ?1")?.execute(params![name])?;
         }
+        Op::PutUsage(u) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO usage (id, ended, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![u.id as i64, u.end.map(|e| e as i64), json(u)])?;
+        }
         Op::NodeLog { node, at, message } => {
             tx.prepare_cached("INSERT INTO node_log (node, at, message) VALUES (?1, ?2, ?3)")?
                 .execute(params![node, *at as i64, message])?;
@@ -121,6 +137,8 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 ended_at: j.ended_at,
                 cursor: j.cursor,
                 counts: j.counts,
+                core_ms: j.core_ms,
+                cost_micros: j.cost_micros.clone(),
             };
             tx.prepare_cached("INSERT INTO jobs (id, kind, terminal, body, progress) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![j.id as i64, kind, j.state.is_terminal(), json(j), json(&progress)])?;
@@ -218,6 +236,8 @@ impl Store for SqliteStore {
                 job.ended_at = p.ended_at;
                 job.cursor = p.cursor;
                 job.counts = p.counts;
+                job.core_ms = p.core_ms;
+                job.cost_micros = p.cost_micros;
                 jobs.push(job);
             }
         }
@@ -234,7 +254,13 @@ impl Store for SqliteStore {
                 active_tasks.push(row.map_err(|e| self.corrupt(e))?);
             }
         }
-        Ok(Snapshot { templates, series, nodes, jobs, active_tasks })
+        let open_usage = bodies("SELECT body FROM usage WHERE ended IS NULL ORDER BY id")?
+            .iter()
+            .map(|b| serde_json::from_str::<Usage>(b).map_err(|e| parse("usage", &e.to_string())))
+            .collect::<Result<_>>()?;
+        let next_usage: i64 =
+            db.query_row("SELECT coalesce(max(id), 0) + 1 FROM usage", [], |r| r.get(0)).map_err(engine)?;
+        Ok(Snapshot { templates, series, nodes, jobs, active_tasks, open_usage, next_usage: next_usage as u64 })
     }
 
     fn apply(&self, ops: &[Op]) -> Result<()> {
@@ -278,6 +304,22 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(engine)
     }
 
+    fn usage(&self, since: u64) -> Result<Vec<Usage>> {
+        let db = self.reader.lock().expect("reader lock");
+        let mut stmt = db
+            .prepare_cached("SELECT body FROM usage WHERE ended IS NULL OR ended > ?1 ORDER BY id")
+            .map_err(engine)?;
+        let rows = stmt.query_map(params![since as i64], |r| r.get::<_, String>(0)).map_err(engine)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let body = row.map_err(engine)?;
+            out.push(
+                serde_json::from_str(&body).map_err(|e| self.corrupt(format!("a usage record cannot be read: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
     fn integrity_check(&self) -> Result<()> {
         let db = self.reader.lock().expect("reader lock");
         let verdict: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(engine)?;
@@ -299,6 +341,21 @@ mod tests {
         Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
         let err = SqliteStore::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 99") && err.contains("upgrade"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&format!("{SCHEMA_1} PRAGMA user_version = 1;")).unwrap();
+        old.execute("INSERT INTO series (prefix, last) VALUES ('LocalCN-', 7)", []).unwrap();
+        drop(old);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.load().unwrap().series, vec![("LocalCN-".to_string(), 7)]);
+        assert!(s.usage(0).unwrap().is_empty(), "the usage table exists");
+        let version: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]
