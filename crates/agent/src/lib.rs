@@ -8,9 +8,11 @@
 
 mod outbox;
 mod reaper;
+mod relay;
 mod runner;
 
-pub use runner::{AgentConfig, run};
+pub use relay::{ProxyConfig, run_proxy};
+pub use runner::{AgentConfig, AgentError, run};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_millis() -> u64 {

@@ -70,6 +70,8 @@ struct Agent {
     outgoing: Vec<AgentMsg>,
     ended: Vec<TaskResult>,
     failures: u32,
+    /// The address of the next connection attempt, in the list of server URLs.
+    next_url: usize,
     /// The head node's heartbeat interval, from its welcome.
     heartbeat_every: Duration,
     last_beat: std::time::Instant,
@@ -77,7 +79,17 @@ struct Agent {
 
 /// Runs the agent until the head node stops its node or the process is told to terminate.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
-    let ws_url = websocket_url(&config.server)?;
+    // One URL, or the set's proxies separated by commas: the agent fails over between them.
+    let ws_urls: Vec<String> = config
+        .server
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(websocket_url)
+        .collect::<Result<_, _>>()?;
+    if ws_urls.is_empty() {
+        return Err(AgentError::Setup("no server URL given (give --server URL)".into()));
+    }
     let tasks_dir = config.work_dir.join("tasks");
     // Directories of tasks from an earlier run of this agent are stale.
     let _ = std::fs::remove_dir_all(&tasks_dir);
@@ -100,17 +112,18 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         outgoing: Vec::new(),
         ended: Vec::new(),
         failures: 0,
+        next_url: 0,
         heartbeat_every: Duration::from_secs(10),
         last_beat: std::time::Instant::now(),
     };
     spawn_signal_watch(tx.clone());
     spawn_heartbeat(tx.clone());
-    spawn_connector(ws_url.clone(), tx.clone(), Duration::ZERO);
+    spawn_connector(ws_urls[0].clone(), tx.clone(), Duration::ZERO);
     tracing::info!(name = %agent.config.name, cores = agent.config.cores, server = %agent.config.server, "agent started");
     while let Some(event) = rx.recv().await {
-        let mut outcome = agent.handle(event, &ws_url);
+        let mut outcome = agent.handle(event, &ws_urls);
         while let (Ok(false), Ok(event)) = (&outcome, rx.try_recv()) {
-            outcome = agent.handle(event, &ws_url);
+            outcome = agent.handle(event, &ws_urls);
         }
         let stop = match outcome {
             Ok(stop) => stop,
@@ -223,7 +236,7 @@ fn tail(path: &Path) -> String {
 
 impl Agent {
     /// Handles one event; returns true when the agent must stop.
-    fn handle(&mut self, event: Event, ws_url: &str) -> Result<bool, AgentError> {
+    fn handle(&mut self, event: Event, ws_urls: &[String]) -> Result<bool, AgentError> {
         match event {
             Event::Connected(ws) => {
                 // Results that ended in this round go to the outbox first, so the hello names
@@ -252,8 +265,15 @@ impl Agent {
                     tracing::warn!(%reason, "disconnected from the head node; reconnecting");
                 }
                 self.failures += 1;
-                let delay = Duration::from_millis((100u64 << self.failures.min(6)).min(5_000));
-                spawn_connector(ws_url.to_string(), self.events.clone(), delay);
+                // Try the next address at once; back off only after a round of all of them.
+                self.next_url = (self.next_url + 1) % ws_urls.len();
+                let rounds = (self.failures as usize).div_ceil(ws_urls.len()) as u32;
+                let delay = if (self.failures as usize) < ws_urls.len() {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_millis((100u64 << rounds.min(6)).min(5_000))
+                };
+                spawn_connector(ws_urls[self.next_url].clone(), self.events.clone(), delay);
             }
             Event::Message(msg) => return self.on_message(msg),
             Event::Exited { task, exit } => self.on_exit(task, exit),

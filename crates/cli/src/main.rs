@@ -45,6 +45,8 @@ enum Command {
     Server(ServerArgs),
     /// Join this machine to a cluster as a compute node
     Agent(AgentArgs),
+    /// Relay a set's agents to the head node (deployed by providers with each started set)
+    Proxy(ProxyArgs),
     /// Start a throw-away head node, burst 4 local nodes and run a 240-task sweep on them
     Quickstart(quickstart::QuickstartArgs),
     /// Node templates: how burst nodes are deployed
@@ -107,6 +109,16 @@ struct AgentArgs {
     /// Directory for task files and the result outbox [default: STATE/agent-NAME]
     #[arg(long)]
     work_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Where to listen (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Write the URL agents connect to here once listening
+    #[arg(long)]
+    address_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -327,7 +339,7 @@ enum TaskCommand {
 fn main() {
     let cli = Cli::parse();
     let level = match cli.command {
-        Command::Server(_) | Command::Agent(_) => "info",
+        Command::Server(_) | Command::Agent(_) | Command::Proxy(_) => "info",
         _ => "warn",
     };
     let level = std::env::var("THUNDERHEAD_LOG").unwrap_or_else(|_| level.to_string());
@@ -357,6 +369,13 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Server(args) => serve(args),
         Command::Agent(args) => agent(args, cli.server),
+        Command::Proxy(args) => {
+            let server = cli.server.context("give the head node's URL with --server URL")?;
+            let config =
+                thunderhead_agent::ProxyConfig { server, listen: args.listen, address_file: args.address_file };
+            runtime()?.block_on(thunderhead_agent::run_proxy(config))?;
+            Ok(0)
+        }
         Command::Quickstart(args) => quickstart::run(args),
         Command::Template(c) => template(&client()?, c, cli.json),
         Command::Node(c) => node(&client()?, c, cli.json),
@@ -475,6 +494,10 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                     })
                     .collect();
                 println!("prices:      {} {} per hour", rates.join(", "), t.currency);
+                for p in &t.proxy_list {
+                    let detail = p.url.clone().or_else(|| p.cause.clone()).unwrap_or_default();
+                    println!("proxy:       {} {} {detail}", p.name, p.state);
+                }
                 if let Some(why) = &t.paused {
                     println!("PAUSED:      {why} (thunderhead template resume {})", t.name);
                 }

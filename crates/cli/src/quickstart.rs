@@ -65,12 +65,14 @@ fn end_on_interrupt(runtime: &tokio::runtime::Runtime, state: std::path::PathBuf
         }
         if let Ok(entries) = std::fs::read_dir(state.join("nodes")) {
             for entry in entries.flatten() {
-                let pid = std::fs::read_to_string(entry.path().join("agent.pid"))
-                    .ok()
-                    .and_then(|p| p.trim().parse::<i32>().ok());
-                if let Some(pid) = pid {
-                    let _ =
-                        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                for file in ["agent.pid", "proxy.pid"] {
+                    let pid = std::fs::read_to_string(entry.path().join(file))
+                        .ok()
+                        .and_then(|p| p.trim().parse::<i32>().ok());
+                    if let Some(pid) = pid {
+                        let group = nix::unistd::Pid::from_raw(pid);
+                        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+                    }
                 }
             }
         }

@@ -120,8 +120,14 @@ fn a_failed_deployment_leaves_the_node_unknown_with_the_reason_in_its_log() {
     let nodes = c.json(&["node", "list", "--template", "broken"]);
     assert_eq!(nodes[0]["health"], "Unapproved");
     assert!(nodes[0]["cause"].as_str().unwrap().contains("cannot create the node directory"), "{nodes}");
+    // The set's proxies go first, and they cannot be deployed there either.
     let log = c.th(&["node", "log", "LocalCN-0001"]);
-    assert!(log.contains("deployment failed: cannot create the node directory /dev/null/nodes/LocalCN-0001"), "{log}");
+    assert!(
+        log.contains("no proxy of set broken is up: cannot create the node directory /dev/null/nodes/broken-proxy-"),
+        "{log}"
+    );
+    let proxy_log = c.th(&["node", "log", "broken-proxy-1"]);
+    assert!(proxy_log.contains("proxy deployment failed: cannot create the node directory"), "{proxy_log}");
     // A failed node can be deleted.
     c.th(&["node", "delete", "LocalCN-0001"]);
 }
@@ -456,4 +462,53 @@ fn cost_is_reported_per_set_per_job_and_in_total() {
     assert!(err.contains("--since \"yesterday-ish\""), "{err}");
     let text = c.th(&["cost"]);
     assert!(text.contains("paid") && text.contains("EUR") && text.contains("total:"), "{text}");
+}
+
+#[test]
+fn agents_reach_the_head_node_through_proxies_and_fail_over_when_one_dies() {
+    let c = Cluster::start();
+    c.burst("relayed", 2, "Small");
+    let template = c.json(&["template", "show", "relayed"]);
+    let proxies = template["proxy_list"].as_array().unwrap().clone();
+    assert_eq!(proxies.len(), 2, "{template}");
+    assert!(proxies.iter().all(|p| p["state"] == "Up"), "{template}");
+    let urls: Vec<String> = proxies.iter().map(|p| p["url"].as_str().unwrap().to_string()).collect();
+    // The agents were given the proxies' addresses, not the head node's.
+    let pid: i32 =
+        std::fs::read_to_string(c.state_dir().join("nodes/LocalCN-0001/agent.pid")).unwrap().trim().parse().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().replace('\0', " ");
+    assert!(urls.iter().all(|u| cmdline.contains(u.as_str())), "{cmdline}");
+    assert!(!cmdline.contains(&c.url()), "{cmdline}");
+
+    let ran = c.dir.path().join("ran.log");
+    let script = format!("sleep 0.05; echo $THUNDERHEAD_SWEEP_INDEX >> {}", ran.display());
+    let id = c.submit(&["--sweep", "1-80", "--", "sh", "-c", &script]);
+    eventually(30, "a quarter of the sweep", || (counts(&c.job(id)).2 >= 20).then_some(()));
+    let proxy_pid: i32 =
+        std::fs::read_to_string(c.state_dir().join("nodes/relayed-proxy-1/proxy.pid")).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(proxy_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    assert_eq!(counts(&c.job(id)), (0, 0, 80, 0, 0));
+    let mut runs: BTreeMap<u64, u32> = BTreeMap::new();
+    for line in std::fs::read_to_string(&ran).unwrap().lines() {
+        *runs.entry(line.trim().parse().unwrap()).or_default() += 1;
+    }
+    assert_eq!(runs.len(), 80);
+    assert!(runs.values().all(|n| *n == 1), "no task ran twice: {runs:?}");
+    // The dead proxy is replaced on its address.
+    eventually(20, "the proxy to be redeployed", || {
+        let log = c.th(&["node", "log", "relayed-proxy-1"]);
+        log.contains("proxy gone").then_some(())
+    });
+    eventually(20, "the proxy to be up again", || {
+        let t = c.json(&["template", "show", "relayed"]);
+        let p = t["proxy_list"].as_array().unwrap().iter().find(|p| p["name"] == "relayed-proxy-1").cloned()?;
+        (p["state"] == "Up" && p["url"] == urls[0].as_str()).then_some(())
+    });
+    c.th(&["node", "stop", "--template", "relayed"]);
+    c.await_nodes("relayed", "NotDeployed");
+    eventually(20, "the proxies to be removed", || {
+        c.json(&["template", "show", "relayed"])["proxy_list"].as_array().unwrap().is_empty().then_some(())
+    });
 }

@@ -17,6 +17,8 @@ use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionRe
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
+mod proxies;
+
 /// Identifies one connection of an agent.
 pub type SessionId = u64;
 
@@ -206,10 +208,23 @@ pub enum Command {
         session: SessionId,
         reason: String,
     },
+    /// Deploy a node whose agent connects through `via` (the set's proxies).
     Deploy {
         node: String,
         template: Template,
         size: NodeSize,
+        via: Vec<String>,
+    },
+    /// Deploy a proxy, on `address` if it had one before.
+    DeployProxy {
+        proxy: String,
+        template: Template,
+        address: Option<String>,
+    },
+    RemoveProxy {
+        proxy: String,
+        template: Template,
+        handle: serde_json::Value,
     },
     Remove {
         node: String,
@@ -247,6 +262,8 @@ pub struct Cluster {
     /// Paid stretches that have not ended: nodes by name, proxies by template.
     usage: HashMap<(UsageKind, String), Usage>,
     next_usage: u64,
+    /// Every set's proxies, by name.
+    proxies: BTreeMap<String, crate::proxy::ProxyRecord>,
 }
 
 fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
@@ -271,6 +288,7 @@ impl Cluster {
             failures: HashMap::new(),
             usage: HashMap::new(),
             next_usage: 1,
+            proxies: BTreeMap::new(),
         }
     }
 
@@ -346,6 +364,7 @@ impl Cluster {
             }
             c.jobs.insert(id, job);
         }
+        c.restore_proxies(snapshot.proxies, fx, now);
         // A stop that was under way when the head node went down is finished now.
         let stopping: Vec<String> = c
             .nodes
@@ -437,6 +456,7 @@ impl Cluster {
             paused: t.paused.clone(),
             rates: t.rates.clone(),
             currency: t.currency.clone(),
+            proxy_list: self.proxies_of(&t.name),
             created_at: t.created_at,
         }
     }
@@ -662,6 +682,7 @@ impl Cluster {
             self.nodes.values().any(|n| n.template.as_deref() == Some(&template.name) && n.state.is_deployed());
         let proxies = template.proxies;
         self.set_usage(fx, UsageKind::Proxies, &template.name, &template, NodeSize::Small, proxies, set_active, now);
+        self.ensure_proxies(fx, &template, set_active, now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -777,6 +798,12 @@ impl Cluster {
             if window.len() >= template.deploy_rate as usize {
                 continue;
             }
+            // Agents reach the head node through the set's proxies: wait until every proxy has
+            // answered, so each agent is given all the addresses to fail over between.
+            let Some(via) = self.proxy_urls(&template.name) else {
+                continue;
+            };
+            let window = self.deploy_window.entry(template.name.clone()).or_default();
             window.push_back(now);
             let node = self.nodes.get_mut(&name).expect("listed above");
             node.awaiting_deploy = false;
@@ -785,7 +812,7 @@ impl Cluster {
             let size = node.size.unwrap_or(NodeSize::Small);
             let attempt = node.deploy_attempts;
             log(fx, &name, now, format!("deploying (attempt {attempt}) with provider {}", template.provider));
-            fx.commands.push(Command::Deploy { node: name, template, size });
+            fx.commands.push(Command::Deploy { node: name, template, size, via });
         }
     }
 

@@ -15,6 +15,8 @@ struct Env {
     sessions: BTreeMap<String, SessionId>,
     /// Every op pushed so far, to rebuild a snapshot from.
     log: Vec<Op>,
+    /// Answer proxy deployments at once.
+    auto_proxies: bool,
 }
 
 impl Env {
@@ -26,6 +28,7 @@ impl Env {
             next_session: 1,
             sessions: BTreeMap::new(),
             log: Vec::new(),
+            auto_proxies: true,
         };
         let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() };
         env.c.create_template(&mut env.fx, t, env.now).unwrap();
@@ -33,13 +36,34 @@ impl Env {
         env
     }
 
-    /// Ends the batch: schedules, checks invariants, returns what the batch produced.
+    /// Ends the batch: schedules, checks invariants, returns what the batch produced. Proxy
+    /// deployments are answered at once, as an instant provider would, and their follow-ups
+    /// are part of the batch.
     fn end(&mut self) -> Effects {
-        self.c.end_batch(&mut self.fx, self.now);
-        self.c.check_invariants().unwrap();
-        let fx = std::mem::take(&mut self.fx);
-        self.log.extend(fx.ops.iter().cloned());
-        fx
+        let mut all = Effects::default();
+        loop {
+            self.c.end_batch(&mut self.fx, self.now);
+            self.c.check_invariants().unwrap();
+            let fx = std::mem::take(&mut self.fx);
+            self.log.extend(fx.ops.iter().cloned());
+            let proxies: Vec<String> = fx
+                .commands
+                .iter()
+                .filter_map(|c| match c {
+                    Command::DeployProxy { proxy, .. } => Some(proxy.clone()),
+                    _ => None,
+                })
+                .collect();
+            all.ops.extend(fx.ops);
+            all.commands.extend(fx.commands);
+            if proxies.is_empty() || !self.auto_proxies {
+                return all;
+            }
+            for p in proxies {
+                let answer = Ok((serde_json::json!({"proxy": p}), format!("http://127.0.0.1:9/{p}")));
+                self.c.proxy_deployed(&mut self.fx, &p, answer, self.now);
+            }
+        }
     }
 
     fn act(&mut self, action: NodeAction, names: &[&str], force: bool) -> Vec<NodeActionResult> {
@@ -321,6 +345,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
     let mut jobs: BTreeMap<JobId, JobRecord> = BTreeMap::new();
     let mut tasks: BTreeMap<(JobId, u64), TaskRow> = BTreeMap::new();
     let mut usage: BTreeMap<u64, crate::cost::Usage> = BTreeMap::new();
+    let mut proxies: BTreeMap<String, crate::proxy::ProxyRecord> = BTreeMap::new();
     for op in ops {
         match op.clone() {
             Op::PutTemplate(t) => {
@@ -353,6 +378,12 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
             Op::PutUsage(u) => {
                 usage.insert(u.id, u);
             }
+            Op::PutProxy(p) => {
+                proxies.insert(p.name.clone(), p);
+            }
+            Op::DeleteProxy(p) => {
+                proxies.remove(&p);
+            }
         }
     }
     Snapshot {
@@ -363,6 +394,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
         active_tasks: tasks.into_values().filter(|t| !t.state.is_terminal()).collect(),
         next_usage: usage.keys().max().map_or(1, |m| m + 1),
         open_usage: usage.into_values().filter(|u| u.end.is_none()).collect(),
+        proxies: proxies.into_values().collect(),
     }
 }
 
@@ -763,4 +795,94 @@ fn snapshot_usage(ops: &[Op]) -> Vec<crate::cost::Usage> {
         }
     }
     by_id.into_values().collect()
+}
+
+#[test]
+fn a_started_set_runs_its_proxies_first_and_removes_them_with_its_last_node() {
+    let mut env = Env::new();
+    env.auto_proxies = false;
+    let names = env.add(2, "Small");
+    let req = |action| NodeActionRequest { action, template: Some("t".into()), names: vec![], force: false };
+    env.c.node_action(&mut env.fx, req(NodeAction::Start), env.now).unwrap();
+    let fx = env.end();
+    let proxies: Vec<String> = fx
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::DeployProxy { proxy, .. } => Some(proxy.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proxies, ["t-proxy-1", "t-proxy-2"]);
+    assert!(deploys(&fx).is_empty(), "nodes wait for a proxy");
+    env.c.proxy_deployed(&mut env.fx, "t-proxy-1", Ok((serde_json::json!(1), "http://127.0.0.1:1001".into())), env.now);
+    assert!(deploys(&env.end()).is_empty(), "nodes wait until every proxy has answered");
+    env.c.proxy_deployed(&mut env.fx, "t-proxy-2", Err("no capacity".into()), env.now);
+    let fx = env.end();
+    let via: Vec<Vec<String>> = fx
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Deploy { via, .. } => Some(via.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(via, vec![vec!["http://127.0.0.1:1001".to_string()]; 2]);
+    let shown = env.c.template("t").unwrap().proxy_list;
+    let states: Vec<&str> = shown.iter().map(|p| p.state.as_str()).collect();
+    assert_eq!(states, ["Up", "Failed"]);
+
+    // Stopping the set removes its proxies once no node is deployed.
+    for n in &names {
+        env.c.deployed(&mut env.fx, n, Ok(serde_json::json!({"node": n})), env.now);
+    }
+    env.c.node_action(&mut env.fx, req(NodeAction::Stop), env.now).unwrap();
+    env.end();
+    for n in &names {
+        env.c.removed(&mut env.fx, n, &serde_json::json!({"node": n}), Ok(()), env.now);
+    }
+    let fx = env.end();
+    let removals: Vec<(String, serde_json::Value)> = fx
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::RemoveProxy { proxy, handle, .. } => Some((proxy.clone(), handle.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removals.len(), 1, "the failed proxy had nothing deployed");
+    for (p, h) in removals {
+        env.c.proxy_removed(&mut env.fx, &p, &h, Ok(()), env.now);
+    }
+    env.end();
+    assert!(env.c.template("t").unwrap().proxy_list.is_empty());
+}
+
+#[test]
+fn a_dead_proxy_is_redeployed_on_its_address() {
+    let mut env = Env::new();
+    env.online(1, "Small");
+    env.c.proxy_gone(&mut env.fx, "t-proxy-1", env.now);
+    env.auto_proxies = false;
+    let fx = env.end();
+    let again = fx.commands.iter().find_map(|c| match c {
+        Command::DeployProxy { proxy, address, .. } => Some((proxy.clone(), address.clone())),
+        _ => None,
+    });
+    assert_eq!(again, Some(("t-proxy-1".into(), Some("http://127.0.0.1:9/t-proxy-1".into()))));
+}
+
+#[test]
+fn when_no_proxy_can_be_deployed_the_waiting_nodes_fail_with_the_reason() {
+    let mut env = Env::new();
+    env.auto_proxies = false;
+    let names = env.add(1, "Small");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.end();
+    env.c.proxy_deployed(&mut env.fx, "t-proxy-1", Err("no capacity".into()), env.now);
+    assert_eq!(env.state(&names[0]).0, "Provisioning", "the other proxy may still come up");
+    env.c.proxy_deployed(&mut env.fx, "t-proxy-2", Err("no capacity".into()), env.now);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Unknown");
+    assert!(env.c.node(&names[0]).unwrap().cause.unwrap().contains("no proxy of set t is up: no capacity"));
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod job;
 pub mod node_state;
 pub mod persist;
+pub mod proxy;
 pub mod scheduler;
 pub mod size;
 pub mod sweep;

@@ -33,6 +33,8 @@ pub enum Op {
     PutTask(TaskRow),
     /// Inserts or replaces a stretch of paid time.
     PutUsage(crate::cost::Usage),
+    PutProxy(crate::proxy::ProxyRecord),
+    DeleteProxy(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,4 +138,5 @@ pub struct Snapshot {
     pub open_usage: Vec<crate::cost::Usage>,
     /// The id the next usage record gets.
     pub next_usage: u64,
+    pub proxies: Vec<crate::proxy::ProxyRecord>,
 }

@@ -31,6 +31,8 @@ pub struct TemplateView {
     /// Hourly prices in millionths by size name, where they differ from the 2011 list prices.
     pub rates: std::collections::BTreeMap<String, u64>,
     pub currency: String,
+    /// The set's proxies while it is started.
+    pub proxy_list: Vec<crate::proxy::ProxyView>,
     pub created_at: Millis,
 }
 

@@ -22,6 +22,25 @@ pub fn request(provider: &str, node: &str) -> crate::DeployRequest {
     }
 }
 
+/// A stand-in for the `thunderhead` program: it sleeps as an agent does, and as a proxy it
+/// writes the address file first.
+pub fn stand_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = dir.join("stand-in");
+    let text = "#!/bin/sh\nwhile [ $# -gt 0 ]; do\n  if [ \"$1\" = --address-file ]; then echo http://127.0.0.1:9 > \"$2\"; fi\n  shift\ndone\nexec sleep 300\n";
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+pub fn proxy_request(provider: &str, proxy: &str) -> crate::ProxyRequest {
+    crate::ProxyRequest {
+        proxy: proxy.into(),
+        template: template(provider),
+        server_url: "http://127.0.0.1:9".into(),
+        address: None,
+    }
+}
+
 #[macro_export]
 macro_rules! provider_contract_tests {
     ($build:expr) => {
@@ -50,6 +69,19 @@ macro_rules! provider_contract_tests {
                     p.remove(&handle).await.unwrap();
                     assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
                     p.remove(&handle).await.expect("removing twice succeeds");
+                });
+            }
+
+            #[test]
+            fn a_proxy_deploys_with_an_address_and_is_removed() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = build(dir.path());
+                runtime().block_on(async {
+                    let (handle, url) = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap();
+                    assert!(url.starts_with("http://"), "{url}");
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
+                    p.remove(&handle).await.unwrap();
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
                 });
             }
 

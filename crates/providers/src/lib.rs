@@ -47,6 +47,17 @@ pub struct DeployRequest {
     pub server_url: String,
 }
 
+/// Everything a provider needs to deploy one proxy of a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyRequest {
+    pub proxy: String,
+    pub template: Template,
+    /// The head node the proxy relays to.
+    pub server_url: String,
+    /// The address the proxy had before, to keep agents' lists valid when it is redeployed.
+    pub address: Option<String>,
+}
+
 /// One check of `template validate`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Check {
@@ -69,6 +80,8 @@ pub trait Provider: Send + Sync {
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>>;
     /// Deploys one node and returns its handle.
     fn deploy<'a>(&'a self, request: &'a DeployRequest) -> BoxFuture<'a, Result<serde_json::Value>>;
+    /// Deploys one proxy of a set and returns its handle and the URL agents connect to.
+    fn deploy_proxy<'a>(&'a self, request: &'a ProxyRequest) -> BoxFuture<'a, Result<(serde_json::Value, String)>>;
     /// The provider's view of each handle, in order.
     fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>>;
     /// Removes a deployment; removing what is already gone succeeds.

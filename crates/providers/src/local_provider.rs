@@ -5,7 +5,9 @@
 //! finds it again through the handle: process id, its start time, and its directory). Removing
 //! the node ends the agent (SIGTERM, then SIGKILL) and deletes its directory.
 
-use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError, Result};
+use crate::{
+    BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError, ProxyRequest, Result,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -44,52 +46,91 @@ impl LocalProvider {
     }
 
     /// Starts the agent of `request`'s node in a fresh node directory, connecting to
-    /// `server_url`.
+    /// `server_url` (one URL, or the set's proxies separated by commas).
     pub(crate) fn spawn(&self, request: &DeployRequest, server_url: &str) -> Result<LocalHandle> {
         let dir = self.root(&request.template).join(&request.node);
+        let dir_arg = dir.display().to_string();
+        let cores = request.size.cores().to_string();
+        let args =
+            ["agent", "--server", server_url, "--name", &request.node, "--cores", &cores, "--work-dir", &dir_arg];
+        self.launch(&dir, "agent", &args)
+    }
+
+    /// Starts a proxy relaying to `request.server_url` in a fresh directory, and waits for the
+    /// address it listens on.
+    pub(crate) fn spawn_proxy(&self, request: &ProxyRequest) -> Result<(LocalHandle, String)> {
+        let dir = self.root(&request.template).join(&request.proxy);
+        let address_file = dir.join("address");
+        let listen = match &request.address {
+            Some(url) => url.trim_start_matches("http://").to_string(),
+            None => "127.0.0.1:0".to_string(),
+        };
+        let file_arg = address_file.display().to_string();
+        let args = ["proxy", "--server", &request.server_url, "--listen", &listen, "--address-file", &file_arg];
+        let handle = self.launch(&dir, "proxy", &args)?;
+        for _ in 0..500 {
+            if let Ok(url) = std::fs::read_to_string(&address_file)
+                && !url.trim().is_empty()
+            {
+                return Ok((handle, url.trim().to_string()));
+            }
+            if !alive(&handle) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default();
+        let last = log.lines().last().unwrap_or("no output").to_string();
+        kill_now(&handle);
+        Err(ProviderError::transient(format!("the proxy did not start listening: {last}")))
+    }
+
+    /// Starts `role` (`agent` or `proxy`) of this program in `dir`, in its own process group,
+    /// logging to `dir/ROLE.log` and recording its pid in `dir/ROLE.pid`.
+    fn launch(&self, dir: &Path, role: &str, args: &[&str]) -> Result<LocalHandle> {
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| {
+            std::fs::remove_dir_all(dir).map_err(|e| {
                 ProviderError::fatal(format!("cannot clear the old node directory {}: {e}", dir.display()))
             })?;
         }
-        std::fs::create_dir_all(&dir)
+        std::fs::create_dir_all(dir)
             .map_err(|e| ProviderError::fatal(format!("cannot create the node directory {}: {e}", dir.display())))?;
-        let log = std::fs::File::create(dir.join("agent.log"))
-            .map_err(|e| ProviderError::fatal(format!("cannot create {}: {e}", dir.join("agent.log").display())))?;
+        let log_path = dir.join(format!("{role}.log"));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| ProviderError::fatal(format!("cannot create {}: {e}", log_path.display())))?;
         let log2 = log.try_clone().map_err(|e| ProviderError::fatal(e.to_string()))?;
-        let mut command = std::process::Command::new(&self.agent_program);
-        command
-            .arg("agent")
-            .arg("--server")
-            .arg(server_url)
-            .arg("--name")
-            .arg(&request.node)
-            .arg("--cores")
-            .arg(request.size.cores().to_string())
-            .arg("--work-dir")
-            .arg(&dir)
+        let mut child = std::process::Command::new(&self.agent_program)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
-            .current_dir(&dir)
-            .process_group(0);
-        let mut child = command.spawn().map_err(|e| {
-            ProviderError::fatal(format!("cannot start the agent {}: {e}", self.agent_program.display()))
-        })?;
+            .current_dir(dir)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| {
+                ProviderError::fatal(format!("cannot start the {role} {}: {e}", self.agent_program.display()))
+            })?;
         let pid = child.id() as i32;
-        // Reap the agent when it ends so it does not linger as a zombie of the head node.
+        // Reap the process when it ends so it does not linger as a zombie of the head node.
         std::thread::spawn(move || {
             let _ = child.wait();
         });
         let start_ticks = start_ticks(pid).ok_or_else(|| {
             ProviderError::fatal(format!(
-                "the agent (pid {pid}) exited right after it started; see {}",
-                dir.join("agent.log").display()
+                "the {role} (pid {pid}) exited right after it started; see {}",
+                log_path.display()
             ))
         })?;
-        std::fs::write(dir.join("agent.pid"), pid.to_string())
-            .map_err(|e| ProviderError::fatal(format!("cannot write {}: {e}", dir.join("agent.pid").display())))?;
-        Ok(LocalHandle { v: HANDLE_VERSION, pid, start_ticks, dir })
+        let pid_path = dir.join(format!("{role}.pid"));
+        std::fs::write(&pid_path, pid.to_string())
+            .map_err(|e| ProviderError::fatal(format!("cannot write {}: {e}", pid_path.display())))?;
+        Ok(LocalHandle { v: HANDLE_VERSION, pid, start_ticks, dir: dir.to_path_buf() })
+    }
+}
+
+fn kill_now(handle: &LocalHandle) {
+    if alive(handle) {
+        let _ = killpg(Pid::from_raw(handle.pid), Signal::SIGKILL);
     }
 }
 
@@ -174,6 +215,13 @@ impl Provider for LocalProvider {
         })
     }
 
+    fn deploy_proxy<'a>(&'a self, request: &'a ProxyRequest) -> BoxFuture<'a, Result<(serde_json::Value, String)>> {
+        Box::pin(async move {
+            let (handle, url) = self.spawn_proxy(request)?;
+            Ok((serde_json::to_value(handle).expect("handles serialise"), url))
+        })
+    }
+
     fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
         Box::pin(async move {
             handles
@@ -208,9 +256,6 @@ mod tests {
 
     crate::provider_contract_tests!(|dir: &std::path::Path| {
         // A stand-in agent: a long sleep, started the way the real agent is.
-        let script = dir.join("fake-agent");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        LocalProvider::new(script, dir.join("nodes"))
+        LocalProvider::new(crate::contract::stand_in(dir), dir.join("nodes"))
     });
 }

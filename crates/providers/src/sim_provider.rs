@@ -8,7 +8,7 @@
 //! the `local` provider, so their tasks really run.
 
 use crate::local_provider::{self, LocalProvider};
-use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, Provider, ProviderError, Result};
+use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, Provider, ProviderError, ProxyRequest, Result};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -169,6 +169,16 @@ impl Provider for SimProvider {
         Box::pin(self.deploy_one(request))
     }
 
+    fn deploy_proxy<'a>(&'a self, request: &'a ProxyRequest) -> BoxFuture<'a, Result<(serde_json::Value, String)>> {
+        Box::pin(async move {
+            // Proxies take the deployment time too; the failure rate applies to nodes.
+            let settings = Self::settings(&request.template)?;
+            let (delay, _) = draw(&settings, &request.proxy, 1);
+            tokio::time::sleep(delay).await;
+            self.local.deploy_proxy(request).await
+        })
+    }
+
     fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
         self.local.status(handles)
     }
@@ -217,10 +227,7 @@ mod tests {
     #[test]
     fn capacity_refuses_the_node_beyond_it() {
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("fake-agent");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let p = SimProvider::new(script, dir.path().join("nodes"));
+        let p = SimProvider::new(crate::contract::stand_in(dir.path()), dir.path().join("nodes"));
         let mut template = crate::contract::template("sim");
         template.settings = serde_json::json!({"deploy_time": "0ms", "capacity": 1}).as_object().unwrap().clone();
         let request = |node: &str| DeployRequest {
@@ -240,9 +247,6 @@ mod tests {
     }
 
     crate::provider_contract_tests!(|dir: &std::path::Path| {
-        let script = dir.join("fake-agent");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        SimProvider::new(script, dir.join("nodes"))
+        SimProvider::new(crate::contract::stand_in(dir), dir.join("nodes"))
     });
 }

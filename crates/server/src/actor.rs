@@ -14,7 +14,7 @@ use thunderhead_core::template::{NewTemplate, TemplateEdit};
 use thunderhead_core::view::{AddNodes, NodeActionRequest};
 use thunderhead_core::{Error, JobId, TaskKey};
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
-use thunderhead_providers::{DeployRequest, ProviderError, Providers};
+use thunderhead_providers::{DeployRequest, ProviderError, Providers, ProxyRequest};
 use thunderhead_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +40,8 @@ pub enum Request {
     NodeAction(NodeActionRequest),
     ListNodes(Option<String>),
     ShowNode(String),
+    /// Checks that a node or proxy of this name exists, for its log.
+    CheckLogName(String),
     Submit(JobSubmission),
     CancelJob(JobId),
     ListJobs,
@@ -66,6 +68,8 @@ pub enum Event {
     Deployed { node: String, result: Result<Value, DeployFailure> },
     Removed { node: String, handle: Value, result: Result<(), String> },
     DeploymentGone { node: String },
+    ProxyDeployed { proxy: String, result: Result<(Value, String), String> },
+    ProxyRemoved { proxy: String, handle: Value, result: Result<(), String> },
     Tick,
 }
 
@@ -214,7 +218,12 @@ impl Actor {
             }
             Event::Deployed { node, result } => self.cluster.deployed(fx, &node, result, now),
             Event::Removed { node, handle, result } => self.cluster.removed(fx, &node, &handle, result, now),
+            Event::DeploymentGone { node } if self.cluster.is_proxy(&node) => self.cluster.proxy_gone(fx, &node, now),
             Event::DeploymentGone { node } => self.cluster.deployment_gone(fx, &node, now),
+            Event::ProxyDeployed { proxy, result } => self.cluster.proxy_deployed(fx, &proxy, result, now),
+            Event::ProxyRemoved { proxy, handle, result } => {
+                self.cluster.proxy_removed(fx, &proxy, &handle, result, now)
+            }
             Event::Tick => {
                 self.cluster.tick(fx, now);
                 self.ticks += 1;
@@ -242,6 +251,12 @@ impl Actor {
             Request::NodeAction(req) => to_value(c.node_action(fx, req, now)?),
             Request::ListNodes(template) => to_value(c.nodes(template.as_deref())?),
             Request::ShowNode(name) => to_value(c.node(&name)?),
+            Request::CheckLogName(name) => {
+                if !c.is_proxy(&name) {
+                    c.node(&name)?;
+                }
+                Value::Null
+            }
             Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
             Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
             Request::ListJobs => to_value(c.jobs()),
@@ -259,6 +274,9 @@ impl Actor {
         let mut by_provider: HashMap<String, Vec<(String, Value)>> = HashMap::new();
         for (node, template, handle) in self.cluster.deployments_to_probe() {
             by_provider.entry(template.provider).or_default().push((node, handle));
+        }
+        for (proxy, template, handle) in self.cluster.proxies_to_probe() {
+            by_provider.entry(template.provider).or_default().push((proxy, handle));
         }
         for (provider, nodes) in by_provider {
             let Some(provider) = self.providers.get(&provider) else {
@@ -325,10 +343,42 @@ impl Actor {
                 self.agents.remove(&session);
                 f
             }
-            Command::Deploy { node, template, size } => {
+            Command::DeployProxy { proxy, template, address } => {
                 let provider = self.providers.get(&template.provider);
                 let events = self.events.clone();
-                let request = DeployRequest { node: node.clone(), template, size, server_url: self.url.clone() };
+                let request = ProxyRequest { proxy: proxy.clone(), template, server_url: self.url.clone(), address };
+                let runtime = self.runtime.clone();
+                Some(Box::new(move || {
+                    runtime.spawn(async move {
+                        let result = match provider {
+                            Some(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy_proxy(&request)).await,
+                            None => Err(unavailable(&request.template.provider)),
+                        };
+                        let _ = events.send(Event::ProxyDeployed { proxy, result: result.map_err(|e| e.message) });
+                    });
+                }))
+            }
+            Command::RemoveProxy { proxy, template, handle } => {
+                let provider = self.providers.get(&template.provider);
+                let events = self.events.clone();
+                let runtime = self.runtime.clone();
+                Some(Box::new(move || {
+                    runtime.spawn(async move {
+                        let result = match provider {
+                            Some(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
+                            None => Err(unavailable(&template.provider)),
+                        };
+                        let _ =
+                            events.send(Event::ProxyRemoved { proxy, handle, result: result.map_err(|e| e.message) });
+                    });
+                }))
+            }
+            Command::Deploy { node, template, size, via } => {
+                let provider = self.providers.get(&template.provider);
+                let events = self.events.clone();
+                // Agents of burst nodes reach the head node through their set's proxies.
+                let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
+                let request = DeployRequest { node: node.clone(), template, size, server_url };
                 let runtime = self.runtime.clone();
                 Some(Box::new(move || {
                     runtime.spawn(async move {

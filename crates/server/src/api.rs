@@ -164,7 +164,7 @@ async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
 }
 
 async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    api.handle.ask(Request::ShowNode(name.clone())).await?;
+    api.handle.ask(Request::CheckLogName(name.clone())).await?;
     let store = api.store.clone();
     let log = tokio::task::spawn_blocking(move || store.node_log(&name)).await.expect("no panic")?;
     Ok(Json(serde_json::to_value(log).expect("log serialises")))

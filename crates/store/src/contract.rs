@@ -150,6 +150,25 @@ macro_rules! store_contract_tests {
             }
 
             #[test]
+            fn proxies_are_kept_until_deleted() {
+                use thunderhead_core::proxy::{ProxyRecord, ProxyState};
+                let dir = tempfile::tempdir().unwrap();
+                let proxy = |n: u32| ProxyRecord {
+                    name: format!("t-proxy-{n}"),
+                    template: "t".into(),
+                    state: ProxyState::Up { url: format!("http://127.0.0.1:{n}") },
+                    handle: Some(serde_json::json!({"pid": n})),
+                    address: Some(format!("http://127.0.0.1:{n}")),
+                };
+                {
+                    let s = open(dir.path());
+                    s.apply(&[Op::PutProxy(proxy(1)), Op::PutProxy(proxy(2))]).unwrap();
+                    s.apply(&[Op::DeleteProxy("t-proxy-1".into())]).unwrap();
+                }
+                assert_eq!(open(dir.path()).load().unwrap().proxies, vec![proxy(2)]);
+            }
+
+            #[test]
             fn finished_jobs_load_no_task_rows() {
                 let dir = tempfile::tempdir().unwrap();
                 let s = open(dir.path());

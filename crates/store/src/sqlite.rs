@@ -12,10 +12,15 @@ use thunderhead_core::template::Template;
 use thunderhead_core::view::NodeLogEntry;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[v]` takes a database from schema version `v` to `v + 1`.
-const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
+
+/// The proxies of started sets.
+const SCHEMA_3: &str = "
+CREATE TABLE proxies (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+";
 
 /// Paid stretches of nodes and proxies.
 const SCHEMA_2: &str = "
@@ -116,6 +121,13 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::DeleteNode(name) => {
             tx.prepare_cached("DELETE FROM nodes WHERE name = ?1")?.execute(params![name])?;
             tx.prepare_cached("DELETE FROM node_log WHERE node = ?1")?.execute(params![name])?;
+        }
+        Op::PutProxy(proxy) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO proxies (name, body) VALUES (?1, ?2)")?
+                .execute(params![proxy.name, json(proxy)])?;
+        }
+        Op::DeleteProxy(name) => {
+            tx.prepare_cached("DELETE FROM proxies WHERE name = ?1")?.execute(params![name])?;
         }
         Op::PutUsage(u) => {
             tx.prepare_cached("INSERT OR REPLACE INTO usage (id, ended, body) VALUES (?1, ?2, ?3)")?
@@ -260,7 +272,20 @@ impl Store for SqliteStore {
             .collect::<Result<_>>()?;
         let next_usage: i64 =
             db.query_row("SELECT coalesce(max(id), 0) + 1 FROM usage", [], |r| r.get(0)).map_err(engine)?;
-        Ok(Snapshot { templates, series, nodes, jobs, active_tasks, open_usage, next_usage: next_usage as u64 })
+        let proxies = bodies("SELECT body FROM proxies ORDER BY name")?
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| parse("proxy", &e.to_string())))
+            .collect::<Result<_>>()?;
+        Ok(Snapshot {
+            templates,
+            series,
+            nodes,
+            jobs,
+            active_tasks,
+            open_usage,
+            next_usage: next_usage as u64,
+            proxies,
+        })
     }
 
     fn apply(&self, ops: &[Op]) -> Result<()> {

@@ -231,13 +231,15 @@ fn end_agent(pid: u32) {
     kill_group(pid);
 }
 
-/// The pids of agents a local provider started under `root`.
+/// The pids of the agents and proxies a local provider started under `root`.
 fn local_agent_pids(root: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return vec![];
     };
-    entries
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("agent.pid")).ok()?.trim().parse().ok())
+    let dirs: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    dirs.iter()
+        .flat_map(|d| ["agent.pid", "proxy.pid"].map(|f| d.join(f)))
+        .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse().ok())
         .collect()
 }
 

@@ -1,0 +1,226 @@
+//! The proxies of each set: deployed when a set's first node starts, removed when its last node
+//! is gone, replaced on the same address when one dies. See [`crate::proxy`].
+
+use super::{Cluster, Command, Effects, NodeEvent, log};
+use crate::Millis;
+use crate::persist::Op;
+use crate::proxy::{ProxyRecord, ProxyState, ProxyView, proxy_name};
+use crate::template::Template;
+
+impl Cluster {
+    /// Brings the proxies of `template`'s set in line with whether the set is `active` (has a
+    /// deployed node).
+    pub(super) fn ensure_proxies(&mut self, fx: &mut Effects, template: &Template, active: bool, now: Millis) {
+        if active {
+            for n in 1..=template.proxies {
+                let name = proxy_name(&template.name, n);
+                if self.proxies.contains_key(&name) {
+                    continue;
+                }
+                let record = ProxyRecord {
+                    name: name.clone(),
+                    template: template.name.clone(),
+                    state: ProxyState::Deploying,
+                    handle: None,
+                    address: None,
+                };
+                fx.ops.push(Op::PutProxy(record.clone()));
+                log(fx, &name, now, format!("deploying proxy {n} of set {}", template.name));
+                fx.commands.push(Command::DeployProxy {
+                    proxy: name.clone(),
+                    template: template.clone(),
+                    address: None,
+                });
+                self.proxies.insert(name, record);
+            }
+            return;
+        }
+        let names: Vec<String> =
+            self.proxies.values().filter(|p| p.template == template.name).map(|p| p.name.clone()).collect();
+        for name in names {
+            self.retire_proxy(fx, &name, template, now);
+        }
+    }
+
+    /// Removes a proxy the set no longer needs: at once if nothing is deployed, else through
+    /// its provider. A proxy still deploying is removed when its deployment answers.
+    fn retire_proxy(&mut self, fx: &mut Effects, name: &str, template: &Template, now: Millis) {
+        let Some(p) = self.proxies.get_mut(name) else { return };
+        match (&p.state, p.handle.clone()) {
+            (ProxyState::Deploying | ProxyState::Removing, _) => {}
+            (ProxyState::Up { .. } | ProxyState::Failed { .. }, Some(handle)) => {
+                p.state = ProxyState::Removing;
+                fx.ops.push(Op::PutProxy(p.clone()));
+                log(fx, name, now, "removing the proxy: its set has no deployed node");
+                fx.commands.push(Command::RemoveProxy { proxy: name.to_string(), template: template.clone(), handle });
+            }
+            (ProxyState::Up { .. } | ProxyState::Failed { .. }, None) => {
+                self.proxies.remove(name);
+                fx.ops.push(Op::DeleteProxy(name.to_string()));
+            }
+        }
+    }
+
+    fn set_is_active(&self, template: &str) -> bool {
+        self.nodes.values().any(|n| n.template.as_deref() == Some(template) && n.state.is_deployed())
+    }
+
+    /// The addresses of the set's proxies that are up, for its agents, once none of its
+    /// proxies is still deploying and at least one is up.
+    pub(super) fn proxy_urls(&self, template: &str) -> Option<Vec<String>> {
+        let set: Vec<&ProxyRecord> = self.proxies.values().filter(|p| p.template == template).collect();
+        if set.iter().any(|p| p.state == ProxyState::Deploying) {
+            return None;
+        }
+        let urls: Vec<String> = set
+            .iter()
+            .filter_map(|p| match &p.state {
+                ProxyState::Up { url } => Some(url.clone()),
+                _ => None,
+            })
+            .collect();
+        (!urls.is_empty()).then_some(urls)
+    }
+
+    pub fn proxies_of(&self, template: &str) -> Vec<ProxyView> {
+        self.proxies.values().filter(|p| p.template == template).map(ProxyRecord::view).collect()
+    }
+
+    /// Whether `name` is a proxy (its lifecycle log lives beside the nodes').
+    pub fn is_proxy(&self, name: &str) -> bool {
+        self.proxies.contains_key(name)
+    }
+
+    /// The provider answered a proxy deployment with its handle and address, or why it failed.
+    pub fn proxy_deployed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        result: std::result::Result<(serde_json::Value, String), String>,
+        now: Millis,
+    ) {
+        let Some(p) = self.proxies.get(name) else { return };
+        let Some(template) = self.templates.get(&p.template).cloned() else { return };
+        let active = self.set_is_active(&template.name);
+        let p = self.proxies.get_mut(name).expect("checked");
+        match result {
+            Ok((handle, url)) => {
+                p.handle = Some(handle.clone());
+                p.address = Some(url.clone());
+                p.state = ProxyState::Up { url: url.clone() };
+                fx.ops.push(Op::PutProxy(p.clone()));
+                log(fx, name, now, format!("proxy up at {url}"));
+                if !active {
+                    self.retire_proxy(fx, name, &template, now);
+                }
+                self.dirty = true;
+            }
+            Err(cause) => {
+                p.state = ProxyState::Failed { cause: cause.clone() };
+                fx.ops.push(Op::PutProxy(p.clone()));
+                log(fx, name, now, format!("proxy deployment failed: {cause}"));
+                let hope = self.proxies.values().any(|q| {
+                    q.template == template.name && matches!(q.state, ProxyState::Up { .. } | ProxyState::Deploying)
+                });
+                if !hope {
+                    self.fail_waiting_nodes(
+                        fx,
+                        &template.name,
+                        &format!("no proxy of set {} is up: {cause}", template.name),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Nodes of a set that wait to be deployed fail with `cause`.
+    fn fail_waiting_nodes(&mut self, fx: &mut Effects, template: &str, cause: &str, now: Millis) {
+        let waiting: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.template.as_deref() == Some(template) && n.awaiting_deploy)
+            .map(|n| n.name.clone())
+            .collect();
+        for node in waiting {
+            self.nodes.get_mut(&node).expect("listed").awaiting_deploy = false;
+            let _ = self.transition(fx, &node, NodeEvent::Failed { cause: cause.to_string() }, now);
+        }
+    }
+
+    pub fn proxy_removed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        handle: &serde_json::Value,
+        result: std::result::Result<(), String>,
+        now: Millis,
+    ) {
+        let Some(p) = self.proxies.get_mut(name) else { return };
+        if p.handle.as_ref() != Some(handle) {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                log(fx, name, now, "proxy removed");
+                self.proxies.remove(name);
+                fx.ops.push(Op::DeleteProxy(name.to_string()));
+            }
+            Err(cause) => {
+                p.state = ProxyState::Failed { cause: format!("removal failed: {cause}") };
+                fx.ops.push(Op::PutProxy(p.clone()));
+                log(fx, name, now, format!("proxy removal failed: {cause}"));
+            }
+        }
+    }
+
+    /// Proxies that are up, to check with their provider.
+    pub fn proxies_to_probe(&self) -> Vec<(String, Template, serde_json::Value)> {
+        self.proxies
+            .values()
+            .filter(|p| matches!(p.state, ProxyState::Up { .. }))
+            .filter_map(|p| Some((p.name.clone(), self.templates.get(&p.template)?.clone(), p.handle.clone()?)))
+            .collect()
+    }
+
+    /// The provider reports a proxy gone: it is deployed again on the same address.
+    pub fn proxy_gone(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+        let Some(p) = self.proxies.get_mut(name) else { return };
+        if !matches!(p.state, ProxyState::Up { .. }) {
+            return;
+        }
+        let Some(template) = self.templates.get(&p.template).cloned() else { return };
+        p.state = ProxyState::Deploying;
+        p.handle = None;
+        fx.ops.push(Op::PutProxy(p.clone()));
+        log(fx, name, now, "proxy gone; agents fail over to the others; redeploying it on the same address");
+        fx.commands.push(Command::DeployProxy { proxy: name.to_string(), template, address: p.address.clone() });
+    }
+
+    /// Takes up the proxies a restarted head node finds in its state.
+    pub(super) fn restore_proxies(&mut self, records: Vec<ProxyRecord>, fx: &mut Effects, now: Millis) {
+        for p in records {
+            let template = self.templates.get(&p.template).cloned();
+            match (&p.state, p.handle.clone(), template) {
+                (ProxyState::Removing, Some(handle), Some(t)) => {
+                    fx.commands.push(Command::RemoveProxy { proxy: p.name.clone(), template: t, handle });
+                }
+                // A deployment cut short by the restart is made again on the address it had.
+                (ProxyState::Deploying, _, Some(t)) => {
+                    log(fx, &p.name, now, "redeploying the proxy: the head node restarted during its deployment");
+                    fx.commands.push(Command::DeployProxy {
+                        proxy: p.name.clone(),
+                        template: t,
+                        address: p.address.clone(),
+                    });
+                }
+                (ProxyState::Removing, None, _) => {
+                    fx.ops.push(Op::DeleteProxy(p.name.clone()));
+                    continue;
+                }
+                _ => {}
+            }
+            self.proxies.insert(p.name.clone(), p);
+        }
+    }
+}
