@@ -512,3 +512,29 @@ fn agents_reach_the_head_node_through_proxies_and_fail_over_when_one_dies() {
         c.json(&["template", "show", "relayed"])["proxy_list"].as_array().unwrap().is_empty().then_some(())
     });
 }
+
+#[test]
+fn stopping_a_set_while_it_provisions_leaves_nothing_deployed() {
+    let c = Cluster::start();
+    // Proxies take 500 ms, then the nodes 500 ms: at 750 ms the node deployments are in flight.
+    c.th(&["template", "create", "racy", "--provider", "sim", "--sim-deploy-time", "500ms"]);
+    c.th(&["node", "add", "--template", "racy", "--count", "3", "--size", "Small"]);
+    c.th(&["node", "start", "--template", "racy"]);
+    std::thread::sleep(std::time::Duration::from_millis(750));
+    c.th(&["node", "stop", "--template", "racy"]);
+    c.await_nodes("racy", "NotDeployed");
+    eventually(20, "the proxies to be gone", || {
+        c.json(&["template", "show", "racy"])["proxy_list"].as_array().unwrap().is_empty().then_some(())
+    });
+    // Deployments that finished after the stop were removed too: no process is left.
+    eventually(20, "every node and proxy directory to be removed", || {
+        let left: Vec<_> = std::fs::read_dir(c.state_dir().join("nodes"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        left.is_empty().then_some(())
+    });
+    for (name, _, _) in c.node_states("racy") {
+        let log = c.th(&["node", "log", &name]);
+        assert!(log.contains("state Stopping -> NotDeployed"), "{name}:\n{log}");
+    }
+}
