@@ -178,6 +178,21 @@ struct TemplateFields {
     /// The currency of the prices [default: USD]
     #[arg(long)]
     currency: Option<String>,
+    /// When the set runs: manual, or schedule (weekly windows)
+    #[arg(long)]
+    availability: Option<String>,
+    /// A weekly window of a schedule, e.g. 'Mon-Fri 08:00-18:00' (repeat for more)
+    #[arg(long = "window")]
+    windows: Vec<String>,
+    /// The time zone of the windows, e.g. Europe/Prague [default: UTC]
+    #[arg(long)]
+    timezone: Option<String>,
+    /// How long before a window the set is started, e.g. 10m [default: 10m]
+    #[arg(long)]
+    lead_time: Option<String>,
+    /// How long before a window's end the set is drained, e.g. 15m [default: 0]
+    #[arg(long)]
+    drain_before_end: Option<String>,
     /// local and sim providers: where node directories are created [default: STATE/nodes]
     #[arg(long)]
     work_root: Option<PathBuf>,
@@ -226,6 +241,11 @@ impl TemplateFields {
             ("pause_after_failures", self.pause_after_failures.map(Value::from)),
             ("rates", self.rates.map(Value::from)),
             ("currency", self.currency.map(Value::from)),
+            ("availability", self.availability.map(Value::from)),
+            ("windows", (!self.windows.is_empty()).then(|| Value::from(self.windows))),
+            ("timezone", self.timezone.map(Value::from)),
+            ("lead_time", self.lead_time.map(Value::from)),
+            ("drain_before_end", self.drain_before_end.map(Value::from)),
         ];
         for (key, value) in fields {
             if let Some(v) = value {
@@ -494,6 +514,23 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                     })
                     .collect();
                 println!("prices:      {} {} per hour", rates.join(", "), t.currency);
+                match &t.availability {
+                    thunderhead_core::availability::Availability::Manual => println!("availability: manual"),
+                    thunderhead_core::availability::Availability::Schedule {
+                        windows,
+                        timezone,
+                        lead_time,
+                        drain_before_end,
+                    } => {
+                        let windows: Vec<String> = windows.iter().map(ToString::to_string).collect();
+                        println!(
+                            "availability: schedule {} ({timezone}), started {} before, drained {} before the end",
+                            windows.join("; "),
+                            show::duration(*lead_time),
+                            show::duration(*drain_before_end)
+                        );
+                    }
+                }
                 for p in &t.proxy_list {
                     let detail = p.url.clone().or_else(|| p.cause.clone()).unwrap_or_default();
                     println!("proxy:       {} {} {detail}", p.name, p.state);

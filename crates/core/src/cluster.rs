@@ -457,6 +457,7 @@ impl Cluster {
             rates: t.rates.clone(),
             currency: t.currency.clone(),
             proxy_list: self.proxies_of(&t.name),
+            availability: t.availability.clone(),
             created_at: t.created_at,
         }
     }
@@ -1469,6 +1470,38 @@ impl Cluster {
         }
         for name in silent {
             self.heartbeat_lost(fx, &name, now);
+        }
+        self.apply_availability(fx, now);
+    }
+
+    /// Moves the nodes of every scheduled set one step toward where its policy wants it.
+    fn apply_availability(&mut self, fx: &mut Effects, now: Millis) {
+        let scheduled: Vec<(String, crate::availability::Phase)> = self
+            .templates
+            .values()
+            .filter_map(|t| Some((t.name.clone(), crate::availability::phase(&t.availability, now)?)))
+            .collect();
+        for (template, phase) in scheduled {
+            let actions = crate::availability::decide(
+                phase,
+                self.nodes
+                    .values()
+                    .filter(|n| n.template.as_deref() == Some(&template))
+                    .map(|n| (n.name.as_str(), &n.state)),
+            );
+            for (node, action) in actions {
+                let outcome = match action {
+                    NodeAction::Start => self.start_node(fx, &node, now),
+                    NodeAction::Stop => self.stop_node(fx, &node, now),
+                    NodeAction::Online => self.online_node(fx, &node, now),
+                    NodeAction::Offline => self.offline_node(fx, &node, false, now),
+                    NodeAction::Delete => Ok(()),
+                };
+                if outcome.is_ok() {
+                    log(fx, &node, now, format!("availability policy of {template}: {phase:?}"));
+                    self.dirty = true;
+                }
+            }
         }
     }
 

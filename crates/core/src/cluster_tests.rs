@@ -886,3 +886,59 @@ fn when_no_proxy_can_be_deployed_the_waiting_nodes_fail_with_the_reason() {
     assert_eq!(env.state(&names[0]).0, "Unknown");
     assert!(env.c.node(&names[0]).unwrap().cause.unwrap().contains("no proxy of set t is up: no capacity"));
 }
+
+#[test]
+fn a_scheduled_set_starts_before_its_window_takes_work_in_it_drains_and_stops_at_its_end() {
+    const MIN: Millis = 60_000;
+    let mut env = Env::new();
+    let schedule = crate::template::AvailabilityInput {
+        availability: Some("schedule".into()),
+        windows: Some(vec!["Mon 10:00-11:00".into()]),
+        timezone: Some("UTC".into()),
+        lead_time: Some("10m".into()),
+        drain_before_end: Some("5m".into()),
+    };
+    env.c.edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }).unwrap();
+    let names = env.add(2, "Small");
+    let monday_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
+    let state = |env: &Env| names.iter().map(|n| env.state(n).0).collect::<Vec<_>>();
+
+    env.now = monday_10 - 15 * MIN;
+    env.c.tick(&mut env.fx, env.now);
+    env.end();
+    assert_eq!(state(&env), ["NotDeployed", "NotDeployed"]);
+
+    env.now = monday_10 - 9 * MIN;
+    env.c.tick(&mut env.fx, env.now);
+    assert_eq!(deploys(&env.end()).len(), 2, "started within the lead time");
+    for n in &names {
+        env.c.deployed(&mut env.fx, n, Ok(serde_json::json!({"n": n})), env.now);
+        env.connect(n, 1).unwrap();
+    }
+    env.end();
+    assert_eq!(state(&env), ["Offline", "Offline"], "deployed early, no work before the window");
+
+    env.now = monday_10 + MIN;
+    for s in env.sessions.values() {
+        env.c.agent_heard(*s, env.now);
+    }
+    env.c.tick(&mut env.fx, env.now);
+    env.end();
+    assert_eq!(state(&env), ["Online", "Online"]);
+
+    env.now = monday_10 + 56 * MIN;
+    for s in env.sessions.values() {
+        env.c.agent_heard(*s, env.now);
+    }
+    env.c.tick(&mut env.fx, env.now);
+    env.end();
+    assert_eq!(state(&env), ["Offline", "Offline"], "drained (nothing was running)");
+
+    env.now = monday_10 + 60 * MIN;
+    for s in env.sessions.values() {
+        env.c.agent_heard(*s, env.now);
+    }
+    env.c.tick(&mut env.fx, env.now);
+    env.end();
+    assert_eq!(state(&env), ["Stopping", "Stopping"], "stopped at the window's end");
+}

@@ -1,5 +1,6 @@
 //! Node templates: which provider deploys a set of burst nodes, and how they are named.
 
+use crate::availability::{Availability, Window};
 use crate::{Error, Millis, Result};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,9 @@ pub struct Template {
     /// The currency of the prices.
     #[serde(default = "default_currency")]
     pub currency: String,
+    /// When the set runs: by hand, or on a weekly schedule.
+    #[serde(default)]
+    pub availability: Availability,
     pub created_at: Millis,
 }
 
@@ -98,6 +102,7 @@ impl Template {
             paused: None,
             rates: Default::default(),
             currency: default_currency(),
+            availability: Availability::Manual,
             created_at: 0,
         }
     }
@@ -144,6 +149,8 @@ pub struct NewTemplate {
     pub rates: Option<String>,
     #[serde(default)]
     pub currency: Option<String>,
+    #[serde(flatten)]
+    pub availability: AvailabilityInput,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -170,6 +177,78 @@ pub struct TemplateEdit {
     pub rates: Option<String>,
     #[serde(default)]
     pub currency: Option<String>,
+    #[serde(flatten)]
+    pub availability: AvailabilityInput,
+}
+
+/// The availability options of `template create` and `template edit`, as given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AvailabilityInput {
+    /// `manual` or `schedule`.
+    #[serde(default)]
+    pub availability: Option<String>,
+    /// `Mon-Fri 08:00-18:00`, …; replaces the schedule's windows.
+    #[serde(default)]
+    pub windows: Option<Vec<String>>,
+    /// An IANA time zone name; default UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// How long before a window the set is started (`10m`); default 10 minutes.
+    #[serde(default)]
+    pub lead_time: Option<String>,
+    /// How long before a window's end the set is drained (`15m`); default 0.
+    #[serde(default)]
+    pub drain_before_end: Option<String>,
+}
+
+impl AvailabilityInput {
+    fn is_empty(&self) -> bool {
+        *self == AvailabilityInput::default()
+    }
+
+    /// The policy these options make of `current`.
+    pub fn apply(&self, current: &Availability) -> Result<Availability> {
+        if self.is_empty() {
+            return Ok(current.clone());
+        }
+        let kind = match (&self.availability, current) {
+            (Some(k), _) => k.to_ascii_lowercase(),
+            (None, Availability::Schedule { .. }) => "schedule".to_string(),
+            (None, Availability::Manual) if self.windows.is_some() => "schedule".to_string(),
+            (None, Availability::Manual) => "manual".to_string(),
+        };
+        let duration = |t: &Option<String>, default: Millis| -> Result<Millis> {
+            t.as_deref().map_or(Ok(default), crate::template_settings::parse_duration)
+        };
+        let policy = match kind.as_str() {
+            "manual" => Availability::Manual,
+            "schedule" => {
+                let (windows, timezone, lead, drain) = match current {
+                    Availability::Schedule { windows, timezone, lead_time, drain_before_end } => {
+                        (windows.clone(), timezone.clone(), *lead_time, *drain_before_end)
+                    }
+                    Availability::Manual => (vec![], "UTC".to_string(), 10 * 60_000, 0),
+                };
+                let windows = match &self.windows {
+                    Some(list) => list.iter().map(|w| Window::parse(w)).collect::<Result<Vec<_>>>()?,
+                    None => windows,
+                };
+                Availability::Schedule {
+                    windows,
+                    timezone: self.timezone.clone().unwrap_or(timezone),
+                    lead_time: duration(&self.lead_time, lead)?,
+                    drain_before_end: duration(&self.drain_before_end, drain)?,
+                }
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "availability \"{other}\" is not a policy (choose manual or schedule)"
+                )));
+            }
+        };
+        policy.check()?;
+        Ok(policy)
+    }
 }
 
 /// Checks a name for templates and nodes: 1–63 letters, digits, `-` and `_`, starting with a
@@ -215,6 +294,7 @@ impl NewTemplate {
                 None => Default::default(),
             },
             currency: self.currency.unwrap_or_else(default_currency),
+            availability: self.availability.apply(&Availability::Manual)?,
             created_at: now,
         };
         template.check()?;
@@ -315,6 +395,7 @@ impl Template {
         if let Some(c) = edit.currency {
             t.currency = c;
         }
+        t.availability = edit.availability.apply(&t.availability)?;
         t.check()?;
         Ok(t)
     }

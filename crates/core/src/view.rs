@@ -33,6 +33,9 @@ pub struct TemplateView {
     pub currency: String,
     /// The set's proxies while it is started.
     pub proxy_list: Vec<crate::proxy::ProxyView>,
+    /// `{"policy": "manual"}` or `{"policy": "schedule", "windows": [...], "timezone", "lead_time",
+    /// "drain_before_end"}` (times in milliseconds).
+    pub availability: crate::availability::Availability,
     pub created_at: Millis,
 }
 

@@ -60,7 +60,7 @@ pub type AgentTx = mpsc::UnboundedSender<Outbound>;
 pub type Reply = oneshot::Sender<Result<Value, Error>>;
 
 pub enum Event {
-    Api(Request, Reply),
+    Api(Box<Request>, Reply),
     AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
     AgentResults { session: SessionId, results: Vec<TaskResult> },
     AgentHeard { session: SessionId },
@@ -88,7 +88,7 @@ impl Handle {
     /// Sends a request and waits for its answer, which arrives once the request is durable.
     pub async fn ask(&self, request: Request) -> Result<Value, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Event::Api(request, tx));
+        self.send(Event::Api(Box::new(request), tx));
         rx.await.unwrap_or_else(|_| Err(Error::conflict("the head node is shutting down")))
     }
 }
@@ -187,7 +187,7 @@ impl Actor {
     fn handle(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
         match event {
             Event::Api(request, reply) => {
-                let answer = self.request(request, fx, now);
+                let answer = self.request(*request, fx, now);
                 follow_ups.push(Box::new(move || {
                     let _ = reply.send(answer);
                 }));
