@@ -180,6 +180,24 @@ struct TemplateFields {
     /// The currency of the prices [default: USD]
     #[arg(long)]
     currency: Option<String>,
+    /// azure provider: the subscription's GUID
+    #[arg(long)]
+    subscription_id: Option<String>,
+    /// azure provider: the cloud service name
+    #[arg(long)]
+    service_name: Option<String>,
+    /// azure provider: the storage account name
+    #[arg(long)]
+    storage_account: Option<String>,
+    /// azure provider: the management certificate, a PKCS#12 (PFX) file with a protected key
+    #[arg(long)]
+    certificate: Option<PathBuf>,
+    /// azure provider: a file holding the certificate's password
+    #[arg(long)]
+    certificate_password_file: Option<PathBuf>,
+    /// azure provider: the certificate's SHA-1 thumbprint, to check it (spaces and any case allowed)
+    #[arg(long)]
+    thumbprint: Option<String>,
     /// When the set runs: manual, or schedule (weekly windows)
     #[arg(long)]
     availability: Option<String>,
@@ -214,7 +232,7 @@ struct TemplateFields {
 
 impl TemplateFields {
     /// The JSON body of a create or edit request.
-    fn body(self) -> serde_json::Map<String, Value> {
+    fn body(self) -> Result<serde_json::Map<String, Value>> {
         let mut settings = serde_json::Map::new();
         if let Some(root) = self.work_root {
             let root = std::path::absolute(&root).unwrap_or(root);
@@ -225,6 +243,10 @@ impl TemplateFields {
             ("failure_rate", self.sim_failure_rate.map(Value::from)),
             ("capacity", self.sim_capacity.map(Value::from)),
             ("seed", self.sim_seed.map(Value::from)),
+            ("subscription_id", self.subscription_id.map(Value::from)),
+            ("service_name", self.service_name.map(Value::from)),
+            ("storage_account", self.storage_account.map(Value::from)),
+            ("thumbprint", self.thumbprint.map(Value::from)),
         ];
         for (key, value) in sim {
             if let Some(v) = value {
@@ -254,7 +276,22 @@ impl TemplateFields {
                 body.insert(key.into(), v);
             }
         }
-        body
+        if let Some(path) = &self.certificate {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read the certificate {}", path.display()))?;
+            body.insert(
+                "certificate".into(),
+                Value::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            );
+        }
+        if let Some(path) = &self.certificate_password_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the certificate password file {}", path.display()))?;
+            // The file's final line break is not part of the password.
+            let password = text.trim_end_matches(['\n', '\r']);
+            body.insert("certificate_password".into(), Value::from(password));
+        }
+        Ok(body)
     }
 }
 
@@ -448,7 +485,7 @@ fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
 fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
     match command {
         TemplateCommand::Create { name, provider, fields } => {
-            let mut body = fields.body();
+            let mut body = fields.body()?;
             body.insert("name".into(), Value::from(name));
             body.insert("provider".into(), Value::from(provider));
             let t: TemplateView = c.post("/api/v1/templates", &body)?;
@@ -459,7 +496,7 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
             }
         }
         TemplateCommand::Edit { name, fields } => {
-            let t: TemplateView = c.patch(&format!("/api/v1/templates/{name}"), &fields.body())?;
+            let t: TemplateView = c.patch(&format!("/api/v1/templates/{name}"), &fields.body()?)?;
             if as_json {
                 show::json(&t);
             } else {

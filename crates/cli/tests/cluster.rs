@@ -538,3 +538,117 @@ fn stopping_a_set_while_it_provisions_leaves_nothing_deployed() {
         assert!(log.contains("state Stopping -> NotDeployed"), "{name}:\n{log}");
     }
 }
+
+/// A self-signed certificate with an RSA key of `bits` in a PFX protected by `password`, made
+/// by the real `openssl`; returns the PFX's path and openssl's SHA-1 fingerprint.
+fn make_pfx(dir: &std::path::Path, bits: u32, password: &str) -> (std::path::PathBuf, String) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (key, cert, pfx) =
+        (dir.join(format!("k{bits}.pem")), dir.join(format!("c{bits}.pem")), dir.join(format!("m{bits}.pfx")));
+    let (k, c, p) = (key.to_str().unwrap(), cert.to_str().unwrap(), pfx.to_str().unwrap());
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        &format!("rsa:{bits}"),
+        "-nodes",
+        "-keyout",
+        k,
+        "-out",
+        c,
+        "-days",
+        "30",
+        "-subj",
+        "/CN=th-azure",
+    ]);
+    run(&["pkcs12", "-export", "-inkey", k, "-in", c, "-out", p, "-passout", &format!("pass:{password}")]);
+    let fp = run(&["x509", "-in", c, "-noout", "-fingerprint", "-sha1"]);
+    (pfx, fp.trim().rsplit('=').next().unwrap().replace(':', ""))
+}
+
+#[test]
+fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_started_in_this_build() {
+    let c = Cluster::start();
+    let password = "correct-horse-battery-42";
+    let (pfx, fingerprint) = make_pfx(c.dir.path(), 2048, password);
+    let pw_file = c.dir.path().join("pw.txt");
+    std::fs::write(&pw_file, format!("{password}\n")).unwrap();
+    let (pfx_s, pw_s) = (pfx.to_str().unwrap(), pw_file.to_str().unwrap());
+    let base = |name: &'static str, sub: &'static str, account: &'static str| {
+        vec![
+            "template",
+            "create",
+            name,
+            "--provider",
+            "azure",
+            "--subscription-id",
+            sub,
+            "--service-name",
+            "th-burst",
+            "--storage-account",
+            account,
+            "--certificate",
+            pfx_s,
+            "--certificate-password-file",
+            pw_s,
+        ]
+    };
+    let good_sub = "0123abcd-4567-89ab-cdef-0123456789ab";
+    let err = c.th_fails(&base("bad1", "12ab", "thstore"));
+    assert!(err.contains("subscription id \"12ab\" is not a GUID"), "{err}");
+    let err = c.th_fails(&base("bad2", good_sub, "TH_Store"));
+    assert!(err.contains("storage account \"TH_Store\"") && err.contains("3-24 lowercase"), "{err}");
+    let mut wrong_thumb = base("bad3", good_sub, "thstore");
+    wrong_thumb.extend(["--thumbprint", "00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 00 11 22 33"]);
+    let err = c.th_fails(&wrong_thumb);
+    assert!(err.contains("does not match the certificate") && err.contains(&fingerprint), "{err}");
+    let (weak, _) = make_pfx(c.dir.path(), 1024, password);
+    let mut weak_args = base("bad4", good_sub, "thstore");
+    weak_args[12] = weak.to_str().unwrap();
+    let err = c.th_fails(&weak_args);
+    assert!(err.contains("1024 bits") && err.contains("2048"), "{err}");
+
+    // The thumbprint may be given with spaces and in lower case.
+    let spaced: String = fingerprint
+        .to_lowercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|p| std::str::from_utf8(p).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut good = base("az", good_sub, "thstore");
+    good.extend(["--thumbprint", &spaced]);
+    c.th(&good);
+    let shown = c.json(&["template", "show", "az"]);
+    assert_eq!(shown["settings"]["thumbprint"].as_str(), Some(fingerprint.as_str()));
+    assert_eq!(shown["settings"]["certificate_key_bits"], 2048);
+    c.th(&["node", "add", "--template", "az", "--count", "1", "--size", "Small"]);
+    assert_eq!(c.node_states("az")[0].0, "AzureCN-0001");
+    let err = c.th_fails(&["node", "start", "--template", "az"]);
+    assert!(err.contains("provider azure is not available in this build"), "{err}");
+    let checks = c.try_th(&["template", "validate", "az"]);
+    let text = String::from_utf8_lossy(&checks.stdout).to_string();
+    assert!(!checks.status.success() && text.contains("FAILED") && text.contains(&fingerprint), "{text}");
+    assert!(text.contains("stored secrets") && text.contains("open with this head node's key"), "{text}");
+
+    // The password and the certificate are stored only sealed, and never answered.
+    let pfx_hex: String = std::fs::read(&pfx).unwrap().iter().map(|b| format!("{b:02x}")).collect();
+    let answers = c.th(&["--json", "template", "list"]) + &c.th(&["--json", "template", "show", "az"]);
+    let mut stored = Vec::new();
+    for f in ["thunderhead.db", "thunderhead.db-wal"] {
+        stored.extend(std::fs::read(c.state_dir().join(f)).unwrap_or_default());
+    }
+    let stored = String::from_utf8_lossy(&stored).to_string();
+    for place in [&answers, &stored, &c.server_log()] {
+        assert!(!place.contains(password), "the password leaked");
+        assert!(!place.contains(&pfx_hex[..64]), "the certificate leaked");
+    }
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(c.state_dir().join("secret.key")).unwrap().permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+}

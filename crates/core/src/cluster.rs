@@ -738,6 +738,12 @@ impl Cluster {
 
     fn start_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let template = self.burst_template(name)?;
+        if !template::DEPLOYABLE.contains(&template.provider.as_str()) {
+            return Err(Error::conflict(format!(
+                "provider {} is not available in this build: template {} is validated and kept, but its nodes cannot be started yet",
+                template.provider, template.name
+            )));
+        }
         if let Some(why) = &template.paused {
             return Err(Error::conflict(format!(
                 "template {} is paused: {why} (fix the cause, then: thunderhead template resume {})",

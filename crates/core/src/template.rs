@@ -5,7 +5,11 @@ use crate::{Error, Millis, Result};
 use serde::{Deserialize, Serialize};
 
 /// Providers this build can deploy nodes with.
-pub const PROVIDERS: [&str; 2] = ["local", "sim"];
+pub const PROVIDERS: [&str; 3] = ["local", "sim", "azure"];
+
+/// Providers whose nodes this build can deploy; templates of the others are validated and
+/// kept, but their nodes cannot be started yet.
+pub const DEPLOYABLE: [&str; 2] = ["local", "sim"];
 
 /// The core quota of a provider account when the template does not say (as in 2011).
 pub const DEFAULT_QUOTA_CORES: u32 = 20;
@@ -78,7 +82,28 @@ pub struct Template {
     /// When the set runs: by hand, or on a weekly schedule.
     #[serde(default)]
     pub availability: Availability,
+    /// The provider's secrets (an Azure management certificate and its password), sealed with
+    /// the head node's key. Never shown.
+    #[serde(default)]
+    pub sealed: Option<String>,
     pub created_at: Millis,
+}
+
+/// A secret given by a client: read once, never printed (its `Debug` is `***`).
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
 }
 
 fn default_currency() -> String {
@@ -103,6 +128,7 @@ impl Template {
             rates: Default::default(),
             currency: default_currency(),
             availability: Availability::Manual,
+            sealed: None,
             created_at: 0,
         }
     }
@@ -151,6 +177,15 @@ pub struct NewTemplate {
     pub currency: Option<String>,
     #[serde(flatten)]
     pub availability: AvailabilityInput,
+    /// A PKCS#12 (PFX) certificate, hex-encoded, for providers that take one. The head node
+    /// checks it and seals it with the password before anything is stored.
+    #[serde(default)]
+    pub certificate: Option<Secret>,
+    #[serde(default)]
+    pub certificate_password: Option<Secret>,
+    /// The sealed certificate, set by the head node, never by a client.
+    #[serde(skip_deserializing)]
+    pub sealed: Option<String>,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -179,6 +214,15 @@ pub struct TemplateEdit {
     pub currency: Option<String>,
     #[serde(flatten)]
     pub availability: AvailabilityInput,
+    /// A PKCS#12 (PFX) certificate, hex-encoded, for providers that take one. The head node
+    /// checks it and seals it with the password before anything is stored.
+    #[serde(default)]
+    pub certificate: Option<Secret>,
+    #[serde(default)]
+    pub certificate_password: Option<Secret>,
+    /// The sealed certificate, set by the head node, never by a client.
+    #[serde(skip_deserializing)]
+    pub sealed: Option<String>,
 }
 
 /// The availability options of `template create` and `template edit`, as given.
@@ -277,11 +321,16 @@ impl NewTemplate {
                 PROVIDERS.join(", ")
             )));
         }
+        let mut settings = self.settings;
+        crate::template_settings::normalize(&self.provider, &mut settings);
+        if self.certificate.is_some() || self.certificate_password.is_some() {
+            return Err(Error::invalid("the certificate must be sealed by the head node before it is stored"));
+        }
         let template = Template {
             name: self.name,
             provider: self.provider,
             description: self.description,
-            settings: self.settings,
+            settings,
             quota_cores: self.quota_cores.unwrap_or(DEFAULT_QUOTA_CORES),
             proxies: self.proxies.unwrap_or(DEFAULT_PROXIES),
             series_prefix: self.series_prefix,
@@ -295,6 +344,7 @@ impl NewTemplate {
             },
             currency: self.currency.unwrap_or_else(default_currency),
             availability: self.availability.apply(&Availability::Manual)?,
+            sealed: self.sealed,
             created_at: now,
         };
         template.check()?;
@@ -306,6 +356,11 @@ impl Template {
     /// Checks every field against its rule.
     pub fn check(&self) -> Result<()> {
         crate::template_settings::validate(&self.provider, &self.settings)?;
+        if self.provider == "azure" && self.sealed.is_none() {
+            return Err(Error::invalid(
+                "an azure template needs its management certificate (give --certificate FILE.pfx --certificate-password-file FILE)",
+            ));
+        }
         if self.quota_cores == 0 || self.quota_cores > 1_000_000 {
             return Err(Error::invalid(format!(
                 "quota of {} cores is out of range (give a whole number of cores from 1 to 1000000)",
@@ -370,6 +425,13 @@ impl Template {
             } else {
                 t.settings.insert(key, value);
             }
+        }
+        crate::template_settings::normalize(&t.provider, &mut t.settings);
+        if edit.certificate.is_some() || edit.certificate_password.is_some() {
+            return Err(Error::invalid("the certificate must be sealed by the head node before it is stored"));
+        }
+        if let Some(sealed) = edit.sealed {
+            t.sealed = Some(sealed);
         }
         if let Some(q) = edit.quota_cores {
             t.quota_cores = q;

@@ -18,8 +18,77 @@ pub fn known(provider: &str) -> &'static [(&'static str, &'static str)] {
             ("capacity", "the most nodes the simulated cloud holds at once"),
             ("seed", "the seed that makes the simulation repeatable"),
         ],
+        "azure" => &[
+            ("subscription_id", "the subscription's GUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"),
+            ("service_name", "the cloud service: 3-63 letters, digits and hyphens"),
+            ("storage_account", "the storage account: 3-24 lowercase letters and digits"),
+            ("thumbprint", "the SHA-1 thumbprint of the management certificate, 40 hex digits"),
+            ("certificate_subject", "the subject of the management certificate (set from the certificate)"),
+            ("certificate_key_bits", "the RSA key size of the management certificate (set from the certificate)"),
+        ],
         _ => &[],
     }
+}
+
+/// Puts settings into their one accepted form before they are checked: an Azure thumbprint
+/// may be given with spaces and in any case.
+pub fn normalize(provider: &str, settings: &mut Map<String, Value>) {
+    if provider == "azure"
+        && let Some(Value::String(t)) = settings.get_mut("thumbprint")
+    {
+        *t = normalize_thumbprint(t);
+    }
+}
+
+/// `"ab cd …"` → `"ABCD…"`: spaces and colons removed, upper case.
+pub fn normalize_thumbprint(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && *c != ':').collect::<String>().to_ascii_uppercase()
+}
+
+fn text<'a>(settings: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    settings.get(key).and_then(Value::as_str)
+}
+
+/// Checks the settings of an `azure` template against Azure's rules.
+fn validate_azure(settings: &Map<String, Value>) -> Result<()> {
+    let required = |key: &str, flag: &str| {
+        text(settings, key).ok_or_else(|| Error::invalid(format!("an azure template needs {flag} (give {flag} VALUE)")))
+    };
+    let id = required("subscription_id", "--subscription-id")?;
+    let groups: Vec<&str> = id.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens != [8, 4, 4, 4, 12] || !groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Err(Error::invalid(format!(
+            "subscription id \"{id}\" is not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx with hex digits; copy it from the Azure portal)"
+        )));
+    }
+    let service = required("service_name", "--service-name")?;
+    let service_ok = (3..=63).contains(&service.len())
+        && service.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && service.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !service.ends_with('-');
+    if !service_ok {
+        return Err(Error::invalid(format!(
+            "service name \"{service}\" does not follow Azure's rules (3-63 letters, digits and hyphens, starting with a letter and not ending with a hyphen)"
+        )));
+    }
+    let account = required("storage_account", "--storage-account")?;
+    let account_ok =
+        (3..=24).contains(&account.len()) && account.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !account_ok {
+        return Err(Error::invalid(format!(
+            "storage account \"{account}\" does not follow Azure's rules (3-24 lowercase letters and digits, e.g. {})",
+            account.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>()
+        )));
+    }
+    if let Some(t) = text(settings, "thumbprint")
+        && (t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(Error::invalid(format!(
+            "thumbprint \"{t}\" is not 40 hex digits (copy the SHA-1 thumbprint of the certificate; spaces are allowed)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks every setting of a template for `provider`.
@@ -41,6 +110,9 @@ pub fn validate(provider: &str, settings: &Map<String, Value>) -> Result<()> {
     }
     if provider == "sim" {
         SimSettings::from_map(settings)?;
+    }
+    if provider == "azure" {
+        validate_azure(settings)?;
     }
     Ok(())
 }
@@ -166,6 +238,31 @@ mod tests {
         assert!(err.message.contains("failure_rate 2") && err.message.contains("0 to 1"), "{err}");
         let err = validate("sim", &map(json!({"deploy_time": "8s..2s"}))).unwrap_err();
         assert!(err.message.contains("minimum above its maximum"), "{err}");
+    }
+
+    #[test]
+    fn azure_settings_follow_azure_rules_and_errors_name_the_value() {
+        let good = json!({"subscription_id": "0123abcd-4567-89ab-cdef-0123456789ab", "service_name": "th-burst", "storage_account": "thstore01"});
+        validate("azure", &map(good.clone())).unwrap();
+        for (key, bad, rule) in [
+            ("subscription_id", "12ab", "is not a GUID"),
+            ("service_name", "-bad", "Azure's rules"),
+            ("storage_account", "My_Store", "3-24 lowercase"),
+            ("thumbprint", "abc", "40 hex digits"),
+        ] {
+            let mut m = map(good.clone());
+            m.insert(key.into(), json!(bad));
+            let err = validate("azure", &m).unwrap_err();
+            assert!(err.message.contains(&format!("\"{bad}\"")) && err.message.contains(rule), "{err}");
+        }
+        let mut m = map(good);
+        m.remove("subscription_id");
+        assert!(validate("azure", &m).unwrap_err().message.contains("--subscription-id"));
+    }
+
+    #[test]
+    fn thumbprints_lose_spaces_and_case() {
+        assert_eq!(normalize_thumbprint("ab cd:ef 01"), "ABCDEF01");
     }
 
     #[test]

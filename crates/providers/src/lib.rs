@@ -2,6 +2,7 @@
 //! (a dry run), deploy, batched status, idempotent remove. A deploy returns a handle that the
 //! head node persists, so a restarted head node can check on and remove what it deployed.
 
+pub mod azure_provider;
 pub mod local_provider;
 pub mod sim_provider;
 
@@ -103,6 +104,7 @@ impl Providers {
             providers: vec![
                 Arc::new(local_provider::LocalProvider::new(agent_program.clone(), nodes.clone())),
                 Arc::new(sim_provider::SimProvider::new(agent_program, nodes)),
+                Arc::new(azure_provider::AzureProvider),
             ],
         }
     }

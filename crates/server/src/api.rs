@@ -2,6 +2,7 @@
 //! `{"error": {"kind": "invalid" | "not_found" | "conflict", "message": "..."}}`.
 
 use crate::actor::{Handle, Request};
+use crate::secrets::{SecretKey, unhex};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -14,12 +15,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::persist::TaskRow;
-use thunderhead_core::template::{NewTemplate, Template, TemplateEdit};
+use thunderhead_core::template::{NewTemplate, Secret, Template, TemplateEdit};
 use thunderhead_core::view::{
     AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, TaskOutput, TaskView,
 };
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
+use thunderhead_providers::azure_provider::inspect_certificate;
 use thunderhead_store::{Store, TaskQuery};
 
 /// The largest request body accepted (a job file with many tasks).
@@ -30,9 +32,10 @@ struct Api {
     handle: Handle,
     store: Arc<dyn Store>,
     providers: Providers,
+    secrets: Arc<SecretKey>,
 }
 
-pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Router {
+pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers, secrets: Arc<SecretKey>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/templates", get(list_templates).post(create_template))
@@ -51,7 +54,7 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers) -> Ro
         .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Api { handle, store, providers })
+        .with_state(Api { handle, store, providers, secrets })
 }
 
 pub struct ApiError(Error);
@@ -105,7 +108,46 @@ async fn list_templates(State(api): State<Api>) -> Answer {
 }
 
 async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>, JsonRejection>) -> Answer {
-    ask(&api, Request::CreateTemplate(body?.0)).await
+    let mut t = body?.0;
+    t.sealed =
+        seal_certificate(&api, &t.provider, &mut t.settings, t.certificate.take(), t.certificate_password.take())?;
+    ask(&api, Request::CreateTemplate(t)).await
+}
+
+/// Checks a certificate a client sent and seals it with its password, so that only the sealed
+/// form is ever stored; sets the certificate's thumbprint, subject and key size in `settings`.
+fn seal_certificate(
+    api: &Api,
+    provider: &str,
+    settings: &mut serde_json::Map<String, Value>,
+    certificate: Option<Secret>,
+    password: Option<Secret>,
+) -> Result<Option<String>, ApiError> {
+    let (certificate, password) = match (certificate, password) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(p)) => (c, p),
+        _ => {
+            return Err(Error::invalid(
+                "give the certificate and its password together (--certificate FILE.pfx --certificate-password-file FILE)",
+            )
+            .into());
+        }
+    };
+    if provider != "azure" {
+        return Err(
+            Error::invalid(format!("provider {provider} takes no certificate (only azure templates do)")).into()
+        );
+    }
+    let pfx = unhex(&certificate.0).ok_or_else(|| {
+        Error::invalid("the certificate is not hex-encoded PKCS#12 data (send the PFX file's bytes as hex)")
+    })?;
+    let given = settings.get("thumbprint").and_then(Value::as_str).map(str::to_string);
+    let info = inspect_certificate(&pfx, &password.0, given.as_deref()).map_err(|e| Error::invalid(e.message))?;
+    settings.insert("thumbprint".into(), Value::from(info.thumbprint));
+    settings.insert("certificate_subject".into(), Value::from(info.subject));
+    settings.insert("certificate_key_bits".into(), Value::from(info.key_bits));
+    let plain = serde_json::json!({"pfx": certificate.0, "password": password.0}).to_string();
+    Ok(Some(api.secrets.seal(plain.as_bytes())))
 }
 
 async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
@@ -117,7 +159,25 @@ async fn edit_template(
     Path(name): Path<String>,
     body: Result<Json<TemplateEdit>, JsonRejection>,
 ) -> Answer {
-    ask(&api, Request::EditTemplate(name, body?.0)).await
+    let mut edit = body?.0;
+    if edit.certificate.is_some() || edit.certificate_password.is_some() {
+        let current: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name.clone())).await?)
+            .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
+        let mut settings = current.settings.clone();
+        settings.extend(edit.settings.clone());
+        let sealed = seal_certificate(
+            &api,
+            &current.provider,
+            &mut settings,
+            edit.certificate.take(),
+            edit.certificate_password.take(),
+        )?;
+        for key in ["thumbprint", "certificate_subject", "certificate_key_bits"] {
+            edit.settings.insert(key.into(), settings[key].clone());
+        }
+        edit.sealed = sealed;
+    }
+    ask(&api, Request::EditTemplate(name, edit)).await
 }
 
 async fn resume_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
@@ -131,7 +191,7 @@ async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> An
 async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     let template: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name)).await?)
         .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
-    let checks = match api.providers.get(&template.provider) {
+    let mut checks = match api.providers.get(&template.provider) {
         Some(p) => p.validate(&template).await,
         None => vec![thunderhead_providers::Check {
             name: "provider".into(),
@@ -139,6 +199,18 @@ async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> 
             detail: format!("provider {} is not available in this build", template.provider),
         }],
     };
+    if let Some(sealed) = &template.sealed {
+        let opens = api.secrets.open(sealed).is_some();
+        checks.push(thunderhead_providers::Check {
+            name: "stored secrets".into(),
+            ok: opens,
+            detail: if opens {
+                "sealed at rest; they open with this head node's key".into()
+            } else {
+                "they do not open with this head node's key (was secret.key replaced?); give the certificate again with template edit".into()
+            },
+        });
+    }
     Ok(Json(serde_json::to_value(checks).expect("checks serialise")))
 }
 

@@ -14,6 +14,7 @@ mod actor;
 mod api;
 mod commit;
 mod gateway;
+mod secrets;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub enum ServerError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Access { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Secrets(String),
     #[error("the head node stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -83,6 +86,7 @@ pub(crate) fn now_millis() -> u64 {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|source| ServerError::StateDir { path: config.state_dir.display().to_string(), source })?;
+    let secrets = Arc::new(secrets::SecretKey::load_or_create(&config.state_dir).map_err(ServerError::Secrets)?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_dir.join(DATABASE_FILE))?);
     let snapshot = {
         let store = store.clone();
@@ -100,7 +104,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone());
     write_access(&config.state_dir, &Access { url: url.clone(), version: env!("CARGO_PKG_VERSION").into() })?;
 
-    let app = api::router(handle.clone(), store, providers).merge(gateway::router(handle));
+    let app = api::router(handle.clone(), store, providers, secrets).merge(gateway::router(handle));
     let served = tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) });
     tracing::info!(%url, state_dir = %config.state_dir.display(), "head node listening");
     Ok(RunningServer { url, addr, served })
