@@ -6,11 +6,13 @@
 //! standard output and error written to files; the agent is a child subreaper, so processes a
 //! task leaves behind are reaped, and a cancel kills the whole group.
 
+mod light_agent;
 mod outbox;
 mod reaper;
 mod relay;
 mod runner;
 
+pub use light_agent::run_light;
 pub use relay::{ProxyConfig, run_proxy};
 pub use runner::{AgentConfig, AgentError, run};
 

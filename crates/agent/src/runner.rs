@@ -145,7 +145,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
-fn websocket_url(server: &str) -> Result<String, AgentError> {
+pub(crate) fn websocket_url(server: &str) -> Result<String, AgentError> {
     let rest = server
         .strip_prefix("http://")
         .map(|r| format!("ws://{r}"))

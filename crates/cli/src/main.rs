@@ -228,6 +228,10 @@ struct TemplateFields {
     /// sim provider: seed that makes the rehearsal repeatable [default: 0]
     #[arg(long)]
     sim_seed: Option<u64>,
+    /// sim provider: run nodes as light agents inside the head node, which finish each task at
+    /// once (for rehearsing thousands of nodes)
+    #[arg(long)]
+    sim_light: bool,
 }
 
 impl TemplateFields {
@@ -243,6 +247,7 @@ impl TemplateFields {
             ("failure_rate", self.sim_failure_rate.map(Value::from)),
             ("capacity", self.sim_capacity.map(Value::from)),
             ("seed", self.sim_seed.map(Value::from)),
+            ("light", self.sim_light.then_some(Value::Bool(true))),
             ("subscription_id", self.subscription_id.map(Value::from)),
             ("service_name", self.service_name.map(Value::from)),
             ("storage_account", self.storage_account.map(Value::from)),

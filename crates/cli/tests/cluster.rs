@@ -652,3 +652,43 @@ fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_start
     );
     assert_eq!(key_mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_sim_set_of_light_agents_rehearses_two_hundred_nodes() {
+    let c = Cluster::start();
+    c.th(&[
+        "template",
+        "create",
+        "fleet",
+        "--provider",
+        "sim",
+        "--sim-light",
+        "--sim-deploy-time",
+        "0ms..50ms",
+        "--quota-cores",
+        "1000",
+        "--deploy-rate",
+        "10000",
+    ]);
+    c.th(&["node", "add", "--template", "fleet", "--count", "200", "--size", "Medium"]);
+    c.th(&["node", "start", "--template", "fleet"]);
+    c.await_nodes("fleet", "Offline");
+    c.th(&["node", "online", "--template", "fleet"]);
+    c.await_nodes("fleet", "Online");
+    let id = c.submit(&["--sweep", "1-20000", "--", "true"]);
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    assert_eq!(counts(&c.job(id)), (0, 0, 20000, 0, 0));
+    let nodes_used: std::collections::BTreeSet<String> = c
+        .json(&["task", "list", &id.to_string()])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["node"].as_str().unwrap().to_string())
+        .collect();
+    assert!(nodes_used.len() >= 190, "the sweep spread over the fleet: {} nodes", nodes_used.len());
+    // No node process was started: light agents live in the head node.
+    assert!(!c.state_dir().join("nodes/SimCN-0001").exists());
+    c.th(&["node", "stop", "--template", "fleet"]);
+    c.await_nodes("fleet", "NotDeployed");
+}

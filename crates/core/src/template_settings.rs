@@ -17,6 +17,10 @@ pub fn known(provider: &str) -> &'static [(&'static str, &'static str)] {
             ("failure_rate", "the probability that a deployment fails, 0 to 1"),
             ("capacity", "the most nodes the simulated cloud holds at once"),
             ("seed", "the seed that makes the simulation repeatable"),
+            (
+                "light",
+                "run nodes as light agents inside the head node that finish each task at once (scale rehearsals)",
+            ),
         ],
         "azure" => &[
             ("subscription_id", "the subscription's GUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"),
@@ -146,11 +150,13 @@ pub struct SimSettings {
     pub failure_rate: f64,
     pub capacity: Option<u32>,
     pub seed: u64,
+    /// Nodes are light in-process agents rather than agent processes.
+    pub light: bool,
 }
 
 impl Default for SimSettings {
     fn default() -> Self {
-        SimSettings { deploy_min: 1_000, deploy_max: 3_000, failure_rate: 0.0, capacity: None, seed: 0 }
+        SimSettings { deploy_min: 1_000, deploy_max: 3_000, failure_rate: 0.0, capacity: None, seed: 0, light: false }
     }
 }
 
@@ -193,6 +199,12 @@ impl SimSettings {
                 })?;
             s.capacity = Some(c as u32);
         }
+        if let Some(v) = settings.get("light") {
+            s.light = v
+                .as_bool()
+                .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                .ok_or_else(|| Error::invalid(format!("light {v} is not true or false")))?;
+        }
         if let Some(v) = settings.get("seed") {
             s.seed = v
                 .as_u64()
@@ -232,7 +244,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             s,
-            SimSettings { deploy_min: 2_000, deploy_max: 8_000, failure_rate: 0.25, capacity: Some(10), seed: 7 }
+            SimSettings {
+                deploy_min: 2_000,
+                deploy_max: 8_000,
+                failure_rate: 0.25,
+                capacity: Some(10),
+                seed: 7,
+                light: false
+            }
         );
         let err = validate("sim", &map(json!({"failure_rate": 2}))).unwrap_err();
         assert!(err.message.contains("failure_rate 2") && err.message.contains("0 to 1"), "{err}");

@@ -19,6 +19,25 @@ use thunderhead_core::template_settings::SimSettings;
 pub struct SimProvider {
     local: LocalProvider,
     state: Mutex<SimState>,
+    /// Light agents running in this process, by node.
+    light: Mutex<HashMap<String, LightAgent>>,
+}
+
+struct LightAgent {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The handle of a light agent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct LightHandle {
+    v: u64,
+    light: bool,
+    node: String,
+}
+
+fn light_handle(handle: &serde_json::Value) -> Option<LightHandle> {
+    serde_json::from_value::<LightHandle>(handle.clone()).ok().filter(|h| h.light)
 }
 
 #[derive(Default)]
@@ -79,7 +98,11 @@ pub fn draw(settings: &SimSettings, node: &str, n: u64) -> (Duration, Outcome) {
 
 impl SimProvider {
     pub fn new(agent_program: PathBuf, default_root: PathBuf) -> SimProvider {
-        SimProvider { local: LocalProvider::new(agent_program, default_root), state: Mutex::default() }
+        SimProvider {
+            local: LocalProvider::new(agent_program, default_root),
+            state: Mutex::default(),
+            light: Mutex::default(),
+        }
     }
 
     fn settings(template: &Template) -> Result<SimSettings> {
@@ -116,6 +139,9 @@ impl SimProvider {
             }
         }
         let secs = delay.as_secs_f64();
+        if settings.light && outcome == Outcome::Deployed {
+            return Ok(self.start_light(request));
+        }
         let handle = match outcome {
             Outcome::Deployed => self.local.spawn(request, &request.server_url)?,
             // The node boots, but its agent is pointed at an address where nothing listens.
@@ -135,6 +161,25 @@ impl SimProvider {
             }
         };
         Ok(serde_json::to_value(handle).expect("handles serialise"))
+    }
+}
+
+impl SimProvider {
+    fn start_light(&self, request: &DeployRequest) -> serde_json::Value {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(thunderhead_agent::run_light(
+            request.server_url.clone(),
+            request.node.clone(),
+            request.size.cores(),
+            stopped,
+        ));
+        if let Some(old) =
+            self.light.lock().expect("light agents").insert(request.node.clone(), LightAgent { stop, task })
+        {
+            let _ = old.stop.send(());
+        }
+        serde_json::to_value(LightHandle { v: crate::HANDLE_VERSION, light: true, node: request.node.clone() })
+            .expect("handles serialise")
     }
 }
 
@@ -180,11 +225,34 @@ impl Provider for SimProvider {
     }
 
     fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
-        self.local.status(handles)
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(handles.len());
+            for h in handles {
+                out.push(match light_handle(h) {
+                    Some(l) => {
+                        let agents = self.light.lock().expect("light agents");
+                        let running = agents.get(&l.node).is_some_and(|a| !a.task.is_finished());
+                        Ok(if running { ExternalStatus::Running } else { ExternalStatus::Gone })
+                    }
+                    None => self.local.status(std::slice::from_ref(h)).await.remove(0),
+                });
+            }
+            out
+        })
     }
 
     fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            if let Some(l) = light_handle(handle) {
+                if let Some(agent) = self.light.lock().expect("light agents").remove(&l.node) {
+                    let _ = agent.stop.send(());
+                }
+                let mut state = self.state.lock().expect("sim state");
+                for held in state.held.values_mut() {
+                    held.remove(&l.node);
+                }
+                return Ok(());
+            }
             let parsed = local_provider::parse(handle)?;
             self.local.remove(handle).await?;
             if let Some(node) = parsed.dir.file_name().and_then(|n| n.to_str()) {
@@ -204,7 +272,14 @@ mod tests {
 
     #[test]
     fn the_same_seed_draws_the_same_rehearsal() {
-        let s = SimSettings { deploy_min: 2_000, deploy_max: 8_000, failure_rate: 0.3, capacity: None, seed: 42 };
+        let s = SimSettings {
+            deploy_min: 2_000,
+            deploy_max: 8_000,
+            failure_rate: 0.3,
+            capacity: None,
+            seed: 42,
+            light: false,
+        };
         let run = |s: &SimSettings| (1..=50).map(|i| draw(s, &format!("SimCN-{i:04}"), 1)).collect::<Vec<_>>();
         assert_eq!(run(&s), run(&s));
         assert_ne!(run(&s), run(&SimSettings { seed: 43, ..s }));
@@ -213,7 +288,7 @@ mod tests {
 
     #[test]
     fn the_failure_rate_is_honoured_and_every_reason_occurs() {
-        let s = SimSettings { deploy_min: 0, deploy_max: 0, failure_rate: 0.25, capacity: None, seed: 1 };
+        let s = SimSettings { deploy_min: 0, deploy_max: 0, failure_rate: 0.25, capacity: None, seed: 1, light: false };
         let outcomes: Vec<Outcome> = (0..4000).map(|i| draw(&s, "SimCN-0001", i).1).collect();
         let failed = outcomes.iter().filter(|o| **o != Outcome::Deployed).count();
         assert!((800..1200).contains(&failed), "{failed} of 4000 failed at rate 0.25");
@@ -243,6 +318,24 @@ mod tests {
             p.remove(&first).await.unwrap();
             let second = p.deploy(&request("SimCN-0002")).await.expect("room again after a removal");
             p.remove(&second).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_light_node_is_an_in_process_agent_that_status_and_remove_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SimProvider::new(crate::contract::stand_in(dir.path()), dir.path().join("nodes"));
+        let mut request = crate::contract::request("sim", "SimCN-0001");
+        request.template.settings.insert("light".into(), serde_json::json!(true));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let handle = p.deploy(&request).await.unwrap();
+            assert_eq!(handle["light"], true);
+            assert!(!dir.path().join("nodes/SimCN-0001").exists(), "no process, no directory");
+            assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
+            p.remove(&handle).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
         });
     }
 

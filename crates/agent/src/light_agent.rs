@@ -1,0 +1,92 @@
+//! Light agents: many simulated nodes in one process, for rehearsing a cluster at scale.
+//!
+//! A light agent speaks the real protocol over a real WebSocket — hello, heartbeats, results,
+//! acknowledgements — but runs no process: every task it is given ends at once with exit code
+//! 0. A head node cannot tell it from a node whose tasks take no time.
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use thunderhead_proto::{AgentMsg, PROTOCOL_VERSION, ServerMsg, TaskResult};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Runs one light agent until the head node shuts it down or `stop` fires.
+pub async fn run_light(server: String, name: String, cores: u32, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    let urls: Vec<String> =
+        server.split(',').map(str::trim).filter_map(|u| crate::runner::websocket_url(u).ok()).collect();
+    if urls.is_empty() {
+        return;
+    }
+    let mut attempt = 0usize;
+    loop {
+        let url = &urls[attempt % urls.len()];
+        attempt += 1;
+        let session = async {
+            let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else { return false };
+            let (mut sink, mut stream) = ws.split();
+            let hello = AgentMsg::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                name: name.clone(),
+                cores,
+                running: vec![],
+                completed: vec![],
+            };
+            if sink.send(Message::text(thunderhead_proto::encode(&hello))).await.is_err() {
+                return false;
+            }
+            let mut beat = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = beat.tick() => {
+                        if sink.send(Message::text(thunderhead_proto::encode(&AgentMsg::Heartbeat))).await.is_err() {
+                            return false;
+                        }
+                    }
+                    frame = stream.next() => {
+                        let Some(Ok(Message::Text(text))) = frame else { return false };
+                        match thunderhead_proto::decode::<ServerMsg>(text.as_str()) {
+                            Ok(ServerMsg::Welcome { heartbeat_secs, .. }) => {
+                                beat = tokio::time::interval(Duration::from_secs(heartbeat_secs.max(1) as u64));
+                            }
+                            Ok(ServerMsg::Assign { tasks }) => {
+                                let now = crate::now_millis();
+                                let results = tasks
+                                    .into_iter()
+                                    .map(|a| TaskResult {
+                                        task: a.task,
+                                        exit_code: Some(0),
+                                        message: None,
+                                        started_at: now,
+                                        ended_at: now,
+                                        stdout: String::new(),
+                                        stderr: String::new(),
+                                    })
+                                    .collect();
+                                let msg = AgentMsg::Results { results };
+                                if sink.send(Message::text(thunderhead_proto::encode(&msg))).await.is_err() {
+                                    return false;
+                                }
+                            }
+                            Ok(ServerMsg::Shutdown | ServerMsg::Refused { .. }) => return true,
+                            Ok(ServerMsg::Cancel { .. } | ServerMsg::Ack { .. }) => {}
+                            Err(_) => return false,
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            finished = session => {
+                if finished {
+                    return;
+                }
+            }
+            _ = &mut stop => return,
+        }
+        let pause = Duration::from_millis(if attempt < urls.len() { 50 } else { 500 });
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
