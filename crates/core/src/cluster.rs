@@ -264,6 +264,9 @@ pub struct Cluster {
     next_usage: u64,
     /// Every set's proxies, by name.
     proxies: BTreeMap<String, crate::proxy::ProxyRecord>,
+    /// Per scheduled template: the phase its policy is in and the nodes it moves in this phase.
+    /// and when it was last evaluated.
+    policy: HashMap<String, (crate::availability::Phase, BTreeSet<String>, Millis)>,
 }
 
 fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
@@ -289,6 +292,7 @@ impl Cluster {
             usage: HashMap::new(),
             next_usage: 1,
             proxies: BTreeMap::new(),
+            policy: HashMap::new(),
         }
     }
 
@@ -596,6 +600,12 @@ impl Cluster {
                 return Err(Error::invalid("no nodes named (give --template NAME or one or more node names)"));
             }
         };
+        // A person's action wins over the availability policy until its next phase.
+        for (_, managed, _) in self.policy.values_mut() {
+            for name in &names {
+                managed.remove(name);
+            }
+        }
         let mut results = Vec::with_capacity(names.len());
         for name in names {
             let outcome = match req.action {
@@ -1481,19 +1491,40 @@ impl Cluster {
     }
 
     /// Moves the nodes of every scheduled set one step toward where its policy wants it.
+    ///
+    /// The policy acts at the boundaries of its phases: when a phase begins, every node of the
+    /// set is the policy's to move, and it keeps moving them (a node it started is brought
+    /// online once its agent connects). A node a person acts on during the phase is theirs until
+    /// the next boundary, so stopping a set by hand inside a window sticks.
     fn apply_availability(&mut self, fx: &mut Effects, now: Millis) {
         let scheduled: Vec<(String, crate::availability::Phase)> = self
             .templates
             .values()
             .filter_map(|t| Some((t.name.clone(), crate::availability::phase(&t.availability, now)?)))
             .collect();
+        self.policy.retain(|t, _| scheduled.iter().any(|(s, _)| s == t));
         for (template, phase) in scheduled {
-            let actions = crate::availability::decide(
-                phase,
-                self.nodes
+            // A phase seen again after a long gap (the head node was down) may be a later
+            // occurrence of it: it counts as a new phase.
+            let fresh = self
+                .policy
+                .get(&template)
+                .is_none_or(|(p, _, seen)| *p != phase || now.saturating_sub(*seen) > 60 * 60_000);
+            if fresh {
+                let all: BTreeSet<String> = self
+                    .nodes
                     .values()
                     .filter(|n| n.template.as_deref() == Some(&template))
-                    .map(|n| (n.name.as_str(), &n.state)),
+                    .map(|n| n.name.clone())
+                    .collect();
+                self.policy.insert(template.clone(), (phase, all, now));
+            }
+            let entry = self.policy.get_mut(&template).expect("inserted above");
+            entry.2 = now;
+            let managed = &self.policy[&template].1;
+            let actions = crate::availability::decide(
+                phase,
+                managed.iter().filter_map(|n| self.nodes.get(n)).map(|n| (n.name.as_str(), &n.state)),
             );
             for (node, action) in actions {
                 let outcome = match action {

@@ -54,10 +54,21 @@ impl Env {
                     _ => None,
                 })
                 .collect();
+            let removed: Vec<(String, serde_json::Value)> = fx
+                .commands
+                .iter()
+                .filter_map(|c| match c {
+                    Command::RemoveProxy { proxy, handle, .. } => Some((proxy.clone(), handle.clone())),
+                    _ => None,
+                })
+                .collect();
             all.ops.extend(fx.ops);
             all.commands.extend(fx.commands);
-            if proxies.is_empty() || !self.auto_proxies {
+            if (proxies.is_empty() && removed.is_empty()) || !self.auto_proxies {
                 return all;
+            }
+            for (p, h) in removed {
+                self.c.proxy_removed(&mut self.fx, &p, &h, Ok(()), self.now);
             }
             for p in proxies {
                 let answer = Ok((serde_json::json!({"proxy": p}), format!("http://127.0.0.1:9/{p}")));
@@ -941,4 +952,104 @@ fn a_scheduled_set_starts_before_its_window_takes_work_in_it_drains_and_stops_at
     env.c.tick(&mut env.fx, env.now);
     env.end();
     assert_eq!(state(&env), ["Stopping", "Stopping"], "stopped at the window's end");
+}
+
+#[test]
+fn stopping_a_scheduled_set_by_hand_inside_its_window_sticks_until_the_next_window() {
+    const MIN: Millis = 60_000;
+    let mut env = Env::new();
+    let schedule = crate::template::AvailabilityInput {
+        windows: Some(vec!["Daily 10:00-11:00".into()]),
+        lead_time: Some("0m".into()),
+        ..Default::default()
+    };
+    env.c.edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }).unwrap();
+    let names = env.add(1, "Small");
+    let day_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
+    env.now = day_10 + MIN;
+    env.c.tick(&mut env.fx, env.now);
+    assert_eq!(deploys(&env.end()).len(), 1);
+    env.act(NodeAction::Stop, &[&names[0]], false);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Stopping");
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!(1)), env.now);
+    env.end();
+    env.c.removed(&mut env.fx, &names[0], &serde_json::json!(1), Ok(()), env.now);
+    env.now += 10 * MIN;
+    env.c.tick(&mut env.fx, env.now);
+    assert!(deploys(&env.end()).is_empty(), "the person's stop holds inside the window");
+    assert_eq!(env.state(&names[0]).0, "NotDeployed");
+    env.now = day_10 + 61 * MIN;
+    env.c.tick(&mut env.fx, env.now);
+    assert!(deploys(&env.end()).is_empty());
+    env.now = day_10 + 24 * 60 * MIN + MIN;
+    env.c.tick(&mut env.fx, env.now);
+    assert_eq!(deploys(&env.end()).len(), 1, "the next window starts the set again");
+}
+
+#[test]
+fn a_policy_that_missed_a_boundary_while_the_head_node_was_down_acts_again() {
+    const MIN: Millis = 60_000;
+    let mut env = Env::new();
+    let schedule = crate::template::AvailabilityInput {
+        windows: Some(vec!["Daily 10:00-11:00".into()]),
+        lead_time: Some("0m".into()),
+        ..Default::default()
+    };
+    env.c.edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }).unwrap();
+    let names = env.add(1, "Small");
+    let day_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
+    env.now = day_10 + MIN;
+    env.c.tick(&mut env.fx, env.now);
+    env.end();
+    env.act(NodeAction::Stop, &[&names[0]], false);
+    env.end();
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!(1)), env.now);
+    env.end();
+    env.c.removed(&mut env.fx, &names[0], &serde_json::json!(1), Ok(()), env.now);
+    env.end();
+    // No tick for a day: the next day's window is a new phase even though it reads the same.
+    env.now = day_10 + 24 * 60 * MIN + MIN;
+    env.c.tick(&mut env.fx, env.now);
+    assert_eq!(deploys(&env.end()).len(), 1);
+}
+
+#[test]
+fn a_set_started_again_while_its_proxies_are_removed_gets_new_ones() {
+    let mut env = Env::new();
+    env.auto_proxies = false;
+    let names = env.add(1, "Small");
+    let n = &names[0];
+    let proxy_commands = |fx: &Effects| -> (Vec<String>, Vec<(String, serde_json::Value)>) {
+        let mut deploy = vec![];
+        let mut remove = vec![];
+        for c in &fx.commands {
+            match c {
+                Command::DeployProxy { proxy, .. } => deploy.push(proxy.clone()),
+                Command::RemoveProxy { proxy, handle, .. } => remove.push((proxy.clone(), handle.clone())),
+                _ => {}
+            }
+        }
+        (deploy, remove)
+    };
+    env.act(NodeAction::Start, &[n], false);
+    let (deploy, _) = proxy_commands(&env.end());
+    for p in &deploy {
+        env.c.proxy_deployed(&mut env.fx, p, Ok((serde_json::json!(p), format!("http://127.0.0.1:9/{p}"))), env.now);
+    }
+    env.end();
+    env.c.deployed(&mut env.fx, n, Ok(serde_json::json!("n")), env.now);
+    env.act(NodeAction::Stop, &[n], false);
+    env.end();
+    env.c.removed(&mut env.fx, n, &serde_json::json!("n"), Ok(()), env.now);
+    let (_, removals) = proxy_commands(&env.end());
+    assert_eq!(removals.len(), 2);
+    env.act(NodeAction::Start, &[n], false);
+    let (deploy, _) = proxy_commands(&env.end());
+    assert!(deploy.is_empty(), "the old proxies are still being removed");
+    for (p, h) in removals {
+        env.c.proxy_removed(&mut env.fx, &p, &h, Ok(()), env.now);
+    }
+    let (deploy, _) = proxy_commands(&env.end());
+    assert_eq!(deploy.len(), 2, "new proxies for the started set");
 }

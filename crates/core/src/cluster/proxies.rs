@@ -163,8 +163,15 @@ impl Cluster {
         match result {
             Ok(()) => {
                 log(fx, name, now, "proxy removed");
+                let template = p.template.clone();
                 self.proxies.remove(name);
                 fx.ops.push(Op::DeleteProxy(name.to_string()));
+                // The set was started again while its proxies were being removed.
+                if self.set_is_active(&template)
+                    && let Some(t) = self.templates.get(&template).cloned()
+                {
+                    self.ensure_proxies(fx, &t, true, now);
+                }
             }
             Err(cause) => {
                 p.state = ProxyState::Failed { cause: format!("removal failed: {cause}") };
