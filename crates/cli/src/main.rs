@@ -505,7 +505,10 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
             if as_json {
                 show::json(&t);
             } else {
-                println!("changed template {}; a deployed set picks the changes up at its next start", t.name);
+                println!(
+                    "changed template {}: deployments from now on use it; an availability policy applies at once",
+                    t.name
+                );
             }
         }
         TemplateCommand::Resume { name } => {

@@ -472,10 +472,23 @@ impl Cluster {
     }
 
     /// Changes a template; a deployed set picks the changes up at its next start.
-    pub fn edit_template(&mut self, fx: &mut Effects, name: &str, edit: TemplateEdit) -> Result<TemplateView> {
+    /// A new availability policy applies at once, so that what a person does right after
+    /// setting it is not undone by the policy's first look.
+    pub fn edit_template(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        edit: TemplateEdit,
+        now: Millis,
+    ) -> Result<TemplateView> {
         let edited = self.template_named(name)?.edited(edit)?;
+        let policy_changed = edited.availability != self.templates[name].availability;
         fx.ops.push(Op::PutTemplate(edited.clone()));
         self.templates.insert(name.to_string(), edited);
+        if policy_changed {
+            self.policy.remove(name);
+            self.apply_availability(fx, now);
+        }
         self.template(name)
     }
 

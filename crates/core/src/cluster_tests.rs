@@ -496,7 +496,7 @@ fn starting_beyond_a_lowered_quota_is_refused_per_node() {
     let mut env = Env::new();
     env.add(4, "Medium");
     let edit = TemplateEdit { quota_cores: Some(6), ..Default::default() };
-    env.c.edit_template(&mut env.fx, "t", edit).unwrap();
+    env.c.edit_template(&mut env.fx, "t", edit, env.now).unwrap();
     let req = NodeActionRequest { action: NodeAction::Start, template: Some("t".into()), names: vec![], force: false };
     let results = env.c.node_action(&mut env.fx, req, env.now).unwrap();
     env.end();
@@ -509,7 +509,7 @@ fn starting_beyond_a_lowered_quota_is_refused_per_node() {
 fn a_template_prefix_names_new_nodes() {
     let mut env = Env::new();
     let edit = TemplateEdit { series_prefix: Some("Burst-".into()), ..Default::default() };
-    env.c.edit_template(&mut env.fx, "t", edit).unwrap();
+    env.c.edit_template(&mut env.fx, "t", edit, env.now).unwrap();
     assert_eq!(env.add(2, "Small"), ["Burst-0001", "Burst-0002"]);
 }
 
@@ -680,7 +680,9 @@ fn fail(transient: bool) -> std::result::Result<serde_json::Value, DeployFailure
 #[test]
 fn deployments_start_no_faster_than_the_template_rate() {
     let mut env = Env::new();
-    env.c.edit_template(&mut env.fx, "t", TemplateEdit { deploy_rate: Some(2), ..Default::default() }).unwrap();
+    env.c
+        .edit_template(&mut env.fx, "t", TemplateEdit { deploy_rate: Some(2), ..Default::default() }, env.now)
+        .unwrap();
     env.add(5, "Small");
     let req = NodeActionRequest { action: NodeAction::Start, template: Some("t".into()), names: vec![], force: false };
     env.c.node_action(&mut env.fx, req, env.now).unwrap();
@@ -724,7 +726,7 @@ fn a_transient_failure_is_retried_after_a_delay_and_a_fatal_one_is_not() {
 fn a_template_pauses_itself_after_consecutive_failures_until_resumed() {
     let mut env = Env::new();
     let edit = TemplateEdit { pause_after_failures: Some(2), deploy_rate: Some(2), ..Default::default() };
-    env.c.edit_template(&mut env.fx, "t", edit).unwrap();
+    env.c.edit_template(&mut env.fx, "t", edit, env.now).unwrap();
     let names = env.add(4, "Small");
     let req = NodeActionRequest { action: NodeAction::Start, template: Some("t".into()), names: vec![], force: false };
     env.c.node_action(&mut env.fx, req.clone(), env.now).unwrap();
@@ -909,7 +911,9 @@ fn a_scheduled_set_starts_before_its_window_takes_work_in_it_drains_and_stops_at
         lead_time: Some("10m".into()),
         drain_before_end: Some("5m".into()),
     };
-    env.c.edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }).unwrap();
+    env.c
+        .edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }, env.now)
+        .unwrap();
     let names = env.add(2, "Small");
     let monday_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
     let state = |env: &Env| names.iter().map(|n| env.state(n).0).collect::<Vec<_>>();
@@ -963,7 +967,9 @@ fn stopping_a_scheduled_set_by_hand_inside_its_window_sticks_until_the_next_wind
         lead_time: Some("0m".into()),
         ..Default::default()
     };
-    env.c.edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }).unwrap();
+    env.c
+        .edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }, env.now)
+        .unwrap();
     let names = env.add(1, "Small");
     let day_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
     env.now = day_10 + MIN;
@@ -996,7 +1002,9 @@ fn a_policy_that_missed_a_boundary_while_the_head_node_was_down_acts_again() {
         lead_time: Some("0m".into()),
         ..Default::default()
     };
-    env.c.edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }).unwrap();
+    env.c
+        .edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }, env.now)
+        .unwrap();
     let names = env.add(1, "Small");
     let day_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
     env.now = day_10 + MIN;

@@ -238,7 +238,7 @@ impl Actor {
         let c = &mut self.cluster;
         Ok(match request {
             Request::CreateTemplate(t) => to_value(c.create_template(fx, t, now)?),
-            Request::EditTemplate(name, edit) => to_value(c.edit_template(fx, &name, edit)?),
+            Request::EditTemplate(name, edit) => to_value(c.edit_template(fx, &name, edit, now)?),
             Request::ResumeTemplate(name) => to_value(c.resume_template(fx, &name)?),
             Request::DeleteTemplate(name) => {
                 c.delete_template(fx, &name)?;
