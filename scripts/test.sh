@@ -22,5 +22,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Real blob-store peers on loopback for the blob contract tests.
+source scripts/emulators.sh
+
 echo "==> cargo test"
 cargo test --workspace --locked
