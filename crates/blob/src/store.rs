@@ -38,8 +38,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An account or bucket, the path after it, and the options of a URI.
+type UriParts = (String, String, Vec<(String, String)>);
+
 /// Splits `az://a/b/c?x=1&y=2` into (`a`, `b/c`, [(x, 1), (y, 2)]).
-fn split(uri: &str, rest: &str) -> Result<(String, String, Vec<(String, String)>)> {
+fn split(uri: &str, rest: &str) -> Result<UriParts> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (first, prefix) = path.split_once('/').unwrap_or((path, ""));
     if first.is_empty() {
