@@ -626,6 +626,8 @@ fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_start
     let shown = c.json(&["template", "show", "az"]);
     assert_eq!(shown["settings"]["thumbprint"].as_str(), Some(fingerprint.as_str()));
     assert_eq!(shown["settings"]["certificate_key_bits"], 2048);
+    let err = c.th_fails(&["template", "edit", "az", "--thumbprint", &"a".repeat(40)]);
+    assert!(err.contains("comes from the certificate"), "{err}");
     c.th(&["node", "add", "--template", "az", "--count", "1", "--size", "Small"]);
     assert_eq!(c.node_states("az")[0].0, "AzureCN-0001");
     let err = c.th_fails(&["node", "start", "--template", "az"]);

@@ -111,7 +111,7 @@ pub enum Availability {
 }
 
 /// Where a scheduled set should be now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Outside every window and its lead time: nothing deployed.
     Stopped,
@@ -121,6 +121,16 @@ pub enum Phase {
     Online,
     /// The window ends within the drain time: finish running tasks, start none.
     Draining,
+}
+
+/// What a set's policy is doing: the phase it is in, the nodes it moves in this phase (a node a
+/// person acts on leaves the set until the next phase), and when it last looked. Kept with the
+/// template, so a restarted head node carries on where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    pub phase: Phase,
+    pub managed: std::collections::BTreeSet<String>,
+    pub seen: Millis,
 }
 
 impl Availability {
@@ -142,6 +152,8 @@ impl Availability {
     }
 }
 
+const MINUTE: Millis = 60_000;
+
 /// The local weekday (Monday = 0) and minute of the day at `at` in `tz`.
 fn local(at: Millis, tz: &jiff::tz::TimeZone) -> (u8, u16) {
     let ts = jiff::Timestamp::from_millisecond(at as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
@@ -159,9 +171,14 @@ pub fn phase(policy: &Availability, now: Millis) -> Option<Phase> {
         let (day, minute) = local(t, &tz);
         windows.iter().any(|w| w.contains(day, minute))
     };
+    // Look ahead minute by minute, so a short window or a gap between windows is not missed.
+    let ahead = |span: Millis, want_inside: bool| {
+        let steps = span.div_ceil(MINUTE);
+        (1..=steps).any(|k| inside(now + (k * MINUTE).min(span)) == want_inside)
+    };
     Some(if inside(now) {
-        if *drain_before_end > 0 && !inside(now + drain_before_end) { Phase::Draining } else { Phase::Online }
-    } else if inside(now + lead_time) {
+        if *drain_before_end > 0 && ahead(*drain_before_end, false) { Phase::Draining } else { Phase::Online }
+    } else if *lead_time > 0 && ahead(*lead_time, true) {
         Phase::Started
     } else {
         Phase::Stopped
@@ -253,6 +270,25 @@ mod tests {
         assert_eq!(phase(&p, sunday + 26 * HOUR), Some(Phase::Stopped));
         let weekdays = schedule(&["Mon-Fri 08:00-18:00"], "UTC", 0, 0);
         assert_eq!(phase(&weekdays, at("2026-11-28T12:00:00Z")), Some(Phase::Stopped), "Saturday noon");
+    }
+
+    #[test]
+    fn a_window_shorter_than_the_lead_time_is_started_for_and_not_stopped_in_between() {
+        let p = schedule(&["Mon 08:00-08:30"], "UTC", HOUR, 0);
+        let monday = at("2026-11-23T00:00:00Z");
+        for minutes in [7 * 60, 7 * 60 + 31, 7 * 60 + 59] {
+            assert_eq!(phase(&p, monday + minutes * MIN), Some(Phase::Started), "at {minutes} min");
+        }
+        assert_eq!(phase(&p, monday + 8 * HOUR + 10 * MIN), Some(Phase::Online));
+        assert_eq!(phase(&p, monday + 8 * HOUR + 31 * MIN), Some(Phase::Stopped));
+    }
+
+    #[test]
+    fn a_short_gap_between_windows_drains_before_it() {
+        let p = schedule(&["Mon 08:00-09:00", "Mon 09:10-10:00"], "UTC", 0, 15 * MIN);
+        let monday = at("2026-11-23T00:00:00Z");
+        assert_eq!(phase(&p, monday + 8 * HOUR + 50 * MIN), Some(Phase::Draining));
+        assert_eq!(phase(&p, monday + 9 * HOUR + 20 * MIN), Some(Phase::Online));
     }
 
     #[test]

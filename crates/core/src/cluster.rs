@@ -17,10 +17,14 @@ use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionRe
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-mod proxies;
+pub(crate) mod proxies;
 
 /// Identifies one connection of an agent.
 pub type SessionId = u64;
+
+/// A policy phase seen again after this long may be a later occurrence of it (the head node
+/// was down over a boundary): it counts as a new phase.
+const POLICY_GAP: Millis = 60 * 60_000;
 
 /// How long a failed deployment waits before its next try, times the attempt number.
 pub const RETRY_DELAY: Millis = 5_000;
@@ -88,6 +92,25 @@ pub struct Node {
     retry_at: Millis,
     /// When the provider reported the node deployed: the provision timeout runs from here.
     deployed_at: Option<Millis>,
+    /// An earlier deployment being removed before the node is deployed again (they may share
+    /// a directory or a name at the provider).
+    old_deployment: Option<serde_json::Value>,
+}
+
+impl Node {
+    /// Whether the provider holds something of this node that costs money and needs the set's
+    /// proxies: anything but a node never deployed, or a failed one with nothing left.
+    fn holds_deployment(&self) -> bool {
+        match self.state {
+            NodeState::NotDeployed => false,
+            NodeState::Unknown { .. } => self.handle.is_some() || self.deploying,
+            NodeState::Provisioning { .. }
+            | NodeState::Offline { .. }
+            | NodeState::Online { .. }
+            | NodeState::Draining { .. }
+            | NodeState::Stopping { .. } => true,
+        }
+    }
 }
 
 impl Node {
@@ -266,7 +289,7 @@ pub struct Cluster {
     proxies: BTreeMap<String, crate::proxy::ProxyRecord>,
     /// Per scheduled template: the phase its policy is in and the nodes it moves in this phase.
     /// and when it was last evaluated.
-    policy: HashMap<String, (crate::availability::Phase, BTreeSet<String>, Millis)>,
+    policy: HashMap<String, crate::availability::PolicyState>,
 }
 
 fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
@@ -302,6 +325,7 @@ impl Cluster {
     pub fn restore(config: Config, snapshot: Snapshot, fx: &mut Effects, now: Millis) -> Cluster {
         let mut c = Cluster::new(config);
         c.templates = snapshot.templates.into_iter().map(|t| (t.name.clone(), t)).collect();
+        c.policy = c.templates.values().filter_map(|t| Some((t.name.clone(), t.policy_state.clone()?))).collect();
         c.series = snapshot.series.into_iter().collect();
         c.next_usage = snapshot.next_usage.max(1);
         for u in snapshot.open_usage {
@@ -318,6 +342,9 @@ impl Cluster {
             if let NodeState::Provisioning { since } = &mut r.state {
                 *since = now;
             }
+            // A deployment that was queued or under way when the head node stopped has no
+            // handle yet: it is made again. One with a handle waits for its agent.
+            let redeploy = provisioning && r.handle.is_none();
             let node = Node {
                 name: r.name.clone(),
                 template: r.template,
@@ -332,10 +359,11 @@ impl Cluster {
                 running: BTreeSet::new(),
                 used_cores: 0,
                 deploying: false,
-                awaiting_deploy: false,
+                awaiting_deploy: redeploy,
                 deploy_attempts: 0,
-                retry_at: 0,
-                deployed_at: provisioning.then_some(now),
+                retry_at: now,
+                deployed_at: (provisioning && !redeploy).then_some(now),
+                old_deployment: None,
             };
             c.nodes.insert(r.name, node);
         }
@@ -415,6 +443,18 @@ impl Cluster {
         if nodes > 0 {
             return Err(Error::conflict(format!(
                 "template \"{name}\" still has {nodes} node(s) (stop and delete them first: thunderhead node stop --template {name}; thunderhead node delete --template {name})"
+            )));
+        }
+        // Proxies being removed finish without their template; one still deploying would be
+        // left behind.
+        let deploying = self
+            .proxies
+            .values()
+            .filter(|p| p.template == name && p.state == crate::proxy::ProxyState::Deploying)
+            .count();
+        if deploying > 0 {
+            return Err(Error::conflict(format!(
+                "template \"{name}\" still has {deploying} proxies being deployed (try again in a moment)"
             )));
         }
         self.templates.remove(name);
@@ -546,6 +586,7 @@ impl Cluster {
                 deploy_attempts: 0,
                 retry_at: 0,
                 deployed_at: None,
+                old_deployment: None,
             };
             fx.ops.push(Op::PutNode(node.record()));
             log(
@@ -614,10 +655,17 @@ impl Cluster {
             }
         };
         // A person's action wins over the availability policy until its next phase.
-        for (_, managed, _) in self.policy.values_mut() {
-            for name in &names {
-                managed.remove(name);
-            }
+        let touched: Vec<String> = self
+            .policy
+            .iter_mut()
+            .filter_map(|(t, state)| {
+                let before = state.managed.len();
+                state.managed.retain(|n| !names.contains(n));
+                (state.managed.len() != before).then(|| t.clone())
+            })
+            .collect();
+        for t in touched {
+            self.save_policy(fx, &t);
         }
         let mut results = Vec::with_capacity(names.len());
         for name in names {
@@ -673,7 +721,6 @@ impl Cluster {
             return Ok(());
         }
         let health = next.entry_health(&event);
-        let was_deployed = node.state.is_deployed();
         let mut line = format!("state {} -> {}", node.state.name(), next.name());
         if let NodeState::Unknown { cause, .. } = &next {
             line.push_str(&format!(": {cause}"));
@@ -681,32 +728,45 @@ impl Cluster {
         if health != node.health {
             line.push_str(&format!(", health {}", health.name()));
         }
-        let is_deployed = next.is_deployed();
         node.state = next;
         node.health = health;
         fx.ops.push(Op::PutNode(node.record()));
         log(fx, name, now, line);
-        if was_deployed != is_deployed {
-            self.account(fx, name, is_deployed, now);
-        }
+        self.account(fx, name, now);
         Ok(())
     }
 
     /// Opens or closes the paid stretch of a node that was deployed or removed, and of its
     /// set's proxies, which are paid while any node of the set is deployed.
-    fn account(&mut self, fx: &mut Effects, name: &str, deployed: bool, now: Millis) {
+    /// Called after anything that may change whether a node holds a deployment: idempotent.
+    fn account(&mut self, fx: &mut Effects, name: &str, now: Millis) {
         let Some(node) = self.nodes.get(name) else { return };
         let (Some(template), Some(size)) = (node.template.as_ref().and_then(|t| self.templates.get(t)), node.size)
         else {
             return;
         };
         let template = template.clone();
+        let deployed = node.holds_deployment();
         self.set_usage(fx, UsageKind::Node, name, &template, size, 1, deployed, now);
-        let set_active =
-            self.nodes.values().any(|n| n.template.as_deref() == Some(&template.name) && n.state.is_deployed());
+        self.account_set(fx, &template, now);
+    }
+
+    /// Whether any node of the set holds a deployment (and so needs, and pays for, proxies).
+    fn set_is_active(&self, template: &str) -> bool {
+        self.nodes.values().any(|n| n.template.as_deref() == Some(template) && n.holds_deployment())
+    }
+
+    /// The set's proxies and their paid stretch follow whether the set is active.
+    fn account_set(&mut self, fx: &mut Effects, template: &Template, now: Millis) {
+        let set_active = self.set_is_active(&template.name);
         let proxies = template.proxies;
-        self.set_usage(fx, UsageKind::Proxies, &template.name, &template, NodeSize::Small, proxies, set_active, now);
-        self.ensure_proxies(fx, &template, set_active, now);
+        // A changed number of proxies is billed from the change on.
+        let key = (UsageKind::Proxies, template.name.clone());
+        if self.usage.get(&key).is_some_and(|u| u.count != proxies) {
+            self.set_usage(fx, UsageKind::Proxies, &template.name, template, NodeSize::Small, proxies, false, now);
+        }
+        self.set_usage(fx, UsageKind::Proxies, &template.name, template, NodeSize::Small, proxies, set_active, now);
+        self.ensure_proxies(fx, template, set_active, now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -796,6 +856,7 @@ impl Cluster {
         // What is left of an earlier, failed deployment goes before the new one is made.
         if let Some(old) = node.handle.take() {
             fx.ops.push(Op::PutNode(node.record()));
+            node.old_deployment = Some(old.clone());
             fx.commands.push(Command::Remove { node: name.to_string(), template: template.clone(), handle: old });
         }
         log(
@@ -814,6 +875,7 @@ impl Cluster {
             .nodes
             .values()
             .filter(|n| n.awaiting_deploy && n.retry_at <= now && matches!(n.state, NodeState::Provisioning { .. }))
+            .filter(|n| n.old_deployment.is_none())
             .map(|n| n.name.clone())
             .collect();
         for name in due {
@@ -934,7 +996,7 @@ impl Cluster {
         if self.nodes[name].state.is_deployed() {
             // A failed node that never had a deployment stops costing when it is deleted.
             self.nodes.get_mut(name).expect("checked above").state = NodeState::NotDeployed;
-            self.account(fx, name, false, now);
+            self.account(fx, name, now);
         }
         self.nodes.remove(name);
         fx.ops.push(Op::DeleteNode(name.to_string()));
@@ -1119,6 +1181,7 @@ impl Cluster {
                     deploy_attempts: 0,
                     retry_at: 0,
                     deployed_at: None,
+                    old_deployment: None,
                 };
                 fx.ops.push(Op::PutNode(node.record()));
                 log(fx, &name, now, format!("joined as an on-premises node with {} cores, state Offline", hello.cores));
@@ -1352,6 +1415,7 @@ impl Cluster {
                 }
             }
         }
+        self.account(fx, name, now);
     }
 
     /// Counts a failed deployment of `template`; after too many in a row the template pauses
@@ -1397,6 +1461,15 @@ impl Cluster {
         let Some(node) = self.nodes.get_mut(name) else {
             return;
         };
+        // The earlier deployment of a restarted node is gone: the new one may now be made.
+        if node.old_deployment.as_ref() == Some(handle) {
+            node.old_deployment = None;
+            match result {
+                Ok(()) => log(fx, name, now, "the earlier deployment was removed"),
+                Err(cause) => log(fx, name, now, format!("the earlier deployment could not be removed: {cause}")),
+            }
+            return;
+        }
         // An answer about an older deployment of the node says nothing about its current one.
         if node.handle.as_ref() != Some(handle) {
             return;
@@ -1409,6 +1482,7 @@ impl Cluster {
                 } else {
                     node.handle = None;
                     fx.ops.push(Op::PutNode(node.record()));
+                    self.account(fx, name, now);
                 }
             }
             Err(cause) => {
@@ -1436,11 +1510,12 @@ impl Cluster {
     /// The provider reports that a node's deployment no longer exists. A node still waiting
     /// for its agent fails; a node whose agent went away is lost at once instead of after the
     /// grace period.
-    pub fn deployment_gone(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+    pub fn deployment_gone(&mut self, fx: &mut Effects, name: &str, handle: &serde_json::Value, now: Millis) {
         let Some(node) = self.nodes.get(name) else {
             return;
         };
-        if node.session.is_some() {
+        // A late answer about an earlier deployment says nothing about the current one.
+        if node.session.is_some() || node.handle.as_ref() != Some(handle) {
             return;
         }
         let cause = "the provider reports the deployment gone (for local nodes: the agent process exited; see agent.log in the node directory)".to_string();
@@ -1500,7 +1575,16 @@ impl Cluster {
         for name in silent {
             self.heartbeat_lost(fx, &name, now);
         }
+        self.keep_proxies(fx, now);
         self.apply_availability(fx, now);
+    }
+
+    /// Writes a set's policy state with its template.
+    fn save_policy(&mut self, fx: &mut Effects, template: &str) {
+        if let Some(t) = self.templates.get_mut(template) {
+            t.policy_state = self.policy.get(template).cloned();
+            fx.ops.push(Op::PutTemplate(t.clone()));
+        }
     }
 
     /// Moves the nodes of every scheduled set one step toward where its policy wants it.
@@ -1519,10 +1603,8 @@ impl Cluster {
         for (template, phase) in scheduled {
             // A phase seen again after a long gap (the head node was down) may be a later
             // occurrence of it: it counts as a new phase.
-            let fresh = self
-                .policy
-                .get(&template)
-                .is_none_or(|(p, _, seen)| *p != phase || now.saturating_sub(*seen) > 60 * 60_000);
+            let fresh =
+                self.policy.get(&template).is_none_or(|s| s.phase != phase || now.saturating_sub(s.seen) > POLICY_GAP);
             if fresh {
                 let all: BTreeSet<String> = self
                     .nodes
@@ -1530,11 +1612,18 @@ impl Cluster {
                     .filter(|n| n.template.as_deref() == Some(&template))
                     .map(|n| n.name.clone())
                     .collect();
-                self.policy.insert(template.clone(), (phase, all, now));
+                self.policy
+                    .insert(template.clone(), crate::availability::PolicyState { phase, managed: all, seen: now });
+                self.save_policy(fx, &template);
             }
             let entry = self.policy.get_mut(&template).expect("inserted above");
-            entry.2 = now;
-            let managed = &self.policy[&template].1;
+            // The last look is written now and then, for a restart to tell a gap from a pause.
+            let stale = now.saturating_sub(entry.seen) >= POLICY_GAP / 6;
+            entry.seen = now;
+            if stale {
+                self.save_policy(fx, &template);
+            }
+            let managed = &self.policy[&template].managed;
             let actions = crate::availability::decide(
                 phase,
                 managed.iter().filter_map(|n| self.nodes.get(n)).map(|n| (n.name.as_str(), &n.state)),

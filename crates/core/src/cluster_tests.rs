@@ -630,9 +630,12 @@ fn restarting_a_failed_node_removes_its_old_deployment_and_old_answers_do_not_to
     env.act(NodeAction::Start, &[n], false);
     let fx = env.end();
     assert!(fx.commands.iter().any(|c| matches!(c, Command::Remove { handle, .. } if *handle == old)));
-    assert!(fx.commands.iter().any(|c| matches!(c, Command::Deploy { .. })));
+    assert!(deploys(&fx).is_empty(), "the new deployment waits until the old one is gone");
+    env.c.removed(&mut env.fx, n, &old, Ok(()), env.now);
+    assert_eq!(deploys(&env.end()), std::slice::from_ref(n));
     let new = serde_json::json!({"pid": 2});
     env.c.deployed(&mut env.fx, n, Ok(new.clone()), env.now);
+    // A second, late answer about the old deployment (the timeout had asked for one too).
     env.c.removed(&mut env.fx, n, &old, Ok(()), env.now);
     env.end();
     assert_eq!(env.c.nodes[n].handle, Some(new), "the answer about the old deployment leaves the new one alone");
@@ -875,7 +878,7 @@ fn a_started_set_runs_its_proxies_first_and_removes_them_with_its_last_node() {
 fn a_dead_proxy_is_redeployed_on_its_address() {
     let mut env = Env::new();
     env.online(1, "Small");
-    env.c.proxy_gone(&mut env.fx, "t-proxy-1", env.now);
+    env.c.proxy_gone(&mut env.fx, "t-proxy-1", &serde_json::json!({"proxy": "t-proxy-1"}), env.now);
     env.auto_proxies = false;
     let fx = env.end();
     let again = fx.commands.iter().find_map(|c| match c {
@@ -1060,4 +1063,96 @@ fn a_set_started_again_while_its_proxies_are_removed_gets_new_ones() {
     }
     let (deploy, _) = proxy_commands(&env.end());
     assert_eq!(deploy.len(), 2, "new proxies for the started set");
+}
+
+#[test]
+fn deployments_queued_when_the_head_node_stopped_are_made_after_the_restart() {
+    let mut env = Env::new();
+    env.c
+        .edit_template(&mut env.fx, "t", TemplateEdit { deploy_rate: Some(1), ..Default::default() }, env.now)
+        .unwrap();
+    let names = env.add(3, "Small");
+    let req = NodeActionRequest { action: NodeAction::Start, template: Some("t".into()), names: vec![], force: false };
+    env.c.node_action(&mut env.fx, req, env.now).unwrap();
+    assert_eq!(deploys(&env.end()).len(), 1, "one a minute");
+    let mut fx = Effects::default();
+    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now + 61_000);
+    c.end_batch(&mut fx, env.now + 61_000);
+    let again: Vec<String> = deploys(&fx);
+    assert_eq!(again.len(), 1, "deployment goes on at the template's rate: {again:?}");
+    assert!(names.contains(&again[0]));
+    // Nothing is timed out as if it had been deployed.
+    c.tick(&mut fx, env.now + 61_000 + Config::default().provision_timeout + 1);
+    let unknown = names.iter().filter(|n| c.node(n).unwrap().state == "Unknown").count();
+    assert_eq!(unknown, 0);
+}
+
+#[test]
+fn a_failed_node_with_nothing_deployed_costs_nothing_and_keeps_no_proxies() {
+    let mut env = Env::new();
+    let names = env.add(1, "Small");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.end();
+    env.c.deployed(&mut env.fx, &names[0], fail(false), env.now);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Unknown");
+    assert!(snapshot_usage(&env.log).iter().all(|u| u.end.is_some()), "the node and proxies stopped costing");
+    assert!(env.c.template("t").unwrap().proxy_list.is_empty(), "the set's proxies were removed");
+    let err = env.c.delete_template(&mut env.fx, "t").unwrap_err();
+    assert!(err.message.contains("still has 1 node"), "{err}");
+}
+
+#[test]
+fn a_failed_proxy_is_tried_again_while_its_set_runs() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    // The second proxy dies and cannot be redeployed at first.
+    env.auto_proxies = false;
+    env.c.proxy_gone(&mut env.fx, "t-proxy-2", &serde_json::json!({"proxy": "t-proxy-2"}), env.now);
+    env.end();
+    env.c.proxy_deployed(&mut env.fx, "t-proxy-2", Err("no capacity".into()), env.now);
+    env.end();
+    env.now += crate::cluster::proxies::PROXY_RETRY;
+    for s in env.sessions.values() {
+        env.c.agent_heard(*s, env.now);
+    }
+    env.c.tick(&mut env.fx, env.now);
+    let fx = env.end();
+    assert!(
+        fx.commands.iter().any(|c| matches!(c, Command::DeployProxy { proxy, .. } if proxy == "t-proxy-2")),
+        "{:?}",
+        fx.commands
+    );
+    assert_eq!(env.state(&names[0]).0, "Online");
+}
+
+#[test]
+fn a_person_stopping_a_scheduled_set_is_remembered_across_a_restart() {
+    const MIN: Millis = 60_000;
+    let mut env = Env::new();
+    let names = env.add(1, "Small");
+    let day_10 = "2026-11-23T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond() as Millis;
+    env.now = day_10 + MIN;
+    let schedule = crate::template::AvailabilityInput {
+        windows: Some(vec!["Daily 10:00-11:00".into()]),
+        lead_time: Some("0m".into()),
+        ..Default::default()
+    };
+    env.c
+        .edit_template(&mut env.fx, "t", TemplateEdit { availability: schedule, ..Default::default() }, env.now)
+        .unwrap();
+    assert_eq!(deploys(&env.end()).len(), 1);
+    env.act(NodeAction::Stop, &[&names[0]], false);
+    env.end();
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!(1)), env.now);
+    env.end();
+    env.c.removed(&mut env.fx, &names[0], &serde_json::json!(1), Ok(()), env.now);
+    env.end();
+    let mut fx = Effects::default();
+    let later = env.now + 5 * MIN;
+    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, later);
+    c.tick(&mut fx, later);
+    c.end_batch(&mut fx, later);
+    assert!(deploys(&fx).is_empty(), "the restarted head node keeps the person's stop");
+    assert_eq!(c.node(&names[0]).unwrap().state, "NotDeployed");
 }

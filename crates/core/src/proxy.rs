@@ -36,6 +36,12 @@ pub struct ProxyRecord {
     pub handle: Option<serde_json::Value>,
     /// The address it listened on, reused when it is redeployed.
     pub address: Option<String>,
+    /// When it entered its state: a failed proxy is tried again a while later.
+    #[serde(default)]
+    pub since: crate::Millis,
+    /// The provider that deployed it, to remove it even after its template is deleted.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// The name of a set's `n`-th proxy.

@@ -86,6 +86,9 @@ pub struct Template {
     /// the head node's key. Never shown.
     #[serde(default)]
     pub sealed: Option<String>,
+    /// Where the availability policy is, kept across restarts.
+    #[serde(default)]
+    pub policy_state: Option<crate::availability::PolicyState>,
     pub created_at: Millis,
 }
 
@@ -129,6 +132,7 @@ impl Template {
             currency: default_currency(),
             availability: Availability::Manual,
             sealed: None,
+            policy_state: None,
             created_at: 0,
         }
     }
@@ -345,6 +349,7 @@ impl NewTemplate {
             currency: self.currency.unwrap_or_else(default_currency),
             availability: self.availability.apply(&Availability::Manual)?,
             sealed: self.sealed,
+            policy_state: None,
             created_at: now,
         };
         template.check()?;

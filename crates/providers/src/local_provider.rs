@@ -17,6 +17,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use thunderhead_core::template::Template;
 
+#[derive(Clone)]
 pub struct LocalProvider {
     agent_program: PathBuf,
     default_root: PathBuf,
@@ -54,6 +55,15 @@ impl LocalProvider {
         let args =
             ["agent", "--server", server_url, "--name", &request.node, "--cores", &cores, "--work-dir", &dir_arg];
         self.launch(&dir, "agent", &args)
+    }
+
+    /// [`LocalProvider::spawn`] off the async runtime: starting a process and creating its
+    /// directory block.
+    pub(crate) async fn spawn_blocking(&self, request: DeployRequest, server_url: String) -> Result<LocalHandle> {
+        let local = self.clone();
+        tokio::task::spawn_blocking(move || local.spawn(&request, &server_url))
+            .await
+            .map_err(|e| ProviderError::transient(format!("the deployment was interrupted: {e}")))?
     }
 
     /// Starts a proxy relaying to `request.server_url` in a fresh directory, and waits for the
@@ -210,14 +220,18 @@ impl Provider for LocalProvider {
 
     fn deploy<'a>(&'a self, request: &'a DeployRequest) -> BoxFuture<'a, Result<serde_json::Value>> {
         Box::pin(async move {
-            let handle = self.spawn(request, &request.server_url)?;
+            let handle = self.spawn_blocking(request.clone(), request.server_url.clone()).await?;
             Ok(serde_json::to_value(handle).expect("handles serialise"))
         })
     }
 
     fn deploy_proxy<'a>(&'a self, request: &'a ProxyRequest) -> BoxFuture<'a, Result<(serde_json::Value, String)>> {
         Box::pin(async move {
-            let (handle, url) = self.spawn_proxy(request)?;
+            // Starting a process and waiting for its address blocks: keep it off the runtime.
+            let (local, request) = (self.clone(), request.clone());
+            let (handle, url) = tokio::task::spawn_blocking(move || local.spawn_proxy(&request))
+                .await
+                .map_err(|e| ProviderError::transient(format!("the proxy start was interrupted: {e}")))??;
             Ok((serde_json::to_value(handle).expect("handles serialise"), url))
         })
     }

@@ -24,6 +24,7 @@ pub struct SimProvider {
 }
 
 struct LightAgent {
+    deployment: u64,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -34,6 +35,9 @@ struct LightHandle {
     v: u64,
     light: bool,
     node: String,
+    /// Tells this deployment of the node from earlier ones.
+    #[serde(default)]
+    deployment: u64,
 }
 
 fn light_handle(handle: &serde_json::Value) -> Option<LightHandle> {
@@ -143,9 +147,9 @@ impl SimProvider {
             return Ok(self.start_light(request));
         }
         let handle = match outcome {
-            Outcome::Deployed => self.local.spawn(request, &request.server_url)?,
+            Outcome::Deployed => self.local.spawn_blocking(request.clone(), request.server_url.clone()).await?,
             // The node boots, but its agent is pointed at an address where nothing listens.
-            Outcome::NeverConnects => self.local.spawn(request, "http://127.0.0.1:1")?,
+            Outcome::NeverConnects => self.local.spawn_blocking(request.clone(), "http://127.0.0.1:1".into()).await?,
             Outcome::NoCapacity => {
                 return Err(ProviderError::transient(format!(
                     "allocation failed after {secs:.1} s: no capacity for this size in the region (sim)"
@@ -166,6 +170,7 @@ impl SimProvider {
 
 impl SimProvider {
     fn start_light(&self, request: &DeployRequest) -> serde_json::Value {
+        let deployment = self.state.lock().expect("sim state").deployments.get(&request.node).copied().unwrap_or(0);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(thunderhead_agent::run_light(
             request.server_url.clone(),
@@ -173,13 +178,12 @@ impl SimProvider {
             request.size.cores(),
             stopped,
         ));
-        if let Some(old) =
-            self.light.lock().expect("light agents").insert(request.node.clone(), LightAgent { stop, task })
-        {
+        let agent = LightAgent { deployment, stop, task };
+        if let Some(old) = self.light.lock().expect("light agents").insert(request.node.clone(), agent) {
             let _ = old.stop.send(());
         }
-        serde_json::to_value(LightHandle { v: crate::HANDLE_VERSION, light: true, node: request.node.clone() })
-            .expect("handles serialise")
+        let handle = LightHandle { v: crate::HANDLE_VERSION, light: true, node: request.node.clone(), deployment };
+        serde_json::to_value(handle).expect("handles serialise")
     }
 }
 
@@ -231,7 +235,8 @@ impl Provider for SimProvider {
                 out.push(match light_handle(h) {
                     Some(l) => {
                         let agents = self.light.lock().expect("light agents");
-                        let running = agents.get(&l.node).is_some_and(|a| !a.task.is_finished());
+                        let running =
+                            agents.get(&l.node).is_some_and(|a| a.deployment == l.deployment && !a.task.is_finished());
                         Ok(if running { ExternalStatus::Running } else { ExternalStatus::Gone })
                     }
                     None => self.local.status(std::slice::from_ref(h)).await.remove(0),
@@ -244,9 +249,14 @@ impl Provider for SimProvider {
     fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if let Some(l) = light_handle(handle) {
-                if let Some(agent) = self.light.lock().expect("light agents").remove(&l.node) {
+                let mut agents = self.light.lock().expect("light agents");
+                // Only the deployment the handle names: a newer one of the node stays.
+                if agents.get(&l.node).is_some_and(|a| a.deployment == l.deployment)
+                    && let Some(agent) = agents.remove(&l.node)
+                {
                     let _ = agent.stop.send(());
                 }
+                drop(agents);
                 let mut state = self.state.lock().expect("sim state");
                 for held in state.held.values_mut() {
                     held.remove(&l.node);

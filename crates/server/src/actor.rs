@@ -67,7 +67,7 @@ pub enum Event {
     AgentGone { session: SessionId },
     Deployed { node: String, result: Result<Value, DeployFailure> },
     Removed { node: String, handle: Value, result: Result<(), String> },
-    DeploymentGone { node: String },
+    DeploymentGone { node: String, handle: Value },
     ProxyDeployed { proxy: String, result: Result<(Value, String), String> },
     ProxyRemoved { proxy: String, handle: Value, result: Result<(), String> },
     Tick,
@@ -218,8 +218,10 @@ impl Actor {
             }
             Event::Deployed { node, result } => self.cluster.deployed(fx, &node, result, now),
             Event::Removed { node, handle, result } => self.cluster.removed(fx, &node, &handle, result, now),
-            Event::DeploymentGone { node } if self.cluster.is_proxy(&node) => self.cluster.proxy_gone(fx, &node, now),
-            Event::DeploymentGone { node } => self.cluster.deployment_gone(fx, &node, now),
+            Event::DeploymentGone { node, handle } if self.cluster.is_proxy(&node) => {
+                self.cluster.proxy_gone(fx, &node, &handle, now)
+            }
+            Event::DeploymentGone { node, handle } => self.cluster.deployment_gone(fx, &node, &handle, now),
             Event::ProxyDeployed { proxy, result } => self.cluster.proxy_deployed(fx, &proxy, result, now),
             Event::ProxyRemoved { proxy, handle, result } => {
                 self.cluster.proxy_removed(fx, &proxy, &handle, result, now)
@@ -286,9 +288,9 @@ impl Actor {
             self.runtime.spawn(async move {
                 let handles: Vec<Value> = nodes.iter().map(|(_, h)| h.clone()).collect();
                 let statuses = provider.status(&handles).await;
-                for ((node, _), status) in nodes.into_iter().zip(statuses) {
+                for ((node, handle), status) in nodes.into_iter().zip(statuses) {
                     if status == Ok(thunderhead_providers::ExternalStatus::Gone) {
-                        let _ = events.send(Event::DeploymentGone { node });
+                        let _ = events.send(Event::DeploymentGone { node, handle });
                     }
                 }
             });

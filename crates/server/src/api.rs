@@ -109,22 +109,35 @@ async fn list_templates(State(api): State<Api>) -> Answer {
 
 async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>, JsonRejection>) -> Answer {
     let mut t = body?.0;
-    t.sealed =
-        seal_certificate(&api, &t.provider, &mut t.settings, t.certificate.take(), t.certificate_password.take())?;
+    let (cert, pw) = (t.certificate.take(), t.certificate_password.take());
+    t.sealed = seal_certificate(&api, true, &t.provider, &mut t.settings, cert, pw).await?;
     ask(&api, Request::CreateTemplate(t)).await
 }
 
 /// Checks a certificate a client sent and seals it with its password, so that only the sealed
 /// form is ever stored; sets the certificate's thumbprint, subject and key size in `settings`.
-fn seal_certificate(
+async fn seal_certificate(
     api: &Api,
+    creating: bool,
     provider: &str,
     settings: &mut serde_json::Map<String, Value>,
     certificate: Option<Secret>,
     password: Option<Secret>,
 ) -> Result<Option<String>, ApiError> {
     let (certificate, password) = match (certificate, password) {
-        (None, None) => return Ok(None),
+        (None, None) => {
+            // What the certificate says of itself cannot be set apart from it.
+            if let Some(key) = ["thumbprint", "certificate_subject", "certificate_key_bits"]
+                .into_iter()
+                .find(|k| settings.contains_key(*k) && (*k != "thumbprint" || !creating))
+            {
+                return Err(Error::invalid(format!(
+                    "setting {key} comes from the certificate (give --certificate FILE.pfx --certificate-password-file FILE to change it)"
+                ))
+                .into());
+            }
+            return Ok(None);
+        }
         (Some(c), Some(p)) => (c, p),
         _ => {
             return Err(Error::invalid(
@@ -142,7 +155,12 @@ fn seal_certificate(
         Error::invalid("the certificate is not hex-encoded PKCS#12 data (send the PFX file's bytes as hex)")
     })?;
     let given = settings.get("thumbprint").and_then(Value::as_str).map(str::to_string);
-    let info = inspect_certificate(&pfx, &password.0, given.as_deref()).map_err(|e| Error::invalid(e.message))?;
+    // Opening a PKCS#12 file derives keys the file says how hard to derive: off the runtime.
+    let pw = password.0.clone();
+    let info = tokio::task::spawn_blocking(move || inspect_certificate(&pfx, &pw, given.as_deref()))
+        .await
+        .map_err(|e| Error::conflict(format!("the certificate check was interrupted: {e}")))?
+        .map_err(|e| Error::invalid(e.message))?;
     settings.insert("thumbprint".into(), Value::from(info.thumbprint));
     settings.insert("certificate_subject".into(), Value::from(info.subject));
     settings.insert("certificate_key_bits".into(), Value::from(info.key_bits));
@@ -165,17 +183,15 @@ async fn edit_template(
             .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
         let mut settings = current.settings.clone();
         settings.extend(edit.settings.clone());
-        let sealed = seal_certificate(
-            &api,
-            &current.provider,
-            &mut settings,
-            edit.certificate.take(),
-            edit.certificate_password.take(),
-        )?;
+        let (cert, pw) = (edit.certificate.take(), edit.certificate_password.take());
+        let sealed = seal_certificate(&api, false, &current.provider, &mut settings, cert, pw).await?;
         for key in ["thumbprint", "certificate_subject", "certificate_key_bits"] {
             edit.settings.insert(key.into(), settings[key].clone());
         }
         edit.sealed = sealed;
+    } else {
+        // Without a certificate, what it says of itself cannot change.
+        seal_certificate(&api, false, "", &mut edit.settings.clone(), None, None).await?;
     }
     ask(&api, Request::EditTemplate(name, edit)).await
 }
@@ -236,9 +252,15 @@ async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
 }
 
 async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    api.handle.ask(Request::CheckLogName(name.clone())).await?;
+    // A proxy's log outlives the proxy: answer with it while there is one.
+    let known = api.handle.ask(Request::CheckLogName(name.clone())).await;
     let store = api.store.clone();
     let log = tokio::task::spawn_blocking(move || store.node_log(&name)).await.expect("no panic")?;
+    if let Err(e) = known
+        && log.is_empty()
+    {
+        return Err(e.into());
+    }
     Ok(Json(serde_json::to_value(log).expect("log serialises")))
 }
 

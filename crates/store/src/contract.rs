@@ -159,6 +159,8 @@ macro_rules! store_contract_tests {
                     state: ProxyState::Up { url: format!("http://127.0.0.1:{n}") },
                     handle: Some(serde_json::json!({"pid": n})),
                     address: Some(format!("http://127.0.0.1:{n}")),
+                    since: 9,
+                    provider: "local".into(),
                 };
                 {
                     let s = open(dir.path());

@@ -7,38 +7,68 @@ use crate::persist::Op;
 use crate::proxy::{ProxyRecord, ProxyState, ProxyView, proxy_name};
 use crate::template::Template;
 
+/// How long a failed proxy waits before it is deployed (or removed) again.
+pub const PROXY_RETRY: Millis = 30_000;
+
 impl Cluster {
     /// Brings the proxies of `template`'s set in line with whether the set is `active` (has a
-    /// deployed node).
+    /// deployed node): the template's number of proxies while active, a failed one tried again
+    /// after [`PROXY_RETRY`]; none while not.
     pub(super) fn ensure_proxies(&mut self, fx: &mut Effects, template: &Template, active: bool, now: Millis) {
-        if active {
-            for n in 1..=template.proxies {
-                let name = proxy_name(&template.name, n);
-                if self.proxies.contains_key(&name) {
-                    continue;
-                }
-                let record = ProxyRecord {
-                    name: name.clone(),
-                    template: template.name.clone(),
-                    state: ProxyState::Deploying,
-                    handle: None,
-                    address: None,
-                };
-                fx.ops.push(Op::PutProxy(record.clone()));
-                log(fx, &name, now, format!("deploying proxy {n} of set {}", template.name));
-                fx.commands.push(Command::DeployProxy {
-                    proxy: name.clone(),
-                    template: template.clone(),
-                    address: None,
-                });
-                self.proxies.insert(name, record);
+        let names: Vec<String> =
+            self.proxies.values().filter(|p| p.template == template.name).map(|p| p.name.clone()).collect();
+        if !active {
+            for name in names {
+                self.retire_proxy(fx, &name, template, now);
             }
             return;
         }
-        let names: Vec<String> =
-            self.proxies.values().filter(|p| p.template == template.name).map(|p| p.name.clone()).collect();
-        for name in names {
-            self.retire_proxy(fx, &name, template, now);
+        let wanted: Vec<String> = (1..=template.proxies).map(|n| proxy_name(&template.name, n)).collect();
+        for name in names.iter().filter(|n| !wanted.contains(n)) {
+            self.retire_proxy(fx, name, template, now);
+        }
+        for (n, name) in wanted.iter().enumerate() {
+            let (address, state, handle, since) = match self.proxies.get(name) {
+                None => (None, None, None, 0),
+                Some(p) => (p.address.clone(), Some(p.state.clone()), p.handle.clone(), p.since),
+            };
+            match (state, handle) {
+                (None, _) => {}
+                (Some(ProxyState::Failed { .. }), None) if now.saturating_sub(since) >= PROXY_RETRY => {}
+                (Some(ProxyState::Failed { .. }), Some(handle)) if now.saturating_sub(since) >= PROXY_RETRY => {
+                    // Its removal failed: try it again; a new one follows once it is gone.
+                    let p = self.proxies.get_mut(name).expect("listed");
+                    p.state = ProxyState::Removing;
+                    p.since = now;
+                    fx.ops.push(Op::PutProxy(p.clone()));
+                    fx.commands.push(Command::RemoveProxy { proxy: name.clone(), template: template.clone(), handle });
+                    continue;
+                }
+                (Some(_), _) => continue,
+            }
+            let record = ProxyRecord {
+                name: name.clone(),
+                template: template.name.clone(),
+                state: ProxyState::Deploying,
+                handle: None,
+                address: address.clone(),
+                since: now,
+                provider: template.provider.clone(),
+            };
+            fx.ops.push(Op::PutProxy(record.clone()));
+            log(fx, name, now, format!("deploying proxy {} of set {}", n + 1, template.name));
+            fx.commands.push(Command::DeployProxy { proxy: name.clone(), template: template.clone(), address });
+            self.proxies.insert(name.clone(), record);
+        }
+    }
+
+    /// Keeps every active set's proxies complete (retrying failed ones).
+    pub(super) fn keep_proxies(&mut self, fx: &mut Effects, now: Millis) {
+        let templates: Vec<Template> = self.templates.values().cloned().collect();
+        for t in templates {
+            if self.set_is_active(&t.name) {
+                self.ensure_proxies(fx, &t, true, now);
+            }
         }
     }
 
@@ -50,6 +80,7 @@ impl Cluster {
             (ProxyState::Deploying | ProxyState::Removing, _) => {}
             (ProxyState::Up { .. } | ProxyState::Failed { .. }, Some(handle)) => {
                 p.state = ProxyState::Removing;
+                p.since = now;
                 fx.ops.push(Op::PutProxy(p.clone()));
                 log(fx, name, now, "removing the proxy: its set has no deployed node");
                 fx.commands.push(Command::RemoveProxy { proxy: name.to_string(), template: template.clone(), handle });
@@ -61,15 +92,11 @@ impl Cluster {
         }
     }
 
-    fn set_is_active(&self, template: &str) -> bool {
-        self.nodes.values().any(|n| n.template.as_deref() == Some(template) && n.state.is_deployed())
-    }
-
     /// The addresses of the set's proxies that are up, for its agents, once none of its
     /// proxies is still deploying and at least one is up.
     pub(super) fn proxy_urls(&self, template: &str) -> Option<Vec<String>> {
         let set: Vec<&ProxyRecord> = self.proxies.values().filter(|p| p.template == template).collect();
-        if set.iter().any(|p| p.state == ProxyState::Deploying) {
+        if set.iter().any(|p| matches!(p.state, ProxyState::Deploying | ProxyState::Removing)) {
             return None;
         }
         let urls: Vec<String> = set
@@ -108,6 +135,7 @@ impl Cluster {
                 p.handle = Some(handle.clone());
                 p.address = Some(url.clone());
                 p.state = ProxyState::Up { url: url.clone() };
+                p.since = now;
                 fx.ops.push(Op::PutProxy(p.clone()));
                 log(fx, name, now, format!("proxy up at {url}"));
                 if !active {
@@ -117,6 +145,7 @@ impl Cluster {
             }
             Err(cause) => {
                 p.state = ProxyState::Failed { cause: cause.clone() };
+                p.since = now;
                 fx.ops.push(Op::PutProxy(p.clone()));
                 log(fx, name, now, format!("proxy deployment failed: {cause}"));
                 let hope = self.proxies.values().any(|q| {
@@ -175,6 +204,7 @@ impl Cluster {
             }
             Err(cause) => {
                 p.state = ProxyState::Failed { cause: format!("removal failed: {cause}") };
+                p.since = now;
                 fx.ops.push(Op::PutProxy(p.clone()));
                 log(fx, name, now, format!("proxy removal failed: {cause}"));
             }
@@ -191,14 +221,15 @@ impl Cluster {
     }
 
     /// The provider reports a proxy gone: it is deployed again on the same address.
-    pub fn proxy_gone(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+    pub fn proxy_gone(&mut self, fx: &mut Effects, name: &str, handle: &serde_json::Value, now: Millis) {
         let Some(p) = self.proxies.get_mut(name) else { return };
-        if !matches!(p.state, ProxyState::Up { .. }) {
+        if !matches!(p.state, ProxyState::Up { .. }) || p.handle.as_ref() != Some(handle) {
             return;
         }
         let Some(template) = self.templates.get(&p.template).cloned() else { return };
         p.state = ProxyState::Deploying;
         p.handle = None;
+        p.since = now;
         fx.ops.push(Op::PutProxy(p.clone()));
         log(fx, name, now, "proxy gone; agents fail over to the others; redeploying it on the same address");
         fx.commands.push(Command::DeployProxy { proxy: name.to_string(), template, address: p.address.clone() });
@@ -207,7 +238,11 @@ impl Cluster {
     /// Takes up the proxies a restarted head node finds in its state.
     pub(super) fn restore_proxies(&mut self, records: Vec<ProxyRecord>, fx: &mut Effects, now: Millis) {
         for p in records {
-            let template = self.templates.get(&p.template).cloned();
+            // A proxy whose template was deleted while it was being removed is still removed.
+            let template = self.templates.get(&p.template).cloned().or_else(|| {
+                (p.state == ProxyState::Removing && !p.provider.is_empty())
+                    .then(|| Template::new(&p.template, &p.provider))
+            });
             match (&p.state, p.handle.clone(), template) {
                 (ProxyState::Removing, Some(handle), Some(t)) => {
                     fx.commands.push(Command::RemoveProxy { proxy: p.name.clone(), template: t, handle });
