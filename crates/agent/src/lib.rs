@@ -6,6 +6,7 @@
 //! standard output and error written to files; the agent is a child subreaper, so processes a
 //! task leaves behind are reaped, and a cancel kills the whole group.
 
+pub mod archive;
 mod light_agent;
 mod outbox;
 mod reaper;
