@@ -305,11 +305,14 @@ mod tests {
         assert!(!into.join("stale").exists());
     }
 
+    /// A case name, file entries, symlink entries, and the refusal expected.
+    type HostileCase<'a> = (&'a str, &'a [(&'a str, &'a [u8])], &'a [(&'a str, &'a str)], &'a str);
+
     #[test]
     fn hostile_archives_are_refused_by_entry_and_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let into = dir.path().join("installed");
-        let cases: [(&str, &[(&str, &[u8])], &[(&str, &str)], &str); 4] = [
+        let cases: [HostileCase; 4] = [
             ("climb", &[("../../etc/evil", b"x")], &[], "\"../../etc/evil\" climbs out"),
             ("absolute", &[("/etc/evil", b"x")], &[], "\"/etc/evil\" is an absolute path"),
             (
