@@ -7,6 +7,7 @@
 //! task leaves behind are reaped, and a cancel kills the whole group.
 
 pub mod archive;
+mod install;
 mod light_agent;
 mod outbox;
 mod reaper;

@@ -69,6 +69,17 @@ pub async fn run_light(server: String, name: String, cores: u32, mut stop: tokio
                             }
                             Ok(ServerMsg::Shutdown | ServerMsg::Refused { .. }) => return true,
                             Ok(ServerMsg::Cancel { .. } | ServerMsg::Ack { .. }) => {}
+                            // A light agent has no disk: its packages count as installed.
+                            Ok(ServerMsg::Install { packages }) => {
+                                let results = packages
+                                    .into_iter()
+                                    .map(|p| thunderhead_proto::InstallResult { name: p.name, version: p.version, error: None })
+                                    .collect();
+                                let msg = AgentMsg::Installed { results };
+                                if sink.send(Message::text(thunderhead_proto::encode(&msg))).await.is_err() {
+                                    return false;
+                                }
+                            }
                             Err(_) => return false,
                         }
                     }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use thunderhead_proto::{
-    AGENT_PATH, AgentMsg, Assignment, OUTPUT_TAIL_BYTES, PROTOCOL_VERSION, ServerMsg, TaskRef, TaskResult,
+    AGENT_PATH, AgentMsg, Assignment, InstallResult, OUTPUT_TAIL_BYTES, PROTOCOL_VERSION, ServerMsg, TaskRef,
+    TaskResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -42,10 +43,16 @@ pub enum AgentError {
 }
 
 enum Event {
-    Connected(Box<Ws>),
+    /// A connection, and the head node's HTTP address it was made to.
+    Connected(Box<Ws>, String),
+    /// Packages finished installing.
+    Installed(Vec<InstallResult>),
     Message(ServerMsg),
     Disconnected(String),
-    Exited { task: TaskRef, exit: Option<Exit> },
+    Exited {
+        task: TaskRef,
+        exit: Option<Exit>,
+    },
     Heartbeat,
     Terminate,
 }
@@ -72,6 +79,8 @@ struct Agent {
     failures: u32,
     /// The address of the next connection attempt, in the list of server URLs.
     next_url: usize,
+    /// The head node's HTTP address on the current connection, for downloads.
+    http_base: String,
     /// The head node's heartbeat interval, from its welcome.
     heartbeat_every: Duration,
     last_beat: std::time::Instant,
@@ -113,6 +122,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         ended: Vec::new(),
         failures: 0,
         next_url: 0,
+        http_base: String::new(),
         heartbeat_every: Duration::from_secs(10),
         last_beat: std::time::Instant::now(),
     };
@@ -145,6 +155,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// `ws://host:port/agent/v1` → `http://host:port`.
+fn http_base(ws_url: &str) -> String {
+    let http = ws_url.replacen("ws://", "http://", 1).replacen("wss://", "https://", 1);
+    http.strip_suffix(AGENT_PATH).unwrap_or(&http).to_string()
+}
+
 pub(crate) fn websocket_url(server: &str) -> Result<String, AgentError> {
     let rest = server
         .strip_prefix("http://")
@@ -159,7 +175,7 @@ fn spawn_connector(url: String, events: mpsc::UnboundedSender<Event>, delay: Dur
         tokio::time::sleep(delay).await;
         match tokio_tungstenite::connect_async(url.as_str()).await {
             Ok((ws, _)) => {
-                let _ = events.send(Event::Connected(Box::new(ws)));
+                let _ = events.send(Event::Connected(Box::new(ws), http_base(&url)));
             }
             Err(e) => {
                 let _ = events.send(Event::Disconnected(format!("cannot connect to {url}: {e}")));
@@ -238,7 +254,8 @@ impl Agent {
     /// Handles one event; returns true when the agent must stop.
     fn handle(&mut self, event: Event, ws_urls: &[String]) -> Result<bool, AgentError> {
         match event {
-            Event::Connected(ws) => {
+            Event::Connected(ws, base) => {
+                self.http_base = base;
                 // Results that ended in this round go to the outbox first, so the hello names
                 // them as completed rather than leaving them out.
                 self.flush_results();
@@ -276,6 +293,13 @@ impl Agent {
                 spawn_connector(ws_urls[self.next_url].clone(), self.events.clone(), delay);
             }
             Event::Message(msg) => return self.on_message(msg),
+            Event::Installed(results) => {
+                let failed = results.iter().filter(|r| r.error.is_some()).count();
+                tracing::info!(packages = results.len(), failed, "packages installed");
+                if self.sink.is_some() {
+                    self.outgoing.push(AgentMsg::Installed { results });
+                }
+            }
             Event::Exited { task, exit } => self.on_exit(task, exit),
             Event::Heartbeat => {
                 if self.sink.is_some() && self.last_beat.elapsed() >= self.heartbeat_every {
@@ -308,6 +332,14 @@ impl Agent {
             }
             ServerMsg::Ack { tasks } => self.outbox.ack(&tasks),
             ServerMsg::Shutdown => return Ok(true),
+            ServerMsg::Install { packages } => {
+                let (base, work_dir, events) =
+                    (self.http_base.clone(), self.config.work_dir.clone(), self.events.clone());
+                tokio::task::spawn_blocking(move || {
+                    let results = crate::install::install_all(&base, &work_dir, packages);
+                    let _ = events.send(Event::Installed(results));
+                });
+            }
         }
         Ok(false)
     }
@@ -332,9 +364,12 @@ impl Agent {
             let stdout = std::fs::File::create(dir.join("stdout"))?;
             let stderr = std::fs::File::create(dir.join("stderr"))?;
             self.reaper.spawn(|| {
+                let packages = crate::install::package_root(&self.config.work_dir);
                 std::process::Command::new(&a.command[0])
                     .args(&a.command[1..])
                     .envs(a.env.iter().map(|(k, v)| (k, v)))
+                    .env("THUNDERHEAD_PACKAGE_ROOT", &packages)
+                    .env("CCP_PACKAGE_ROOT", &packages)
                     .current_dir(&dir)
                     .stdin(Stdio::null())
                     .stdout(stdout)

@@ -17,6 +17,7 @@ use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionRe
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
+pub mod packages;
 pub(crate) mod proxies;
 
 /// Identifies one connection of an agent.
@@ -95,6 +96,10 @@ pub struct Node {
     /// An earlier deployment being removed before the node is deployed again (they may share
     /// a directory or a name at the provider).
     old_deployment: Option<serde_json::Value>,
+    /// Connected, installing its packages before it is `Offline`.
+    installing: bool,
+    /// The packages it has installed, `name@version`.
+    pub packages: Vec<String>,
 }
 
 impl Node {
@@ -148,6 +153,7 @@ impl Node {
             cores_in_use: self.used_cores,
             since,
             cause,
+            packages: self.packages.clone(),
         }
     }
 
@@ -249,6 +255,11 @@ pub enum Command {
         template: Template,
         handle: serde_json::Value,
     },
+    /// Install these packages on the agent.
+    Install {
+        session: SessionId,
+        packages: Vec<crate::package::Package>,
+    },
     Remove {
         node: String,
         template: Template,
@@ -287,6 +298,10 @@ pub struct Cluster {
     next_usage: u64,
     /// Every set's proxies, by name.
     proxies: BTreeMap<String, crate::proxy::ProxyRecord>,
+    /// Uploaded packages by name and version.
+    packages: BTreeMap<(String, u32), crate::package::Package>,
+    /// The last version handed out per package name.
+    package_versions: HashMap<String, u32>,
     /// Per scheduled template: the phase its policy is in and the nodes it moves in this phase.
     /// and when it was last evaluated.
     policy: HashMap<String, crate::availability::PolicyState>,
@@ -316,6 +331,8 @@ impl Cluster {
             next_usage: 1,
             proxies: BTreeMap::new(),
             policy: HashMap::new(),
+            packages: BTreeMap::new(),
+            package_versions: HashMap::new(),
         }
     }
 
@@ -364,6 +381,8 @@ impl Cluster {
                 retry_at: now,
                 deployed_at: (provisioning && !redeploy).then_some(now),
                 old_deployment: None,
+                installing: false,
+                packages: Vec::new(),
             };
             c.nodes.insert(r.name, node);
         }
@@ -397,6 +416,7 @@ impl Cluster {
             c.jobs.insert(id, job);
         }
         c.restore_proxies(snapshot.proxies, fx, now);
+        c.packages = snapshot.packages.into_iter().map(|p| ((p.name.clone(), p.version), p)).collect();
         // A stop that was under way when the head node went down is finished now.
         let stopping: Vec<String> = c
             .nodes
@@ -587,6 +607,8 @@ impl Cluster {
                 retry_at: 0,
                 deployed_at: None,
                 old_deployment: None,
+                installing: false,
+                packages: Vec::new(),
             };
             fx.ops.push(Op::PutNode(node.record()));
             log(
@@ -1161,6 +1183,7 @@ impl Cluster {
             return Err(Error::invalid(format!("agent {} reports 0 cores (give --cores 1 or more)", hello.name)));
         }
         let name = hello.name.clone();
+        let mut must_install = false;
         match self.nodes.get(&name) {
             None => {
                 let node = Node {
@@ -1182,6 +1205,8 @@ impl Cluster {
                     retry_at: 0,
                     deployed_at: None,
                     old_deployment: None,
+                    installing: false,
+                    packages: Vec::new(),
                 };
                 fx.ops.push(Op::PutNode(node.record()));
                 log(fx, &name, now, format!("joined as an on-premises node with {} cores, state Offline", hello.cores));
@@ -1195,7 +1220,13 @@ impl Cluster {
                     )));
                 }
                 let was = node.state.name();
-                self.transition(fx, &name, NodeEvent::AgentJoined, now).map_err(|e| Error::conflict(e.to_string()))?;
+                // A burst node being deployed installs its packages before it is Offline.
+                must_install = matches!(node.state, NodeState::Provisioning { .. })
+                    && node.template.as_ref().is_some_and(|t| !self.packages_for(t).is_empty());
+                if !must_install {
+                    self.transition(fx, &name, NodeEvent::AgentJoined, now)
+                        .map_err(|e| Error::conflict(e.to_string()))?;
+                }
                 let node = self.nodes.get_mut(&name).expect("exists");
                 if node.template.is_none() && node.cores != hello.cores {
                     node.cores = hello.cores;
@@ -1215,6 +1246,10 @@ impl Cluster {
         }
         node.disconnected_since = None;
         node.last_heard = now;
+        if must_install {
+            self.install_on_join(fx, &name, session, now);
+        }
+        let node = self.nodes.get_mut(&name).expect("exists");
         if node.health == Health::Error {
             node.health = Health::OK;
             fx.ops.push(Op::PutNode(node.record()));

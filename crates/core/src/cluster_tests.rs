@@ -357,6 +357,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
     let mut tasks: BTreeMap<(JobId, u64), TaskRow> = BTreeMap::new();
     let mut usage: BTreeMap<u64, crate::cost::Usage> = BTreeMap::new();
     let mut proxies: BTreeMap<String, crate::proxy::ProxyRecord> = BTreeMap::new();
+    let mut packages: BTreeMap<(String, u32), crate::package::Package> = BTreeMap::new();
     for op in ops {
         match op.clone() {
             Op::PutTemplate(t) => {
@@ -395,6 +396,12 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
             Op::DeleteProxy(p) => {
                 proxies.remove(&p);
             }
+            Op::PutPackage(p) => {
+                packages.insert((p.name.clone(), p.version), p);
+            }
+            Op::DeletePackage { name, version } => {
+                packages.remove(&(name, version));
+            }
         }
     }
     Snapshot {
@@ -406,6 +413,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
         next_usage: usage.keys().max().map_or(1, |m| m + 1),
         open_usage: usage.into_values().filter(|u| u.end.is_none()).collect(),
         proxies: proxies.into_values().collect(),
+        packages: packages.into_values().collect(),
     }
 }
 
@@ -1155,4 +1163,107 @@ fn a_person_stopping_a_scheduled_set_is_remembered_across_a_restart() {
     c.end_batch(&mut fx, later);
     assert!(deploys(&fx).is_empty(), "the restarted head node keeps the person's stop");
     assert_eq!(c.node(&names[0]).unwrap().state, "NotDeployed");
+}
+
+fn package(name: &str, version: u32, template: Option<&str>) -> crate::package::Package {
+    crate::package::Package {
+        name: name.into(),
+        version,
+        file_name: format!("{name}.tar.gz"),
+        size: 10,
+        sha256: "ab".repeat(32),
+        template: template.map(String::from),
+        uploaded_at: 1,
+    }
+}
+
+fn installs(fx: &Effects) -> Vec<(SessionId, Vec<String>)> {
+    fx.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Install { session, packages } => {
+                Some((*session, packages.iter().map(|p| format!("{}@{}", p.name, p.version)).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_node_installs_its_packages_before_it_is_offline() {
+    let mut env = Env::new();
+    for (name, v) in [("solver", 1), ("solver", 2), ("data", 1)] {
+        assert_eq!(env.c.reserve_package_version(name, &format!("{name}.tar.gz"), None).unwrap(), v);
+        env.c.register_package(&mut env.fx, package(name, v, None)).unwrap();
+    }
+    let names = env.add(1, "Small");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.end();
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!(1)), env.now);
+    let session = env.connect(&names[0], 1).unwrap();
+    let fx = env.end();
+    assert_eq!(installs(&fx), vec![(session, vec!["data@1".to_string(), "solver@2".to_string()])]);
+    assert_eq!(env.state(&names[0]).0, "Provisioning", "not Offline before its packages are in");
+    let ok = |name: &str, version| packages::Installed { name: name.into(), version, error: None };
+    env.c.agent_installed(&mut env.fx, session, vec![ok("data", 1), ok("solver", 2)], env.now);
+    env.end();
+    assert_eq!(env.state(&names[0]).0, "Offline");
+    assert_eq!(env.c.node(&names[0]).unwrap().packages, ["data@1", "solver@2"]);
+}
+
+#[test]
+fn a_package_that_fails_to_install_leaves_the_node_unknown_with_the_reason() {
+    let mut env = Env::new();
+    env.c.register_package(&mut env.fx, package("solver", 1, Some("t"))).unwrap();
+    let names = env.add(1, "Small");
+    env.act(NodeAction::Start, &[&names[0]], false);
+    env.end();
+    env.c.deployed(&mut env.fx, &names[0], Ok(serde_json::json!(1)), env.now);
+    let session = env.connect(&names[0], 1).unwrap();
+    env.end();
+    let failed = packages::Installed { name: "solver".into(), version: 1, error: Some("checksum mismatch".into()) };
+    env.c.agent_installed(&mut env.fx, session, vec![failed], env.now);
+    env.end();
+    assert_eq!(env.state(&names[0]), ("Unknown".into(), "Unapproved".into()));
+    assert!(
+        env.c.node(&names[0]).unwrap().cause.unwrap().contains("package solver@1 failed to install: checksum mismatch")
+    );
+}
+
+#[test]
+fn pins_and_template_packages_choose_what_a_node_installs() {
+    let mut env = Env::new();
+    let t2 = NewTemplate { name: "t2".into(), provider: "local".into(), ..Default::default() };
+    env.c.create_template(&mut env.fx, t2, env.now).unwrap();
+    for p in [package("a", 1, None), package("a", 2, None), package("b", 1, Some("t2"))] {
+        env.c.register_package(&mut env.fx, p).unwrap();
+    }
+    let chosen = |env: &Env, t: &str| {
+        env.c.packages_for(t).iter().map(|p| format!("{}@{}", p.name, p.version)).collect::<Vec<_>>()
+    };
+    assert_eq!(chosen(&env, "t"), ["a@2"]);
+    assert_eq!(chosen(&env, "t2"), ["a@2", "b@1"]);
+    let pin = TemplateEdit { pin: Some(vec!["a=1".into()]), ..Default::default() };
+    env.c.edit_template(&mut env.fx, "t", pin, env.now).unwrap();
+    assert_eq!(chosen(&env, "t"), ["a@1"]);
+    let gone = env.c.remove_package(&mut env.fx, "a", Some(1)).unwrap();
+    assert_eq!(gone.len(), 1);
+    assert!(env.c.package_file("a", Some(1)).unwrap_err().message.contains("no version 1"));
+    assert_eq!(env.c.reserve_package_version("a", "a.zip", None).unwrap(), 3, "versions are never reused");
+}
+
+#[test]
+fn packages_are_installed_on_running_nodes_on_request() {
+    let mut env = Env::new();
+    let names = env.online(2, "Small");
+    env.c.register_package(&mut env.fx, package("tool", 1, None)).unwrap();
+    let results = env.c.install_packages(&mut env.fx, "t", env.now).unwrap();
+    assert!(results.iter().all(|r| r.ok), "{results:?}");
+    let fx = env.end();
+    assert_eq!(installs(&fx).len(), 2);
+    let ok = packages::Installed { name: "tool".into(), version: 1, error: None };
+    env.c.agent_installed(&mut env.fx, env.sessions[&names[0]], vec![ok], env.now);
+    env.end();
+    assert_eq!(env.c.node(&names[0]).unwrap().packages, ["tool@1"]);
+    assert_eq!(env.state(&names[0]).0, "Online");
 }

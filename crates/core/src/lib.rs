@@ -11,6 +11,7 @@ pub mod cost;
 pub mod error;
 pub mod job;
 pub mod node_state;
+pub mod package;
 pub mod persist;
 pub mod proxy;
 pub mod scheduler;

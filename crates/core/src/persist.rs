@@ -35,6 +35,11 @@ pub enum Op {
     PutUsage(crate::cost::Usage),
     PutProxy(crate::proxy::ProxyRecord),
     DeleteProxy(String),
+    PutPackage(crate::package::Package),
+    DeletePackage {
+        name: String,
+        version: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,4 +144,5 @@ pub struct Snapshot {
     /// The id the next usage record gets.
     pub next_usage: u64,
     pub proxies: Vec<crate::proxy::ProxyRecord>,
+    pub packages: Vec<crate::package::Package>,
 }

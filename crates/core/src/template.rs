@@ -89,6 +89,9 @@ pub struct Template {
     /// Where the availability policy is, kept across restarts.
     #[serde(default)]
     pub policy_state: Option<crate::availability::PolicyState>,
+    /// Package versions its nodes install instead of the latest.
+    #[serde(default)]
+    pub pins: std::collections::BTreeMap<String, u32>,
     pub created_at: Millis,
 }
 
@@ -133,6 +136,7 @@ impl Template {
             availability: Availability::Manual,
             sealed: None,
             policy_state: None,
+            pins: Default::default(),
             created_at: 0,
         }
     }
@@ -190,6 +194,9 @@ pub struct NewTemplate {
     /// The sealed certificate, set by the head node, never by a client.
     #[serde(skip_deserializing)]
     pub sealed: Option<String>,
+    /// `NAME=VERSION` pins a package version for the template's nodes; `NAME=latest` unpins.
+    #[serde(default)]
+    pub pin: Option<Vec<String>>,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -227,6 +234,9 @@ pub struct TemplateEdit {
     /// The sealed certificate, set by the head node, never by a client.
     #[serde(skip_deserializing)]
     pub sealed: Option<String>,
+    /// `NAME=VERSION` pins a package version for the template's nodes; `NAME=latest` unpins.
+    #[serde(default)]
+    pub pin: Option<Vec<String>>,
 }
 
 /// The availability options of `template create` and `template edit`, as given.
@@ -350,6 +360,7 @@ impl NewTemplate {
             availability: self.availability.apply(&Availability::Manual)?,
             sealed: self.sealed,
             policy_state: None,
+            pins: Default::default(),
             created_at: now,
         };
         template.check()?;
@@ -437,6 +448,15 @@ impl Template {
         }
         if let Some(sealed) = edit.sealed {
             t.sealed = Some(sealed);
+        }
+        for pin in edit.pin.iter().flatten() {
+            let bad = || Error::invalid(format!("pin \"{pin}\" is not NAME=VERSION or NAME=latest (e.g. solver=3)"));
+            let (name, version) = pin.split_once('=').ok_or_else(bad)?;
+            if version == "latest" {
+                t.pins.remove(name);
+            } else {
+                t.pins.insert(name.to_string(), version.parse().map_err(|_| bad())?);
+            }
         }
         if let Some(q) = edit.quota_cores {
             t.quota_cores = q;

@@ -56,6 +56,8 @@ pub struct NodeView {
     pub since: Option<Millis>,
     /// Why a node is `Unknown`.
     pub cause: Option<String>,
+    /// The packages it installed, `name@version`.
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,4 +186,19 @@ pub struct JobCost {
     pub name: String,
     pub core_hours: f64,
     pub cost: std::collections::BTreeMap<String, f64>,
+}
+
+/// One version of a package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageView {
+    pub name: String,
+    pub version: u32,
+    /// How many versions of the package there are.
+    pub versions: u32,
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `null` for packages every template installs.
+    pub template: Option<String>,
+    pub uploaded_at: Millis,
 }

@@ -54,6 +54,28 @@ pub struct TaskResult {
     pub stderr: String,
 }
 
+/// A package an agent installs: fetched from `GET /agent/v1/blobs/{key}` on the head node and
+/// checked against its size and SHA-256 before it is unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRef {
+    pub name: String,
+    pub version: u32,
+    pub key: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// How one package installed; `error` says why it did not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallResult {
+    pub name: String,
+    pub version: u32,
+    pub error: Option<String>,
+}
+
+/// The path agents fetch blobs from.
+pub const BLOB_PATH: &str = "/agent/v1/blobs";
+
 /// How much of a task's standard output and error the head node keeps.
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 
@@ -72,6 +94,10 @@ pub enum AgentMsg {
     },
     Results {
         results: Vec<TaskResult>,
+    },
+    /// The outcome of an `install`.
+    Installed {
+        results: Vec<InstallResult>,
     },
     Heartbeat,
 }
@@ -99,6 +125,10 @@ pub enum ServerMsg {
     },
     /// The node is being stopped: kill every task and exit.
     Shutdown,
+    /// Install these packages (replacing older versions), then answer `installed`.
+    Install {
+        packages: Vec<PackageRef>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,7 @@ pub enum Event {
     AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
     AgentResults { session: SessionId, results: Vec<TaskResult> },
     AgentHeard { session: SessionId },
+    AgentInstalled { session: SessionId, results: Vec<thunderhead_core::cluster::packages::Installed> },
     AgentGone { session: SessionId },
     Deployed { node: String, result: Result<Value, DeployFailure> },
     Removed { node: String, handle: Value, result: Result<(), String> },
@@ -212,6 +213,7 @@ impl Actor {
             }
             Event::AgentResults { session, results } => self.cluster.agent_results(fx, session, results, now),
             Event::AgentHeard { session } => self.cluster.agent_heard(session, now),
+            Event::AgentInstalled { session, results } => self.cluster.agent_installed(fx, session, results, now),
             Event::AgentGone { session } => {
                 self.agents.remove(&session);
                 self.cluster.agent_gone(fx, session, now);
@@ -340,6 +342,19 @@ impl Actor {
                 self.to_agent(session, Outbound::Msg(ServerMsg::Ack { tasks }))
             }
             Command::Shutdown { session } => self.to_agent(session, Outbound::Msg(ServerMsg::Shutdown)),
+            Command::Install { session, packages } => {
+                let packages = packages
+                    .into_iter()
+                    .map(|p| thunderhead_proto::PackageRef {
+                        key: p.key(),
+                        name: p.name,
+                        version: p.version,
+                        sha256: p.sha256,
+                        size: p.size,
+                    })
+                    .collect();
+                self.to_agent(session, Outbound::Msg(ServerMsg::Install { packages }))
+            }
             Command::Disconnect { session, reason } => {
                 let f = self.to_agent(session, Outbound::Close(reason));
                 self.agents.remove(&session);

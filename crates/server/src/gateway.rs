@@ -112,6 +112,17 @@ async fn session(socket: WebSocket, handle: Handle) {
                 handle.send(Event::AgentResults { session, results });
             }
             Ok(AgentMsg::Heartbeat) => handle.send(Event::AgentHeard { session }),
+            Ok(AgentMsg::Installed { results }) => {
+                let results = results
+                    .into_iter()
+                    .map(|r| thunderhead_core::cluster::packages::Installed {
+                        name: r.name,
+                        version: r.version,
+                        error: r.error,
+                    })
+                    .collect();
+                handle.send(Event::AgentInstalled { session, results });
+            }
             Ok(AgentMsg::Hello { .. }) => {
                 tracing::warn!(session, "a second hello on one connection; closing it");
                 break;

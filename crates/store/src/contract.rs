@@ -171,6 +171,27 @@ macro_rules! store_contract_tests {
             }
 
             #[test]
+            fn packages_are_kept_by_name_and_version() {
+                use thunderhead_core::package::Package;
+                let dir = tempfile::tempdir().unwrap();
+                let pkg = |v: u32| Package {
+                    name: "solver".into(),
+                    version: v,
+                    file_name: "solver.tar.gz".into(),
+                    size: 5,
+                    sha256: "00".repeat(32),
+                    template: None,
+                    uploaded_at: 3,
+                };
+                {
+                    let s = open(dir.path());
+                    s.apply(&[Op::PutPackage(pkg(1)), Op::PutPackage(pkg(2))]).unwrap();
+                    s.apply(&[Op::DeletePackage { name: "solver".into(), version: 1 }]).unwrap();
+                }
+                assert_eq!(open(dir.path()).load().unwrap().packages, vec![pkg(2)]);
+            }
+
+            #[test]
             fn finished_jobs_load_no_task_rows() {
                 let dir = tempfile::tempdir().unwrap();
                 let s = open(dir.path());

@@ -12,10 +12,15 @@ use thunderhead_core::template::Template;
 use thunderhead_core::view::NodeLogEntry;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `MIGRATIONS[v]` takes a database from schema version `v` to `v + 1`.
-const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+
+/// Uploaded packages, by name and version.
+const SCHEMA_4: &str = "
+CREATE TABLE packages (name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (name, version));
+";
 
 /// The proxies of started sets.
 const SCHEMA_3: &str = "
@@ -128,6 +133,14 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         }
         Op::DeleteProxy(name) => {
             tx.prepare_cached("DELETE FROM proxies WHERE name = ?1")?.execute(params![name])?;
+        }
+        Op::PutPackage(pkg) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO packages (name, version, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![pkg.name, pkg.version, json(pkg)])?;
+        }
+        Op::DeletePackage { name, version } => {
+            tx.prepare_cached("DELETE FROM packages WHERE name = ?1 AND version = ?2")?
+                .execute(params![name, version])?;
         }
         Op::PutUsage(u) => {
             tx.prepare_cached("INSERT OR REPLACE INTO usage (id, ended, body) VALUES (?1, ?2, ?3)")?
@@ -276,6 +289,10 @@ impl Store for SqliteStore {
             .iter()
             .map(|b| serde_json::from_str(b).map_err(|e| parse("proxy", &e.to_string())))
             .collect::<Result<_>>()?;
+        let packages = bodies("SELECT body FROM packages ORDER BY name, version")?
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| parse("package", &e.to_string())))
+            .collect::<Result<_>>()?;
         Ok(Snapshot {
             templates,
             series,
@@ -285,6 +302,7 @@ impl Store for SqliteStore {
             open_usage,
             next_usage: next_usage as u64,
             proxies,
+            packages,
         })
     }
 

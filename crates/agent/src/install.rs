@@ -1,0 +1,76 @@
+//! Installing packages on a node: each is fetched from the head node, checked against its
+//! size and SHA-256, and unpacked into `WORK_DIR/packages/NAME`, replacing the version before.
+
+use crate::archive::{self, Limits};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use thunderhead_proto::{BLOB_PATH, InstallResult, PackageRef};
+
+/// Where a node's packages are installed; tasks see it as `THUNDERHEAD_PACKAGE_ROOT` (and
+/// `CCP_PACKAGE_ROOT`, for scripts written for HPC Pack).
+pub fn package_root(work_dir: &Path) -> PathBuf {
+    work_dir.join("packages")
+}
+
+/// Installs every package, one after another; a failure of one does not stop the others.
+pub fn install_all(base: &str, work_dir: &Path, packages: Vec<PackageRef>) -> Vec<InstallResult> {
+    packages
+        .into_iter()
+        .map(|p| {
+            let error = install(base, work_dir, &p).err();
+            if let Some(e) = &error {
+                tracing::warn!(package = %p.name, version = p.version, error = %e, "package not installed");
+            }
+            InstallResult { name: p.name, version: p.version, error }
+        })
+        .collect()
+}
+
+fn install(base: &str, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
+    let downloads = work_dir.join("downloads");
+    std::fs::create_dir_all(&downloads).map_err(|e| format!("cannot create {}: {e}", downloads.display()))?;
+    let file = downloads.join(format!("{}-{}", p.name, p.version));
+    let result = download(base, p, &file).and_then(|()| {
+        let into = package_root(work_dir).join(&p.name);
+        std::fs::create_dir_all(package_root(work_dir)).map_err(|e| e.to_string())?;
+        archive::unpack(&file, &into, Limits::default()).map_err(|e| e.to_string())
+    });
+    let _ = std::fs::remove_file(&file);
+    result
+}
+
+fn download(base: &str, p: &PackageRef, dest: &Path) -> Result<(), String> {
+    let url = format!("{base}{BLOB_PATH}/{}", p.key);
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(30 * 60)))
+        .http_status_as_error(false)
+        .build();
+    let agent: ureq::Agent = config.into();
+    let mut response = agent.get(&url).call().map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("fetching {} answered {}", p.key, response.status()));
+    }
+    let mut reader = response.body_mut().as_reader();
+    let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| format!("the download of {} broke off: {e}", p.key))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    }
+    let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if size != p.size || sha256 != p.sha256 {
+        return Err(format!(
+            "{} arrived damaged: {size} bytes with SHA-256 {sha256}, expected {} bytes with {}",
+            p.key, p.size, p.sha256
+        ));
+    }
+    Ok(())
+}
