@@ -55,6 +55,23 @@ pub async fn listing_deleting_and_missing_blobs(s: &BlobStore) {
     }
 }
 
+pub async fn streams_go_up_and_come_back(s: &BlobStore) {
+    let chunks: Vec<Result<Bytes, String>> = (0..40).map(|i| Ok(Bytes::from(vec![i as u8; 300_000]))).collect();
+    let up = s.put_stream("streamed/blob", futures_util::stream::iter(chunks)).await.unwrap();
+    assert_eq!(up.size, 12_000_000);
+    let (size, mut stream) = s.get_stream("streamed/blob").await.unwrap();
+    assert_eq!(size, 12_000_000);
+    let mut back = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        back.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(back.len(), 12_000_000);
+    assert!(back[..300_000].iter().all(|b| *b == 0) && back[11_700_000..].iter().all(|b| *b == 39));
+    let broken = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"x")), Err("client went away".to_string())]);
+    let err = s.put_stream("streamed/broken", broken).await.unwrap_err().to_string();
+    assert!(err.contains("streamed/broken") && err.contains("client went away"), "{err}");
+}
+
 pub async fn a_damaged_blob_is_refused_by_name(s: &BlobStore) {
     s.put_bytes("data/in.txt", Bytes::from_static(b"original")).await.unwrap();
     s.put_raw("data/in.txt", Bytes::from_static(b"tampered")).await.unwrap();
@@ -80,6 +97,11 @@ macro_rules! contract {
             #[test]
             fn listing_deleting_and_missing_blobs() {
                 runtime().block_on(super::listing_deleting_and_missing_blobs(&$open));
+            }
+
+            #[test]
+            fn streams_go_up_and_come_back() {
+                runtime().block_on(super::streams_go_up_and_come_back(&$open));
             }
 
             #[test]

@@ -222,6 +222,68 @@ impl BlobStore {
         Ok(BlobInfo { size, sha256 })
     }
 
+    /// Uploads a stream of bytes (a request body), in parts once it is large, and stores its
+    /// checksum beside it.
+    pub async fn put_stream<E: std::fmt::Display>(
+        &self,
+        key: &str,
+        mut stream: impl futures_util::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    ) -> Result<BlobInfo> {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut writer: Option<WriteMultipart> = None;
+        let location = self.key(key);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Transfer {
+                store: self.uri.clone(),
+                key: key.into(),
+                reason: format!("the upload broke off: {e}"),
+            })?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            match &mut writer {
+                Some(w) => {
+                    w.wait_for_capacity(4).await.map_err(|e| self.transfer(key, e))?;
+                    w.write(&chunk);
+                }
+                None => {
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() > PART_BYTES {
+                        let upload = self.store.put_multipart(&location).await.map_err(|e| self.transfer(key, e))?;
+                        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+                        w.write(&std::mem::take(&mut pending));
+                        writer = Some(w);
+                    }
+                }
+            }
+        }
+        match writer {
+            Some(w) => {
+                w.finish().await.map_err(|e| self.transfer(key, e))?;
+            }
+            None => {
+                self.store.put(&location, PutPayload::from(pending)).await.map_err(|e| self.transfer(key, e))?;
+            }
+        }
+        let sha256 = hex(&hasher.finalize());
+        self.store
+            .put(&self.sidecar(key), PutPayload::from(sha256.clone().into_bytes()))
+            .await
+            .map_err(|e| self.transfer(key, e))?;
+        Ok(BlobInfo { size, sha256 })
+    }
+
+    /// A blob as a stream, with its size, for serving it on.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<(u64, futures_util::stream::BoxStream<'static, std::result::Result<Bytes, String>>)> {
+        let got = self.store.get(&self.key(key)).await.map_err(|e| self.transfer(key, e))?;
+        let size = got.meta.size;
+        Ok((size, got.into_stream().map(|r| r.map_err(|e| e.to_string())).boxed()))
+    }
+
     /// Uploads bytes and stores their checksum beside them.
     pub async fn put_bytes(&self, key: &str, data: Bytes) -> Result<BlobInfo> {
         let sha256 = hex(&Sha256::digest(&data));

@@ -88,6 +88,35 @@ impl Client {
         Ok(serde_json::from_value(value)?)
     }
 
+    /// Sends a file as the body of a PUT, streamed.
+    pub fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let value = self.answer(self.agent.put(format!("{}{path}", self.base)).send(f))?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// Downloads the body of a GET into a file, streamed.
+    pub fn download(&self, path: &str, to: &Path) -> Result<u64> {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(|e| anyhow!("cannot reach the head node at {}: {e}", self.base))?;
+        if !response.status().is_success() {
+            let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("the download failed");
+            return Err(anyhow!("{message}"));
+        }
+        let mut out = std::fs::File::create(to).with_context(|| format!("cannot write {}", to.display()))?;
+        let n = std::io::copy(&mut response.body_mut().as_reader(), &mut out)?;
+        Ok(n)
+    }
+
+    pub fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let value = self.answer(self.agent.delete(format!("{}{path}", self.base)).call())?;
+        Ok(serde_json::from_value(value)?)
+    }
+
     pub fn delete(&self, path: &str) -> Result<()> {
         self.answer(self.agent.delete(format!("{}{path}", self.base)).call())?;
         Ok(())

@@ -694,3 +694,79 @@ fn a_sim_set_of_light_agents_rehearses_two_hundred_nodes() {
     c.th(&["node", "stop", "--template", "fleet"]);
     c.await_nodes("fleet", "NotDeployed");
 }
+
+/// A tar.gz holding one entry whose name is written raw, so hostile names can be made.
+fn hostile_tar_gz(path: &std::path::Path, entry: &str) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import io, sys, tarfile\nt = tarfile.open(sys.argv[1], 'w:gz')\ni = tarfile.TarInfo(sys.argv[2])\ni.size = 4\nt.addfile(i, io.BytesIO(b'evil'))\nt.close()",
+            path.to_str().unwrap(),
+            entry,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn packages_are_installed_when_nodes_deploy_and_on_request() {
+    let c = Cluster::start();
+    let tools = c.dir.path().join("tools");
+    std::fs::create_dir_all(tools.join("bin")).unwrap();
+    let square = tools.join("bin/square");
+    std::fs::write(&square, "#!/bin/sh\necho \"v1 $(( $1 * $1 ))\"\n").unwrap();
+    std::fs::set_permissions(&square, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let up = c.json(&["package", "upload", tools.to_str().unwrap()]);
+    assert_eq!((up["name"].as_str(), up["version"].as_u64()), (Some("tools"), Some(1)));
+
+    c.burst("pk", 2, "Small");
+    let nodes = c.json(&["node", "list", "--template", "pk"]);
+    assert!(nodes.as_array().unwrap().iter().all(|n| n["packages"] == serde_json::json!(["tools@1"])), "{nodes}");
+    let log = c.th(&["node", "log", "LocalCN-0001"]);
+    let installed = log.find("installed packages tools@1").expect("installed");
+    let offline = log.find("Provisioning -> Offline").expect("offline");
+    assert!(installed < offline, "the package is in before the node is Offline:\n{log}");
+
+    let id = c.submit(&["--sweep", "1-6", "--", "sh", "-c", "$CCP_PACKAGE_ROOT/tools/bin/square *"]);
+    assert!(c.try_th(&["job", "wait", &id.to_string()]).status.success());
+    assert_eq!(c.th(&["task", "output", &format!("{id}.6")]), "v1 36\n");
+
+    // A new version, installed on the running nodes without restarting them.
+    std::fs::write(&square, "#!/bin/sh\necho \"v2 $(( $1 * $1 ))\"\n").unwrap();
+    c.th(&["package", "upload", tools.to_str().unwrap()]);
+    c.th(&["package", "install", "--template", "pk"]);
+    eventually(20, "every node to install version 2", || {
+        let nodes = c.json(&["node", "list", "--template", "pk"]);
+        nodes.as_array().unwrap().iter().all(|n| n["packages"] == serde_json::json!(["tools@2"])).then_some(())
+    });
+    let id = c.submit(&["--sweep", "7-7", "--", "sh", "-c", "$THUNDERHEAD_PACKAGE_ROOT/tools/bin/square *"]);
+    assert!(c.try_th(&["job", "wait", &id.to_string()]).status.success());
+    assert_eq!(c.th(&["task", "output", &format!("{id}.7")]), "v2 49\n");
+
+    let versions = c.json(&["package", "view", "tools"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    let got = c.dir.path().join("got.tar.gz");
+    c.th(&["package", "download", "tools", "--version", "1", "--to", got.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&got).unwrap().len(), versions[1]["size"].as_u64().unwrap());
+
+    // A hostile archive is refused by the node that installs it, naming the entry.
+    let evil = c.dir.path().join("evil.tar.gz");
+    hostile_tar_gz(&evil, "../../escape.txt");
+    c.th(&["template", "create", "hostile", "--provider", "local"]);
+    c.th(&["package", "upload", evil.to_str().unwrap(), "--template", "hostile"]);
+    c.th(&["node", "add", "--template", "hostile", "--count", "1", "--size", "Small"]);
+    c.th(&["node", "start", "--template", "hostile"]);
+    c.await_nodes("hostile", "Unknown");
+    let log = c.th(&["node", "log", "LocalCN-0003"]);
+    assert!(
+        log.contains("package evil@1 failed to install") && log.contains("\"../../escape.txt\" climbs out"),
+        "{log}"
+    );
+    assert!(!c.state_dir().join("escape.txt").exists() && !c.state_dir().join("nodes/escape.txt").exists());
+
+    c.th(&["package", "remove", "tools", "--version", "1"]);
+    assert_eq!(c.json(&["package", "view", "tools"]).as_array().unwrap().len(), 1);
+    c.th(&["node", "stop", "--template", "pk"]);
+    c.th(&["node", "stop", "--template", "hostile"]);
+}

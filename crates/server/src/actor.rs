@@ -47,6 +47,17 @@ pub enum Request {
     ListJobs,
     ShowJob(JobId),
     CheckTask(JobId, u64),
+    ReservePackage {
+        name: String,
+        file: String,
+        template: Option<String>,
+    },
+    RegisterPackage(thunderhead_core::package::Package),
+    ListPackages,
+    ShowPackage(String),
+    PackageFile(String, Option<u32>),
+    RemovePackage(String, Option<u32>),
+    InstallPackages(String),
 }
 
 /// Messages to one agent connection.
@@ -265,6 +276,15 @@ impl Actor {
             Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
             Request::ListJobs => to_value(c.jobs()),
             Request::ShowJob(id) => to_value(c.job(id)?),
+            Request::ReservePackage { name, file, template } => {
+                to_value(c.reserve_package_version(&name, &file, template.as_deref())?)
+            }
+            Request::RegisterPackage(p) => to_value(c.register_package(fx, p)?),
+            Request::ListPackages => to_value(c.packages_list()),
+            Request::ShowPackage(name) => to_value(c.package(&name)?),
+            Request::PackageFile(name, version) => to_value(c.package_file(&name, version)?),
+            Request::RemovePackage(name, version) => to_value(c.remove_package(fx, &name, version)?),
+            Request::InstallPackages(template) => to_value(c.install_packages(fx, &template, now)?),
             Request::CheckTask(id, index) => {
                 c.check_task(id, index)?;
                 to_value(c.job(id)?)

@@ -3,6 +3,7 @@
 
 use crate::actor::{Handle, Request};
 use crate::secrets::{SecretKey, unhex};
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -13,7 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use thunderhead_blob::{BlobError, BlobStore};
 use thunderhead_core::job::{JobSubmission, TaskState};
+use thunderhead_core::package::Package;
 use thunderhead_core::persist::TaskRow;
 use thunderhead_core::template::{NewTemplate, Secret, Template, TemplateEdit};
 use thunderhead_core::view::{
@@ -33,9 +36,16 @@ struct Api {
     store: Arc<dyn Store>,
     providers: Providers,
     secrets: Arc<SecretKey>,
+    blobs: BlobStore,
 }
 
-pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers, secrets: Arc<SecretKey>) -> Router {
+pub fn router(
+    handle: Handle,
+    store: Arc<dyn Store>,
+    providers: Providers,
+    secrets: Arc<SecretKey>,
+    blobs: BlobStore,
+) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/templates", get(list_templates).post(create_template))
@@ -47,6 +57,11 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers, secre
         .route("/api/v1/nodes/{name}", get(show_node))
         .route("/api/v1/nodes/{name}/log", get(node_log))
         .route("/api/v1/cost", get(cost))
+        .route("/api/v1/packages", get(list_packages))
+        .route("/api/v1/packages/install", post(install_packages))
+        .route("/api/v1/packages/{name}", get(show_package).put(upload_package).delete(remove_package))
+        .route("/api/v1/packages/{name}/download", get(download_package))
+        .route(&format!("{}/{{*key}}", thunderhead_proto::BLOB_PATH), get(agent_blob))
         .route("/api/v1/jobs", get(list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
@@ -54,7 +69,7 @@ pub fn router(handle: Handle, store: Arc<dyn Store>, providers: Providers, secre
         .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Api { handle, store, providers, secrets })
+        .with_state(Api { handle, store, providers, secrets, blobs })
 }
 
 pub struct ApiError(Error);
@@ -388,4 +403,110 @@ async fn cost(State(api): State<Api>, Query(filter): Query<CostFilter>) -> Answe
         total,
     };
     Ok(Json(serde_json::to_value(report).expect("reports serialise")))
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        let kind = match e {
+            BlobError::NotFound { .. } => ErrorKind::NotFound,
+            BlobError::BadUri { .. } => ErrorKind::Invalid,
+            BlobError::Checksum { .. } | BlobError::Transfer { .. } | BlobError::Local { .. } => ErrorKind::Conflict,
+        };
+        ApiError(Error { kind, message: e.to_string() })
+    }
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    /// The uploaded file's name, e.g. `solver.tar.gz`.
+    file: String,
+    template: Option<String>,
+}
+
+/// Receives a package file, streamed, into the blob store; then records it as the next
+/// version of the package.
+async fn upload_package(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> Answer {
+    let version: u32 = serde_json::from_value(
+        api.handle
+            .ask(Request::ReservePackage { name: name.clone(), file: q.file.clone(), template: q.template.clone() })
+            .await?,
+    )
+    .expect("a version");
+    let mut package = Package {
+        name,
+        version,
+        file_name: q.file,
+        size: 0,
+        sha256: String::new(),
+        template: q.template,
+        uploaded_at: crate::now_millis(),
+    };
+    let info = api.blobs.put_stream(&package.key(), body.into_data_stream()).await?;
+    package.size = info.size;
+    package.sha256 = info.sha256;
+    ask(&api, Request::RegisterPackage(package)).await
+}
+
+async fn list_packages(State(api): State<Api>) -> Answer {
+    ask(&api, Request::ListPackages).await
+}
+
+async fn show_package(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    ask(&api, Request::ShowPackage(name)).await
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<u32>,
+}
+
+async fn remove_package(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> Answer {
+    let gone: Vec<Package> =
+        serde_json::from_value(api.handle.ask(Request::RemovePackage(name, q.version)).await?).expect("packages");
+    // The records are gone (durably); the files follow.
+    for p in &gone {
+        if let Err(e) = api.blobs.delete(&p.key()).await {
+            tracing::warn!(error = %e, "a removed package's file stays in the blob store");
+        }
+    }
+    Ok(Json(serde_json::json!({"removed": gone.iter().map(|p| p.version).collect::<Vec<_>>()})))
+}
+
+async fn download_package(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Response, ApiError> {
+    let package: Package =
+        serde_json::from_value(api.handle.ask(Request::PackageFile(name, q.version)).await?).expect("a package");
+    stream_blob(&api, &package.key()).await
+}
+
+#[derive(Deserialize)]
+struct InstallRequest {
+    template: String,
+}
+
+async fn install_packages(State(api): State<Api>, body: Result<Json<InstallRequest>, JsonRejection>) -> Answer {
+    ask(&api, Request::InstallPackages(body?.0.template)).await
+}
+
+/// What an agent fetches: package files.
+async fn agent_blob(State(api): State<Api>, Path(key): Path<String>) -> Result<Response, ApiError> {
+    if !key.starts_with("packages/") || key.split('/').any(|p| p == "..") {
+        return Err(Error::not_found(format!("blob {key} is not one agents may fetch")).into());
+    }
+    stream_blob(&api, &key).await
+}
+
+async fn stream_blob(api: &Api, key: &str) -> Result<Response, ApiError> {
+    let (size, stream) = api.blobs.get_stream(key).await?;
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
+    Ok(response)
 }

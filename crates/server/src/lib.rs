@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub cluster: ClusterConfig,
     /// The program burst nodes run as their agent (this binary).
     pub agent_program: PathBuf,
+    /// Where packages and task files are kept; `None` for `file://STATE_DIR/blobs`.
+    pub blob_store: Option<String>,
 }
 
 /// What a client needs to reach a head node; written to `STATE_DIR/access.json`.
@@ -59,6 +61,8 @@ pub enum ServerError {
     Access { path: String, source: std::io::Error },
     #[error("{0}")]
     Secrets(String),
+    #[error(transparent)]
+    Blob(thunderhead_blob::BlobError),
     #[error("the head node stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -87,6 +91,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|source| ServerError::StateDir { path: config.state_dir.display().to_string(), source })?;
     let secrets = Arc::new(secrets::SecretKey::load_or_create(&config.state_dir).map_err(ServerError::Secrets)?);
+    let blob_uri = match &config.blob_store {
+        Some(uri) => uri.clone(),
+        None => format!("file://{}", std::path::absolute(config.state_dir.join("blobs")).unwrap_or_default().display()),
+    };
+    let blobs = thunderhead_blob::BlobStore::open(&blob_uri).map_err(ServerError::Blob)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_dir.join(DATABASE_FILE))?);
     let snapshot = {
         let store = store.clone();
@@ -104,7 +113,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone());
     write_access(&config.state_dir, &Access { url: url.clone(), version: env!("CARGO_PKG_VERSION").into() })?;
 
-    let app = api::router(handle.clone(), store, providers, secrets).merge(gateway::router(handle));
+    let app = api::router(handle.clone(), store, providers, secrets, blobs).merge(gateway::router(handle));
     let served = tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) });
     tracing::info!(%url, state_dir = %config.state_dir.display(), "head node listening");
     Ok(RunningServer { url, addr, served })
