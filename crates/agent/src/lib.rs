@@ -13,6 +13,9 @@ mod outbox;
 mod reaper;
 mod relay;
 mod runner;
+mod staging;
+
+pub use staging::glob_match;
 
 pub use light_agent::run_light;
 pub use relay::{ProxyConfig, run_proxy};

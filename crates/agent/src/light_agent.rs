@@ -60,6 +60,7 @@ pub async fn run_light(server: String, name: String, cores: u32, mut stop: tokio
                                         ended_at: now,
                                         stdout: String::new(),
                                         stderr: String::new(),
+                                        staging_error: None,
                                     })
                                     .collect();
                                 let msg = AgentMsg::Results { results };

@@ -97,6 +97,7 @@ mod tests {
             ended_at: 2,
             stdout: format!("{index}\n"),
             stderr: String::new(),
+            staging_error: None,
         }
     }
 

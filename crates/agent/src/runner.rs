@@ -47,6 +47,16 @@ enum Event {
     Connected(Box<Ws>, String),
     /// Packages finished installing.
     Installed(Vec<InstallResult>),
+    /// A task's inputs were fetched, or why not.
+    StagedIn {
+        task: TaskRef,
+        outcome: Result<(), String>,
+    },
+    /// A task's outputs were uploaded (how many), or why not.
+    StagedOut {
+        result: Box<TaskResult>,
+        outcome: Result<usize, String>,
+    },
     Message(ServerMsg),
     Disconnected(String),
     Exited {
@@ -62,6 +72,8 @@ struct RunningTask {
     started_at: u64,
     dir: PathBuf,
     cores: u32,
+    /// `(glob, prefix)` outputs and when to upload them.
+    outputs: (Vec<(String, String)>, String),
 }
 
 struct Agent {
@@ -79,6 +91,10 @@ struct Agent {
     failures: u32,
     /// The address of the next connection attempt, in the list of server URLs.
     next_url: usize,
+    /// Tasks whose inputs are being fetched, with the cores they hold.
+    staging_in: HashMap<TaskRef, (Assignment, PathBuf, u32, u64)>,
+    /// Tasks that ended and whose outputs are being uploaded.
+    uploading: HashSet<TaskRef>,
     /// The head node's HTTP address on the current connection, for downloads.
     http_base: String,
     /// The head node's heartbeat interval, from its welcome.
@@ -122,6 +138,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         ended: Vec::new(),
         failures: 0,
         next_url: 0,
+        staging_in: HashMap::new(),
+        uploading: HashSet::new(),
         http_base: String::new(),
         heartbeat_every: Duration::from_secs(10),
         last_beat: std::time::Instant::now(),
@@ -262,7 +280,15 @@ impl Agent {
                 let (sink, stream) = (*ws).split();
                 self.sink = Some(sink);
                 spawn_reader(stream, self.events.clone());
-                let running = self.running.keys().copied().chain(self.queue.iter().map(|a| a.task)).collect();
+                // Tasks being staged in or out are held too.
+                let running = self
+                    .running
+                    .keys()
+                    .chain(self.staging_in.keys())
+                    .chain(self.uploading.iter())
+                    .copied()
+                    .chain(self.queue.iter().map(|a| a.task))
+                    .collect();
                 let completed = self.outbox.pending().map(|r| r.task).collect();
                 self.outgoing.push(AgentMsg::Hello {
                     protocol: PROTOCOL_VERSION,
@@ -301,6 +327,8 @@ impl Agent {
                 }
             }
             Event::Exited { task, exit } => self.on_exit(task, exit),
+            Event::StagedIn { task, outcome } => self.on_staged_in(task, outcome),
+            Event::StagedOut { result, outcome } => self.on_staged_out(*result, outcome),
             Event::Heartbeat => {
                 if self.sink.is_some() && self.last_beat.elapsed() >= self.heartbeat_every {
                     self.outgoing.push(AgentMsg::Heartbeat);
@@ -326,6 +354,9 @@ impl Agent {
                     self.queue.retain(|a| a.task != task);
                     if let Some(r) = self.running.get(&task) {
                         let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
+                        self.canceled.insert(task);
+                    }
+                    if self.staging_in.contains_key(&task) {
                         self.canceled.insert(task);
                     }
                 }
@@ -360,6 +391,52 @@ impl Agent {
         let started_at = now_millis();
         let dir =
             self.config.work_dir.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
+        let cores = a.cores.min(self.free_cores);
+        self.free_cores -= cores;
+        if a.inputs.is_empty() {
+            self.launch(a, dir, cores, started_at);
+            return;
+        }
+        // Inputs first, off the event loop; the task starts when they are in.
+        let (base, inputs, events, task) = (self.http_base.clone(), a.inputs.clone(), self.events.clone(), a.task);
+        let fetch_dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = std::fs::create_dir_all(&fetch_dir)
+                .map_err(|e| format!("cannot create {}: {e}", fetch_dir.display()))
+                .and_then(|()| crate::staging::fetch_inputs(&base, &fetch_dir, &inputs));
+            let _ = events.send(Event::StagedIn { task, outcome });
+        });
+        self.staging_in.insert(a.task, (a, dir, cores, started_at));
+    }
+
+    /// The inputs of a task are in (or could not be fetched).
+    fn on_staged_in(&mut self, task: TaskRef, outcome: Result<(), String>) {
+        let Some((a, dir, cores, started_at)) = self.staging_in.remove(&task) else { return };
+        if self.canceled.remove(&task) {
+            self.free_cores += cores;
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        match outcome {
+            Ok(()) => self.launch(a, dir, cores, started_at),
+            Err(e) => {
+                self.free_cores += cores;
+                let _ = std::fs::remove_dir_all(&dir);
+                self.ended.push(TaskResult {
+                    task,
+                    exit_code: None,
+                    message: Some("the task did not run".into()),
+                    started_at,
+                    ended_at: now_millis(),
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    staging_error: Some(e),
+                });
+            }
+        }
+    }
+
+    fn launch(&mut self, a: Assignment, dir: PathBuf, cores: u32, started_at: u64) {
         let spawned = std::fs::create_dir_all(&dir).and_then(|()| {
             let stdout = std::fs::File::create(dir.join("stdout"))?;
             let stderr = std::fs::File::create(dir.join("stderr"))?;
@@ -380,9 +457,8 @@ impl Agent {
         });
         match spawned {
             Ok((pid, exited)) => {
-                let cores = a.cores.min(self.free_cores);
-                self.free_cores -= cores;
-                self.running.insert(a.task, RunningTask { pid, started_at, dir, cores });
+                let outputs = (a.outputs.clone(), a.upload_on.clone());
+                self.running.insert(a.task, RunningTask { pid, started_at, dir, cores, outputs });
                 let events = self.events.clone();
                 let task = a.task;
                 tokio::spawn(async move {
@@ -391,6 +467,7 @@ impl Agent {
                 });
             }
             Err(e) => {
+                self.free_cores += cores;
                 let _ = std::fs::remove_dir_all(&dir);
                 self.ended.push(TaskResult {
                     task: a.task,
@@ -400,6 +477,7 @@ impl Agent {
                     ended_at: now_millis(),
                     stdout: String::new(),
                     stderr: String::new(),
+                    staging_error: None,
                 });
             }
         }
@@ -421,7 +499,7 @@ impl Agent {
             Some(Exit::Signal(signal)) => (None, Some(format!("killed by signal {signal}"))),
             None => (None, Some("the agent lost track of the process".to_string())),
         };
-        self.ended.push(TaskResult {
+        let result = TaskResult {
             task,
             exit_code,
             message,
@@ -429,8 +507,36 @@ impl Agent {
             ended_at: now_millis(),
             stdout: tail(&r.dir.join("stdout")),
             stderr: tail(&r.dir.join("stderr")),
+            staging_error: None,
+        };
+        let (outputs, upload_on) = r.outputs;
+        let wanted = match upload_on.as_str() {
+            "always" => true,
+            "failure" => exit_code != Some(0),
+            _ => exit_code == Some(0),
+        };
+        if outputs.is_empty() || !wanted {
+            self.ended.push(result);
+            let _ = std::fs::remove_dir_all(&r.dir);
+            return;
+        }
+        // Outputs go up off the event loop; the result follows them.
+        self.uploading.insert(task);
+        let (base, events, dir) = (self.http_base.clone(), self.events.clone(), r.dir);
+        tokio::task::spawn_blocking(move || {
+            let outcome = crate::staging::upload_outputs(&base, &dir, &outputs);
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = events.send(Event::StagedOut { result: Box::new(result), outcome });
         });
-        let _ = std::fs::remove_dir_all(&r.dir);
+    }
+
+    /// A task's outputs are up (or could not be uploaded): its result can go.
+    fn on_staged_out(&mut self, mut result: TaskResult, outcome: Result<usize, String>) {
+        self.uploading.remove(&result.task);
+        if let Err(e) = outcome {
+            result.staging_error = Some(e);
+        }
+        self.ended.push(result);
     }
 
     /// Makes the results that ended in this round durable, then queues them for sending.

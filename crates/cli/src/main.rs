@@ -407,6 +407,12 @@ enum JobCommand {
     Wait { id: u64 },
     /// Cancel a job; running tasks are killed
     Cancel { id: u64 },
+    /// Download every output the job's tasks uploaded to its area, as DIR/INDEX/PATH
+    Output {
+        id: u64,
+        #[arg(long, default_value = ".")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -427,6 +433,17 @@ struct SubmitArgs {
     /// A JSON or TOML job file
     #[arg(long)]
     file: Option<PathBuf>,
+    /// SOURCE[:LOCAL_PATH]: a blob URI or a local file (uploaded now) fetched into each task's
+    /// directory before it runs; `*` is the sweep index (repeat for more)
+    #[arg(long = "input")]
+    inputs: Vec<String>,
+    /// GLOB[:BLOB_PREFIX]: files of each task's directory uploaded after it ends [prefix
+    /// default: the job's area, jobs/JOB/INDEX/] (repeat for more)
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// When outputs are uploaded: success, failure or always [default: success]
+    #[arg(long)]
+    upload_on: Option<String>,
     /// The command to run, after --
     #[arg(last = true)]
     command: Vec<String>,
@@ -801,6 +818,17 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             submission.cores_per_task = args.cores_per_task.or(submission.cores_per_task);
             submission.sweep = args.sweep.or(submission.sweep);
             submission.retries = args.retries.or(submission.retries);
+            if !args.inputs.is_empty() {
+                let mut staged = Vec::new();
+                for input in &args.inputs {
+                    staged.push(stage_input(c, input)?);
+                }
+                submission.inputs = Some(staged);
+            }
+            if !args.outputs.is_empty() {
+                submission.outputs = Some(args.outputs);
+            }
+            submission.upload_on = args.upload_on.or(submission.upload_on);
             let reply: SubmitReply = c.post("/api/v1/jobs", &submission)?;
             if as_json {
                 show::json(&reply);
@@ -841,6 +869,26 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             }
         }
         JobCommand::Wait { id } => return wait::wait(c, id, as_json),
+        JobCommand::Output { id, to } => {
+            let files: Vec<Value> = c.get(&format!("/api/v1/jobs/{id}/outputs"))?;
+            for f in &files {
+                let (index, path, location) = (
+                    f["index"].as_str().unwrap_or("0"),
+                    f["path"].as_str().unwrap_or("out"),
+                    f["location"].as_str().unwrap_or(""),
+                );
+                let dest = to.join(index).join(path);
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                c.download(&format!("/api/v1/blobs?location={}", encode_query(location)), &dest)?;
+            }
+            if as_json {
+                show::json(&files);
+            } else {
+                println!("downloaded {} output file(s) of job {id} into {}", files.len(), to.display());
+            }
+        }
         JobCommand::Cancel { id } => {
             let j: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))?;
             if as_json {
@@ -1041,6 +1089,59 @@ fn package(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Percent-encodes a query value.
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An `--input`: a blob location is kept; a local file (its name may hold `*` runs, matched
+/// against the directory's files) is uploaded now and named by its new location.
+fn stage_input(c: &Client, input: &str) -> Result<String> {
+    let (source, local) = thunderhead_core::staging::split_pair(input);
+    let is_location = source.starts_with(thunderhead_core::staging::LOCAL_STORE)
+        || ["file://", "az://", "s3://"].iter().any(|s| source.starts_with(s));
+    if is_location {
+        return Ok(input.to_string());
+    }
+    let path = Path::new(source);
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let pattern = path.file_name().map(|n| n.to_string_lossy().into_owned()).context("the input names no file")?;
+    if dir.to_string_lossy().contains('*') {
+        bail!("input \"{input}\": only the file name of a local input may hold * (the sweep index)");
+    }
+    let token = format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    );
+    let matches = |name: &str| thunderhead_agent::glob_match(&pattern, name);
+    let mut uploaded = 0;
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the directory {} of input {input}", dir.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_file() && matches(&name) {
+            let _: Value = c.put_file(&format!("/api/v1/uploads/{token}/{name}"), &entry.path())?;
+            uploaded += 1;
+        }
+    }
+    if uploaded == 0 {
+        bail!("input \"{input}\" matches no file in {} (give an existing file, or a blob URI)", dir.display());
+    }
+    let location = format!("{}uploads/{token}/{pattern}", thunderhead_core::staging::LOCAL_STORE);
+    Ok(match local {
+        Some(l) => format!("{location}:{l}"),
+        None => format!("{location}:{pattern}"),
+    })
 }
 
 fn print_job(j: &JobView) {

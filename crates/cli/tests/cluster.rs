@@ -770,3 +770,67 @@ fn packages_are_installed_when_nodes_deploy_and_on_request() {
     c.th(&["node", "stop", "--template", "pk"]);
     c.th(&["node", "stop", "--template", "hostile"]);
 }
+
+#[test]
+fn task_inputs_and_outputs_are_staged_through_blob_storage() {
+    let c = Cluster::start();
+    c.burst("staged", 1, "Medium");
+    let data = c.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 1..=5 {
+        std::fs::write(data.join(format!("n{i}.txt")), format!("{}\n", i * 10)).unwrap();
+    }
+    // Outputs to the job's area, and a copy to S3 (moto_server) under a prefix of our own.
+    let s3 = std::env::var("THUNDERHEAD_TEST_S3").expect("THUNDERHEAD_TEST_S3: run the tests with scripts/test.sh");
+    let (bucket, query) = s3.split_once('?').unwrap();
+    let run = format!("e2e-{}", std::process::id());
+    let s3_prefix = format!("{bucket}/{run}/r*/?{query}");
+    let input = format!("{}/n*.txt:in.txt", data.display());
+    let id = c.submit(&[
+        "--sweep",
+        "1-5",
+        "--input",
+        &input,
+        "--output",
+        "result*.txt",
+        "--output",
+        &format!("result*.txt:{s3_prefix}"),
+        "--",
+        "sh",
+        "-c",
+        "echo $(( $(cat in.txt) + 1 )) > result$THUNDERHEAD_SWEEP_INDEX.txt",
+    ]);
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    let out = c.dir.path().join("out");
+    c.th(&["job", "output", &id.to_string(), "--to", out.to_str().unwrap()]);
+    for i in 1..=5 {
+        let got = std::fs::read_to_string(out.join(i.to_string()).join(format!("result{i}.txt"))).unwrap();
+        assert_eq!(got, format!("{}\n", i * 10 + 1));
+    }
+    let store = thunderhead_blob::BlobStore::open(&format!("{bucket}/{run}?{query}")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let in_s3 = rt.block_on(store.get_bytes("r3/result3.txt")).unwrap();
+    assert_eq!(&in_s3[..], b"31\n");
+
+    // An input that cannot be fetched fails the task before it runs, with the reason.
+    let missing = format!("{bucket}/{run}/missing-*.txt?{query}:in.txt");
+    let id = c.submit(&["--sweep", "1-1", "--input", &missing, "--", "touch", "ran"]);
+    assert!(!c.try_th(&["job", "wait", &id.to_string()]).status.success());
+    let task = &c.json(&["task", "list", &id.to_string()])[0];
+    assert_eq!(task["state"], "Failed");
+    assert!(task["message"].as_str().unwrap().contains("cannot be fetched"), "{task}");
+    assert_eq!(task["exit_code"], Value::Null, "it never ran");
+
+    // An output that cannot be uploaded fails the task, keeping its exit code.
+    let id = c.submit(&["--sweep", "1-1", "--output", "x*:thunderhead:packages/", "--", "sh", "-c", "echo > x1"]);
+    assert!(!c.try_th(&["job", "wait", &id.to_string()]).status.success());
+    let task = &c.json(&["task", "list", &id.to_string()])[0];
+    assert_eq!((task["state"].as_str(), task["exit_code"].as_i64()), (Some("Failed"), Some(0)));
+    assert!(task["message"].as_str().unwrap().contains("cannot be uploaded"), "{task}");
+
+    let err = c.th_fails(&["job", "submit", "--input", "/nonexistent/n*.txt", "--", "true"]);
+    assert!(err.contains("matches no file") || err.contains("cannot read the directory"), "{err}");
+    let err = c.th_fails(&["job", "submit", "--output", "../escape:thunderhead:x/", "--", "true"]);
+    assert!(err.contains("relative path"), "{err}");
+}

@@ -186,6 +186,8 @@ pub struct Dispatch {
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cores: u32,
+    /// This task's inputs and outputs, `*` substituted.
+    pub staging: crate::staging::Staging,
 }
 
 /// How an attempt ended, as its agent reports it.
@@ -200,6 +202,9 @@ pub struct TaskResult {
     pub ended_at: Millis,
     pub stdout: String,
     pub stderr: String,
+    /// Why the task's inputs or outputs could not be staged: the task failed whatever its exit
+    /// code.
+    pub staging_error: Option<String>,
 }
 
 /// An agent introducing itself on a new connection.
@@ -1329,7 +1334,11 @@ impl Cluster {
             let node = self.nodes.get_mut(&name).expect("session has a node");
             node.running.remove(&result.key);
             node.used_cores = node.used_cores.saturating_sub(r.cores);
-            let state = if result.exit_code == Some(0) { TaskState::Finished } else { TaskState::Failed };
+            let state = if result.exit_code == Some(0) && result.staging_error.is_none() {
+                TaskState::Finished
+            } else {
+                TaskState::Failed
+            };
             let job = self.jobs.get_mut(&result.key.job).expect("running tasks have jobs");
             let core_ms = result.ended_at.saturating_sub(result.started_at) * r.cores as u64;
             job.core_ms += core_ms;
@@ -1351,7 +1360,10 @@ impl Cluster {
                 losses: r.losses,
                 node: Some(name.clone()),
                 exit_code: result.exit_code,
-                message: result.message,
+                message: match (result.staging_error, result.message) {
+                    (Some(s), Some(m)) => Some(format!("{s}; {m}")),
+                    (s, m) => s.or(m),
+                },
                 started_at: Some(result.started_at),
                 ended_at: Some(result.ended_at),
                 stdout: Some(result.stdout),
@@ -1767,6 +1779,7 @@ impl Cluster {
                     command: job.command_of(t.index),
                     env: task_env(job, t.index, t.attempt, name),
                     cores: job.cores_per_task,
+                    staging: job.staging.for_task(job.id, t.index),
                 });
             }
             self.progressed.insert(p.job);
@@ -1833,6 +1846,7 @@ fn job_record(job: &Job) -> JobRecord {
         cores_per_task: job.cores_per_task,
         retries: job.retries,
         spec: job.spec.clone(),
+        staging: job.staging.clone(),
         state: job.state,
         submitted_at: job.submitted_at,
         started_at: job.started_at,

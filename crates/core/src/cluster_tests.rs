@@ -145,6 +145,7 @@ impl Env {
             ended_at: self.now,
             stdout: format!("{}\n", d.key.index),
             stderr: String::new(),
+            staging_error: None,
         };
         self.c.agent_results(&mut self.fx, session, vec![result], self.now);
     }
@@ -776,6 +777,7 @@ fn nodes_and_proxies_cost_from_start_to_removal_and_jobs_pay_for_core_time() {
         ended_at: t0 + HOUR,
         stdout: String::new(),
         stderr: String::new(),
+        staging_error: None,
     };
     env.c.agent_results(&mut env.fx, env.sessions[&names[0]], vec![result], env.now);
     env.end();

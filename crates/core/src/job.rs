@@ -177,6 +177,15 @@ pub struct JobSubmission {
     /// Explicit tasks, instead of `command`.
     #[serde(default)]
     pub tasks: Option<Vec<TaskDef>>,
+    /// `SOURCE[:LOCAL_PATH]` files fetched into each task's directory before it runs.
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// `GLOB[:BLOB_PREFIX]` files uploaded after each task ends.
+    #[serde(default)]
+    pub outputs: Option<Vec<String>>,
+    /// `success` (default), `failure` or `always`: when outputs are uploaded.
+    #[serde(default)]
+    pub upload_on: Option<String>,
 }
 
 /// A submission that passed validation.
@@ -187,6 +196,7 @@ pub struct ValidJob {
     pub cores_per_task: u32,
     pub retries: u32,
     pub spec: JobSpec,
+    pub staging: crate::staging::Staging,
 }
 
 pub const DEFAULT_RETRIES: u32 = 3;
@@ -243,7 +253,15 @@ impl JobSubmission {
         if name.len() > 200 {
             return Err(Error::invalid("job name is longer than 200 characters (shorten it)"));
         }
-        Ok(ValidJob { name, priority, cores_per_task, retries: self.retries.unwrap_or(DEFAULT_RETRIES), spec })
+        let staging = crate::staging::Staging {
+            inputs: self.inputs.iter().flatten().map(|i| crate::staging::parse_input(i)).collect::<Result<_>>()?,
+            outputs: self.outputs.iter().flatten().map(|o| crate::staging::parse_output(o)).collect::<Result<_>>()?,
+            upload_on: match &self.upload_on {
+                Some(u) => crate::staging::UploadOn::parse(u)?,
+                None => Default::default(),
+            },
+        };
+        Ok(ValidJob { name, priority, cores_per_task, retries: self.retries.unwrap_or(DEFAULT_RETRIES), spec, staging })
     }
 }
 
@@ -354,6 +372,8 @@ pub struct Job {
     pub cores_per_task: u32,
     pub retries: u32,
     pub spec: JobSpec,
+    /// Files staged in and out of each task.
+    pub staging: crate::staging::Staging,
     pub state: JobState,
     pub submitted_at: Millis,
     pub started_at: Option<Millis>,
@@ -384,6 +404,7 @@ impl Job {
             cores_per_task: valid.cores_per_task,
             retries: valid.retries,
             spec: valid.spec,
+            staging: valid.staging,
             state: JobState::Queued,
             submitted_at: now,
             started_at: None,
@@ -602,6 +623,7 @@ impl Job {
             retries: record.retries,
             graph: Self::graph_of(&record.spec),
             spec: record.spec,
+            staging: record.staging,
             state: record.state,
             submitted_at: record.submitted_at,
             started_at: record.started_at,

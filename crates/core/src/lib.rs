@@ -16,6 +16,7 @@ pub mod persist;
 pub mod proxy;
 pub mod scheduler;
 pub mod size;
+pub mod staging;
 pub mod sweep;
 pub mod template;
 pub mod template_settings;

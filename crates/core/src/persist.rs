@@ -62,6 +62,8 @@ pub struct JobRecord {
     pub cores_per_task: u32,
     pub retries: u32,
     pub spec: JobSpec,
+    #[serde(default)]
+    pub staging: crate::staging::Staging,
     pub state: JobState,
     pub submitted_at: Millis,
     pub started_at: Option<Millis>,

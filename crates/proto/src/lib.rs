@@ -38,6 +38,15 @@ pub struct Assignment {
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cores: u32,
+    /// `(source, local path)`: fetched from `GET /agent/v1/blobs?location=SOURCE` before the task.
+    #[serde(default)]
+    pub inputs: Vec<(String, String)>,
+    /// `(glob, prefix)`: matching files uploaded to `PUT /agent/v1/blobs?location=PREFIX+PATH`.
+    #[serde(default)]
+    pub outputs: Vec<(String, String)>,
+    /// `success`, `failure` or `always`.
+    #[serde(default)]
+    pub upload_on: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +61,9 @@ pub struct TaskResult {
     /// The last bytes of standard output and error (at most [`OUTPUT_TAIL_BYTES`] each).
     pub stdout: String,
     pub stderr: String,
+    /// Why an input could not be fetched (the task did not run) or an output not uploaded.
+    #[serde(default)]
+    pub staging_error: Option<String>,
 }
 
 /// A package an agent installs: fetched from `GET /agent/v1/blobs/{key}` on the head node and

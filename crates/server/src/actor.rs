@@ -349,6 +349,19 @@ impl Actor {
                         command: d.command,
                         env: d.env,
                         cores: d.cores,
+                        inputs: d.staging.inputs.into_iter().map(|i| (i.source, i.local)).collect(),
+                        outputs: d
+                            .staging
+                            .outputs
+                            .into_iter()
+                            .map(|o| (o.glob, o.prefix.unwrap_or_default()))
+                            .collect(),
+                        upload_on: match d.staging.upload_on {
+                            thunderhead_core::staging::UploadOn::Success => "success",
+                            thunderhead_core::staging::UploadOn::Failure => "failure",
+                            thunderhead_core::staging::UploadOn::Always => "always",
+                        }
+                        .to_string(),
                     })
                     .collect();
                 self.to_agent(session, Outbound::Msg(ServerMsg::Assign { tasks }))

@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,6 +62,10 @@ pub fn router(
         .route("/api/v1/packages/{name}", get(show_package).put(upload_package).delete(remove_package))
         .route("/api/v1/packages/{name}/download", get(download_package))
         .route(&format!("{}/{{*key}}", thunderhead_proto::BLOB_PATH), get(agent_blob))
+        .route(thunderhead_proto::BLOB_PATH, get(fetch_location).put(store_location))
+        .route("/api/v1/blobs", get(fetch_location))
+        .route("/api/v1/uploads/{*path}", put(upload_input))
+        .route("/api/v1/jobs/{id}/outputs", get(job_outputs))
         .route("/api/v1/jobs", get(list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
@@ -509,4 +513,73 @@ async fn stream_blob(api: &Api, key: &str) -> Result<Response, ApiError> {
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
     Ok(response)
+}
+
+#[derive(Deserialize)]
+struct LocationQuery {
+    location: String,
+}
+
+/// The store and key a location names: `thunderhead:KEY` in the head node's store, or a blob
+/// URI whose last path segment is the key.
+fn resolve(api: &Api, location: &str, writing: bool) -> Result<(BlobStore, String), ApiError> {
+    let bad = |why: &str| ApiError(Error::invalid(format!("location \"{location}\" {why}")));
+    if let Some(key) = location.strip_prefix(thunderhead_core::staging::LOCAL_STORE) {
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == "..") {
+            return Err(bad("is not a key in the head node's store"));
+        }
+        if writing && key.starts_with("packages/") {
+            return Err(bad("is in the package area, which only package upload writes"));
+        }
+        return Ok((api.blobs.clone(), key.to_string()));
+    }
+    let (path, query) = location.split_once('?').map_or((location, ""), |(p, q)| (p, q));
+    let (dir, key) = path.rsplit_once('/').ok_or_else(|| bad("names no blob"))?;
+    if key.is_empty() || dir.ends_with(':') || dir.ends_with(":/") {
+        return Err(bad("names no blob"));
+    }
+    let uri = if query.is_empty() { dir.to_string() } else { format!("{dir}?{query}") };
+    Ok((BlobStore::open(&uri)?, key.to_string()))
+}
+
+/// A blob by location, streamed: task inputs for agents, task outputs for clients.
+async fn fetch_location(State(api): State<Api>, Query(q): Query<LocationQuery>) -> Result<Response, ApiError> {
+    let (store, key) = resolve(&api, &q.location, false)?;
+    let (size, stream) = store.get_stream(&key).await?;
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
+    Ok(response)
+}
+
+/// Stores a task output an agent sends, streamed, checksummed.
+async fn store_location(State(api): State<Api>, Query(q): Query<LocationQuery>, body: Body) -> Answer {
+    let (store, key) = resolve(&api, &q.location, true)?;
+    let info = store.put_stream(&key, body.into_data_stream()).await?;
+    Ok(Json(serde_json::json!({"location": q.location, "size": info.size, "sha256": info.sha256})))
+}
+
+/// Stores a file a client stages as a task input, under `uploads/`.
+async fn upload_input(State(api): State<Api>, Path(path): Path<String>, body: Body) -> Answer {
+    if path.split('/').any(|p| p.is_empty() || p == "..") {
+        return Err(Error::invalid(format!("upload path \"{path}\" is not a relative path")).into());
+    }
+    let key = format!("uploads/{path}");
+    let info = api.blobs.put_stream(&key, body.into_data_stream()).await?;
+    Ok(Json(serde_json::json!({"location": format!("thunderhead:{key}"), "size": info.size})))
+}
+
+/// The files a job's tasks uploaded to its area: `[{index, path, size, location}]`.
+async fn job_outputs(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
+    api.handle.ask(Request::ShowJob(id)).await?;
+    let area = format!("{}/", thunderhead_core::package::job_area(id));
+    let listed = api.blobs.list(&area).await?;
+    let files: Vec<Value> = listed
+        .into_iter()
+        .filter_map(|(key, size)| {
+            let rest = key.strip_prefix(&area)?;
+            let (index, path) = rest.split_once('/')?;
+            Some(serde_json::json!({"index": index, "path": path, "size": size, "location": format!("thunderhead:{key}")}))
+        })
+        .collect();
+    Ok(Json(Value::Array(files)))
 }

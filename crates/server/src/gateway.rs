@@ -107,6 +107,7 @@ async fn session(socket: WebSocket, handle: Handle) {
                         ended_at: r.ended_at,
                         stdout: r.stdout,
                         stderr: r.stderr,
+                        staging_error: r.staging_error,
                     })
                     .collect();
                 handle.send(Event::AgentResults { session, results });

@@ -43,6 +43,7 @@ pub fn sweep_job(id: u64, len: u64) -> JobRecord {
         counts: TaskCounts { queued: len, ..Default::default() },
         core_ms: 0,
         cost_micros: Default::default(),
+        staging: Default::default(),
     }
 }
 

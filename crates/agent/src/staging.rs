@@ -1,0 +1,155 @@
+//! Staging a task's files: inputs fetched into its working directory before it starts, outputs
+//! uploaded after it ends. Every transfer goes through the head node, which holds the blob
+//! credentials and uses them when the transfer happens, so a long task never outlives them.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(60 * 60)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn url(base: &str, location: &str) -> String {
+    format!("{base}{}?location={}", thunderhead_proto::BLOB_PATH, encode(location))
+}
+
+fn error_of(response: &mut ureq::http::Response<ureq::Body>) -> String {
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or_else(|| format!("the head node answered {}", response.status()))
+}
+
+/// Fetches every input into `dir`; the first that cannot be fetched is the error.
+pub fn fetch_inputs(base: &str, dir: &Path, inputs: &[(String, String)]) -> Result<(), String> {
+    for (source, local) in inputs {
+        let dest = dir.join(local);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let mut response =
+            agent().get(url(base, source)).call().map_err(|e| format!("input {source} cannot be fetched: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("input {source} cannot be fetched: {}", error_of(&mut response)));
+        }
+        let mut file = std::fs::File::create(&dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        std::io::copy(&mut response.body_mut().as_reader(), &mut file)
+            .map_err(|e| format!("input {source} broke off while it was fetched: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` (relative, `/`-separated) matches `pattern`: `*` matches within a directory,
+/// `**` across directories, `?` one character.
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p {
+            [] => s.is_empty(),
+            [b'*', b'*', rest @ ..] => {
+                (0..=s.len()).any(|i| go(rest.strip_prefix(b"/").unwrap_or(rest), &s[i..]) || go(rest, &s[i..]))
+            }
+            [b'*', rest @ ..] => (0..=s.len()).take_while(|i| *i == 0 || s[i - 1] != b'/').any(|i| go(rest, &s[i..])),
+            [b'?', rest @ ..] => !s.is_empty() && s[0] != b'/' && go(rest, &s[1..]),
+            [c, rest @ ..] => !s.is_empty() && s[0] == *c && go(rest, &s[1..]),
+        }
+    }
+    go(pattern.as_bytes(), path.as_bytes())
+}
+
+/// A prefix with a path appended, before any `?options` of the prefix's URI.
+fn join_location(prefix: &str, rel: &str) -> String {
+    match prefix.split_once('?') {
+        Some((path, query)) => format!("{path}{rel}?{query}"),
+        None => format!("{prefix}{rel}"),
+    }
+}
+
+fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files_under(root, &path, out),
+            Ok(t) if t.is_file() => {
+                if let Ok(rel) = path.strip_prefix(root) {
+                    out.push(rel.to_path_buf());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Uploads the files of `dir` that match each output's glob under its prefix, keeping their
+/// relative names. Returns how many were uploaded, or the first failure.
+pub fn upload_outputs(base: &str, dir: &Path, outputs: &[(String, String)]) -> Result<usize, String> {
+    let mut files = Vec::new();
+    files_under(dir, dir, &mut files);
+    files.sort();
+    let mut uploaded = 0;
+    for (glob, prefix) in outputs {
+        for rel in &files {
+            let rel = rel.to_string_lossy();
+            if !glob_match(glob, &rel) {
+                continue;
+            }
+            let location = join_location(prefix, &rel);
+            let file = std::fs::File::open(dir.join(rel.as_ref())).map_err(|e| format!("cannot read {rel}: {e}"))?;
+            let mut response = agent()
+                .put(url(base, &location))
+                .send(file)
+                .map_err(|e| format!("output {rel} cannot be uploaded to {location}: {e}"))?;
+            if !response.status().is_success() {
+                return Err(format!("output {rel} cannot be uploaded to {location}: {}", error_of(&mut response)));
+            }
+            let mut sink = Vec::new();
+            let _ = response.body_mut().as_reader().read_to_end(&mut sink);
+            uploaded += 1;
+        }
+    }
+    Ok(uploaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell_with_double_stars() {
+        assert!(glob_match("*.csv", "out.csv"));
+        assert!(!glob_match("*.csv", "sub/out.csv"));
+        assert!(glob_match("**/*.csv", "sub/deep/out.csv"));
+        assert!(glob_match("**", "a/b/c"));
+        assert!(glob_match("out?.txt", "out7.txt"));
+        assert!(!glob_match("out?.txt", "out17.txt"));
+        assert!(glob_match("results/*", "results/a.bin"));
+        assert!(!glob_match("results/*", "results/x/a.bin"));
+    }
+
+    #[test]
+    fn paths_go_before_a_uri_s_options() {
+        assert_eq!(join_location("s3://b/r1/?endpoint=http://x:9", "out.txt"), "s3://b/r1/out.txt?endpoint=http://x:9");
+        assert_eq!(join_location("thunderhead:jobs/1/1/", "a/b.txt"), "thunderhead:jobs/1/1/a/b.txt");
+    }
+
+    #[test]
+    fn locations_are_encoded_for_the_query() {
+        assert_eq!(encode("s3://b/k?endpoint=http://x:9"), "s3%3A//b/k%3Fendpoint%3Dhttp%3A//x%3A9");
+    }
+}
