@@ -41,7 +41,12 @@ fn install(base: &str, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
 }
 
 fn download(base: &str, p: &PackageRef, dest: &Path) -> Result<(), String> {
-    let url = format!("{base}{BLOB_PATH}/{}", p.key);
+    // Newer head nodes name where a package lives; older ones serve it by key.
+    let url = if p.location.is_empty() {
+        format!("{base}{BLOB_PATH}/{}", p.key)
+    } else {
+        format!("{base}{BLOB_PATH}?location={}", crate::staging::encode(&p.location))
+    };
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(30 * 60)))
         .http_status_as_error(false)

@@ -261,6 +261,10 @@ struct TemplateFields {
     /// local and sim providers: where node directories are created [default: STATE/nodes]
     #[arg(long)]
     work_root: Option<PathBuf>,
+    /// Where the template's packages are kept: file:///DIR, az://ACCOUNT/CONTAINER or s3://BUCKET
+    /// [default: the head node's store; an azure template's storage account]
+    #[arg(long)]
+    blob_store: Option<String>,
     /// Install this version of a package on the template's nodes: NAME=VERSION, or NAME=latest
     /// (repeat for more)
     #[arg(long = "pin-package")]
@@ -325,6 +329,7 @@ impl TemplateFields {
             ("lead_time", self.lead_time.map(Value::from)),
             ("drain_before_end", self.drain_before_end.map(Value::from)),
             ("pin", (!self.pins.is_empty()).then(|| Value::from(self.pins))),
+            ("blob_store", self.blob_store.map(Value::from)),
         ];
         for (key, value) in fields {
             if let Some(v) = value {

@@ -772,9 +772,27 @@ fn packages_are_installed_when_nodes_deploy_and_on_request() {
 }
 
 #[test]
-fn task_inputs_and_outputs_are_staged_through_blob_storage() {
+fn a_sweep_runs_a_packaged_program_on_staged_inputs_and_its_outputs_land_in_the_stores() {
     let c = Cluster::start();
-    c.burst("staged", 1, "Medium");
+    // The template keeps its packages in Azure Blob Storage (Azurite).
+    let azure =
+        std::env::var("THUNDERHEAD_TEST_AZURE").expect("THUNDERHEAD_TEST_AZURE: run the tests with scripts/test.sh");
+    let (container, azure_query) = azure.split_once('?').unwrap();
+    let package_store = format!("{container}/e2e-{}?{azure_query}", std::process::id());
+    c.th(&["template", "create", "staged", "--provider", "local", "--blob-store", &package_store]);
+    let calc = c.dir.path().join("calc");
+    std::fs::create_dir_all(calc.join("bin")).unwrap();
+    std::fs::write(calc.join("bin/plus1"), "#!/bin/sh\necho $(( $(cat \"$1\") + 1 ))\n").unwrap();
+    std::fs::set_permissions(calc.join("bin/plus1"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.th(&["package", "upload", calc.to_str().unwrap(), "--template", "staged"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let in_azure = thunderhead_blob::BlobStore::open(&package_store).unwrap();
+    let listed = rt.block_on(in_azure.list("packages/calc")).unwrap();
+    assert_eq!(listed.len(), 1, "the package went to the template's store: {listed:?}");
+    c.th(&["node", "add", "--template", "staged", "--count", "1", "--size", "Medium"]);
+    c.th(&["node", "start", "--template", "staged"]);
+    c.await_nodes("staged", "Offline");
+    c.th(&["node", "online", "--template", "staged"]);
     let data = c.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     for i in 1..=5 {
@@ -798,7 +816,7 @@ fn task_inputs_and_outputs_are_staged_through_blob_storage() {
         "--",
         "sh",
         "-c",
-        "echo $(( $(cat in.txt) + 1 )) > result$THUNDERHEAD_SWEEP_INDEX.txt",
+        "$THUNDERHEAD_PACKAGE_ROOT/calc/bin/plus1 in.txt > result$THUNDERHEAD_SWEEP_INDEX.txt",
     ]);
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
     assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
@@ -809,7 +827,6 @@ fn task_inputs_and_outputs_are_staged_through_blob_storage() {
         assert_eq!(got, format!("{}\n", i * 10 + 1));
     }
     let store = thunderhead_blob::BlobStore::open(&format!("{bucket}/{run}?{query}")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let in_s3 = rt.block_on(store.get_bytes("r3/result3.txt")).unwrap();
     assert_eq!(&in_s3[..], b"31\n");
 

@@ -526,6 +526,7 @@ impl Cluster {
             rates: t.rates.clone(),
             currency: t.currency.clone(),
             proxy_list: self.proxies_of(&t.name),
+            blob_store: t.blob_store.clone(),
             availability: t.availability.clone(),
             created_at: t.created_at,
         }

@@ -1175,6 +1175,7 @@ fn package(name: &str, version: u32, template: Option<&str>) -> crate::package::
         size: 10,
         sha256: "ab".repeat(32),
         template: template.map(String::from),
+        store: None,
         uploaded_at: 1,
     }
 }
@@ -1195,7 +1196,7 @@ fn installs(fx: &Effects) -> Vec<(SessionId, Vec<String>)> {
 fn a_burst_node_installs_its_packages_before_it_is_offline() {
     let mut env = Env::new();
     for (name, v) in [("solver", 1), ("solver", 2), ("data", 1)] {
-        assert_eq!(env.c.reserve_package_version(name, &format!("{name}.tar.gz"), None).unwrap(), v);
+        assert_eq!(env.c.reserve_package_version(name, &format!("{name}.tar.gz"), None).unwrap().0, v);
         env.c.register_package(&mut env.fx, package(name, v, None)).unwrap();
     }
     let names = env.add(1, "Small");
@@ -1251,7 +1252,7 @@ fn pins_and_template_packages_choose_what_a_node_installs() {
     let gone = env.c.remove_package(&mut env.fx, "a", Some(1)).unwrap();
     assert_eq!(gone.len(), 1);
     assert!(env.c.package_file("a", Some(1)).unwrap_err().message.contains("no version 1"));
-    assert_eq!(env.c.reserve_package_version("a", "a.zip", None).unwrap(), 3, "versions are never reused");
+    assert_eq!(env.c.reserve_package_version("a", "a.zip", None).unwrap().0, 3, "versions are never reused");
 }
 
 #[test]

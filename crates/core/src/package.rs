@@ -19,13 +19,31 @@ pub struct Package {
     pub sha256: String,
     /// `None` for packages every template installs.
     pub template: Option<String>,
+    /// The blob store it lives in: its template's, or `None` for the head node's.
+    #[serde(default)]
+    pub store: Option<String>,
     pub uploaded_at: Millis,
 }
 
 impl Package {
-    /// Where the package's file lives in the blob store.
+    /// Where the package's file lives in its blob store.
     pub fn key(&self) -> String {
         format!("packages/{}/{}/{}", self.name, self.version, self.file_name)
+    }
+
+    /// The package's file as a location: a key of the head node's store, or a blob URI.
+    pub fn location(&self) -> String {
+        match &self.store {
+            None => format!("{}{}", crate::staging::LOCAL_STORE, self.key()),
+            Some(uri) => {
+                let (path, query) = uri.split_once('?').map_or((uri.as_str(), None), |(p, q)| (p, Some(q)));
+                let joined = format!("{}/{}", path.trim_end_matches('/'), self.key());
+                match query {
+                    Some(q) => format!("{joined}?{q}"),
+                    None => joined,
+                }
+            }
+        }
     }
 }
 
@@ -55,6 +73,23 @@ pub fn job_area(job: JobId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_in_a_template_store_is_located_by_uri() {
+        let mut p = Package {
+            name: "solver".into(),
+            version: 2,
+            file_name: "s.zip".into(),
+            size: 1,
+            sha256: String::new(),
+            template: Some("t".into()),
+            store: None,
+            uploaded_at: 0,
+        };
+        assert_eq!(p.location(), "thunderhead:packages/solver/2/s.zip");
+        p.store = Some("az://acct/cont?endpoint=http://x:1/acct".into());
+        assert_eq!(p.location(), "az://acct/cont/packages/solver/2/s.zip?endpoint=http://x:1/acct");
+    }
 
     #[test]
     fn file_names_must_be_archives() {

@@ -92,6 +92,10 @@ pub struct Template {
     /// Package versions its nodes install instead of the latest.
     #[serde(default)]
     pub pins: std::collections::BTreeMap<String, u32>,
+    /// The blob store its packages go to; `None` for the head node's (an azure template's is
+    /// its storage account).
+    #[serde(default)]
+    pub blob_store: Option<String>,
     pub created_at: Millis,
 }
 
@@ -137,6 +141,7 @@ impl Template {
             sealed: None,
             policy_state: None,
             pins: Default::default(),
+            blob_store: None,
             created_at: 0,
         }
     }
@@ -197,6 +202,9 @@ pub struct NewTemplate {
     /// `NAME=VERSION` pins a package version for the template's nodes; `NAME=latest` unpins.
     #[serde(default)]
     pub pin: Option<Vec<String>>,
+    /// The blob store of the template's packages.
+    #[serde(default)]
+    pub blob_store: Option<String>,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -237,6 +245,9 @@ pub struct TemplateEdit {
     /// `NAME=VERSION` pins a package version for the template's nodes; `NAME=latest` unpins.
     #[serde(default)]
     pub pin: Option<Vec<String>>,
+    /// The blob store of the template's packages.
+    #[serde(default)]
+    pub blob_store: Option<String>,
 }
 
 /// The availability options of `template create` and `template edit`, as given.
@@ -358,11 +369,19 @@ impl NewTemplate {
             },
             currency: self.currency.unwrap_or_else(default_currency),
             availability: self.availability.apply(&Availability::Manual)?,
+            blob_store: self.blob_store.clone(),
             sealed: self.sealed,
             policy_state: None,
             pins: Default::default(),
             created_at: now,
         };
+        let mut template = template;
+        if template.provider == "azure" && template.blob_store.is_none() {
+            // The 2011 template's storage account holds its packages.
+            if let Some(account) = template.settings.get("storage_account").and_then(|v| v.as_str()) {
+                template.blob_store = Some(format!("az://{account}/thunderhead"));
+            }
+        }
         template.check()?;
         Ok(template)
     }
@@ -387,6 +406,13 @@ impl Template {
             return Err(Error::invalid(format!(
                 "{} proxies is out of range (a started set needs from 1 to 100 proxies)",
                 self.proxies
+            )));
+        }
+        if let Some(uri) = &self.blob_store
+            && !["file:///", "az://", "s3://"].iter().any(|s| uri.starts_with(s))
+        {
+            return Err(Error::invalid(format!(
+                "blob store \"{uri}\" is not a blob store URI (write file:///DIR, az://ACCOUNT/CONTAINER or s3://BUCKET)"
             )));
         }
         if self.deploy_rate == 0 || self.deploy_rate > 100_000 {
@@ -448,6 +474,9 @@ impl Template {
         }
         if let Some(sealed) = edit.sealed {
             t.sealed = Some(sealed);
+        }
+        if let Some(b) = edit.blob_store {
+            t.blob_store = (!b.is_empty()).then_some(b);
         }
         for pin in edit.pin.iter().flatten() {
             let bad = || Error::invalid(format!("pin \"{pin}\" is not NAME=VERSION or NAME=latest (e.g. solver=3)"));

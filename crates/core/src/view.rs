@@ -33,6 +33,8 @@ pub struct TemplateView {
     pub currency: String,
     /// The set's proxies while it is started.
     pub proxy_list: Vec<crate::proxy::ProxyView>,
+    /// Where its packages are kept; `null` for the head node's store.
+    pub blob_store: Option<String>,
     /// `{"policy": "manual"}` or `{"policy": "schedule", "windows": [...], "timezone", "lead_time",
     /// "drain_before_end"}` (times in milliseconds).
     pub availability: crate::availability::Availability,

@@ -73,6 +73,9 @@ pub struct PackageRef {
     pub name: String,
     pub version: u32,
     pub key: String,
+    /// Where to fetch it: `GET /agent/v1/blobs?location=LOCATION`.
+    #[serde(default)]
+    pub location: String,
     pub sha256: String,
     pub size: u64,
 }

@@ -380,6 +380,7 @@ impl Actor {
                     .into_iter()
                     .map(|p| thunderhead_proto::PackageRef {
                         key: p.key(),
+                        location: p.location(),
                         name: p.name,
                         version: p.version,
                         sha256: p.sha256,

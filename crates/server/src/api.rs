@@ -435,7 +435,7 @@ async fn upload_package(
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> Answer {
-    let version: u32 = serde_json::from_value(
+    let (version, store): (u32, Option<String>) = serde_json::from_value(
         api.handle
             .ask(Request::ReservePackage { name: name.clone(), file: q.file.clone(), template: q.template.clone() })
             .await?,
@@ -448,9 +448,12 @@ async fn upload_package(
         size: 0,
         sha256: String::new(),
         template: q.template,
+        store,
         uploaded_at: crate::now_millis(),
     };
-    let info = api.blobs.put_stream(&package.key(), body.into_data_stream()).await?;
+    // The template's store if it names one, else the head node's.
+    let (blobs, key) = resolve(&api, &package.location(), false)?;
+    let info = blobs.put_stream(&key, body.into_data_stream()).await?;
     package.size = info.size;
     package.sha256 = info.sha256;
     ask(&api, Request::RegisterPackage(package)).await
@@ -474,7 +477,11 @@ async fn remove_package(State(api): State<Api>, Path(name): Path<String>, Query(
         serde_json::from_value(api.handle.ask(Request::RemovePackage(name, q.version)).await?).expect("packages");
     // The records are gone (durably); the files follow.
     for p in &gone {
-        if let Err(e) = api.blobs.delete(&p.key()).await {
+        let deleted = match resolve(&api, &p.location(), false) {
+            Ok((blobs, key)) => blobs.delete(&key).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.0.message),
+        };
+        if let Err(e) = deleted {
             tracing::warn!(error = %e, "a removed package's file stays in the blob store");
         }
     }
@@ -488,7 +495,8 @@ async fn download_package(
 ) -> Result<Response, ApiError> {
     let package: Package =
         serde_json::from_value(api.handle.ask(Request::PackageFile(name, q.version)).await?).expect("a package");
-    stream_blob(&api, &package.key()).await
+    let (blobs, key) = resolve(&api, &package.location(), false)?;
+    stream_from(&blobs, &key).await
 }
 
 #[derive(Deserialize)]
@@ -509,7 +517,11 @@ async fn agent_blob(State(api): State<Api>, Path(key): Path<String>) -> Result<R
 }
 
 async fn stream_blob(api: &Api, key: &str) -> Result<Response, ApiError> {
-    let (size, stream) = api.blobs.get_stream(key).await?;
+    stream_from(&api.blobs, key).await
+}
+
+async fn stream_from(blobs: &BlobStore, key: &str) -> Result<Response, ApiError> {
+    let (size, stream) = blobs.get_stream(key).await?;
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
     Ok(response)

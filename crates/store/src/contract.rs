@@ -182,6 +182,7 @@ macro_rules! store_contract_tests {
                     size: 5,
                     sha256: "00".repeat(32),
                     template: None,
+                    store: None,
                     uploaded_at: 3,
                 };
                 {

@@ -32,17 +32,25 @@ fn view(p: &Package, versions: usize) -> PackageView {
 impl Cluster {
     /// The version the next upload of `name` gets. Versions are never reused, even when an
     /// upload fails half way.
-    pub fn reserve_package_version(&mut self, name: &str, file_name: &str, template: Option<&str>) -> Result<u32> {
+    /// Returns it with the blob store the package goes to (its template's, or `None` for the
+    /// head node's).
+    pub fn reserve_package_version(
+        &mut self,
+        name: &str,
+        file_name: &str,
+        template: Option<&str>,
+    ) -> Result<(u32, Option<String>)> {
         validate_package_name(name)?;
         validate_file_name(file_name)?;
-        if let Some(t) = template {
-            self.template_named(t)?;
-        }
+        let store = match template {
+            Some(t) => self.template_named(t)?.blob_store.clone(),
+            None => None,
+        };
         let stored = self.packages.keys().filter(|(n, _)| n == name).map(|(_, v)| *v).max().unwrap_or(0);
         let reserved = self.package_versions.get(name).copied().unwrap_or(0);
         let next = stored.max(reserved) + 1;
         self.package_versions.insert(name.to_string(), next);
-        Ok(next)
+        Ok((next, store))
     }
 
     /// Records an uploaded package whose file is in the blob store.
