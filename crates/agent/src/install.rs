@@ -31,7 +31,7 @@ fn install(base: &str, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
     let downloads = work_dir.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| format!("cannot create {}: {e}", downloads.display()))?;
     let file = downloads.join(format!("{}-{}", p.name, p.version));
-    let result = download(base, p, &file).and_then(|()| {
+    let result = crate::staging::with_retries(|| download(base, p, &file)).and_then(|()| {
         let into = package_root(work_dir).join(&p.name);
         std::fs::create_dir_all(package_root(work_dir)).map_err(|e| e.to_string())?;
         archive::unpack(&file, &into, Limits::default()).map_err(|e| e.to_string())
@@ -40,7 +40,12 @@ fn install(base: &str, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
     result
 }
 
-fn download(base: &str, p: &PackageRef, dest: &Path) -> Result<(), String> {
+fn download(base: &str, p: &PackageRef, dest: &Path) -> Result<(), crate::staging::Failure> {
+    let fail = |retry, message| crate::staging::Failure { retry, message };
+    fetch_package(base, p, dest).map_err(|(retry, m)| fail(retry, m))
+}
+
+fn fetch_package(base: &str, p: &PackageRef, dest: &Path) -> Result<(), (bool, String)> {
     // Newer head nodes name where a package lives; older ones serve it by key.
     let url = if p.location.is_empty() {
         format!("{base}{BLOB_PATH}/{}", p.key)
@@ -52,29 +57,33 @@ fn download(base: &str, p: &PackageRef, dest: &Path) -> Result<(), String> {
         .http_status_as_error(false)
         .build();
     let agent: ureq::Agent = config.into();
-    let mut response = agent.get(&url).call().map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    let mut response = agent.get(&url).call().map_err(|e| (true, format!("cannot fetch {url}: {e}")))?;
     if !response.status().is_success() {
-        return Err(format!("fetching {} answered {}", p.key, response.status()));
+        let status = response.status();
+        return Err((status.is_server_error(), format!("fetching {} answered {status}", p.key)));
     }
     let mut reader = response.body_mut().as_reader();
-    let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    let mut out = std::fs::File::create(dest).map_err(|e| (false, format!("cannot write {}: {e}", dest.display())))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| format!("the download of {} broke off: {e}", p.key))?;
+        let n = reader.read(&mut buf).map_err(|e| (true, format!("the download of {} broke off: {e}", p.key)))?;
         if n == 0 {
             break;
         }
         size += n as u64;
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+        out.write_all(&buf[..n]).map_err(|e| (false, format!("cannot write {}: {e}", dest.display())))?;
     }
     let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if size != p.size || sha256 != p.sha256 {
-        return Err(format!(
-            "{} arrived damaged: {size} bytes with SHA-256 {sha256}, expected {} bytes with {}",
-            p.key, p.size, p.sha256
+        return Err((
+            true,
+            format!(
+                "{} arrived damaged: {size} bytes with SHA-256 {sha256}, expected {} bytes with {}",
+                p.key, p.size, p.sha256
+            ),
         ));
     }
     Ok(())

@@ -36,6 +36,52 @@ fn error_of(response: &mut ureq::http::Response<ureq::Body>) -> String {
         .unwrap_or_else(|| format!("the head node answered {}", response.status()))
 }
 
+/// A failed transfer, and whether trying again may help.
+pub(crate) struct Failure {
+    pub retry: bool,
+    pub message: String,
+}
+
+/// Whether an answer of the head node is worth trying again: it could not reach the store, or
+/// was busy.
+fn transient(status: ureq::http::StatusCode) -> bool {
+    status.is_server_error() || status == ureq::http::StatusCode::CONFLICT
+}
+
+/// Runs a transfer up to three times, waiting 1 s and then 2 s after transient failures.
+pub(crate) fn with_retries(mut attempt: impl FnMut() -> Result<(), Failure>) -> Result<(), String> {
+    let mut delay = std::time::Duration::from_secs(1);
+    for n in 1..=3 {
+        match attempt() {
+            Ok(()) => return Ok(()),
+            Err(f) if f.retry && n < 3 => {
+                tracing::warn!(error = %f.message, "transfer failed; trying again");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            Err(f) => return Err(f.message),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn fetch_one(base: &str, source: &str, dest: &Path) -> Result<(), Failure> {
+    let fail = |retry, message| Failure { retry, message };
+    let mut response = agent()
+        .get(url(base, source))
+        .call()
+        .map_err(|e| fail(true, format!("input {source} cannot be fetched: {e}")))?;
+    if !response.status().is_success() {
+        let retry = transient(response.status());
+        return Err(fail(retry, format!("input {source} cannot be fetched: {}", error_of(&mut response))));
+    }
+    let mut file =
+        std::fs::File::create(dest).map_err(|e| fail(false, format!("cannot write {}: {e}", dest.display())))?;
+    std::io::copy(&mut response.body_mut().as_reader(), &mut file)
+        .map_err(|e| fail(true, format!("input {source} broke off while it was fetched: {e}")))?;
+    Ok(())
+}
+
 /// Fetches every input into `dir`; the first that cannot be fetched is the error.
 pub fn fetch_inputs(base: &str, dir: &Path, inputs: &[(String, String)]) -> Result<(), String> {
     for (source, local) in inputs {
@@ -43,14 +89,7 @@ pub fn fetch_inputs(base: &str, dir: &Path, inputs: &[(String, String)]) -> Resu
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        let mut response =
-            agent().get(url(base, source)).call().map_err(|e| format!("input {source} cannot be fetched: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("input {source} cannot be fetched: {}", error_of(&mut response)));
-        }
-        let mut file = std::fs::File::create(&dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-        std::io::copy(&mut response.body_mut().as_reader(), &mut file)
-            .map_err(|e| format!("input {source} broke off while it was fetched: {e}"))?;
+        with_retries(|| fetch_one(base, source, &dest))?;
     }
     Ok(())
 }
@@ -110,16 +149,23 @@ pub fn upload_outputs(base: &str, dir: &Path, outputs: &[(String, String)]) -> R
                 continue;
             }
             let location = join_location(prefix, &rel);
-            let file = std::fs::File::open(dir.join(rel.as_ref())).map_err(|e| format!("cannot read {rel}: {e}"))?;
-            let mut response = agent()
-                .put(url(base, &location))
-                .send(file)
-                .map_err(|e| format!("output {rel} cannot be uploaded to {location}: {e}"))?;
-            if !response.status().is_success() {
-                return Err(format!("output {rel} cannot be uploaded to {location}: {}", error_of(&mut response)));
-            }
-            let mut sink = Vec::new();
-            let _ = response.body_mut().as_reader().read_to_end(&mut sink);
+            let path = dir.join(rel.as_ref());
+            with_retries(|| {
+                let fail = |retry, message| Failure { retry, message };
+                let file = std::fs::File::open(&path).map_err(|e| fail(false, format!("cannot read {rel}: {e}")))?;
+                let mut response = agent()
+                    .put(url(base, &location))
+                    .send(file)
+                    .map_err(|e| fail(true, format!("output {rel} cannot be uploaded to {location}: {e}")))?;
+                if !response.status().is_success() {
+                    let retry = transient(response.status());
+                    let reason = error_of(&mut response);
+                    return Err(fail(retry, format!("output {rel} cannot be uploaded to {location}: {reason}")));
+                }
+                let mut sink = Vec::new();
+                let _ = response.body_mut().as_reader().read_to_end(&mut sink);
+                Ok(())
+            })?;
             uploaded += 1;
         }
     }

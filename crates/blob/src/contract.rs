@@ -82,6 +82,13 @@ pub async fn a_damaged_blob_is_refused_by_name(s: &BlobStore) {
     assert!(matches!(err, BlobError::Checksum { .. }), "{text}");
     assert!(text.contains("data/in.txt") && text.contains("damaged"), "{text}");
     assert!(!dest.exists(), "nothing half-checked is left behind");
+    let (_, mut stream) = s.get_stream("data/in.txt").await.unwrap();
+    let mut last = None;
+    while let Some(item) = futures_util::StreamExt::next(&mut stream).await {
+        last = Some(item);
+    }
+    let err = last.unwrap().unwrap_err();
+    assert!(err.contains("data/in.txt") && err.contains("damaged"), "a served stream ends in the error: {err}");
 }
 
 macro_rules! contract {

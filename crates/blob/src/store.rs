@@ -274,14 +274,42 @@ impl BlobStore {
         Ok(BlobInfo { size, sha256 })
     }
 
-    /// A blob as a stream, with its size, for serving it on.
+    /// A blob as a stream, with its size, for serving it on. The stream checks the blob
+    /// against its stored checksum as it goes and ends in an error if they differ, so a damaged
+    /// blob is never served whole.
     pub async fn get_stream(
         &self,
         key: &str,
     ) -> Result<(u64, futures_util::stream::BoxStream<'static, std::result::Result<Bytes, String>>)> {
+        let expected = self.expected_sha256(key).await?;
         let got = self.store.get(&self.key(key)).await.map_err(|e| self.transfer(key, e))?;
         let size = got.meta.size;
-        Ok((size, got.into_stream().map(|r| r.map_err(|e| e.to_string())).boxed()))
+        let inner = got.into_stream().map(|r| r.map_err(|e| e.to_string()));
+        let name = format!("blob {key} in {}", self.uri);
+        let checked = futures_util::stream::unfold(
+            (inner.boxed(), Some(Sha256::new()), expected, name),
+            |(mut inner, hasher, expected, name)| async move {
+                let mut hasher = hasher?;
+                match inner.next().await {
+                    Some(Ok(chunk)) => {
+                        hasher.update(&chunk);
+                        Some((Ok(chunk), (inner, Some(hasher), expected, name)))
+                    }
+                    Some(Err(e)) => Some((Err(e), (inner, None, expected, name))),
+                    None => {
+                        let actual = hex(&hasher.finalize());
+                        match expected {
+                            Some(e) if e != actual => Some((
+                                Err(format!("{name} is damaged: its SHA-256 is {actual}, but {e} was stored with it")),
+                                (inner, None, None, name),
+                            )),
+                            _ => None,
+                        }
+                    }
+                }
+            },
+        );
+        Ok((size, checked.boxed()))
     }
 
     /// Uploads bytes and stores their checksum beside them.
