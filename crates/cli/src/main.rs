@@ -824,11 +824,14 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             submission.sweep = args.sweep.or(submission.sweep);
             submission.retries = args.retries.or(submission.retries);
             if !args.inputs.is_empty() {
+                // Local inputs go to the job's area, so the job's id is reserved first.
+                let mut reserved: Option<u64> = None;
                 let mut staged = Vec::new();
                 for input in &args.inputs {
-                    staged.push(stage_input(c, input)?);
+                    staged.push(stage_input(c, input, &mut reserved)?);
                 }
                 submission.inputs = Some(staged);
+                submission.reserved_id = reserved;
             }
             if !args.outputs.is_empty() {
                 submission.outputs = Some(args.outputs);
@@ -1109,7 +1112,7 @@ fn encode_query(value: &str) -> String {
 
 /// An `--input`: a blob location is kept; a local file (its name may hold `*` runs, matched
 /// against the directory's files) is uploaded now and named by its new location.
-fn stage_input(c: &Client, input: &str) -> Result<String> {
+fn stage_input(c: &Client, input: &str, reserved: &mut Option<u64>) -> Result<String> {
     let (source, local) = thunderhead_core::staging::split_pair(input);
     let is_location = source.starts_with(thunderhead_core::staging::LOCAL_STORE)
         || ["file://", "az://", "s3://"].iter().any(|s| source.starts_with(s));
@@ -1122,11 +1125,14 @@ fn stage_input(c: &Client, input: &str) -> Result<String> {
     if dir.to_string_lossy().contains('*') {
         bail!("input \"{input}\": only the file name of a local input may hold * (the sweep index)");
     }
-    let token = format!(
-        "{:x}{:x}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-    );
+    let id = match reserved {
+        Some(id) => *id,
+        None => {
+            let reply: SubmitReply = c.post("/api/v1/jobs/reserve", &json!({}))?;
+            *reserved = Some(reply.id);
+            reply.id
+        }
+    };
     let matches = |name: &str| thunderhead_agent::glob_match(&pattern, name);
     let mut uploaded = 0;
     for entry in std::fs::read_dir(dir)
@@ -1135,14 +1141,14 @@ fn stage_input(c: &Client, input: &str) -> Result<String> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type()?.is_file() && matches(&name) {
-            let _: Value = c.put_file(&format!("/api/v1/uploads/{token}/{name}"), &entry.path())?;
+            let _: Value = c.put_file(&format!("/api/v1/jobs/{id}/inputs/{name}"), &entry.path())?;
             uploaded += 1;
         }
     }
     if uploaded == 0 {
         bail!("input \"{input}\" matches no file in {} (give an existing file, or a blob URI)", dir.display());
     }
-    let location = format!("{}uploads/{token}/{pattern}", thunderhead_core::staging::LOCAL_STORE);
+    let location = format!("{}jobs/{id}/inputs/{pattern}", thunderhead_core::staging::LOCAL_STORE);
     Ok(match local {
         Some(l) => format!("{location}:{l}"),
         None => format!("{location}:{pattern}"),

@@ -820,8 +820,11 @@ fn a_sweep_runs_a_packaged_program_on_staged_inputs_and_its_outputs_land_in_the_
     ]);
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
     assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    // The local inputs were uploaded into the job's area of the head node's store.
+    assert!(c.state_dir().join(format!("blobs/jobs/{id}/inputs/n3.txt")).exists());
     let out = c.dir.path().join("out");
     c.th(&["job", "output", &id.to_string(), "--to", out.to_str().unwrap()]);
+    assert!(!out.join("inputs").exists(), "job output gives the tasks' outputs only");
     for i in 1..=5 {
         let got = std::fs::read_to_string(out.join(i.to_string()).join(format!("result{i}.txt"))).unwrap();
         assert_eq!(got, format!("{}\n", i * 10 + 1));

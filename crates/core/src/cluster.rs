@@ -27,6 +27,9 @@ pub type SessionId = u64;
 /// was down over a boundary): it counts as a new phase.
 const POLICY_GAP: Millis = 60 * 60_000;
 
+/// The series that remembers reserved job ids.
+const JOB_SERIES: &str = "job";
+
 /// How long a failed deployment waits before its next try, times the attempt number.
 pub const RETRY_DELAY: Millis = 5_000;
 
@@ -349,6 +352,7 @@ impl Cluster {
         c.templates = snapshot.templates.into_iter().map(|t| (t.name.clone(), t)).collect();
         c.policy = c.templates.values().filter_map(|t| Some((t.name.clone(), t.policy_state.clone()?))).collect();
         c.series = snapshot.series.into_iter().collect();
+        c.next_job = c.series.get(JOB_SERIES).map_or(1, |last| last + 1);
         c.next_usage = snapshot.next_usage.max(1);
         for u in snapshot.open_usage {
             let key = match u.kind {
@@ -1096,10 +1100,31 @@ impl Cluster {
 
     // ----- jobs ----------------------------------------------------------------------------
 
-    pub fn submit(&mut self, fx: &mut Effects, submission: JobSubmission, now: Millis) -> Result<JobId> {
-        let valid = submission.validate()?;
+    /// Hands out a job id ahead of a submission, so a client can stage the job's files in its
+    /// area first. The id is durable: it is never handed out again.
+    pub fn reserve_job_id(&mut self, fx: &mut Effects) -> JobId {
         let id = self.next_job;
         self.next_job += 1;
+        fx.ops.push(Op::PutSeries { prefix: JOB_SERIES.into(), last: id });
+        id
+    }
+
+    pub fn submit(&mut self, fx: &mut Effects, submission: JobSubmission, now: Millis) -> Result<JobId> {
+        let reserved = submission.reserved_id;
+        let valid = submission.validate()?;
+        let id = match reserved {
+            Some(id) if id < self.next_job && !self.jobs.contains_key(&id) => id,
+            Some(id) => {
+                return Err(Error::conflict(format!(
+                    "job id {id} was not reserved or is taken (reserve one with POST /api/v1/jobs/reserve)"
+                )));
+            }
+            None => {
+                let id = self.next_job;
+                self.next_job += 1;
+                id
+            }
+        };
         let job = Job::new(id, valid, now);
         fx.ops.push(Op::InsertJob(job_record(&job)));
         if let crate::job::JobSpec::Tasks { tasks } = &job.spec {

@@ -1270,3 +1270,20 @@ fn packages_are_installed_on_running_nodes_on_request() {
     assert_eq!(env.c.node(&names[0]).unwrap().packages, ["tool@1"]);
     assert_eq!(env.state(&names[0]).0, "Online");
 }
+
+#[test]
+fn a_reserved_job_id_is_used_once_and_survives_a_restart() {
+    let mut env = Env::new();
+    let id = env.c.reserve_job_id(&mut env.fx);
+    env.end();
+    let mut fx = Effects::default();
+    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now);
+    let sub =
+        |reserved| JobSubmission { command: Some(vec!["true".into()]), reserved_id: reserved, ..Default::default() };
+    let other = c.submit(&mut fx, sub(None), env.now).unwrap();
+    assert!(other > id, "a reserved id is not handed out again after a restart");
+    assert_eq!(c.submit(&mut fx, sub(Some(id)), env.now).unwrap(), id);
+    let err = c.submit(&mut fx, sub(Some(id)), env.now).unwrap_err();
+    assert!(err.message.contains("taken"), "{err}");
+    assert!(c.submit(&mut fx, sub(Some(999)), env.now).is_err());
+}

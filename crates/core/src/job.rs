@@ -186,6 +186,9 @@ pub struct JobSubmission {
     /// `success` (default), `failure` or `always`: when outputs are uploaded.
     #[serde(default)]
     pub upload_on: Option<String>,
+    /// A job id reserved beforehand (to stage the job's files in its area first).
+    #[serde(default)]
+    pub reserved_id: Option<JobId>,
 }
 
 /// A submission that passed validation.

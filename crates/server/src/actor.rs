@@ -53,6 +53,7 @@ pub enum Request {
         template: Option<String>,
     },
     RegisterPackage(thunderhead_core::package::Package),
+    ReserveJob,
     ListPackages,
     ShowPackage(String),
     PackageFile(String, Option<u32>),
@@ -280,6 +281,7 @@ impl Actor {
                 to_value(c.reserve_package_version(&name, &file, template.as_deref())?)
             }
             Request::RegisterPackage(p) => to_value(c.register_package(fx, p)?),
+            Request::ReserveJob => to_value(thunderhead_core::view::SubmitReply { id: c.reserve_job_id(fx) }),
             Request::ListPackages => to_value(c.packages_list()),
             Request::ShowPackage(name) => to_value(c.package(&name)?),
             Request::PackageFile(name, version) => to_value(c.package_file(&name, version)?),

@@ -64,7 +64,8 @@ pub fn router(
         .route(&format!("{}/{{*key}}", thunderhead_proto::BLOB_PATH), get(agent_blob))
         .route(thunderhead_proto::BLOB_PATH, get(fetch_location).put(store_location))
         .route("/api/v1/blobs", get(fetch_location))
-        .route("/api/v1/uploads/{*path}", put(upload_input))
+        .route("/api/v1/jobs/reserve", post(reserve_job))
+        .route("/api/v1/jobs/{id}/inputs/{*path}", put(upload_input))
         .route("/api/v1/jobs/{id}/outputs", get(job_outputs))
         .route("/api/v1/jobs", get(list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(show_job))
@@ -570,12 +571,17 @@ async fn store_location(State(api): State<Api>, Query(q): Query<LocationQuery>, 
     Ok(Json(serde_json::json!({"location": q.location, "size": info.size, "sha256": info.sha256})))
 }
 
-/// Stores a file a client stages as a task input, under `uploads/`.
-async fn upload_input(State(api): State<Api>, Path(path): Path<String>, body: Body) -> Answer {
+/// A job id for a submission to come, so its input files can go to its area first.
+async fn reserve_job(State(api): State<Api>) -> Answer {
+    ask(&api, Request::ReserveJob).await
+}
+
+/// Stores a file a client stages as a task input, in the job's area: `jobs/JOB/inputs/PATH`.
+async fn upload_input(State(api): State<Api>, Path((id, path)): Path<(u64, String)>, body: Body) -> Answer {
     if path.split('/').any(|p| p.is_empty() || p == "..") {
         return Err(Error::invalid(format!("upload path \"{path}\" is not a relative path")).into());
     }
-    let key = format!("uploads/{path}");
+    let key = format!("{}/inputs/{path}", thunderhead_core::package::job_area(id));
     let info = api.blobs.put_stream(&key, body.into_data_stream()).await?;
     Ok(Json(serde_json::json!({"location": format!("thunderhead:{key}"), "size": info.size})))
 }
@@ -589,7 +595,7 @@ async fn job_outputs(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
         .into_iter()
         .filter_map(|(key, size)| {
             let rest = key.strip_prefix(&area)?;
-            let (index, path) = rest.split_once('/')?;
+            let (index, path) = rest.split_once('/').filter(|(i, _)| i.parse::<u64>().is_ok())?;
             Some(serde_json::json!({"index": index, "path": path, "size": size, "location": format!("thunderhead:{key}")}))
         })
         .collect();
