@@ -50,7 +50,7 @@ fn fetch_package(base: &str, p: &PackageRef, dest: &Path) -> Result<(), (bool, S
     let url = if p.location.is_empty() {
         format!("{base}{BLOB_PATH}/{}", p.key)
     } else {
-        format!("{base}{BLOB_PATH}?location={}", crate::staging::encode(&p.location))
+        format!("{base}{BLOB_PATH}?location={}", crate::staging::encode_query(&p.location))
     };
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(30 * 60)))

@@ -15,7 +15,7 @@ mod relay;
 mod runner;
 mod staging;
 
-pub use staging::glob_match;
+pub use staging::{encode_query, glob_match};
 
 pub use light_agent::run_light;
 pub use relay::{ProxyConfig, run_proxy};

@@ -14,7 +14,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// Percent-encodes a query value.
-pub(crate) fn encode(value: &str) -> String {
+pub fn encode_query(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -25,7 +25,7 @@ pub(crate) fn encode(value: &str) -> String {
 }
 
 fn url(base: &str, location: &str) -> String {
-    format!("{base}{}?location={}", thunderhead_proto::BLOB_PATH, encode(location))
+    format!("{base}{}?location={}", thunderhead_proto::BLOB_PATH, encode_query(location))
 }
 
 fn error_of(response: &mut ureq::http::Response<ureq::Body>) -> String {
@@ -196,6 +196,6 @@ mod tests {
 
     #[test]
     fn locations_are_encoded_for_the_query() {
-        assert_eq!(encode("s3://b/k?endpoint=http://x:9"), "s3%3A//b/k%3Fendpoint%3Dhttp%3A//x%3A9");
+        assert_eq!(encode_query("s3://b/k?endpoint=http://x:9"), "s3%3A//b/k%3Fendpoint%3Dhttp%3A//x%3A9");
     }
 }

@@ -889,7 +889,7 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
                 }
-                c.download(&format!("/api/v1/blobs?location={}", encode_query(location)), &dest)?;
+                c.download(&format!("/api/v1/blobs?location={}", thunderhead_agent::encode_query(location)), &dest)?;
             }
             if as_json {
                 show::json(&files);
@@ -1097,17 +1097,6 @@ fn package(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// Percent-encodes a query value.
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An `--input`: a blob location is kept; a local file (its name may hold `*` runs, matched

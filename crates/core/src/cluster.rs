@@ -106,6 +106,40 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node with no deployment, no agent and no tasks yet.
+    fn new(
+        name: String,
+        template: Option<String>,
+        size: Option<NodeSize>,
+        cores: u32,
+        state: NodeState,
+        health: Health,
+        now: Millis,
+    ) -> Node {
+        Node {
+            name,
+            template,
+            size,
+            cores,
+            state,
+            health,
+            handle: None,
+            session: None,
+            disconnected_since: None,
+            last_heard: now,
+            running: BTreeSet::new(),
+            used_cores: 0,
+            deploying: false,
+            awaiting_deploy: false,
+            deploy_attempts: 0,
+            retry_at: 0,
+            deployed_at: None,
+            old_deployment: None,
+            installing: false,
+            packages: Vec::new(),
+        }
+    }
+
     /// Whether the provider holds something of this node that costs money and needs the set's
     /// proxies: anything but a node never deployed, or a failed one with nothing left.
     fn holds_deployment(&self) -> bool {
@@ -598,28 +632,15 @@ impl Cluster {
                     break name;
                 }
             };
-            let node = Node {
-                name: name.clone(),
-                template: Some(template.name.clone()),
-                size: Some(size),
-                cores: size.cores(),
-                state: NodeState::NotDeployed,
-                health: Health::Unapproved,
-                handle: None,
-                session: None,
-                disconnected_since: None,
-                last_heard: now,
-                running: BTreeSet::new(),
-                used_cores: 0,
-                deploying: false,
-                awaiting_deploy: false,
-                deploy_attempts: 0,
-                retry_at: 0,
-                deployed_at: None,
-                old_deployment: None,
-                installing: false,
-                packages: Vec::new(),
-            };
+            let node = Node::new(
+                name.clone(),
+                Some(template.name.clone()),
+                Some(size),
+                size.cores(),
+                NodeState::NotDeployed,
+                Health::Unapproved,
+                now,
+            );
             fx.ops.push(Op::PutNode(node.record()));
             log(
                 fx,
@@ -1217,28 +1238,15 @@ impl Cluster {
         let mut must_install = false;
         match self.nodes.get(&name) {
             None => {
-                let node = Node {
-                    name: name.clone(),
-                    template: None,
-                    size: None,
-                    cores: hello.cores,
-                    state: NodeState::Offline { since: now },
-                    health: Health::OK,
-                    handle: None,
-                    session: None,
-                    disconnected_since: None,
-                    last_heard: now,
-                    running: BTreeSet::new(),
-                    used_cores: 0,
-                    deploying: false,
-                    awaiting_deploy: false,
-                    deploy_attempts: 0,
-                    retry_at: 0,
-                    deployed_at: None,
-                    old_deployment: None,
-                    installing: false,
-                    packages: Vec::new(),
-                };
+                let node = Node::new(
+                    name.clone(),
+                    None,
+                    None,
+                    hello.cores,
+                    NodeState::Offline { since: now },
+                    Health::OK,
+                    now,
+                );
                 fx.ops.push(Op::PutNode(node.record()));
                 log(fx, &name, now, format!("joined as an on-premises node with {} cores, state Offline", hello.cores));
                 self.nodes.insert(name.clone(), node);
@@ -1508,17 +1516,7 @@ impl Cluster {
         let why = format!("{count} deployments in a row failed, the last with: {message}");
         t.paused = Some(why.clone());
         fx.ops.push(Op::PutTemplate(t.clone()));
-        let waiting: Vec<String> = self
-            .nodes
-            .values()
-            .filter(|n| n.template.as_deref() == Some(template) && n.awaiting_deploy)
-            .map(|n| n.name.clone())
-            .collect();
-        for name in waiting {
-            self.nodes.get_mut(&name).expect("listed").awaiting_deploy = false;
-            let cause = format!("template {template} paused: {why}");
-            let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
-        }
+        self.fail_waiting_nodes(fx, template, &format!("template {template} paused: {why}"), now);
         true
     }
 

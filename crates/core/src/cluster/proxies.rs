@@ -164,7 +164,7 @@ impl Cluster {
     }
 
     /// Nodes of a set that wait to be deployed fail with `cause`.
-    fn fail_waiting_nodes(&mut self, fx: &mut Effects, template: &str, cause: &str, now: Millis) {
+    pub(super) fn fail_waiting_nodes(&mut self, fx: &mut Effects, template: &str, cause: &str, now: Millis) {
         let waiting: Vec<String> = self
             .nodes
             .values()
