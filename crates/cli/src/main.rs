@@ -1,6 +1,7 @@
 //! `thunderhead`: the head node (`server`), the compute-node agent (`agent`) and the client
 //! (every other subcommand) in one binary.
 
+mod bench;
 mod client;
 mod quickstart;
 mod show;
@@ -68,6 +69,8 @@ enum Command {
     /// Packages: application files installed on burst nodes (hpcpack, hpcsync)
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Measure against baselines taken in the same run (see docs/benchmarks.md)
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -519,6 +522,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Task(c) => task(&client()?, c, cli.json),
         Command::Cost(args) => cost(&client()?, args, cli.json),
         Command::Package(c) => package(&client()?, c, cli.json),
+        Command::Bench(args) => bench::run(args, cli.json),
     }
 }
 

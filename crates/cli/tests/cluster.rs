@@ -854,3 +854,16 @@ fn a_sweep_runs_a_packaged_program_on_staged_inputs_and_its_outputs_land_in_the_
     let err = c.th_fails(&["job", "submit", "--output", "../escape:thunderhead:x/", "--", "true"]);
     assert!(err.contains("relative path"), "{err}");
 }
+
+#[test]
+fn the_benchmark_command_reports_its_measurements() {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--json", "bench", "dispatch", "--repeat", "1", "--tasks", "40"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &report[0];
+    assert_eq!((d["benchmark"].as_str(), d["tasks"].as_u64()), (Some("dispatch"), Some(40)));
+    assert!(d["ratio_to_xargs"].as_f64().unwrap() > 0.0 && d["xargs_seconds"].as_f64().unwrap() > 0.0, "{d}");
+}

@@ -1,0 +1,283 @@
+//! `thunderhead bench`: measurements against a baseline taken in the same run.
+//!
+//! Each benchmark starts its own head node (this program, `server`, in a temporary state
+//! directory on a free loopback port), measures several repetitions, and reports the median and,
+//! where there is one, the ratio to a baseline measured right beside it. Run it with the other
+//! core idle; see docs/benchmarks.md.
+
+use crate::client::Client;
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use thunderhead_core::view::{JobView, NodeView, SubmitReply};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    /// 20,000 runs of `true` on one local 2-core node against `xargs -P 2 -n 1 true`
+    Dispatch,
+    /// Submitting a 1,000,000-index sweep: submit time, head node memory, `job view` latency
+    BigSweep,
+    /// `node start` of 100 local nodes: time until all are Offline
+    Provisioning,
+    All,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value = "all")]
+    which: Which,
+    /// Repetitions; the median is reported
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Tasks of the dispatch benchmark
+    #[arg(long, default_value_t = 20_000)]
+    tasks: u64,
+    /// Indices of the big sweep
+    #[arg(long, default_value_t = 1_000_000)]
+    indices: u64,
+    /// Nodes of the provisioning benchmark
+    #[arg(long, default_value_t = 100)]
+    nodes: u32,
+}
+
+/// A head node of this program in a temporary directory; killed with its agents when dropped.
+struct Head {
+    dir: tempfile::TempDir,
+    child: Child,
+    client: Client,
+}
+
+impl Head {
+    fn start() -> Result<Head> {
+        let dir = tempfile::Builder::new().prefix("thunderhead-bench-").tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(std::env::current_exe()?)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("cannot start a head node")?;
+        let client = Client::new(&format!("http://127.0.0.1:{port}"));
+        let start = Instant::now();
+        while client.get::<Value>("/api/v1/health").is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("the head node did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Head { dir, child, client })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A local set of `count` nodes of `size`, online.
+    fn set(&self, count: u32, size: &str) -> Result<Duration> {
+        let c = &self.client;
+        let _: Value = c.post(
+            "/api/v1/templates",
+            &json!({"name": "bench", "provider": "local", "quota_cores": 100_000, "deploy_rate": 100_000}),
+        )?;
+        let _: Value = c.post("/api/v1/nodes", &json!({"template": "bench", "count": count, "size": size}))?;
+        let started = Instant::now();
+        let _: Value = c.post("/api/v1/nodes/actions", &json!({"action": "start", "template": "bench"}))?;
+        self.until(Duration::from_secs(300), |nodes| nodes.iter().all(|n| n.state == "Offline"))?;
+        let took = started.elapsed();
+        let _: Value = c.post("/api/v1/nodes/actions", &json!({"action": "online", "template": "bench"}))?;
+        self.until(Duration::from_secs(60), |nodes| nodes.iter().all(|n| n.state == "Online"))?;
+        Ok(took)
+    }
+
+    fn until(&self, limit: Duration, done: impl Fn(&[NodeView]) -> bool) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let nodes: Vec<NodeView> = self.client.get("/api/v1/nodes")?;
+            if nodes.iter().any(|n| n.state == "Unknown") {
+                bail!("a node failed to deploy");
+            }
+            if done(&nodes) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!("the nodes were not ready after {} s", limit.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        let _ = self.client.post::<Value>("/api/v1/nodes/actions", &json!({"action": "stop", "template": "bench"}));
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+        // Agents and proxies of the set, if the stop did not reach them.
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("state/nodes")) {
+            for entry in entries.flatten() {
+                for f in ["agent.pid", "proxy.pid"] {
+                    if let Some(pid) =
+                        std::fs::read_to_string(entry.path().join(f)).ok().and_then(|p| p.trim().parse().ok())
+                    {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_job(c: &Client, id: u64) -> Result<JobView> {
+    loop {
+        let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+        if matches!(job.state.as_str(), "Finished" | "Failed" | "Canceled") {
+            return Ok(job);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn dispatch(args: &BenchArgs) -> Result<Value> {
+    let head = Head::start()?;
+    head.set(1, "Medium")?;
+    let mut ours = Vec::new();
+    let mut baseline = Vec::new();
+    for round in 1..=args.repeat {
+        let start = Instant::now();
+        let reply: SubmitReply =
+            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.tasks), "command": ["true"]}))?;
+        let job = wait_job(&head.client, reply.id)?;
+        if job.tasks.finished != args.tasks {
+            bail!("only {} of {} tasks finished", job.tasks.finished, args.tasks);
+        }
+        ours.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let mut xargs = Command::new("xargs").args(["-P", "2", "-n", "1", "true"]).stdin(Stdio::piped()).spawn()?;
+        {
+            use std::io::Write;
+            let mut stdin = xargs.stdin.take().expect("piped");
+            for i in 1..=args.tasks {
+                writeln!(stdin, "{i}")?;
+            }
+        }
+        xargs.wait()?;
+        baseline.push(start.elapsed().as_secs_f64());
+        eprintln!(
+            "dispatch round {round}: thunderhead {:.2} s, xargs {:.2} s",
+            ours[ours.len() - 1],
+            baseline[baseline.len() - 1]
+        );
+    }
+    let (t, b) = (median(ours), median(baseline));
+    Ok(json!({
+        "benchmark": "dispatch",
+        "tasks": args.tasks,
+        "thunderhead_seconds": t,
+        "xargs_seconds": b,
+        "tasks_per_second": args.tasks as f64 / t,
+        "ratio_to_xargs": t / b,
+    }))
+}
+
+fn big_sweep(args: &BenchArgs) -> Result<Value> {
+    let mut submit = Vec::new();
+    let mut growth = Vec::new();
+    let mut view = Vec::new();
+    for round in 1..=args.repeat {
+        let head = Head::start()?;
+        let before = rss_kib(head.pid());
+        let start = Instant::now();
+        let reply: SubmitReply =
+            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
+        submit.push(start.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_millis(200));
+        growth.push((rss_kib(head.pid()).saturating_sub(before)) as f64 / 1024.0);
+        let mut views = Vec::new();
+        for _ in 0..20 {
+            let start = Instant::now();
+            let _: JobView = head.client.get(&format!("/api/v1/jobs/{}", reply.id))?;
+            views.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        view.push(median(views));
+        eprintln!("big sweep round {round}: submit {:.3} s", submit[submit.len() - 1]);
+    }
+    Ok(json!({
+        "benchmark": "big-sweep",
+        "indices": args.indices,
+        "submit_seconds": median(submit),
+        "memory_growth_mib": median(growth),
+        "job_view_ms": median(view),
+    }))
+}
+
+fn provisioning(args: &BenchArgs) -> Result<Value> {
+    let mut took = Vec::new();
+    for round in 1..=args.repeat {
+        let head = Head::start()?;
+        took.push(head.set(args.nodes, "Small")?.as_secs_f64());
+        eprintln!("provisioning round {round}: {:.2} s", took[took.len() - 1]);
+    }
+    Ok(json!({"benchmark": "provisioning", "nodes": args.nodes, "seconds_until_offline": median(took)}))
+}
+
+pub fn run(args: BenchArgs, as_json: bool) -> Result<i32> {
+    if args.repeat == 0 {
+        bail!("--repeat 0 measures nothing (give 1 or more)");
+    }
+    let mut results = Vec::new();
+    let all = args.which == Which::All;
+    if all || args.which == Which::Dispatch {
+        results.push(dispatch(&args)?);
+    }
+    if all || args.which == Which::BigSweep {
+        results.push(big_sweep(&args)?);
+    }
+    if all || args.which == Which::Provisioning {
+        results.push(provisioning(&args)?);
+    }
+    if as_json {
+        crate::show::json(&results);
+    } else {
+        for r in &results {
+            let fields: Vec<String> = r
+                .as_object()
+                .expect("objects")
+                .iter()
+                .filter(|(k, _)| *k != "benchmark")
+                .map(|(k, v)| match v.as_f64() {
+                    Some(f) if v.is_f64() => format!("{k} {f:.3}"),
+                    _ => format!("{k} {v}"),
+                })
+                .collect();
+            println!("{}: {}", r["benchmark"].as_str().unwrap_or("?"), fields.join(", "));
+        }
+    }
+    Ok(0)
+}
