@@ -562,7 +562,9 @@ fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
     let cores = args.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
     let work_dir = args.work_dir.unwrap_or_else(|| client::default_state_dir().join(format!("agent-{name}")));
     let config = thunderhead_agent::AgentConfig { server, name, cores, work_dir };
-    runtime()?.block_on(thunderhead_agent::run(config))?;
+    // One thread: an agent's work is a loop of small events, and every hand-off between threads
+    // costs a context switch per task.
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(thunderhead_agent::run(config))?;
     Ok(0)
 }
 
