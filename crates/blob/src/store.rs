@@ -189,37 +189,35 @@ impl BlobStore {
 
     /// Uploads a file, streaming it in parts, and stores its checksum beside it.
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<BlobInfo> {
-        let local = |e: std::io::Error| BlobError::Local { path: path.display().to_string(), reason: e.to_string() };
-        let mut file = tokio::fs::File::open(path).await.map_err(local)?;
-        let size = file.metadata().await.map_err(local)?.len();
-        let mut hasher = Sha256::new();
-        let location = self.key(key);
-        if size as usize <= PART_BYTES {
-            let mut data = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut data).await.map_err(local)?;
-            hasher.update(&data);
-            self.store.put(&location, PutPayload::from(data)).await.map_err(|e| self.transfer(key, e))?;
-        } else {
-            let upload = self.store.put_multipart(&location).await.map_err(|e| self.transfer(key, e))?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-            let mut buf = vec![0u8; 1024 * 1024];
-            loop {
-                let n = file.read(&mut buf).await.map_err(local)?;
-                if n == 0 {
-                    break;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| BlobError::Local { path: path.display().to_string(), reason: e.to_string() })?;
+        let shown = path.display().to_string();
+        let chunks = futures_util::stream::unfold(Some(file), move |file| {
+            let shown = shown.clone();
+            async move {
+                let mut file = file?;
+                let mut buf = vec![0u8; 1024 * 1024];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(Bytes::from(buf)), Some(file)))
+                    }
+                    Err(e) => Some((Err(format!("cannot read {shown}: {e}")), None)),
                 }
-                hasher.update(&buf[..n]);
-                writer.wait_for_capacity(4).await.map_err(|e| self.transfer(key, e))?;
-                writer.write(&buf[..n]);
             }
-            writer.finish().await.map_err(|e| self.transfer(key, e))?;
-        }
-        let sha256 = hex(&hasher.finalize());
+        });
+        self.put_stream(key, Box::pin(chunks)).await
+    }
+
+    /// Stores the checksum of a blob beside it.
+    async fn put_checksum(&self, key: &str, sha256: &str) -> Result<()> {
         self.store
-            .put(&self.sidecar(key), PutPayload::from(sha256.clone().into_bytes()))
+            .put(&self.sidecar(key), PutPayload::from(sha256.as_bytes().to_vec()))
             .await
             .map_err(|e| self.transfer(key, e))?;
-        Ok(BlobInfo { size, sha256 })
+        Ok(())
     }
 
     /// Uploads a stream of bytes (a request body), in parts once it is large, and stores its
@@ -267,10 +265,7 @@ impl BlobStore {
             }
         }
         let sha256 = hex(&hasher.finalize());
-        self.store
-            .put(&self.sidecar(key), PutPayload::from(sha256.clone().into_bytes()))
-            .await
-            .map_err(|e| self.transfer(key, e))?;
+        self.put_checksum(key, &sha256).await?;
         Ok(BlobInfo { size, sha256 })
     }
 
@@ -317,10 +312,7 @@ impl BlobStore {
         let sha256 = hex(&Sha256::digest(&data));
         let size = data.len() as u64;
         self.store.put(&self.key(key), PutPayload::from(data)).await.map_err(|e| self.transfer(key, e))?;
-        self.store
-            .put(&self.sidecar(key), PutPayload::from(sha256.clone().into_bytes()))
-            .await
-            .map_err(|e| self.transfer(key, e))?;
+        self.put_checksum(key, &sha256).await?;
         Ok(BlobInfo { size, sha256 })
     }
 

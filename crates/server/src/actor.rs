@@ -334,6 +334,22 @@ impl Actor {
         let _ = self.commits.send(Batch { ops: fx.ops, follow_ups });
     }
 
+    /// A follow-up that runs `call` with the named provider (or why there is none) on the
+    /// runtime, and sends the event it makes back to the actor.
+    fn provider_call<F, Fut>(&self, provider: &str, call: F) -> Option<FollowUp>
+    where
+        F: FnOnce(Result<std::sync::Arc<dyn thunderhead_providers::Provider>, ProviderError>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Event> + Send + 'static,
+    {
+        let found = self.providers.get(provider).ok_or_else(|| unavailable(provider));
+        let (events, runtime) = (self.events.clone(), self.runtime.clone());
+        Some(Box::new(move || {
+            runtime.spawn(async move {
+                let _ = events.send(call(found).await);
+            });
+        }))
+    }
+
     fn to_agent(&self, session: SessionId, msg: Outbound) -> Option<FollowUp> {
         let tx = self.agents.get(&session)?.clone();
         Some(Box::new(move || {
@@ -397,68 +413,44 @@ impl Actor {
                 f
             }
             Command::DeployProxy { proxy, template, address } => {
-                let provider = self.providers.get(&template.provider);
-                let events = self.events.clone();
                 let request = ProxyRequest { proxy: proxy.clone(), template, server_url: self.url.clone(), address };
-                let runtime = self.runtime.clone();
-                Some(Box::new(move || {
-                    runtime.spawn(async move {
-                        let result = match provider {
-                            Some(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy_proxy(&request)).await,
-                            None => Err(unavailable(&request.template.provider)),
-                        };
-                        let _ = events.send(Event::ProxyDeployed { proxy, result: result.map_err(|e| e.message) });
-                    });
-                }))
+                self.provider_call(&request.template.provider.clone(), move |p| async move {
+                    let result = match p {
+                        Ok(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy_proxy(&request)).await,
+                        Err(e) => Err(e),
+                    };
+                    Event::ProxyDeployed { proxy, result: result.map_err(|e| e.message) }
+                })
             }
             Command::RemoveProxy { proxy, template, handle } => {
-                let provider = self.providers.get(&template.provider);
-                let events = self.events.clone();
-                let runtime = self.runtime.clone();
-                Some(Box::new(move || {
-                    runtime.spawn(async move {
-                        let result = match provider {
-                            Some(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
-                            None => Err(unavailable(&template.provider)),
-                        };
-                        let _ =
-                            events.send(Event::ProxyRemoved { proxy, handle, result: result.map_err(|e| e.message) });
-                    });
-                }))
+                self.provider_call(&template.provider, move |p| async move {
+                    let result = match p {
+                        Ok(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
+                        Err(e) => Err(e),
+                    };
+                    Event::ProxyRemoved { proxy, handle, result: result.map_err(|e| e.message) }
+                })
             }
             Command::Deploy { node, template, size, via } => {
-                let provider = self.providers.get(&template.provider);
-                let events = self.events.clone();
                 // Agents of burst nodes reach the head node through their set's proxies.
                 let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
                 let request = DeployRequest { node: node.clone(), template, size, server_url };
-                let runtime = self.runtime.clone();
-                Some(Box::new(move || {
-                    runtime.spawn(async move {
-                        let result = match provider {
-                            Some(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await,
-                            None => Err(unavailable(&request.template.provider)),
-                        };
-                        let result = result.map_err(|e| DeployFailure { message: e.message, transient: e.transient });
-                        let _ = events.send(Event::Deployed { node, result });
-                    });
-                }))
+                self.provider_call(&request.template.provider.clone(), move |p| async move {
+                    let result = match p {
+                        Ok(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await,
+                        Err(e) => Err(e),
+                    };
+                    let result = result.map_err(|e| DeployFailure { message: e.message, transient: e.transient });
+                    Event::Deployed { node, result }
+                })
             }
-            Command::Remove { node, template, handle } => {
-                let provider = self.providers.get(&template.provider);
-                let events = self.events.clone();
-                let runtime = self.runtime.clone();
-                Some(Box::new(move || {
-                    runtime.spawn(async move {
-                        let result = match provider {
-                            Some(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
-                            None => Err(unavailable(&template.provider)),
-                        };
-                        let result = result.map_err(|e| e.message);
-                        let _ = events.send(Event::Removed { node, handle, result });
-                    });
-                }))
-            }
+            Command::Remove { node, template, handle } => self.provider_call(&template.provider, move |p| async move {
+                let result = match p {
+                    Ok(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
+                    Err(e) => Err(e),
+                };
+                Event::Removed { node, handle, result: result.map_err(|e| e.message) }
+            }),
         }
     }
 }
