@@ -1,90 +1,161 @@
 //! Results waiting for the head node's acknowledgement, kept on disk so that an agent that
 //! restarts, or a head node that restarts, loses none of them.
 //!
-//! Each flush writes one file `batch-N.json` holding the results that ended together before they
-//! are sent, and a file is deleted when every result in it has been acknowledged. The files are
-//! written but not synced: they survive the agent being killed (the kernel keeps them), and a
-//! machine that loses power loses only results the head node has not acknowledged, whose tasks
-//! the head node then runs again. The head node, which syncs every commit, is the record; a sync
-//! per batch here would cost a quarter of the agent's time on short tasks.
+//! The outbox is one append-only log, `outbox.log`: a line `R [results]` for each round of
+//! results before they are sent, and a line `A [tasks]` for each acknowledgement. Reading it back
+//! replays both, so the pending results are those never acknowledged. Appending costs one write
+//! per round, with no file created or deleted per task; when the log passes
+//! [`COMPACT_AT`] bytes it is rewritten with only the pending results and renamed into place.
+//!
+//! The log is written but not synced: it survives the agent being killed (the kernel keeps it),
+//! and a machine that loses power loses only results the head node has not acknowledged, whose
+//! tasks the head node then runs again. The head node, which syncs every commit, is the record.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use thunderhead_proto::{TaskRef, TaskResult};
 
+/// The log's size at which it is rewritten with only the pending results.
+pub const COMPACT_AT: u64 = 4 << 20;
+const LOG: &str = "outbox.log";
+
 pub struct Outbox {
-    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    pending: Pending,
+}
+
+/// Pending results in the order they were written, and where each task's result is.
+#[derive(Default)]
+struct Pending {
+    results: BTreeMap<u64, TaskResult>,
+    by_task: HashMap<TaskRef, u64>,
     next: u64,
-    /// Results per batch file, in order.
-    batches: BTreeMap<u64, Vec<TaskResult>>,
+}
+
+impl Pending {
+    /// Replays one line of the log; false if it is torn.
+    fn replay(&mut self, line: &[u8]) -> bool {
+        match line.split_first() {
+            Some((b'R', rest)) => match serde_json::from_slice::<Vec<TaskResult>>(rest) {
+                Ok(results) => self.remember(results),
+                Err(_) => return false,
+            },
+            Some((b'A', rest)) => match serde_json::from_slice::<Vec<TaskRef>>(rest) {
+                Ok(tasks) => self.forget(&tasks),
+                Err(_) => return false,
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    fn remember(&mut self, results: Vec<TaskResult>) {
+        for r in results {
+            if let Some(old) = self.by_task.insert(r.task, self.next) {
+                self.results.remove(&old);
+            }
+            self.results.insert(self.next, r);
+            self.next += 1;
+        }
+    }
+
+    fn forget(&mut self, tasks: &[TaskRef]) {
+        for task in tasks {
+            if let Some(n) = self.by_task.remove(task) {
+                self.results.remove(&n);
+            }
+        }
+    }
 }
 
 impl Outbox {
     /// Opens the outbox in `dir`, reading back the results of an earlier run.
     pub fn open(dir: &Path) -> std::io::Result<Outbox> {
         std::fs::create_dir_all(dir)?;
-        let mut batches = BTreeMap::new();
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let Some(n) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("batch-"))
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Vec<TaskResult>>(&b).ok()) {
-                Some(results) => {
-                    batches.insert(n, results);
-                }
-                // A batch torn by a crash mid-write was never sent: its tasks rerun.
-                None => {
-                    tracing::warn!(file = %path.display(), "dropping an unreadable outbox batch");
-                    let _ = std::fs::remove_file(&path);
+        let path = dir.join(LOG);
+        let mut pending = Pending::default();
+        if let Ok(file) = File::open(&path) {
+            for line in BufReader::new(file).split(b'\n') {
+                // A line torn by a crash mid-write ends the log: its results were never sent.
+                if !pending.replay(&line?) {
+                    tracing::warn!(file = %path.display(), "the outbox log ends in a torn line; ignoring it");
+                    break;
                 }
             }
         }
-        let next = batches.keys().next_back().map_or(0, |n| n + 1);
-        Ok(Outbox { dir: dir.to_path_buf(), next, batches })
+        // Start from a compact log, so a torn tail is never appended to.
+        let (file, len) = write_compact(&path, &pending)?;
+        Ok(Outbox { path, file, len, pending })
     }
 
-    /// Writes `results` as one batch.
+    fn append(&mut self, tag: u8, json: Vec<u8>) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(json.len() + 2);
+        line.push(tag);
+        line.extend_from_slice(&json);
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.len += line.len() as u64;
+        Ok(())
+    }
+
+    /// Writes `results` as one round.
     pub fn push(&mut self, results: Vec<TaskResult>) -> std::io::Result<()> {
-        let n = self.next;
-        self.next += 1;
-        let path = self.dir.join(format!("batch-{n}.json"));
-        let tmp = self.dir.join(format!("batch-{n}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec(&results).expect("results serialise"))?;
-        // Renamed into place whole, so a batch is never read half written.
-        std::fs::rename(&tmp, &path)?;
-        self.batches.insert(n, results);
+        self.append(b'R', serde_json::to_vec(&results).expect("results serialise"))?;
+        self.pending.remember(results);
         Ok(())
     }
 
     /// Every result not yet acknowledged, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &TaskResult> {
-        self.batches.values().flatten()
+        self.pending.results.values()
     }
 
-    /// Forgets acknowledged results, deleting batches that are fully acknowledged.
+    /// Forgets acknowledged results.
     pub fn ack(&mut self, tasks: &[TaskRef]) {
-        let acked: HashSet<&TaskRef> = tasks.iter().collect();
-        let mut done = Vec::new();
-        for (n, results) in &mut self.batches {
-            results.retain(|r| !acked.contains(&r.task));
-            if results.is_empty() {
-                done.push(*n);
-            }
+        let known: Vec<TaskRef> = tasks.iter().filter(|t| self.pending.by_task.contains_key(t)).copied().collect();
+        if known.is_empty() {
+            return;
         }
-        for n in done {
-            self.batches.remove(&n);
-            let _ = std::fs::remove_file(self.dir.join(format!("batch-{n}.json")));
+        self.pending.forget(&known);
+        let written = self.append(b'A', serde_json::to_vec(&known).expect("tasks serialise"));
+        let compacted = if self.len >= COMPACT_AT {
+            write_compact(&self.path, &self.pending).map(|(file, len)| (self.file, self.len) = (file, len))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written.and(compacted) {
+            // The acknowledged results would only be sent again, and acknowledged again.
+            tracing::warn!(error = %e, "cannot record an acknowledgement in the outbox");
         }
     }
+
+    /// The log's size in bytes.
+    #[cfg(test)]
+    fn log_len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Writes a log holding only the pending results and renames it into place; returns it open for
+/// appending, and its length.
+fn write_compact(path: &Path, pending: &Pending) -> std::io::Result<(File, u64)> {
+    let tmp = path.with_extension("log.new");
+    let mut file = File::create(&tmp)?;
+    let results: Vec<&TaskResult> = pending.results.values().collect();
+    let mut len = 0;
+    if !results.is_empty() {
+        let mut line = b"R".to_vec();
+        line.extend_from_slice(&serde_json::to_vec(&results).expect("results serialise"));
+        line.push(b'\n');
+        file.write_all(&line)?;
+        len = line.len() as u64;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok((file, len))
 }
 
 #[cfg(test)]
@@ -104,6 +175,10 @@ mod tests {
         }
     }
 
+    fn pending(dir: &Path) -> Vec<u64> {
+        Outbox::open(dir).unwrap().pending().map(|r| r.task.index).collect()
+    }
+
     #[test]
     fn results_survive_a_restart_until_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
@@ -112,13 +187,47 @@ mod tests {
         outbox.push(vec![result(3)]).unwrap();
         outbox.ack(&[result(1).task]);
         drop(outbox);
+        assert_eq!(pending(dir.path()), [2, 3]);
         let mut outbox = Outbox::open(dir.path()).unwrap();
-        let pending: Vec<u64> = outbox.pending().map(|r| r.task.index).collect();
-        assert_eq!(pending, [1, 2, 3], "an ack only in memory does not delete a partly acked batch");
-        outbox.ack(&[result(1).task, result(2).task]);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        outbox.ack(&[result(2).task]);
         outbox.push(vec![result(4)]).unwrap();
-        let pending: Vec<u64> = Outbox::open(dir.path()).unwrap().pending().map(|r| r.task.index).collect();
-        assert_eq!(pending, [3, 4]);
+        drop(outbox);
+        assert_eq!(pending(dir.path()), [3, 4]);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        outbox.push(vec![result(1)]).unwrap();
+        drop(outbox);
+        let mut log = std::fs::OpenOptions::new().append(true).open(dir.path().join(LOG)).unwrap();
+        log.write_all(b"R [{\"task\":").unwrap();
+        drop(log);
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        outbox.push(vec![result(2)]).unwrap();
+        drop(outbox);
+        assert_eq!(pending(dir.path()), [1, 2]);
+    }
+
+    #[test]
+    fn the_log_is_compacted_to_the_pending_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let mut index = 0;
+        while outbox.log_len() < COMPACT_AT / 2 {
+            index += 1;
+            outbox.push(vec![result(index)]).unwrap();
+            outbox.ack(&[result(index).task]);
+        }
+        outbox.push(vec![result(0)]).unwrap();
+        for i in index + 1..index * 3 {
+            outbox.push(vec![result(i)]).unwrap();
+            outbox.ack(&[result(i).task]);
+        }
+        assert!(outbox.log_len() < COMPACT_AT, "compacted at {COMPACT_AT} bytes: {}", outbox.log_len());
+        drop(outbox);
+        assert_eq!(pending(dir.path()), [0], "the pending result outlives compaction");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "one log, no leftovers");
     }
 }

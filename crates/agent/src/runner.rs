@@ -9,7 +9,6 @@ use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -70,7 +69,9 @@ enum Event {
 struct RunningTask {
     pid: i32,
     started_at: u64,
-    dir: PathBuf,
+    dir: TaskDir,
+    /// The task's stdout and stderr files, open for reading their tails.
+    output: (std::fs::File, std::fs::File),
     cores: u32,
     /// `(glob, prefix)` outputs and when to upload them.
     outputs: (Vec<(String, String)>, String),
@@ -100,6 +101,25 @@ struct Agent {
     /// The head node's heartbeat interval, from its welcome.
     heartbeat_every: Duration,
     last_beat: std::time::Instant,
+    /// Slot directories free for the next task that stages no files.
+    free_slots: Vec<PathBuf>,
+    slots_made: u32,
+}
+
+/// Where a task runs. A task that stages no files runs in a slot directory that is emptied and
+/// reused after it, so a short task costs no directory or file created and deleted; a task that
+/// stages files gets a directory of its own, named after it, removed after its outputs are up.
+enum TaskDir {
+    Slot(PathBuf),
+    Own(PathBuf),
+}
+
+impl TaskDir {
+    fn path(&self) -> &Path {
+        match self {
+            TaskDir::Slot(p) | TaskDir::Own(p) => p,
+        }
+    }
 }
 
 /// Runs the agent until the head node stops its node or the process is told to terminate.
@@ -143,6 +163,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         http_base: String::new(),
         heartbeat_every: Duration::from_secs(10),
         last_beat: std::time::Instant::now(),
+        free_slots: Vec::new(),
+        slots_made: 0,
     };
     spawn_signal_watch(tx.clone());
     spawn_heartbeat(tx.clone());
@@ -254,17 +276,39 @@ fn spawn_heartbeat(events: mpsc::UnboundedSender<Event>) {
     });
 }
 
-/// The last `OUTPUT_TAIL_BYTES` of a file, as text.
-fn tail(path: &Path) -> String {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > OUTPUT_TAIL_BYTES as u64 {
-        let _ = file.seek(SeekFrom::Start(len - OUTPUT_TAIL_BYTES as u64));
+/// Empties a slot directory for its next task: everything the task left is removed, and its
+/// output files are kept, emptied.
+fn empty_slot(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        // The next task's output truncates these.
+        if name == "stdout" || name == "stderr" {
+            continue;
+        } else if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
     }
-    let mut bytes = Vec::with_capacity(len.min(OUTPUT_TAIL_BYTES as u64) as usize);
-    let _ = file.read_to_end(&mut bytes);
+    Ok(())
+}
+
+/// The last `OUTPUT_TAIL_BYTES` of a file, as text. Read at an offset: the file shares its
+/// position with the task's descriptor.
+fn tail(file: &std::fs::File) -> String {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(OUTPUT_TAIL_BYTES as u64);
+    let mut bytes = vec![0; (len - from) as usize];
+    let mut read = 0;
+    while read < bytes.len() {
+        match file.read_at(&mut bytes[read..], from + read as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+    bytes.truncate(read);
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -389,12 +433,20 @@ impl Agent {
 
     fn start(&mut self, a: Assignment) {
         let started_at = now_millis();
-        let dir =
-            self.config.work_dir.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
         let cores = a.cores.min(self.free_cores);
         self.free_cores -= cores;
+        if a.inputs.is_empty() && a.outputs.is_empty() {
+            let slot = self.free_slots.pop().unwrap_or_else(|| {
+                self.slots_made += 1;
+                self.config.work_dir.join("tasks").join(format!("slot-{}", self.slots_made))
+            });
+            self.launch(a, TaskDir::Slot(slot), cores, started_at);
+            return;
+        }
+        let dir =
+            self.config.work_dir.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
         if a.inputs.is_empty() {
-            self.launch(a, dir, cores, started_at);
+            self.launch(a, TaskDir::Own(dir), cores, started_at);
             return;
         }
         // Inputs first, off the event loop; the task starts when they are in.
@@ -418,7 +470,7 @@ impl Agent {
             return;
         }
         match outcome {
-            Ok(()) => self.launch(a, dir, cores, started_at),
+            Ok(()) => self.launch(a, TaskDir::Own(dir), cores, started_at),
             Err(e) => {
                 self.free_cores += cores;
                 let _ = std::fs::remove_dir_all(&dir);
@@ -436,29 +488,36 @@ impl Agent {
         }
     }
 
-    fn launch(&mut self, a: Assignment, dir: PathBuf, cores: u32, started_at: u64) {
-        let spawned = std::fs::create_dir_all(&dir).and_then(|()| {
-            let stdout = std::fs::File::create(dir.join("stdout"))?;
-            let stderr = std::fs::File::create(dir.join("stderr"))?;
-            self.reaper.spawn(|| {
-                let packages = crate::install::package_root(&self.config.work_dir);
-                std::process::Command::new(&a.command[0])
-                    .args(&a.command[1..])
-                    .envs(a.env.iter().map(|(k, v)| (k, v)))
-                    .env("THUNDERHEAD_PACKAGE_ROOT", &packages)
-                    .env("CCP_PACKAGE_ROOT", &packages)
-                    .current_dir(&dir)
-                    .stdin(Stdio::null())
-                    .stdout(stdout)
-                    .stderr(stderr)
-                    .process_group(0)
-                    .spawn()
-            })
+    fn launch(&mut self, a: Assignment, dir: TaskDir, cores: u32, started_at: u64) {
+        let path = dir.path();
+        let spawned = std::fs::create_dir_all(path).and_then(|()| {
+            // An existing slot's files are truncated rather than made anew.
+            let open = |name| {
+                std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path.join(name))
+            };
+            let (stdout, stderr) = (open("stdout")?, open("stderr")?);
+            let output = (stdout.try_clone()?, stderr.try_clone()?);
+            self.reaper
+                .spawn(|| {
+                    let packages = crate::install::package_root(&self.config.work_dir);
+                    std::process::Command::new(&a.command[0])
+                        .args(&a.command[1..])
+                        .envs(a.env.iter().map(|(k, v)| (k, v)))
+                        .env("THUNDERHEAD_PACKAGE_ROOT", &packages)
+                        .env("CCP_PACKAGE_ROOT", &packages)
+                        .current_dir(path)
+                        .stdin(Stdio::null())
+                        .stdout(stdout)
+                        .stderr(stderr)
+                        .process_group(0)
+                        .spawn()
+                })
+                .map(|(pid, exited)| (pid, exited, output))
         });
         match spawned {
-            Ok((pid, exited)) => {
+            Ok((pid, exited, output)) => {
                 let outputs = (a.outputs.clone(), a.upload_on.clone());
-                self.running.insert(a.task, RunningTask { pid, started_at, dir, cores, outputs });
+                self.running.insert(a.task, RunningTask { pid, started_at, dir, output, cores, outputs });
                 let events = self.events.clone();
                 let task = a.task;
                 tokio::spawn(async move {
@@ -468,7 +527,7 @@ impl Agent {
             }
             Err(e) => {
                 self.free_cores += cores;
-                let _ = std::fs::remove_dir_all(&dir);
+                self.release(dir);
                 self.ended.push(TaskResult {
                     task: a.task,
                     exit_code: None,
@@ -491,7 +550,7 @@ impl Agent {
         // Whatever the task left running in its process group ends with it.
         let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
         if self.canceled.remove(&task) {
-            let _ = std::fs::remove_dir_all(&r.dir);
+            self.release(r.dir);
             return;
         }
         let (exit_code, message) = match exit {
@@ -505,8 +564,8 @@ impl Agent {
             message,
             started_at: r.started_at,
             ended_at: now_millis(),
-            stdout: tail(&r.dir.join("stdout")),
-            stderr: tail(&r.dir.join("stderr")),
+            stdout: tail(&r.output.0),
+            stderr: tail(&r.output.1),
             staging_error: None,
         };
         let (outputs, upload_on) = r.outputs;
@@ -517,12 +576,12 @@ impl Agent {
         };
         if outputs.is_empty() || !wanted {
             self.ended.push(result);
-            let _ = std::fs::remove_dir_all(&r.dir);
+            self.release(r.dir);
             return;
         }
         // Outputs go up off the event loop; the result follows them.
         self.uploading.insert(task);
-        let (base, events, dir) = (self.http_base.clone(), self.events.clone(), r.dir);
+        let (base, events, dir) = (self.http_base.clone(), self.events.clone(), r.dir.path().to_path_buf());
         tokio::task::spawn_blocking(move || {
             let outcome = crate::staging::upload_outputs(&base, &dir, &outputs);
             let _ = std::fs::remove_dir_all(&dir);
@@ -569,6 +628,24 @@ impl Agent {
         if let Err(e) = sink.flush().await {
             tracing::warn!(error = %e, "send failed");
             self.sink = None;
+        }
+    }
+
+    /// A task is done with its directory: a slot is emptied for the next task, a directory of
+    /// its own is removed.
+    fn release(&mut self, dir: TaskDir) {
+        match dir {
+            TaskDir::Own(path) => {
+                let _ = std::fs::remove_dir_all(path);
+            }
+            TaskDir::Slot(path) => match empty_slot(&path) {
+                Ok(()) => self.free_slots.push(path),
+                Err(e) => {
+                    // A slot that cannot be emptied is not reused.
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot empty a task directory; not reusing it");
+                    let _ = std::fs::remove_dir_all(path);
+                }
+            },
         }
     }
 

@@ -146,6 +146,11 @@ struct ServerArgs {
     /// tasks are requeued (agents send a heartbeat every third of this)
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
+    /// At most how many times its cores' worth of tasks an agent holds queued beyond its cores.
+    /// A node holds one multiple until its tasks prove short, then about 50 ms of work per core,
+    /// so short tasks start without waiting for a round trip to the head node; 0 holds none
+    #[arg(long, default_value_t = 16)]
+    queue_ahead: u32,
 }
 
 #[derive(Args)]
@@ -541,6 +546,7 @@ fn serve(args: ServerArgs) -> Result<i32> {
     config.cluster.provision_timeout = args.provision_timeout * 1000;
     config.cluster.reconnect_grace = args.reconnect_grace * 1000;
     config.cluster.heartbeat_timeout = args.heartbeat_timeout.max(1) * 1000;
+    config.cluster.queue_ahead = args.queue_ahead;
     config.blob_store = args.blob_store;
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;

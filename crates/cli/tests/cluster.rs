@@ -42,7 +42,8 @@ fn a_sweep_runs_on_local_burst_nodes_from_start_to_stop() {
         "--",
         "sh",
         "-c",
-        "echo \"v=$((THUNDERHEAD_SWEEP_INDEX + THUNDERHEAD_SWEEP_INDEX)) pad=*** task=$THUNDERHEAD_TASK_ID on=$THUNDERHEAD_NODE_NAME\"",
+        // Each task starts in an empty directory of its own, whatever the one before it left.
+        "echo \"$(ls -A | tr '\\n' ' ')v=$((THUNDERHEAD_SWEEP_INDEX + THUNDERHEAD_SWEEP_INDEX)) pad=*** task=$THUNDERHEAD_TASK_ID on=$THUNDERHEAD_NODE_NAME\"; touch left-*; mkdir -p sub/dir",
     ]);
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
     assert!(wait.status.success(), "job wait: {}", String::from_utf8_lossy(&wait.stderr));
@@ -52,7 +53,11 @@ fn a_sweep_runs_on_local_burst_nodes_from_start_to_stop() {
     assert_eq!(counts(&job), (0, 0, 40, 0, 0));
 
     let out = c.th(&["task", "output", &format!("{id}.7")]);
-    assert!(out.starts_with(&format!("v=14 pad=007 task={id}.7 on=LocalCN-000")), "{out}");
+    assert!(out.starts_with(&format!("stderr stdout v=14 pad=007 task={id}.7 on=LocalCN-000")), "{out}");
+    for index in 1..=40 {
+        let out = c.th(&["task", "output", &format!("{id}.{index}")]);
+        assert!(out.starts_with("stderr stdout v="), "task {index} found files of another task: {out}");
+    }
     let tasks = c.json(&["task", "list", &id.to_string()]);
     let tasks = tasks.as_array().unwrap();
     assert_eq!(tasks.len(), 40);

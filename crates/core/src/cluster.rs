@@ -49,8 +49,10 @@ pub struct Config {
     pub provision_timeout: Millis,
     /// How long a connected node's agent may stay away before the node is lost.
     pub reconnect_grace: Millis,
-    /// Cores' worth of tasks an agent may hold queued beyond its own cores, as a multiple of its
-    /// cores, so it starts the next task the moment one ends.
+    /// At most how many cores' worth of tasks an agent holds queued beyond its own cores, as a
+    /// multiple of its cores, so it starts the next task the moment one ends. A node holds one
+    /// multiple until its tasks prove short, then about [`QUEUE_WINDOW_US`] of work per core,
+    /// up to this many (see [`Node::queue_ahead`]).
     pub queue_ahead: u32,
     /// How long a connected agent may stay silent before its node's health is `Error` and its
     /// tasks are requeued. Agents send a heartbeat every third of this.
@@ -59,9 +61,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { provision_timeout: 120_000, reconnect_grace: 30_000, queue_ahead: 1, heartbeat_timeout: 30_000 }
+        Config { provision_timeout: 120_000, reconnect_grace: 30_000, queue_ahead: 16, heartbeat_timeout: 30_000 }
     }
 }
+
+/// How much work, per core, an agent holds queued when its tasks are short: enough to cover the
+/// round trip of results to the head node and new work back, which includes a commit.
+pub const QUEUE_WINDOW_US: u64 = 50_000;
 
 impl Config {
     /// How often agents send a heartbeat, in whole seconds.
@@ -103,6 +109,8 @@ pub struct Node {
     installing: bool,
     /// The packages it has installed, `name@version`.
     pub packages: Vec<String>,
+    /// A moving average of how long its tasks run, in microseconds; `None` until one ends.
+    task_us: Option<u64>,
 }
 
 impl Node {
@@ -137,11 +145,31 @@ impl Node {
             old_deployment: None,
             installing: false,
             packages: Vec::new(),
+            task_us: None,
         }
     }
 
     /// Whether the provider holds something of this node that costs money and needs the set's
     /// proxies: anything but a node never deployed, or a failed one with nothing left.
+    /// Cores' worth of tasks this node holds queued beyond its cores, as a multiple of them:
+    /// one multiple (or `most`, if less) until a task ends there, then enough for about
+    /// [`QUEUE_WINDOW_US`] of work per core, between one multiple and `most`. Short tasks keep
+    /// the node busy across the round trip to the head node; long tasks are not held where
+    /// another node could start them sooner.
+    pub fn queue_ahead(&self, most: u32) -> u32 {
+        let least = most.min(1);
+        match self.task_us {
+            None => least,
+            Some(us) => (QUEUE_WINDOW_US.div_ceil(us.max(1)).min(most as u64) as u32).max(least),
+        }
+    }
+
+    /// Folds a task's run time into the node's moving average (weight 1/8).
+    fn task_ran(&mut self, ms: Millis) {
+        let us = ms.saturating_mul(1000);
+        self.task_us = Some(self.task_us.map_or(us, |mean| (mean * 7 + us) / 8));
+    }
+
     fn holds_deployment(&self) -> bool {
         match self.state {
             NodeState::NotDeployed => false,
@@ -426,6 +454,7 @@ impl Cluster {
                 old_deployment: None,
                 installing: false,
                 packages: Vec::new(),
+                task_us: None,
             };
             c.nodes.insert(r.name, node);
         }
@@ -1368,6 +1397,7 @@ impl Cluster {
             let node = self.nodes.get_mut(&name).expect("session has a node");
             node.running.remove(&result.key);
             node.used_cores = node.used_cores.saturating_sub(r.cores);
+            node.task_ran(result.ended_at.saturating_sub(result.started_at));
             let state = if result.exit_code == Some(0) && result.staging_error.is_none() {
                 TaskState::Finished
             } else {
@@ -1756,7 +1786,7 @@ impl Cluster {
         let slots: Vec<NodeSlots> = eligible
             .iter()
             .map(|n| NodeSlots {
-                free_cores: (n.cores * (1 + self.config.queue_ahead)).saturating_sub(n.used_cores),
+                free_cores: (n.cores * (1 + n.queue_ahead(self.config.queue_ahead))).saturating_sub(n.used_cores),
                 cores: n.cores,
             })
             .collect();

@@ -134,14 +134,19 @@ impl Env {
         self.c.job(id).unwrap().tasks
     }
 
+    /// A task ends after running for a second.
     fn finish(&mut self, node: &str, d: &Dispatch, code: i32) {
+        self.finish_after(node, d, code, 1_000);
+    }
+
+    fn finish_after(&mut self, node: &str, d: &Dispatch, code: i32, ran: Millis) {
         let session = self.sessions[node];
         let result = TaskResult {
             key: d.key,
             attempt: d.attempt,
             exit_code: Some(code),
             message: None,
-            started_at: self.now,
+            started_at: self.now.saturating_sub(ran),
             ended_at: self.now,
             stdout: format!("{}\n", d.key.index),
             stderr: String::new(),
@@ -188,6 +193,37 @@ fn cores_per_task_and_node_capacity_are_respected() {
     let d = all_dispatches(&fx);
     assert_eq!(d.len(), 2, "2 cores, one task's worth queued ahead, 2 cores per task");
     assert!(d.iter().all(|d| d.cores == 2));
+}
+
+#[test]
+fn a_node_whose_tasks_are_short_holds_more_queued_and_long_tasks_bring_it_back_to_one() {
+    let mut env = Env::new();
+    let names = env.online(1, "Medium");
+    env.sweep("1-1000", None, None, None);
+    let first = all_dispatches(&env.end());
+    assert_eq!(first.len(), 4, "2 cores and one multiple queued until a task has run");
+    // Tasks of 1 ms: 50 ms of work per core would be 50 multiples; the most is 16.
+    for d in &first {
+        env.finish_after(&names[0], d, 0, 1);
+    }
+    let short = all_dispatches(&env.end());
+    assert_eq!(short.len(), 2 * (1 + 16), "the node now holds 16 multiples of its cores queued");
+    // Tasks of 10 ms: 5 multiples. The average moves by an eighth per task.
+    for d in &short {
+        env.finish_after(&names[0], d, 0, 10);
+    }
+    let held = all_dispatches(&env.end());
+    let node = &env.c.nodes[&names[0]];
+    assert_eq!(node.queue_ahead(16), 6, "the average is near 10 ms: {:?}", node.task_us);
+    assert_eq!(held.len(), 2 * (1 + 6));
+    for d in &held {
+        env.finish_after(&names[0], d, 0, 60_000);
+    }
+    env.end();
+    assert_eq!(env.c.nodes[&names[0]].queue_ahead(16), 1, "minute-long tasks hold one multiple");
+    assert_eq!(env.c.nodes[&names[0]].used_cores, 2 * 2);
+    assert_eq!(Config { queue_ahead: 0, ..Config::default() }.queue_ahead, 0);
+    assert_eq!(env.c.nodes[&names[0]].queue_ahead(0), 0, "--queue-ahead 0 holds nothing queued");
 }
 
 #[test]
