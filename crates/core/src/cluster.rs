@@ -1779,18 +1779,22 @@ impl Cluster {
     }
 
     fn schedule(&mut self, fx: &mut Effects, now: Millis) {
-        let eligible: Vec<&Node> = self.nodes.values().filter(|n| n.takes_work()).collect();
-        if eligible.is_empty() || self.active.is_empty() {
+        if self.active.is_empty() {
             return;
         }
-        let slots: Vec<NodeSlots> = eligible
-            .iter()
-            .map(|n| NodeSlots {
-                free_cores: (n.cores * (1 + n.queue_ahead(self.config.queue_ahead))).saturating_sub(n.used_cores),
-                cores: n.cores,
-            })
-            .collect();
-        let names: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
+        // Only nodes with room take part: a steady round looks at the few that freed cores.
+        let most = self.config.queue_ahead;
+        let (slots, names): (Vec<NodeSlots>, Vec<String>) = self
+            .nodes
+            .values()
+            .filter(|n| n.takes_work())
+            .map(|n| (n, (n.cores * (1 + n.queue_ahead(most))).saturating_sub(n.used_cores)))
+            .filter(|(_, free)| *free > 0)
+            .map(|(n, free_cores)| (NodeSlots { free_cores, cores: n.cores }, n.name.clone()))
+            .unzip();
+        if slots.is_empty() {
+            return;
+        }
         let demand: Vec<JobDemand> = self
             .active
             .iter()
