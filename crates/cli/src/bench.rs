@@ -22,6 +22,11 @@ pub enum Which {
     BigSweep,
     /// `node start` of 100 local nodes: time until all are Offline
     Provisioning,
+    /// 5,000 light agents: head node CPU and memory while they heartbeat, then 1,000,000
+    /// zero-length tasks across them: scheduling decisions per second
+    ManyNodes,
+    /// A head node killed with a 1,000,000-index sweep half done: time until it answers again
+    Restart,
     All,
 }
 
@@ -41,37 +46,97 @@ pub struct BenchArgs {
     /// Nodes of the provisioning benchmark
     #[arg(long, default_value_t = 100)]
     nodes: u32,
+    /// Light agents of the many-nodes benchmark
+    #[arg(long, default_value_t = 5_000)]
+    agents: u32,
+    /// Seconds of heartbeats the many-nodes benchmark measures the head node over
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
 }
 
 /// A head node of this program in a temporary directory; killed with its agents when dropped.
 struct Head {
     dir: tempfile::TempDir,
+    url: String,
     child: Child,
     client: Client,
+}
+
+/// A process group of ours, killed when dropped.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(&mut self.0);
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
 }
 
 impl Head {
     fn start() -> Result<Head> {
         let dir = tempfile::Builder::new().prefix("thunderhead-bench-").tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(std::env::current_exe()?)
-            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-            .arg(dir.path().join("state"))
+        let url = format!("http://127.0.0.1:{port}");
+        let child = spawn_server(dir.path(), port)?;
+        let client = Client::new(&url);
+        let head = Head { dir, url, child, client };
+        head.until_answering(Duration::from_secs(20))?;
+        Ok(head)
+    }
+
+    /// Waits until the head node answers a request; returns how long that took.
+    fn until_answering(&self, limit: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        while self.client.get::<Value>("/api/v1/health").is_err() {
+            if start.elapsed() > limit {
+                bail!("the head node did not answer within {} s", limit.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Kills the head node with SIGKILL and starts it again on the same state and address;
+    /// returns the time from the start of the new process to its first answered request.
+    fn kill_and_restart(&mut self) -> Result<Duration> {
+        kill_group(&mut self.child);
+        let port: u16 = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).context("the head node's port")?;
+        let start = Instant::now();
+        self.child = spawn_server(self.dir.path(), port)?;
+        self.until_answering(Duration::from_secs(60))?;
+        Ok(start.elapsed())
+    }
+
+    /// Starts `count` light agents in a process of their own and brings them online.
+    fn light_agents(&self, count: u32) -> Result<Group> {
+        let agents = Command::new(std::env::current_exe()?)
+            .args(["--server", &self.url, "light-agents", "--count", &count.to_string(), "--cores", "4"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .context("cannot start a head node")?;
-        let client = Client::new(&format!("http://127.0.0.1:{port}"));
+            .context("cannot start the light agents")?;
+        let agents = Group(agents);
         let start = Instant::now();
-        while client.get::<Value>("/api/v1/health").is_err() {
-            if start.elapsed() > Duration::from_secs(20) {
-                bail!("the head node did not start");
+        let names = loop {
+            let nodes: Vec<NodeView> = self.client.get("/api/v1/nodes")?;
+            if nodes.len() >= count as usize {
+                break nodes.into_iter().map(|n| n.name).collect::<Vec<_>>();
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Head { dir, child, client })
+            if start.elapsed() > Duration::from_secs(300) {
+                bail!("only {} of {count} light agents joined in 300 s", nodes.len());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let _: Value = self.client.post("/api/v1/nodes/actions", &json!({"action": "online", "names": names}))?;
+        self.until(Duration::from_secs(120), |nodes| nodes.iter().all(|n| n.state == "Online"))?;
+        eprintln!("{count} light agents online after {:.1} s", start.elapsed().as_secs_f64());
+        Ok(agents)
     }
 
     fn pid(&self) -> u32 {
@@ -117,11 +182,7 @@ impl Drop for Head {
     fn drop(&mut self) {
         let _ = self.client.post::<Value>("/api/v1/nodes/actions", &json!({"action": "stop", "template": "bench"}));
         std::thread::sleep(Duration::from_millis(500));
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
         // Agents and proxies of the set, if the stop did not reach them.
         if let Ok(entries) = std::fs::read_dir(self.dir.path().join("state/nodes")) {
             for entry in entries.flatten() {
@@ -140,6 +201,29 @@ impl Drop for Head {
     }
 }
 
+fn spawn_server(dir: &std::path::Path, port: u16) -> Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start a head node")
+}
+
+/// CPU time a process has used, user and system, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, in USER_HZ (100 per second on Linux).
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -155,9 +239,13 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn wait_job(c: &Client, id: u64) -> Result<JobView> {
+    wait_job_until(c, id, |job| matches!(job.state.as_str(), "Finished" | "Failed" | "Canceled"))
+}
+
+fn wait_job_until(c: &Client, id: u64, done: impl Fn(&JobView) -> bool) -> Result<JobView> {
     loop {
         let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
-        if matches!(job.state.as_str(), "Finished" | "Failed" | "Canceled") {
+        if done(&job) {
             return Ok(job);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -247,6 +335,67 @@ fn provisioning(args: &BenchArgs) -> Result<Value> {
     Ok(json!({"benchmark": "provisioning", "nodes": args.nodes, "seconds_until_offline": median(took)}))
 }
 
+fn many_nodes(args: &BenchArgs) -> Result<Value> {
+    let head = Head::start()?;
+    let _agents = head.light_agents(args.agents)?;
+    // Let the joins settle, then measure whole heartbeat intervals.
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu, start) = (cpu_seconds(head.pid()), Instant::now());
+    std::thread::sleep(Duration::from_secs(args.idle_seconds));
+    let idle_core_percent = (cpu_seconds(head.pid()) - cpu) / start.elapsed().as_secs_f64() * 100.0;
+    let memory_mib = rss_kib(head.pid()) as f64 / 1024.0;
+    eprintln!("{} agents heartbeating: head node {idle_core_percent:.1}% of a core, {memory_mib:.0} MiB", args.agents);
+    let mut rates = Vec::new();
+    let mut busy = Vec::new();
+    for round in 1..=args.repeat {
+        let (cpu, start) = (cpu_seconds(head.pid()), Instant::now());
+        let reply: SubmitReply =
+            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
+        let job = wait_job(&head.client, reply.id)?;
+        if job.tasks.finished != args.indices {
+            bail!("only {} of {} tasks finished", job.tasks.finished, args.indices);
+        }
+        let took = start.elapsed().as_secs_f64();
+        rates.push(args.indices as f64 / took);
+        busy.push((cpu_seconds(head.pid()) - cpu) / took * 100.0);
+        eprintln!("many nodes round {round}: {} tasks in {took:.1} s", args.indices);
+    }
+    Ok(json!({
+        "benchmark": "many-nodes",
+        "agents": args.agents,
+        "heartbeating_core_percent": idle_core_percent,
+        "heartbeating_memory_mib": memory_mib,
+        "tasks": args.indices,
+        "decisions_per_second": median(rates),
+        "busy_core_percent": median(busy),
+    }))
+}
+
+fn restart(args: &BenchArgs) -> Result<Value> {
+    let mut took = Vec::new();
+    let mut state = Value::Null;
+    for round in 1..=args.repeat {
+        let mut head = Head::start()?;
+        let agents = head.light_agents(100)?;
+        let reply: SubmitReply =
+            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
+        let half = args.indices / 2;
+        wait_job_until(&head.client, reply.id, |job| job.tasks.finished >= half)?;
+        drop(agents);
+        let before: JobView = head.client.get(&format!("/api/v1/jobs/{}", reply.id))?;
+        took.push(head.kill_and_restart()?.as_secs_f64());
+        let after: JobView = head.client.get(&format!("/api/v1/jobs/{}", reply.id))?;
+        if after.tasks.finished < before.tasks.finished {
+            bail!("the restart lost finished tasks: {} before, {} after", before.tasks.finished, after.tasks.finished);
+        }
+        state = json!({"finished": after.tasks.finished, "queued": after.tasks.queued, "running": after.tasks.running});
+        eprintln!("restart round {round}: answering {:.3} s after start, job at {state}", took[took.len() - 1]);
+    }
+    Ok(
+        json!({"benchmark": "restart", "indices": args.indices, "state": state, "seconds_to_first_answer": median(took)}),
+    )
+}
+
 pub fn run(args: BenchArgs, as_json: bool) -> Result<i32> {
     if args.repeat == 0 {
         bail!("--repeat 0 measures nothing (give 1 or more)");
@@ -261,6 +410,12 @@ pub fn run(args: BenchArgs, as_json: bool) -> Result<i32> {
     }
     if all || args.which == Which::Provisioning {
         results.push(provisioning(&args)?);
+    }
+    if all || args.which == Which::ManyNodes {
+        results.push(many_nodes(&args)?);
+    }
+    if all || args.which == Which::Restart {
+        results.push(restart(&args)?);
     }
     if as_json {
         crate::show::json(&results);

@@ -71,6 +71,23 @@ enum Command {
     Package(PackageCommand),
     /// Measure against baselines taken in the same run (see docs/benchmarks.md)
     Bench(bench::BenchArgs),
+    /// Host many light agents in this process (rehearsals and benchmarks at scale): each joins
+    /// as an on-premises node and ends every task it is given at once with exit code 0
+    #[command(hide = true)]
+    LightAgents(LightAgentsArgs),
+}
+
+#[derive(Args)]
+struct LightAgentsArgs {
+    /// How many agents
+    #[arg(long, default_value_t = 100)]
+    count: u32,
+    /// Cores each agent reports
+    #[arg(long, default_value_t = 4)]
+    cores: u32,
+    /// Agents are named PREFIX-00001, PREFIX-00002, …
+    #[arg(long, default_value = "light")]
+    prefix: String,
 }
 
 #[derive(Subcommand)]
@@ -528,6 +545,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Cost(args) => cost(&client()?, args, cli.json),
         Command::Package(c) => package(&client()?, c, cli.json),
         Command::Bench(args) => bench::run(args, cli.json),
+        Command::LightAgents(args) => light_agents(args, cli.server),
     }
 }
 
@@ -548,12 +566,46 @@ fn serve(args: ServerArgs) -> Result<i32> {
     config.cluster.heartbeat_timeout = args.heartbeat_timeout.max(1) * 1000;
     config.cluster.queue_ahead = args.queue_ahead;
     config.blob_store = args.blob_store;
+    raise_open_files_limit();
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;
         eprintln!("thunderhead head node listening on {}", server.url);
         server.wait().await?;
         Ok(0)
     })
+}
+
+fn light_agents(args: LightAgentsArgs, server: Option<String>) -> Result<i32> {
+    let server = server.context("give the head node's URL with --server URL")?;
+    raise_open_files_limit();
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+        let mut stops = Vec::with_capacity(args.count as usize);
+        for i in 1..=args.count {
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            stops.push(stop);
+            let name = format!("{}-{i:05}", args.prefix);
+            tokio::spawn(thunderhead_agent::run_light(server.clone(), name, args.cores, stopped));
+            // Join in waves, so the head node's listen queue is not flooded.
+            if i % 100 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        eprintln!("{} light agents started", args.count);
+        let _ = tokio::signal::ctrl_c().await;
+        drop(stops);
+        Ok(0)
+    })
+}
+
+/// Raises this process's soft limit on open files to its hard limit: a head node holds a
+/// connection per agent.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {

@@ -24,7 +24,12 @@ pub fn router(handle: Handle) -> Router {
 }
 
 async fn upgrade(State(handle): State<Handle>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| session(socket, handle))
+    // Small buffers: most agents send a heartbeat now and then, and a head node holds thousands
+    // of them (the default of 128 KiB each would cost over 600 MiB for 5,000 agents).
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(8 << 10)
+        .on_upgrade(move |socket| session(socket, handle))
 }
 
 fn refuse_frame(reason: &str) -> Message {
