@@ -872,3 +872,25 @@ fn the_benchmark_command_reports_its_measurements() {
     assert_eq!((d["benchmark"].as_str(), d["tasks"].as_u64()), (Some("dispatch"), Some(40)));
     assert!(d["ratio_to_xargs"].as_f64().unwrap() > 0.0 && d["xargs_seconds"].as_f64().unwrap() > 0.0, "{d}");
 }
+
+#[test]
+fn the_scale_benchmarks_run_light_agents_and_restart_a_head_node_mid_sweep() {
+    let run = |which: &str| {
+        let out = std::process::Command::new(common::BIN)
+            .args(["--json", "bench", which, "--repeat", "1", "--agents", "30", "--idle-seconds", "1"])
+            .args(["--indices", "3000"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{which}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let many = run("many-nodes");
+    assert_eq!((many["agents"].as_u64(), many["tasks"].as_u64()), (Some(30), Some(3000)), "{many}");
+    assert!(many["decisions_per_second"].as_f64().unwrap() > 0.0, "{many}");
+    assert!(many["heartbeating_memory_mib"].as_f64().unwrap() > 1.0, "{many}");
+    let restart = run("restart");
+    let finished = restart["state"]["finished"].as_u64().unwrap();
+    assert!(finished >= 1500, "half the sweep was done before the kill and is still done after: {restart}");
+    assert!(restart["seconds_to_first_answer"].as_f64().unwrap() > 0.0, "{restart}");
+    assert_eq!(pgrep("light-agents"), 0, "the benchmark ends the agents it started");
+}
