@@ -270,6 +270,61 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap();
     }
 
+    /// Every path under `root`, relative to it.
+    fn tree(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(path.clone());
+                }
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// Hostile names, links and damaged bytes: an archive unpacks whole or is refused, never
+        /// panics, and writes nothing outside its target directory.
+        #[test]
+        fn any_archive_unpacks_inside_its_directory_or_is_refused(
+            names in proptest::collection::vec("(\\.\\./|/|\\./|[a-c]/){0,3}[a-c.]{1,3}", 1..4),
+            links in proptest::collection::vec(("[a-c]{1,2}", "(\\.\\./|/|[a-c]/){0,3}[a-c]{0,2}"), 0..3),
+            damage in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..4),
+            cut in proptest::option::of(proptest::prelude::any::<usize>()),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let archive = dir.path().join("a.tar.gz");
+            let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), b"x" as &[u8])).collect();
+            let links: Vec<(&str, &str)> = links.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            tar_gz(&archive, &entries, &links);
+            let mut bytes = std::fs::read(&archive).unwrap();
+            for (at, byte) in damage {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            std::fs::write(&archive, &bytes).unwrap();
+            let into = dir.path().join("box/into");
+            std::fs::create_dir_all(dir.path().join("box")).unwrap();
+            let outcome = unpack(&archive, &into, Limits { max_bytes: 1 << 20, max_entries: 100 });
+            let outside: Vec<PathBuf> =
+                tree(dir.path()).into_iter().filter(|p| !p.starts_with("box/into") && p != Path::new("box") && p != Path::new("a.tar.gz")).collect();
+            proptest::prop_assert!(outside.is_empty(), "{outcome:?} wrote outside: {outside:?}");
+            if outcome.is_err() {
+                proptest::prop_assert!(!into.exists(), "a refused archive leaves nothing");
+            }
+        }
+    }
+
     #[test]
     fn a_packed_directory_unpacks_with_its_executable_bit() {
         use std::os::unix::fs::PermissionsExt;

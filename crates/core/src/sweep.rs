@@ -46,11 +46,12 @@ impl SweepRange {
         if end < start {
             return Err(bad("ends before it starts"));
         }
-        let range = SweepRange { start, end, step };
-        if range.len() > MAX_SWEEP_TASKS {
-            return Err(bad(&format!("has {} indices, more than the limit of {MAX_SWEEP_TASKS}", range.len())));
+        // Counted wide: 0-18446744073709551615 has one index more than a u64 holds.
+        let indices = ((end - start) / step) as u128 + 1;
+        if indices > MAX_SWEEP_TASKS as u128 {
+            return Err(bad(&format!("has {indices} indices, more than the limit of {MAX_SWEEP_TASKS}")));
         }
-        Ok(range)
+        Ok(SweepRange { start, end, step })
     }
 
     /// Number of indices in the range.
