@@ -6,6 +6,7 @@
 //! replays both, so the pending results are those never acknowledged. Appending costs one write
 //! per round, with no file created or deleted per task; when the log passes
 //! [`COMPACT_AT`] bytes it is rewritten with only the pending results and renamed into place.
+//! Results an earlier build left in `batch-N.json` files are read into the log when it opens.
 //!
 //! The log is written but not synced: it survives the agent being killed (the kernel keeps it),
 //! and a machine that loses power loses only results the head node has not acknowledged, whose
@@ -87,8 +88,25 @@ impl Outbox {
                 }
             }
         }
+        // Earlier builds kept a file per round, `batch-N.json`: their results join the log.
+        let mut legacy: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let n = p.file_name()?.to_str()?.strip_prefix("batch-")?.strip_suffix(".json")?.parse().ok()?;
+                Some((n, p))
+            })
+            .collect();
+        legacy.sort();
+        for (_, file) in &legacy {
+            if let Some(results) = std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                pending.remember(results);
+            }
+        }
         // Start from a compact log, so a torn tail is never appended to.
         let (file, len) = write_compact(&path, &pending)?;
+        for (_, old) in legacy {
+            let _ = std::fs::remove_file(old);
+        }
         Ok(Outbox { path, file, len, pending })
     }
 
@@ -193,6 +211,16 @@ mod tests {
         outbox.push(vec![result(4)]).unwrap();
         drop(outbox);
         assert_eq!(pending(dir.path()), [3, 4]);
+    }
+
+    #[test]
+    fn results_an_earlier_build_left_in_batch_files_join_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("batch-7.json"), serde_json::to_vec(&[result(5)]).unwrap()).unwrap();
+        std::fs::write(dir.path().join("batch-3.json"), serde_json::to_vec(&[result(4)]).unwrap()).unwrap();
+        assert_eq!(pending(dir.path()), [4, 5], "oldest batch first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the batch files are gone, the log holds them");
+        assert_eq!(pending(dir.path()), [4, 5]);
     }
 
     #[test]
