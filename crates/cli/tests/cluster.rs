@@ -102,6 +102,10 @@ fn bad_input_is_refused_with_a_clear_error() {
         let err = c.th_fails(args);
         assert!(err.contains(expected), "thunderhead {}: expected {expected:?} in {err:?}", args.join(" "));
     }
+    let huge = c.dir.path().join("huge.json");
+    std::fs::write(&huge, format!("{{\"command\": [\"{}\"]}}", "x".repeat(33 << 20))).unwrap();
+    let err = c.th_fails(&["job", "submit", "--file", huge.to_str().unwrap()]);
+    assert!(err.contains("larger than the limit of 32 MiB") && err.contains("sweep"), "{err}");
     // Nothing was created by the refused requests.
     assert_eq!(c.json(&["node", "list"]), Value::Array(vec![]));
     assert_eq!(c.json(&["job", "list"]), Value::Array(vec![]));

@@ -10,6 +10,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state; retry after changing the state (HTTP 409).
     Conflict,
+    /// The request is larger than the head node accepts; fatal, send less at once (HTTP 413).
+    TooLarge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

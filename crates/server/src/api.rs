@@ -1,5 +1,5 @@
 //! The REST API under `/api/v1`. Every answer is JSON; every error is
-//! `{"error": {"kind": "invalid" | "not_found" | "conflict", "message": "..."}}`.
+//! `{"error": {"kind": "invalid" | "not_found" | "conflict" | "too_large", "message": "..."}}`.
 
 use crate::actor::{Handle, Request};
 use crate::secrets::{SecretKey, unhex};
@@ -87,7 +87,20 @@ impl From<Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError(too_large());
+        }
         ApiError(Error::invalid(format!("the request body is not valid: {}", e.body_text())))
+    }
+}
+
+fn too_large() -> Error {
+    Error {
+        kind: ErrorKind::TooLarge,
+        message: format!(
+            "the request body is larger than the limit of {} MiB (submit many tasks as a sweep, or split them over several jobs)",
+            MAX_BODY_BYTES >> 20
+        ),
     }
 }
 
@@ -103,6 +116,7 @@ impl IntoResponse for ApiError {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         };
         let body = ErrorBody { error: ErrorDetail { kind: self.0.kind, message: self.0.message } };
         (status, Json(body)).into_response()
