@@ -276,8 +276,8 @@ fn spawn_heartbeat(events: mpsc::UnboundedSender<Event>) {
     });
 }
 
-/// Empties a slot directory for its next task: everything the task left is removed, and its
-/// output files are kept, emptied.
+/// Empties a slot directory for its next task: everything the task left is removed except its
+/// output files, which the next task's start truncates.
 fn empty_slot(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
