@@ -99,6 +99,9 @@ impl LocalProvider {
     /// logging to `dir/ROLE.log` and recording its pid in `dir/ROLE.pid`.
     fn launch(&self, dir: &Path, role: &str, args: &[&str]) -> Result<LocalHandle> {
         if dir.exists() {
+            // A process an earlier deployment left here (the head node stopped before it
+            // recorded the deployment) would otherwise outlive its directory.
+            end_recorded(dir, role);
             std::fs::remove_dir_all(dir).map_err(|e| {
                 ProviderError::fatal(format!("cannot clear the old node directory {}: {e}", dir.display()))
             })?;
@@ -135,6 +138,20 @@ impl LocalProvider {
         std::fs::write(&pid_path, pid.to_string())
             .map_err(|e| ProviderError::fatal(format!("cannot write {}: {e}", pid_path.display())))?;
         Ok(LocalHandle { v: HANDLE_VERSION, pid, start_ticks, dir: dir.to_path_buf() })
+    }
+}
+
+/// Kills the process recorded in `dir/ROLE.pid` if it still runs there (its command line names
+/// the directory, so a reused pid is left alone).
+fn end_recorded(dir: &Path, role: &str) {
+    let Some(pid) = std::fs::read_to_string(dir.join(format!("{role}.pid"))).ok().and_then(|p| p.trim().parse().ok())
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let dir_text = dir.display().to_string();
+    if String::from_utf8_lossy(&cmdline).contains(&dir_text) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
@@ -266,6 +283,35 @@ mod tests {
     fn our_own_process_has_a_start_time_and_a_dead_pid_has_none() {
         assert!(start_ticks(std::process::id() as i32).is_some());
         assert_eq!(start_ticks(i32::MAX), None);
+    }
+
+    #[test]
+    fn a_deployment_the_head_node_never_recorded_is_ended_when_the_node_deploys_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in that keeps its arguments (and so its directory) in its command line.
+        let program = dir.path().join("stand-in");
+        std::fs::write(&program, "#!/bin/sh\nsleep 300\n").unwrap();
+        std::fs::set_permissions(&program, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let p = LocalProvider::new(program, dir.path().join("nodes"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let request = crate::contract::request("local", "LocalCN-0001");
+        // The first handle is lost, as when the head node is killed before it commits it.
+        let lost = parse(&rt.block_on(p.deploy(&request)).unwrap()).unwrap();
+        struct End(i32);
+        impl Drop for End {
+            fn drop(&mut self) {
+                let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+            }
+        }
+        let _end = End(lost.pid);
+        assert!(alive(&lost));
+        let kept = rt.block_on(p.deploy(&request)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(&lost) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(&lost), "the unrecorded agent was ended");
+        rt.block_on(p.remove(&kept)).unwrap();
     }
 
     crate::provider_contract_tests!(|dir: &std::path::Path| {

@@ -231,6 +231,20 @@ fn end_agent(pid: u32) {
     kill_group(pid);
 }
 
+/// The pids of the processes whose command line names `dir`.
+fn pids_naming(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .collect()
+}
+
 /// The pids of the agents and proxies a local provider started under `root`.
 fn local_agent_pids(root: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -256,6 +270,12 @@ impl Drop for Cluster {
         }
         for pid in local_agent_pids(&self.state_dir().join("nodes")) {
             end_agent(pid);
+        }
+        // Whatever else runs in this cluster's directory: an agent whose pid file a killed head
+        // node never wrote, or one its node directory no longer records.
+        for pid in pids_naming(self.dir.path()) {
+            kill_group(pid);
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.server_log());
