@@ -111,10 +111,7 @@ impl Outbox {
     }
 
     fn append(&mut self, tag: u8, json: Vec<u8>) -> std::io::Result<()> {
-        let mut line = Vec::with_capacity(json.len() + 2);
-        line.push(tag);
-        line.extend_from_slice(&json);
-        line.push(b'\n');
+        let line = log_line(tag, &json);
         self.file.write_all(&line)?;
         self.len += line.len() as u64;
         Ok(())
@@ -158,6 +155,15 @@ impl Outbox {
     }
 }
 
+/// One line of the log: its tag (`R` or `A`), then its JSON.
+fn log_line(tag: u8, json: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(json.len() + 2);
+    line.push(tag);
+    line.extend_from_slice(json);
+    line.push(b'\n');
+    line
+}
+
 /// Writes a log holding only the pending results and renames it into place; returns it open for
 /// appending, and its length.
 fn write_compact(path: &Path, pending: &Pending) -> std::io::Result<(File, u64)> {
@@ -166,9 +172,7 @@ fn write_compact(path: &Path, pending: &Pending) -> std::io::Result<(File, u64)>
     let results: Vec<&TaskResult> = pending.results.values().collect();
     let mut len = 0;
     if !results.is_empty() {
-        let mut line = b"R".to_vec();
-        line.extend_from_slice(&serde_json::to_vec(&results).expect("results serialise"));
-        line.push(b'\n');
+        let line = log_line(b'R', &serde_json::to_vec(&results).expect("results serialise"));
         file.write_all(&line)?;
         len = line.len() as u64;
     }

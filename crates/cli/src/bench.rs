@@ -57,7 +57,7 @@ pub struct BenchArgs {
 /// A head node of this program in a temporary directory; killed with its agents when dropped.
 struct Head {
     dir: tempfile::TempDir,
-    url: String,
+    port: u16,
     child: Child,
     client: Client,
 }
@@ -80,10 +80,9 @@ impl Head {
     fn start() -> Result<Head> {
         let dir = tempfile::Builder::new().prefix("thunderhead-bench-").tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let url = format!("http://127.0.0.1:{port}");
         let child = spawn_server(dir.path(), port)?;
-        let client = Client::new(&url);
-        let head = Head { dir, url, child, client };
+        let client = Client::new(&format!("http://127.0.0.1:{port}"));
+        let head = Head { dir, port, child, client };
         head.until_answering(Duration::from_secs(20))?;
         Ok(head)
     }
@@ -104,9 +103,8 @@ impl Head {
     /// returns the time from the start of the new process to its first answered request.
     fn kill_and_restart(&mut self) -> Result<Duration> {
         kill_group(&mut self.child);
-        let port: u16 = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).context("the head node's port")?;
         let start = Instant::now();
-        self.child = spawn_server(self.dir.path(), port)?;
+        self.child = spawn_server(self.dir.path(), self.port)?;
         self.until_answering(Duration::from_secs(60))?;
         Ok(start.elapsed())
     }
@@ -114,7 +112,15 @@ impl Head {
     /// Starts `count` light agents in a process of their own and brings them online.
     fn light_agents(&self, count: u32) -> Result<Group> {
         let agents = Command::new(std::env::current_exe()?)
-            .args(["--server", &self.url, "light-agents", "--count", &count.to_string(), "--cores", "4"])
+            .args([
+                "--server",
+                &format!("http://127.0.0.1:{}", self.port),
+                "light-agents",
+                "--count",
+                &count.to_string(),
+                "--cores",
+                "4",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

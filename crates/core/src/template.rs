@@ -162,49 +162,14 @@ impl Template {
     }
 }
 
-/// What a user sends to create a template.
+/// What a user sends to create a template: its name and provider, and any field of an edit,
+/// applied to a template of defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NewTemplate {
     pub name: String,
     pub provider: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub settings: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    pub quota_cores: Option<u32>,
-    #[serde(default)]
-    pub proxies: Option<u32>,
-    #[serde(default)]
-    pub series_prefix: Option<String>,
-    #[serde(default)]
-    pub deploy_rate: Option<u32>,
-    #[serde(default)]
-    pub deploy_retries: Option<u32>,
-    #[serde(default)]
-    pub pause_after_failures: Option<u32>,
-    /// `Small=0.10,Large=0.40`: hourly prices overriding the 2011 list prices.
-    #[serde(default)]
-    pub rates: Option<String>,
-    #[serde(default)]
-    pub currency: Option<String>,
     #[serde(flatten)]
-    pub availability: AvailabilityInput,
-    /// A PKCS#12 (PFX) certificate, hex-encoded, for providers that take one. The head node
-    /// checks it and seals it with the password before anything is stored.
-    #[serde(default)]
-    pub certificate: Option<Secret>,
-    #[serde(default)]
-    pub certificate_password: Option<Secret>,
-    /// The sealed certificate, set by the head node, never by a client.
-    #[serde(skip_deserializing)]
-    pub sealed: Option<String>,
-    /// `NAME=VERSION` pins a package version for the template's nodes; `NAME=latest` unpins.
-    #[serde(default)]
-    pub pin: Option<Vec<String>>,
-    /// The blob store of the template's packages.
-    #[serde(default)]
-    pub blob_store: Option<String>,
+    pub fields: TemplateEdit,
 }
 
 /// Changes to a template. Settings are merged: a `null` value removes a setting.
@@ -346,36 +311,8 @@ impl NewTemplate {
                 PROVIDERS.join(", ")
             )));
         }
-        let mut settings = self.settings;
-        crate::template_settings::normalize(&self.provider, &mut settings);
-        if self.certificate.is_some() || self.certificate_password.is_some() {
-            return Err(Error::invalid("the certificate must be sealed by the head node before it is stored"));
-        }
-        let template = Template {
-            name: self.name,
-            provider: self.provider,
-            description: self.description,
-            settings,
-            quota_cores: self.quota_cores.unwrap_or(DEFAULT_QUOTA_CORES),
-            proxies: self.proxies.unwrap_or(DEFAULT_PROXIES),
-            series_prefix: self.series_prefix,
-            deploy_rate: self.deploy_rate.unwrap_or(DEFAULT_DEPLOY_RATE),
-            deploy_retries: self.deploy_retries.unwrap_or(DEFAULT_DEPLOY_RETRIES),
-            pause_after_failures: self.pause_after_failures.unwrap_or(DEFAULT_PAUSE_AFTER),
-            paused: None,
-            rates: match &self.rates {
-                Some(text) => crate::cost::parse_rates(text)?,
-                None => Default::default(),
-            },
-            currency: self.currency.unwrap_or_else(default_currency),
-            availability: self.availability.apply(&Availability::Manual)?,
-            blob_store: self.blob_store.clone(),
-            sealed: self.sealed,
-            policy_state: None,
-            pins: Default::default(),
-            created_at: now,
-        };
-        let mut template = template;
+        let blank = Template { created_at: now, ..Template::new(&self.name, &self.provider) };
+        let mut template = blank.apply(self.fields)?;
         if template.provider == "azure" && template.blob_store.is_none() {
             // The 2011 template's storage account holds its packages.
             if let Some(account) = template.settings.get("storage_account").and_then(|v| v.as_str()) {
@@ -457,6 +394,13 @@ impl Template {
 
     /// The template after `edit`, checked.
     pub fn edited(&self, edit: TemplateEdit) -> Result<Template> {
+        let t = self.apply(edit)?;
+        t.check()?;
+        Ok(t)
+    }
+
+    /// The template after `edit`, each field parsed but the whole not yet checked.
+    fn apply(&self, edit: TemplateEdit) -> Result<Template> {
         let mut t = self.clone();
         if let Some(d) = edit.description {
             t.description = d;
@@ -512,7 +456,6 @@ impl Template {
             t.currency = c;
         }
         t.availability = edit.availability.apply(&t.availability)?;
-        t.check()?;
         Ok(t)
     }
 }

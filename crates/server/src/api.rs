@@ -143,8 +143,9 @@ async fn list_templates(State(api): State<Api>) -> Answer {
 
 async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>, JsonRejection>) -> Answer {
     let mut t = body?.0;
-    let (cert, pw) = (t.certificate.take(), t.certificate_password.take());
-    t.sealed = seal_certificate(&api, true, &t.provider, &mut t.settings, cert, pw).await?;
+    let f = &mut t.fields;
+    let (cert, pw) = (f.certificate.take(), f.certificate_password.take());
+    f.sealed = seal_certificate(&api, true, &t.provider, &mut f.settings, cert, pw).await?;
     ask(&api, Request::CreateTemplate(t)).await
 }
 
