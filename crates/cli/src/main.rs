@@ -407,7 +407,13 @@ enum NodeCommand {
         template: Option<String>,
     },
     /// Deploy nodes (Provisioning, then Offline when their agents connect)
-    Start(NodeSelection),
+    Start {
+        #[command(flatten)]
+        nodes: NodeSelection,
+        /// Return once every started node is Offline (exit 1 if one fails)
+        #[arg(long)]
+        wait: bool,
+    },
     /// Remove the deployment of nodes (back to NotDeployed)
     Stop(NodeSelection),
     /// Bring nodes online: they take work
@@ -779,10 +785,16 @@ fn node_rows(nodes: &[NodeView]) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn node_action(c: &Client, action: NodeAction, sel: NodeSelection, force: bool, as_json: bool) -> Result<i32> {
+/// Runs a node operation and prints what happened to each node; returns the per-node results.
+fn node_action(
+    c: &Client,
+    action: NodeAction,
+    sel: NodeSelection,
+    force: bool,
+    as_json: bool,
+) -> Result<Vec<NodeActionResult>> {
     let request = NodeActionRequest { action, template: sel.template, names: sel.names, force };
     let results: Vec<NodeActionResult> = c.post("/api/v1/nodes/actions", &request)?;
-    let failed = results.iter().filter(|r| !r.ok).count();
     if as_json {
         show::json(&results);
     } else {
@@ -800,7 +812,16 @@ fn node_action(c: &Client, action: NodeAction, sel: NodeSelection, force: bool, 
     for r in results.iter().filter(|r| !r.ok) {
         eprintln!("error: {}: {}", r.node, r.message);
     }
-    Ok(if failed > 0 { 1 } else { 0 })
+    Ok(results)
+}
+
+/// Exit code 1 if the operation failed on any node.
+fn exit_code(results: &[NodeActionResult]) -> i32 {
+    i32::from(results.iter().any(|r| !r.ok))
+}
+
+fn acted(results: Result<Vec<NodeActionResult>>) -> Result<i32> {
+    results.map(|r| exit_code(&r))
 }
 
 fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
@@ -829,13 +850,26 @@ fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
                 show::table(&["name", "template", "size", "cores", "state", "health", "running"], node_rows(&nodes));
             }
         }
-        NodeCommand::Start(sel) => return node_action(c, NodeAction::Start, sel, false, as_json),
-        NodeCommand::Stop(sel) => return node_action(c, NodeAction::Stop, sel, false, as_json),
-        NodeCommand::Online(sel) => return node_action(c, NodeAction::Online, sel, false, as_json),
-        NodeCommand::Offline { nodes, force } => {
-            return node_action(c, NodeAction::Offline, nodes, force, as_json);
+        NodeCommand::Start { nodes, wait } => {
+            let started = node_action(c, NodeAction::Start, nodes, false, as_json)?;
+            if !wait || started.iter().all(|r| !r.ok) {
+                return Ok(exit_code(&started));
+            }
+            let names: Vec<&str> = started.iter().filter(|r| r.ok).map(|r| r.node.as_str()).collect();
+            let fetch = || -> Result<Vec<NodeView>> {
+                let all: Vec<NodeView> = c.get("/api/v1/nodes")?;
+                Ok(all.into_iter().filter(|n| names.contains(&n.name.as_str())).collect())
+            };
+            let done = |n: &NodeView| matches!(n.state.as_str(), "Offline" | "Online");
+            wait::await_nodes(fetch, "Offline", std::time::Duration::from_secs(30 * 60), done)?;
+            return Ok(exit_code(&started));
         }
-        NodeCommand::Delete(sel) => return node_action(c, NodeAction::Delete, sel, false, as_json),
+        NodeCommand::Stop(sel) => return acted(node_action(c, NodeAction::Stop, sel, false, as_json)),
+        NodeCommand::Online(sel) => return acted(node_action(c, NodeAction::Online, sel, false, as_json)),
+        NodeCommand::Offline { nodes, force } => {
+            return acted(node_action(c, NodeAction::Offline, nodes, force, as_json));
+        }
+        NodeCommand::Delete(sel) => return acted(node_action(c, NodeAction::Delete, sel, false, as_json)),
         NodeCommand::Log { name } => {
             let log: Vec<NodeLogEntry> = c.get(&format!("/api/v1/nodes/{name}/log"))?;
             if as_json {

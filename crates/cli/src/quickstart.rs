@@ -7,12 +7,11 @@
 
 use crate::client::Client;
 use crate::show;
+use crate::wait::await_nodes;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use thunderhead_core::view::{NodeAction, NodeActionRequest, NodeActionResult, NodeView, SubmitReply, TaskView};
 
@@ -102,50 +101,10 @@ fn act(c: &Client, action: NodeAction) -> Result<Vec<NodeActionResult>> {
     Ok(results)
 }
 
-/// Polls the nodes until `done` holds for all of them, drawing a bar of how many do.
-fn await_nodes(c: &Client, what: &str, timeout: Duration, done: impl Fn(&NodeView) -> bool) -> Result<Vec<NodeView>> {
-    let start = Instant::now();
-    let mut list = nodes(c)?;
-    let bar = std::io::stdout().is_terminal().then(|| {
-        let bar = ProgressBar::new(list.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("    [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-                .expect("template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_string());
-        bar
-    });
-    let mut last = usize::MAX;
-    loop {
-        let ready = list.iter().filter(|n| done(n)).count();
-        if let Some(bar) = &bar {
-            bar.set_position(ready as u64);
-        } else if ready != last {
-            println!("    {ready}/{} {what}", list.len());
-            last = ready;
-        }
-        if let Some(failed) = list.iter().find(|n| n.state == "Unknown") {
-            bail!("node {} failed: {}", failed.name, failed.cause.clone().unwrap_or_default());
-        }
-        if ready == list.len() {
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
-            return Ok(list);
-        }
-        if start.elapsed() > timeout {
-            bail!("nodes were not {what} after {} s", timeout.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        list = nodes(c)?;
-    }
-}
-
 fn stop_nodes(c: &Client, wait: bool) -> Result<()> {
     act(c, NodeAction::Stop)?;
     if wait {
-        await_nodes(c, "stopped", Duration::from_secs(60), |n| n.state == "NotDeployed")?;
+        await_nodes(|| nodes(c), "stopped", Duration::from_secs(60), |n| n.state == "NotDeployed")?;
     }
     Ok(())
 }
@@ -177,10 +136,10 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     step("starting the set: deploying the nodes");
     act(&c, NodeAction::Start)?;
     let t = Instant::now();
-    await_nodes(&c, "provisioned (Offline)", Duration::from_secs(60), |n| n.state == "Offline")?;
+    await_nodes(|| nodes(&c), "provisioned (Offline)", Duration::from_secs(60), |n| n.state == "Offline")?;
     step(&format!("all {} nodes provisioned in {}", added.len(), show::duration(t.elapsed().as_millis() as u64)));
     act(&c, NodeAction::Online)?;
-    let online = await_nodes(&c, "online", Duration::from_secs(10), |n| n.state == "Online")?;
+    let online = await_nodes(|| nodes(&c), "online", Duration::from_secs(10), |n| n.state == "Online")?;
     show::table(
         &["name", "size", "cores", "state", "health"],
         online

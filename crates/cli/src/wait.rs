@@ -1,11 +1,13 @@
-//! `job wait`: a progress bar on a terminal, plain progress lines otherwise.
+//! `job wait` and `node start --wait`: a progress bar on a terminal, plain progress lines
+//! otherwise.
 
 use crate::client::Client;
 use anyhow::Result;
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use thunderhead_core::view::JobView;
+use thunderhead_core::view::{JobView, NodeView};
 
 fn is_terminal_state(state: &str) -> bool {
     matches!(state, "Finished" | "Failed" | "Canceled")
@@ -86,4 +88,51 @@ pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
         bar.finish_and_clear();
     }
     Ok(job)
+}
+
+/// Polls the nodes `fetch` lists until `done` holds for all of them, drawing a bar of how many
+/// do on a terminal and a line each time the count changes otherwise. A node that fails
+/// (`Unknown`) ends the wait with its cause.
+pub fn await_nodes(
+    fetch: impl Fn() -> Result<Vec<NodeView>>,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&NodeView) -> bool,
+) -> Result<Vec<NodeView>> {
+    let start = Instant::now();
+    let mut list = fetch()?;
+    let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = ProgressBar::new(list.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("    [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        bar
+    });
+    let mut last = usize::MAX;
+    loop {
+        let ready = list.iter().filter(|n| done(n)).count();
+        if let Some(bar) = &bar {
+            bar.set_position(ready as u64);
+        } else if ready != last {
+            println!("    {ready}/{} {what}", list.len());
+            last = ready;
+        }
+        if let Some(failed) = list.iter().find(|n| n.state == "Unknown") {
+            bail!("node {} failed: {}", failed.name, failed.cause.clone().unwrap_or_default());
+        }
+        if ready == list.len() {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            return Ok(list);
+        }
+        if start.elapsed() > timeout {
+            bail!("nodes were not {what} after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        list = fetch()?;
+    }
 }

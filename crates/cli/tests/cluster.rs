@@ -28,9 +28,10 @@ fn a_sweep_runs_on_local_burst_nodes_from_start_to_stop() {
     );
     assert_eq!((first["state"].as_str(), first["health"].as_str()), (Some("NotDeployed"), Some("Unapproved")));
 
-    c.th(&["node", "start", "--template", "burst"]);
-    c.await_nodes("burst", "Offline");
-    assert!(c.node_states("burst").iter().all(|(_, _, h)| h == "OK"));
+    let started = c.th(&["node", "start", "--template", "burst", "--wait"]);
+    assert!(started.contains("2/2 Offline"), "progress lines when not on a terminal: {started}");
+    // --wait returned once the agents connected: no polling needed.
+    assert!(c.node_states("burst").iter().all(|(_, s, h)| s == "Offline" && h == "OK"), "{:?}", c.node_states("burst"));
     c.th(&["node", "online", "--template", "burst"]);
     c.await_nodes("burst", "Online");
 
