@@ -81,9 +81,10 @@ impl Head {
         let dir = tempfile::Builder::new().prefix("thunderhead-bench-").tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = spawn_server(dir.path(), port)?;
-        let client = Client::new(&format!("http://127.0.0.1:{port}"));
-        let head = Head { dir, port, child, client };
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), None);
+        let mut head = Head { dir, port, child, client };
         head.until_answering(Duration::from_secs(20))?;
+        head.client = Client::from_access(&head.dir.path().join("state").join(thunderhead_server::ACCESS_FILE))?;
         Ok(head)
     }
 

@@ -11,6 +11,8 @@ use thunderhead_server::{ACCESS_FILE, Access};
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Bearer TOKEN`, sent with every request.
+    authorization: Option<String>,
 }
 
 /// The default state directory: `$XDG_DATA_HOME/thunderhead`, else `~/.local/share/thunderhead`.
@@ -29,31 +31,52 @@ fn read_access(path: &Path) -> Result<Access> {
 }
 
 impl Client {
-    /// Finds the head node: `--server`, else `--access` / `THUNDERHEAD_ACCESS`, else the access
-    /// file of the default state directory.
-    pub fn resolve(server: Option<&str>, access: Option<&Path>) -> Result<Client> {
-        if let Some(url) = server {
-            return Ok(Client::new(url));
-        }
-        if let Some(path) = access {
-            return Ok(Client::new(&read_access(path)?.url));
-        }
-        let default = default_state_dir().join(ACCESS_FILE);
-        if default.exists() {
-            return Ok(Client::new(&read_access(&default)?.url));
-        }
-        bail!(
-            "no head node given and none found at {} (start one with `thunderhead server`, or pass --server URL or --access FILE)",
-            default.display()
-        )
+    /// Finds the head node and the token to use there. The head node: `--server`, else the
+    /// access file (`--access` / `THUNDERHEAD_ACCESS`, else the one of the default state
+    /// directory). The token: `--token` / `THUNDERHEAD_TOKEN`, else the access file's, if the
+    /// file is of that same head node.
+    pub fn resolve(server: Option<&str>, access: Option<&Path>, token: Option<&str>) -> Result<Client> {
+        let path = access.map(Path::to_path_buf).unwrap_or_else(|| default_state_dir().join(ACCESS_FILE));
+        let file = if access.is_some() || path.exists() { Some(read_access(&path)?) } else { None };
+        let url = match (server, &file) {
+            (Some(url), _) => url.to_string(),
+            (None, Some(file)) => file.url.clone(),
+            (None, None) => bail!(
+                "no head node given and none found at {} (start one with `thunderhead server`, or pass --server URL or --access FILE)",
+                path.display()
+            ),
+        };
+        let token = match (token, file) {
+            (Some(token), _) => Some(token.to_string()),
+            (None, Some(file)) if same_server(&file.url, &url) && !file.token.is_empty() => Some(file.token),
+            (None, _) => None,
+        };
+        Ok(Client::new(&url, token.as_deref()))
     }
 
-    pub fn new(url: &str) -> Client {
+    /// The head node an access file names, with its token.
+    pub fn from_access(path: &Path) -> Result<Client> {
+        let access = read_access(path)?;
+        Ok(Client::new(&access.url, Some(&access.token)))
+    }
+
+    pub fn new(url: &str, token: Option<&str>) -> Client {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build();
-        Client { base: url.trim_end_matches('/').to_string(), agent: config.into() }
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            agent: config.into(),
+            authorization: token.map(|t| format!("Bearer {t}")),
+        }
+    }
+
+    fn with_token<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
+        }
     }
 
     fn answer(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value> {
@@ -74,32 +97,31 @@ impl Client {
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let value = self.answer(self.agent.get(format!("{}{path}", self.base)).call())?;
+        let value = self.answer(self.with_token(self.agent.get(format!("{}{path}", self.base))).call())?;
         Ok(serde_json::from_value(value)?)
     }
 
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
-        let value = self.answer(self.agent.post(format!("{}{path}", self.base)).send_json(body))?;
+        let value = self.answer(self.with_token(self.agent.post(format!("{}{path}", self.base))).send_json(body))?;
         Ok(serde_json::from_value(value)?)
     }
 
     pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
-        let value = self.answer(self.agent.patch(format!("{}{path}", self.base)).send_json(body))?;
+        let value = self.answer(self.with_token(self.agent.patch(format!("{}{path}", self.base))).send_json(body))?;
         Ok(serde_json::from_value(value)?)
     }
 
     /// Sends a file as the body of a PUT, streamed.
     pub fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
         let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let value = self.answer(self.agent.put(format!("{}{path}", self.base)).send(f))?;
+        let value = self.answer(self.with_token(self.agent.put(format!("{}{path}", self.base))).send(f))?;
         Ok(serde_json::from_value(value)?)
     }
 
     /// Downloads the body of a GET into a file, streamed.
     pub fn download(&self, path: &str, to: &Path) -> Result<u64> {
         let mut response = self
-            .agent
-            .get(format!("{}{path}", self.base))
+            .with_token(self.agent.get(format!("{}{path}", self.base)))
             .call()
             .map_err(|e| anyhow!("cannot reach the head node at {}: {e}", self.base))?;
         if !response.status().is_success() {
@@ -113,12 +135,17 @@ impl Client {
     }
 
     pub fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let value = self.answer(self.agent.delete(format!("{}{path}", self.base)).call())?;
+        let value = self.answer(self.with_token(self.agent.delete(format!("{}{path}", self.base))).call())?;
         Ok(serde_json::from_value(value)?)
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
-        self.answer(self.agent.delete(format!("{}{path}", self.base)).call())?;
+        self.answer(self.with_token(self.agent.delete(format!("{}{path}", self.base))).call())?;
         Ok(())
     }
+}
+
+/// Whether two URLs name the same head node (so an access file's token may go to it).
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }

@@ -33,6 +33,9 @@ struct Cli {
     /// The access.json a head node wrote (default: the one in the default state directory)
     #[arg(long, global = true, env = "THUNDERHEAD_ACCESS")]
     access: Option<PathBuf>,
+    /// Your API token (from `thunderhead user add`) [default: the access file's]
+    #[arg(long, global = true, env = "THUNDERHEAD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
     json: bool,
@@ -69,6 +72,9 @@ enum Command {
     /// Packages: application files installed on burst nodes (hpcpack, hpcsync)
     #[command(subcommand)]
     Package(PackageCommand),
+    /// Users and their API tokens: who may do what (see docs/security.md)
+    #[command(subcommand)]
+    User(UserCommand),
     /// Measure against baselines taken in the same run (see docs/benchmarks.md)
     Bench(bench::BenchArgs),
     /// Host many light agents in this process (rehearsals and benchmarks at scale): each joins
@@ -88,6 +94,25 @@ struct LightAgentsArgs {
     /// Agents are named PREFIX-00001, PREFIX-00002, …
     #[arg(long, default_value = "light")]
     prefix: String,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user and print their API token (shown this once only)
+    Add {
+        name: String,
+        /// User (their own jobs), JobAdministrator (every job) or Administrator (everything)
+        #[arg(long, default_value = "User")]
+        role: String,
+    },
+    /// List users and their roles
+    List,
+    /// Remove a user: their token stops working at once (their jobs stay)
+    Remove { name: String },
+    /// Give a user a new token (the old one stops working at once) and print it
+    Token { name: String },
+    /// Show the user and role of the token in use
+    Whoami,
 }
 
 #[derive(Subcommand)]
@@ -532,7 +557,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let client = || Client::resolve(cli.server.as_deref(), cli.access.as_deref());
+    let client = || Client::resolve(cli.server.as_deref(), cli.access.as_deref(), cli.token.as_deref());
     match cli.command {
         Command::Server(args) => serve(args),
         Command::Agent(args) => agent(args, cli.server),
@@ -550,6 +575,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Task(c) => task(&client()?, c, cli.json),
         Command::Cost(args) => cost(&client()?, args, cli.json),
         Command::Package(c) => package(&client()?, c, cli.json),
+        Command::User(c) => user(&client()?, c, cli.json),
         Command::Bench(args) => bench::run(args, cli.json),
         Command::LightAgents(args) => light_agents(args, cli.server),
     }
@@ -948,12 +974,13 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 show::json(&jobs);
             } else {
                 show::table(
-                    &["id", "name", "state", "priority", "tasks", "finished", "failed", "submitted"],
+                    &["id", "name", "owner", "state", "priority", "tasks", "finished", "failed", "submitted"],
                     jobs.iter()
                         .map(|j| {
                             vec![
                                 j.id.to_string(),
                                 j.name.clone(),
+                                j.owner.clone(),
                                 j.state.clone(),
                                 j.priority.clone(),
                                 j.total_tasks.to_string(),
@@ -1312,6 +1339,60 @@ fn task(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
                 show::json(&answer);
             } else {
                 print!("{}", if stderr { &output.stderr } else { &output.stdout });
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn user(c: &Client, command: UserCommand, as_json: bool) -> Result<i32> {
+    let issued = |answer: Value, verb: &str| {
+        if as_json {
+            show::json(&answer);
+            return;
+        }
+        let field = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
+        println!("{verb} {} ({})", field("name"), field("role"));
+        println!("token (shown only now; keep it secret): {}", field("token"));
+        println!("use it with: export THUNDERHEAD_TOKEN=<the token>   (or --token)");
+    };
+    match command {
+        UserCommand::Add { name, role } => {
+            let answer: Value = c.post("/api/v1/users", &json!({"name": name, "role": role}))?;
+            issued(answer, "added user");
+        }
+        UserCommand::Token { name } => {
+            let answer: Value = c.post(&format!("/api/v1/users/{name}/token"), &json!({}))?;
+            issued(answer, "new token for");
+        }
+        UserCommand::Remove { name } => {
+            let answer: Value = c.delete_json(&format!("/api/v1/users/{name}"))?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                println!("removed user {name}: their token no longer works");
+            }
+        }
+        UserCommand::List => {
+            let users: Vec<thunderhead_core::access::UserView> = c.get("/api/v1/users")?;
+            if as_json {
+                show::json(&users);
+            } else {
+                show::table(
+                    &["name", "role", "since"],
+                    users
+                        .iter()
+                        .map(|u| vec![u.name.clone(), u.role.name().to_string(), show::time(Some(u.created_at))])
+                        .collect(),
+                );
+            }
+        }
+        UserCommand::Whoami => {
+            let me: thunderhead_core::access::Caller = c.get("/api/v1/whoami")?;
+            if as_json {
+                show::json(&me);
+            } else {
+                println!("{} ({})", me.name, me.role.name());
             }
         }
     }

@@ -120,7 +120,7 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     let server = runtime.block_on(thunderhead_server::start(config))?;
     end_on_interrupt(&runtime, state.path().to_path_buf());
     step(&format!("head node running at {} (state in {})", server.url, state.path().display()));
-    let c = Client::new(&server.url);
+    let c = Client::from_access(&state.path().join(thunderhead_server::ACCESS_FILE))?;
 
     c.post::<serde_json::Value>(
         "/api/v1/templates",

@@ -1900,6 +1900,7 @@ fn job_record(job: &Job) -> JobRecord {
     JobRecord {
         id: job.id,
         name: job.name.clone(),
+        owner: job.owner.clone(),
         priority: job.priority,
         cores_per_task: job.cores_per_task,
         retries: job.retries,
@@ -1933,6 +1934,7 @@ fn job_view(job: &Job) -> JobView {
     JobView {
         id: job.id,
         name: job.name.clone(),
+        owner: job.owner.clone(),
         state: job.state.name().to_string(),
         priority: job.priority.name().to_string(),
         cores_per_task: job.cores_per_task,

@@ -439,6 +439,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
             Op::DeletePackage { name, version } => {
                 packages.remove(&(name, version));
             }
+            Op::PutUser(_) | Op::DeleteUser(_) => {}
         }
     }
     Snapshot {
@@ -451,6 +452,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
         open_usage: usage.into_values().filter(|u| u.end.is_none()).collect(),
         proxies: proxies.into_values().collect(),
         packages: packages.into_values().collect(),
+        users: vec![],
     }
 }
 

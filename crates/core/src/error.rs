@@ -12,6 +12,10 @@ pub enum ErrorKind {
     Conflict,
     /// The request is larger than the head node accepts; fatal, send less at once (HTTP 413).
     TooLarge,
+    /// The request carries no valid API token; fatal until a token is given (HTTP 401).
+    Unauthorized,
+    /// The caller's role does not allow the request; fatal, ask someone whose role does (HTTP 403).
+    Forbidden,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +34,12 @@ impl Error {
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Conflict, message: message.into() }
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Unauthorized, message: message.into() }
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Forbidden, message: message.into() }
     }
 }
 

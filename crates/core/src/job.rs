@@ -189,12 +189,16 @@ pub struct JobSubmission {
     /// A job id reserved beforehand (to stage the job's files in its area first).
     #[serde(default)]
     pub reserved_id: Option<JobId>,
+    /// The user who submits it: set by the head node from the caller's token, never by clients.
+    #[serde(skip)]
+    pub owner: String,
 }
 
 /// A submission that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidJob {
     pub name: String,
+    pub owner: String,
     pub priority: Priority,
     pub cores_per_task: u32,
     pub retries: u32,
@@ -264,7 +268,15 @@ impl JobSubmission {
                 None => Default::default(),
             },
         };
-        Ok(ValidJob { name, priority, cores_per_task, retries: self.retries.unwrap_or(DEFAULT_RETRIES), spec, staging })
+        Ok(ValidJob {
+            name,
+            owner: self.owner,
+            priority,
+            cores_per_task,
+            retries: self.retries.unwrap_or(DEFAULT_RETRIES),
+            spec,
+            staging,
+        })
     }
 }
 
@@ -371,6 +383,8 @@ struct Graph {
 pub struct Job {
     pub id: JobId,
     pub name: String,
+    /// The user who submitted it.
+    pub owner: String,
     pub priority: Priority,
     pub cores_per_task: u32,
     pub retries: u32,
@@ -403,6 +417,7 @@ impl Job {
         Job {
             id,
             name: valid.name,
+            owner: valid.owner,
             priority: valid.priority,
             cores_per_task: valid.cores_per_task,
             retries: valid.retries,
@@ -621,6 +636,7 @@ impl Job {
         let mut job = Job {
             id: record.id,
             name: record.name,
+            owner: record.owner,
             priority: record.priority,
             cores_per_task: record.cores_per_task,
             retries: record.retries,

@@ -5,6 +5,7 @@
 //! [`cluster::Cluster`] and carries out the [`cluster::Effects`] it returns; the store persists
 //! the [`persist::Op`]s; the scheduler is a pure function of a snapshot ([`scheduler::plan`]).
 
+pub mod access;
 pub mod availability;
 pub mod cluster;
 pub mod cost;

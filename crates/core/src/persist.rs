@@ -40,6 +40,12 @@ pub enum Op {
         name: String,
         version: u32,
     },
+    PutUser(crate::access::UserRecord),
+    DeleteUser(String),
+}
+
+fn first_owner() -> String {
+    crate::access::ADMIN.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +64,9 @@ pub struct NodeRecord {
 pub struct JobRecord {
     pub id: JobId,
     pub name: String,
+    /// Jobs stored before users existed belong to the administrator.
+    #[serde(default = "first_owner")]
+    pub owner: String,
     pub priority: Priority,
     pub cores_per_task: u32,
     pub retries: u32,
@@ -147,4 +156,5 @@ pub struct Snapshot {
     pub next_usage: u64,
     pub proxies: Vec<crate::proxy::ProxyRecord>,
     pub packages: Vec<crate::package::Package>,
+    pub users: Vec<crate::access::UserRecord>,
 }

@@ -110,6 +110,9 @@ pub struct NodeLogEntry {
 pub struct JobView {
     pub id: JobId,
     pub name: String,
+    /// The user who submitted it.
+    #[serde(default)]
+    pub owner: String,
     pub state: String,
     pub priority: String,
     pub cores_per_task: u32,

@@ -1,22 +1,30 @@
 //! The REST API under `/api/v1`. Every answer is JSON; every error is
-//! `{"error": {"kind": "invalid" | "not_found" | "conflict" | "too_large", "message": "..."}}`.
+//! `{"error": {"kind": "invalid" | "not_found" | "conflict" | "too_large" | "unauthorized" | "forbidden", "message": "..."}}`.
+//!
+//! Every request but `health` carries `Authorization: Bearer TOKEN`; [`authenticate`] checks the
+//! token and the role the route needs ([`thunderhead_core::access::need`]), and job routes check
+//! that the caller may act on the job.
 
 use crate::actor::{Handle, Request};
 use crate::secrets::{SecretKey, unhex};
+use crate::users::Users;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use thunderhead_blob::{BlobError, BlobStore};
+use thunderhead_core::access::{self, Caller, Need, Role, UserView};
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::package::Package;
+use thunderhead_core::persist::Op;
 use thunderhead_core::persist::TaskRow;
 use thunderhead_core::template::{NewTemplate, Secret, Template, TemplateEdit};
 use thunderhead_core::view::{
@@ -37,17 +45,29 @@ struct Api {
     providers: Providers,
     secrets: Arc<SecretKey>,
     blobs: BlobStore,
+    users: Arc<Users>,
+    /// Job ids reserved for a submission to come, and who reserved them.
+    reserved: Arc<Mutex<HashMap<u64, String>>>,
 }
 
-pub fn router(
-    handle: Handle,
-    store: Arc<dyn Store>,
-    providers: Providers,
-    secrets: Arc<SecretKey>,
-    blobs: BlobStore,
-) -> Router {
+pub struct Parts {
+    pub handle: Handle,
+    pub store: Arc<dyn Store>,
+    pub providers: Providers,
+    pub secrets: Arc<SecretKey>,
+    pub blobs: BlobStore,
+    pub users: Arc<Users>,
+}
+
+pub fn router(parts: Parts) -> Router {
+    let Parts { handle, store, providers, secrets, blobs, users } = parts;
+    let api = Api { handle, store, providers, secrets, blobs, users, reserved: Default::default() };
     Router::new()
         .route("/api/v1/health", get(health))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{name}", axum::routing::delete(remove_user))
+        .route("/api/v1/users/{name}/token", post(rotate_token))
         .route("/api/v1/templates", get(list_templates).post(create_template))
         .route("/api/v1/templates/{name}", get(show_template).patch(edit_template).delete(delete_template))
         .route("/api/v1/templates/{name}/validate", post(validate_template))
@@ -62,7 +82,7 @@ pub fn router(
         .route("/api/v1/packages/{name}", get(show_package).put(upload_package).delete(remove_package))
         .route("/api/v1/packages/{name}/download", get(download_package))
         .route(&format!("{}/{{*key}}", thunderhead_proto::BLOB_PATH), get(agent_blob))
-        .route(thunderhead_proto::BLOB_PATH, get(fetch_location).put(store_location))
+        .route(thunderhead_proto::BLOB_PATH, get(agent_fetch_location).put(store_location))
         .route("/api/v1/blobs", get(fetch_location))
         .route("/api/v1/jobs/reserve", post(reserve_job))
         .route("/api/v1/jobs/{id}/inputs/{*path}", put(upload_input))
@@ -72,9 +92,49 @@ pub fn router(
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/api/v1/jobs/{id}/tasks", get(list_tasks))
         .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Api { handle, store, providers, secrets, blobs })
+        .with_state(api)
+}
+
+/// Checks the caller's token and that its role covers the route, before the route runs; the
+/// handler finds the [`Caller`] among the request's extensions.
+async fn authenticate(
+    State(api): State<Api>,
+    route: MatchedPath,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let method = request.method().as_str().to_string();
+    let need = access::need(&method, route.as_str());
+    if matches!(need, Need::Public | Need::Agent) {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError(Error::unauthorized(
+            "this request carries no API token (send Authorization: Bearer TOKEN; the CLI reads it from --token, THUNDERHEAD_TOKEN or the head node's access.json)",
+        ))
+        .into_response();
+    };
+    let Some(caller) = api.users.verify(token) else {
+        return ApiError(Error::unauthorized(
+            "the API token is not valid here (it was mistyped, replaced or removed, or belongs to another head node; ask an Administrator for a new one: thunderhead user token NAME)",
+        ))
+        .into_response();
+    };
+    if let Err(e) = caller.allow(need, &method, route.as_str()) {
+        tracing::info!(user = %caller.name, %method, route = route.as_str(), "refused: role too low");
+        return ApiError(e).into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 pub struct ApiError(Error);
@@ -117,6 +177,8 @@ impl IntoResponse for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         };
         let body = ErrorBody { error: ErrorDetail { kind: self.0.kind, message: self.0.message } };
         (status, Json(body)).into_response()
@@ -299,19 +361,50 @@ async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     Ok(Json(serde_json::to_value(log).expect("log serialises")))
 }
 
-async fn list_jobs(State(api): State<Api>) -> Answer {
-    ask(&api, Request::ListJobs).await
+/// The jobs the caller may see: a User's own, every job for the administrators.
+async fn visible_jobs(api: &Api, caller: &Caller) -> Result<Vec<JobView>, ApiError> {
+    let jobs: Vec<JobView> = serde_json::from_value(api.handle.ask(Request::ListJobs).await?).expect("job views");
+    Ok(jobs.into_iter().filter(|j| caller.may_manage_job(&j.owner)).collect())
 }
 
-async fn submit_job(State(api): State<Api>, body: Result<Json<JobSubmission>, JsonRejection>) -> Answer {
-    ask(&api, Request::Submit(body?.0)).await
+/// Job `id`, if the caller may act on it.
+async fn own_job(api: &Api, caller: &Caller, id: u64) -> Result<JobView, ApiError> {
+    let job: JobView = serde_json::from_value(api.handle.ask(Request::ShowJob(id)).await?).expect("job view");
+    caller.check_job(id, &job.owner)?;
+    Ok(job)
 }
 
-async fn show_job(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
-    ask(&api, Request::ShowJob(id)).await
+async fn list_jobs(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer {
+    Ok(Json(serde_json::to_value(visible_jobs(&api, &caller).await?).expect("views serialise")))
 }
 
-async fn cancel_job(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
+async fn submit_job(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<JobSubmission>, JsonRejection>,
+) -> Answer {
+    let mut submission = body?.0;
+    if let Some(id) = submission.reserved_id {
+        let reserver = api.reserved.lock().expect("reservations lock").get(&id).cloned();
+        if let Some(reserver) = reserver {
+            caller.check_job(id, &reserver)?;
+        }
+    }
+    submission.owner = caller.name.clone();
+    let reserved = submission.reserved_id;
+    let answer = ask(&api, Request::Submit(submission)).await?;
+    if let Some(id) = reserved {
+        api.reserved.lock().expect("reservations lock").remove(&id);
+    }
+    Ok(answer)
+}
+
+async fn show_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
+    Ok(Json(serde_json::to_value(own_job(&api, &caller, id).await?).expect("view serialises")))
+}
+
+async fn cancel_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
+    own_job(&api, &caller, id).await?;
     ask(&api, Request::CancelJob(id)).await
 }
 
@@ -339,8 +432,13 @@ fn task_view(row: &TaskRow) -> TaskView {
 
 /// Rows of tasks that have started at least once (and of every task of a job with explicit
 /// tasks), a page at a time: `?after=INDEX&limit=N&state=Failed`.
-async fn list_tasks(State(api): State<Api>, Path(id): Path<u64>, Query(filter): Query<TaskFilter>) -> Answer {
-    api.handle.ask(Request::ShowJob(id)).await?;
+async fn list_tasks(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+    Query(filter): Query<TaskFilter>,
+) -> Answer {
+    own_job(&api, &caller, id).await?;
     let state = match filter.state.as_deref() {
         None => None,
         Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
@@ -355,7 +453,12 @@ async fn list_tasks(State(api): State<Api>, Path(id): Path<u64>, Query(filter): 
     Ok(Json(serde_json::to_value(rows.iter().map(task_view).collect::<Vec<_>>()).expect("views serialise")))
 }
 
-async fn show_task(State(api): State<Api>, Path((id, index)): Path<(u64, u64)>) -> Answer {
+async fn show_task(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path((id, index)): Path<(u64, u64)>,
+) -> Answer {
+    own_job(&api, &caller, id).await?;
     api.handle.ask(Request::CheckTask(id, index)).await?;
     let store = api.store.clone();
     let row = tokio::task::spawn_blocking(move || store.task(id, index)).await.expect("no panic")?;
@@ -382,18 +485,20 @@ struct CostFilter {
 }
 
 /// Node-hours and cost per set from the usage records, and cost per job from the jobs.
-async fn cost(State(api): State<Api>, Query(filter): Query<CostFilter>) -> Answer {
+async fn cost(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(filter): Query<CostFilter>,
+) -> Answer {
     let until = crate::now_millis();
     let since = filter.since.unwrap_or(0);
     if let Some(t) = &filter.template {
         api.handle.ask(Request::ShowTemplate(t.clone())).await?;
     }
-    let jobs: Vec<JobView> = serde_json::from_value(api.handle.ask(Request::ListJobs).await?).expect("job views");
-    if let Some(id) = filter.job
-        && !jobs.iter().any(|j| j.id == id)
-    {
-        return Err(Error::not_found(format!("job {id} does not exist (see thunderhead job list)")).into());
+    if let Some(id) = filter.job {
+        own_job(&api, &caller, id).await?;
     }
+    let jobs = visible_jobs(&api, &caller).await?;
     let store = api.store.clone();
     let usage = tokio::task::spawn_blocking(move || store.usage(since)).await.expect("no panic")?;
     let mut sets = thunderhead_core::cost::summarize(&usage, since, until);
@@ -570,10 +675,42 @@ fn resolve(api: &Api, location: &str, writing: bool) -> Result<(BlobStore, Strin
     Ok((BlobStore::open(&uri)?, key.to_string()))
 }
 
-/// A blob by location, streamed: task inputs for agents, task outputs for clients.
-async fn fetch_location(State(api): State<Api>, Query(q): Query<LocationQuery>) -> Result<Response, ApiError> {
+/// A blob by location, streamed: task outputs for clients. A User reads their own jobs' areas
+/// and packages; other locations are for the administrators.
+async fn fetch_location(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<LocationQuery>,
+) -> Result<Response, ApiError> {
     let (store, key) = resolve(&api, &q.location, false)?;
-    let (size, stream) = store.get_stream(&key).await?;
+    if caller.role < Role::JobAdministrator {
+        let local = q.location.starts_with(thunderhead_core::staging::LOCAL_STORE);
+        let job = key.strip_prefix("jobs/").and_then(|rest| rest.split('/').next()?.parse::<u64>().ok());
+        match job {
+            Some(id) if local => {
+                own_job(&api, &caller, id).await?;
+            }
+            _ if local && key.starts_with("packages/") => {}
+            _ => {
+                return Err(Error::forbidden(format!(
+                    "location \"{}\" is outside your jobs' files; a User reads only those (ask a JobAdministrator)",
+                    q.location
+                ))
+                .into());
+            }
+        }
+    }
+    blob_response(&store, &key).await
+}
+
+/// What an agent fetches by location: its tasks' input files.
+async fn agent_fetch_location(State(api): State<Api>, Query(q): Query<LocationQuery>) -> Result<Response, ApiError> {
+    let (store, key) = resolve(&api, &q.location, false)?;
+    blob_response(&store, &key).await
+}
+
+async fn blob_response(store: &BlobStore, key: &str) -> Result<Response, ApiError> {
+    let (size, stream) = store.get_stream(key).await?;
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
     Ok(response)
@@ -587,12 +724,31 @@ async fn store_location(State(api): State<Api>, Query(q): Query<LocationQuery>, 
 }
 
 /// A job id for a submission to come, so its input files can go to its area first.
-async fn reserve_job(State(api): State<Api>) -> Answer {
-    ask(&api, Request::ReserveJob).await
+async fn reserve_job(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer {
+    let answer = ask(&api, Request::ReserveJob).await?;
+    if let Some(id) = answer.0.get("id").and_then(Value::as_u64) {
+        api.reserved.lock().expect("reservations lock").insert(id, caller.name);
+    }
+    Ok(answer)
+}
+
+/// Refuses touching job `id`'s files unless the caller may act on the job, or reserved its id.
+async fn check_job_area(api: &Api, caller: &Caller, id: u64) -> Result<(), ApiError> {
+    let reserver = api.reserved.lock().expect("reservations lock").get(&id).cloned();
+    match reserver {
+        Some(reserver) => Ok(caller.check_job(id, &reserver)?),
+        None => own_job(api, caller, id).await.map(|_| ()),
+    }
 }
 
 /// Stores a file a client stages as a task input, in the job's area: `jobs/JOB/inputs/PATH`.
-async fn upload_input(State(api): State<Api>, Path((id, path)): Path<(u64, String)>, body: Body) -> Answer {
+async fn upload_input(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path((id, path)): Path<(u64, String)>,
+    body: Body,
+) -> Answer {
+    check_job_area(&api, &caller, id).await?;
     if path.split('/').any(|p| p.is_empty() || p == "..") {
         return Err(Error::invalid(format!("upload path \"{path}\" is not a relative path")).into());
     }
@@ -602,8 +758,8 @@ async fn upload_input(State(api): State<Api>, Path((id, path)): Path<(u64, Strin
 }
 
 /// The files a job's tasks uploaded to its area: `[{index, path, size, location}]`.
-async fn job_outputs(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
-    api.handle.ask(Request::ShowJob(id)).await?;
+async fn job_outputs(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
+    own_job(&api, &caller, id).await?;
     let area = format!("{}/", thunderhead_core::package::job_area(id));
     let listed = api.blobs.list(&area).await?;
     let files: Vec<Value> = listed
@@ -615,4 +771,69 @@ async fn job_outputs(State(api): State<Api>, Path(id): Path<u64>) -> Answer {
         })
         .collect();
     Ok(Json(Value::Array(files)))
+}
+
+async fn whoami(Extension(caller): Extension<Caller>) -> Json<Caller> {
+    Json(caller)
+}
+
+async fn list_users(State(api): State<Api>) -> Json<Vec<UserView>> {
+    Json(api.users.list().iter().map(UserView::from).collect())
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+    role: String,
+}
+
+/// Stores a user (durably, before answering) and answers with their token, the only time it
+/// is shown.
+async fn put_user(api: &Api, record: access::UserRecord, token: String) -> Answer {
+    let store = api.store.clone();
+    let op = Op::PutUser(record.clone());
+    tokio::task::spawn_blocking(move || store.apply(&[op])).await.expect("no panic")?;
+    let view = UserView::from(&record);
+    api.users.put(record);
+    Ok(Json(serde_json::json!({"name": view.name, "role": view.role, "created_at": view.created_at, "token": token})))
+}
+
+async fn add_user(State(api): State<Api>, body: Result<Json<NewUser>, JsonRejection>) -> Answer {
+    let NewUser { name, role } = body?.0;
+    access::check_user_name(&name)?;
+    let role = Role::parse(&role)?;
+    if api.users.get(&name).is_some() {
+        return Err(Error::conflict(format!(
+            "user {name} exists (give them a new token with: thunderhead user token {name})"
+        ))
+        .into());
+    }
+    let (record, token) = crate::users::issue(&name, role, crate::now_millis());
+    tracing::info!(user = %name, role = role.name(), "user added");
+    put_user(&api, record, token).await
+}
+
+async fn rotate_token(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    let old = api.users.get(&name).ok_or_else(|| no_user(&name))?;
+    let (mut record, token) = crate::users::issue(&name, old.role, crate::now_millis());
+    record.created_at = old.created_at;
+    tracing::info!(user = %name, "token replaced");
+    put_user(&api, record, token).await
+}
+
+fn no_user(name: &str) -> Error {
+    Error::not_found(format!("user {name} does not exist (see thunderhead user list)"))
+}
+
+async fn remove_user(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
+    let user = api.users.get(&name).ok_or_else(|| no_user(&name))?;
+    if name == caller.name {
+        return Err(Error::conflict(format!("you cannot remove yourself ({name}); another Administrator can")).into());
+    }
+    let store = api.store.clone();
+    let op = Op::DeleteUser(name.clone());
+    tokio::task::spawn_blocking(move || store.apply(&[op])).await.expect("no panic")?;
+    api.users.remove(&name);
+    tracing::info!(user = %name, "user removed");
+    Ok(Json(serde_json::to_value(UserView::from(&user)).expect("view serialises")))
 }

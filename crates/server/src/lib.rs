@@ -14,7 +14,9 @@ mod actor;
 mod api;
 mod commit;
 mod gateway;
+mod openapi;
 mod secrets;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use thunderhead_store::Store;
 use thunderhead_store::sqlite::SqliteStore;
 
 pub use actor::Request;
+pub use openapi::{PUBLIC as PUBLIC_ROUTES, ROUTES as API_ROUTES, router as openapi_router};
 
 /// The name of the state database inside the state directory.
 pub const DATABASE_FILE: &str = "thunderhead.db";
@@ -42,11 +45,16 @@ pub struct ServerConfig {
     pub blob_store: Option<String>,
 }
 
-/// What a client needs to reach a head node; written to `STATE_DIR/access.json`.
+/// What a client needs to reach a head node, as its administrator; written to
+/// `STATE_DIR/access.json` (mode 0600: it holds the administrator's token).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Access {
     pub url: String,
     pub version: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub token: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +105,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let blobs = thunderhead_blob::BlobStore::open(&blob_uri).map_err(ServerError::Blob)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.state_dir.join(DATABASE_FILE))?);
-    let snapshot = {
+    let mut snapshot = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.load()).await.expect("load does not panic")?
     };
+    let users = Arc::new(users::Users::new(std::mem::take(&mut snapshot.users)));
+    let admin_token = admin_token(&config.state_dir, &users, store.as_ref())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
@@ -111,12 +121,40 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let cluster = Cluster::restore(config.cluster.clone(), snapshot, &mut fx, now_millis());
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
     let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone());
-    write_access(&config.state_dir, &Access { url: url.clone(), version: env!("CARGO_PKG_VERSION").into() })?;
+    let access = Access {
+        url: url.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        user: thunderhead_core::access::ADMIN.into(),
+        token: admin_token,
+    };
+    write_access(&config.state_dir, &access)?;
 
-    let app = api::router(handle.clone(), store, providers, secrets, blobs).merge(gateway::router(handle));
+    let parts = api::Parts { handle: handle.clone(), store, providers, secrets, blobs, users };
+    let app = api::router(parts).merge(gateway::router(handle));
     let served = tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) });
     tracing::info!(%url, state_dir = %config.state_dir.display(), "head node listening");
     Ok(RunningServer { url, addr, served })
+}
+
+/// The administrator's token for `access.json`: the one already there if it still verifies,
+/// else a new one (on first start, or when the file was lost: whoever runs the head node on
+/// this state directory is its administrator).
+fn admin_token(state_dir: &Path, users: &users::Users, store: &dyn Store) -> Result<String, ServerError> {
+    use thunderhead_core::access::{ADMIN, Role};
+    let existing = std::fs::read_to_string(state_dir.join(ACCESS_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Access>(&text).ok())
+        .map(|a| a.token);
+    if let Some(token) = existing
+        && users.verify(&token).is_some_and(|c| c.name == ADMIN && c.role == Role::Administrator)
+    {
+        return Ok(token);
+    }
+    let (record, token) = users::issue(ADMIN, Role::Administrator, now_millis());
+    store.apply(&[thunderhead_core::persist::Op::PutUser(record.clone())])?;
+    users.put(record);
+    tracing::info!(file = %state_dir.join(ACCESS_FILE).display(), "issued the administrator's token into the access file");
+    Ok(token)
 }
 
 fn write_access(state_dir: &Path, access: &Access) -> Result<(), ServerError> {

@@ -13,7 +13,7 @@ pub struct SecretKey {
     cipher: Aes256Gcm,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

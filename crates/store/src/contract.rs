@@ -28,6 +28,7 @@ pub fn sweep_job(id: u64, len: u64) -> JobRecord {
     JobRecord {
         id,
         name: "sweep".into(),
+        owner: "alice".into(),
         priority: Priority::Normal,
         cores_per_task: 1,
         retries: 3,
@@ -191,6 +192,27 @@ macro_rules! store_contract_tests {
                     s.apply(&[Op::DeletePackage { name: "solver".into(), version: 1 }]).unwrap();
                 }
                 assert_eq!(open(dir.path()).load().unwrap().packages, vec![pkg(2)]);
+            }
+
+            #[test]
+            fn users_are_kept_by_name_and_can_be_removed() {
+                use thunderhead_core::access::{Role, UserRecord};
+                let dir = tempfile::tempdir().unwrap();
+                let user = |name: &str, role: Role| UserRecord {
+                    name: name.into(),
+                    role,
+                    token_id: format!("id-{name}"),
+                    token_salt: "01".repeat(16),
+                    token_hash: "02".repeat(32),
+                    created_at: 4,
+                };
+                {
+                    let s = open(dir.path());
+                    s.apply(&[Op::PutUser(user("alice", Role::User)), Op::PutUser(user("bob", Role::User))]).unwrap();
+                    s.apply(&[Op::PutUser(user("alice", Role::JobAdministrator)), Op::DeleteUser("bob".into())])
+                        .unwrap();
+                }
+                assert_eq!(open(dir.path()).load().unwrap().users, vec![user("alice", Role::JobAdministrator)]);
             }
 
             #[test]

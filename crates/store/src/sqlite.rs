@@ -12,10 +12,15 @@ use thunderhead_core::template::Template;
 use thunderhead_core::view::NodeLogEntry;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// `MIGRATIONS[v]` takes a database from schema version `v` to `v + 1`.
-const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
+
+/// Users and the salted hashes of their API tokens.
+const SCHEMA_5: &str = "
+CREATE TABLE users (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+";
 
 /// Uploaded packages, by name and version.
 const SCHEMA_4: &str = "
@@ -141,6 +146,13 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::DeletePackage { name, version } => {
             tx.prepare_cached("DELETE FROM packages WHERE name = ?1 AND version = ?2")?
                 .execute(params![name, version])?;
+        }
+        Op::PutUser(u) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO users (name, body) VALUES (?1, ?2)")?
+                .execute(params![u.name, json(u)])?;
+        }
+        Op::DeleteUser(name) => {
+            tx.prepare_cached("DELETE FROM users WHERE name = ?1")?.execute(params![name])?;
         }
         Op::PutUsage(u) => {
             tx.prepare_cached("INSERT OR REPLACE INTO usage (id, ended, body) VALUES (?1, ?2, ?3)")?
@@ -293,6 +305,10 @@ impl Store for SqliteStore {
             .iter()
             .map(|b| serde_json::from_str(b).map_err(|e| parse("package", &e.to_string())))
             .collect::<Result<_>>()?;
+        let users = bodies("SELECT body FROM users ORDER BY name")?
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| parse("user", &e.to_string())))
+            .collect::<Result<_>>()?;
         Ok(Snapshot {
             templates,
             series,
@@ -303,6 +319,7 @@ impl Store for SqliteStore {
             next_usage: next_usage as u64,
             proxies,
             packages,
+            users,
         })
     }
 

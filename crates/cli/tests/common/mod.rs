@@ -117,10 +117,28 @@ impl Cluster {
         Pid::from_raw(child.id() as i32)
     }
 
+    /// The access file the head node wrote: its URL and the administrator's token.
+    pub fn access_file(&self) -> PathBuf {
+        self.state_dir().join("access.json")
+    }
+
+    /// Runs the CLI as the administrator.
     pub fn try_th(&self, args: &[&str]) -> Output {
         Command::new(BIN)
-            .env("THUNDERHEAD_SERVER", self.url())
-            .env_remove("THUNDERHEAD_ACCESS")
+            .env("THUNDERHEAD_ACCESS", self.access_file())
+            .env_remove("THUNDERHEAD_SERVER")
+            .env_remove("THUNDERHEAD_TOKEN")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI with another user's token.
+    pub fn try_th_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .env("THUNDERHEAD_ACCESS", self.access_file())
+            .env("THUNDERHEAD_TOKEN", token)
+            .env_remove("THUNDERHEAD_SERVER")
             .args(args)
             .output()
             .unwrap()

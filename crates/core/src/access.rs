@@ -1,0 +1,215 @@
+//! Who may do what: users, their roles, and what each API route asks of its caller.
+//!
+//! Roles follow HPC Pack's: a `User` submits, views and cancels their own jobs and reads the
+//! cluster (nodes, templates, packages, cost); a `JobAdministrator` also manages every user's
+//! jobs; an `Administrator` also manages templates, nodes, packages and users. Tokens are checked
+//! by the head node's shell (it holds the hashes); this module decides, given a caller, whether a
+//! request is allowed.
+
+use crate::{Error, Millis, Result};
+use serde::{Deserialize, Serialize};
+
+/// The user the head node creates on first start; its token is in `access.json`.
+pub const ADMIN: &str = "admin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    User,
+    JobAdministrator,
+    Administrator,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::User, Role::JobAdministrator, Role::Administrator];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::User => "User",
+            Role::JobAdministrator => "JobAdministrator",
+            Role::Administrator => "Administrator",
+        }
+    }
+
+    /// Reads a role name, in any case.
+    pub fn parse(text: &str) -> Result<Role> {
+        Role::ALL.into_iter().find(|r| r.name().eq_ignore_ascii_case(text)).ok_or_else(|| {
+            Error::invalid(format!("role \"{text}\" is not known (use User, JobAdministrator or Administrator)"))
+        })
+    }
+}
+
+/// A user as the head node stores it: the token itself is never kept, only a salted hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: Role,
+    /// The public part of the token, by which it is looked up.
+    pub token_id: String,
+    /// Hex of the random salt and of SHA-256(salt ‖ secret part of the token).
+    pub token_salt: String,
+    pub token_hash: String,
+    pub created_at: Millis,
+}
+
+/// What the API shows of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub created_at: Millis,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        UserView { name: u.name.clone(), role: u.role, created_at: u.created_at }
+    }
+}
+
+/// The user a request acts for, once its token checked out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Anyone, without a token (health, the API description).
+    Public,
+    /// Agents, which prove themselves at the connection, not with an API token.
+    Agent,
+    /// Any user with a valid token; job routes check ownership on top.
+    User,
+    /// An Administrator.
+    Administrator,
+}
+
+/// What the route `route` (the path pattern, as the router knows it) asks for `method`.
+/// Routes not listed here need an Administrator, so a new route is closed until it is listed.
+pub fn need(method: &str, route: &str) -> Need {
+    let read = method == "GET" || method == "HEAD";
+    match route {
+        "/api/v1/health" | "/api/v1/openapi.json" => Need::Public,
+        r if r.starts_with("/agent/") => Need::Agent,
+        "/api/v1/whoami" => Need::User,
+        r if r.starts_with("/api/v1/jobs") => Need::User,
+        "/api/v1/blobs" if read => Need::User,
+        "/api/v1/templates"
+        | "/api/v1/templates/{name}"
+        | "/api/v1/nodes"
+        | "/api/v1/nodes/{name}"
+        | "/api/v1/nodes/{name}/log"
+        | "/api/v1/cost"
+        | "/api/v1/packages"
+        | "/api/v1/packages/{name}"
+        | "/api/v1/packages/{name}/download"
+            if read =>
+        {
+            Need::User
+        }
+        _ => Need::Administrator,
+    }
+}
+
+impl Caller {
+    /// Whether this caller's role covers `need`.
+    pub fn allow(&self, need: Need, method: &str, route: &str) -> Result<()> {
+        match need {
+            Need::Administrator if self.role != Role::Administrator => Err(Error::forbidden(format!(
+                "{method} {route} needs the Administrator role; {} is a {} (ask an Administrator)",
+                self.name,
+                self.role.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this caller may view and change a job `owner` submitted.
+    pub fn may_manage_job(&self, owner: &str) -> bool {
+        self.role >= Role::JobAdministrator || self.name == owner
+    }
+
+    /// Refuses acting on job `id` of `owner` unless [`Caller::may_manage_job`].
+    pub fn check_job(&self, id: crate::JobId, owner: &str) -> Result<()> {
+        if self.may_manage_job(owner) {
+            return Ok(());
+        }
+        Err(Error::forbidden(format!(
+            "job {id} belongs to {owner}; a User acts only on their own jobs (ask a JobAdministrator)"
+        )))
+    }
+}
+
+/// User names: 1 to 64 of `a-z A-Z 0-9 . _ -`, starting with a letter or digit.
+pub fn check_user_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "user name \"{name}\" is not allowed (use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role) -> Caller {
+        Caller { name: "alice".into(), role }
+    }
+
+    #[test]
+    fn roles_parse_in_any_case_and_name_the_choices_when_wrong() {
+        assert_eq!(Role::parse("jobadministrator").unwrap(), Role::JobAdministrator);
+        let e = Role::parse("root").unwrap_err();
+        assert!(e.message.contains("\"root\"") && e.message.contains("JobAdministrator"), "{}", e.message);
+    }
+
+    #[test]
+    fn reads_are_open_to_users_and_changes_to_administrators() {
+        assert_eq!(need("GET", "/api/v1/templates"), Need::User);
+        assert_eq!(need("POST", "/api/v1/templates"), Need::Administrator);
+        assert_eq!(need("POST", "/api/v1/nodes/actions"), Need::Administrator);
+        assert_eq!(need("PUT", "/api/v1/packages/{name}"), Need::Administrator);
+        assert_eq!(need("GET", "/api/v1/users"), Need::Administrator);
+        assert_eq!(need("POST", "/api/v1/jobs"), Need::User);
+        assert_eq!(need("POST", "/api/v1/jobs/{id}/cancel"), Need::User);
+        assert_eq!(need("GET", "/api/v1/health"), Need::Public);
+        assert_eq!(need("GET", "/agent/v1"), Need::Agent);
+        // A route nobody listed is closed.
+        assert_eq!(need("GET", "/api/v1/something-new"), Need::Administrator);
+    }
+
+    #[test]
+    fn roles_cover_their_needs() {
+        let route = "/api/v1/templates";
+        assert!(caller(Role::User).allow(Need::User, "GET", route).is_ok());
+        let e = caller(Role::JobAdministrator).allow(Need::Administrator, "POST", route).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Forbidden);
+        assert!(e.message.contains("Administrator role") && e.message.contains("JobAdministrator"), "{}", e.message);
+        assert!(caller(Role::Administrator).allow(Need::Administrator, "POST", route).is_ok());
+    }
+
+    #[test]
+    fn users_manage_their_own_jobs_and_job_administrators_every_job() {
+        assert!(caller(Role::User).may_manage_job("alice"));
+        assert!(!caller(Role::User).may_manage_job("bob"));
+        assert!(caller(Role::JobAdministrator).may_manage_job("bob"));
+        assert!(caller(Role::Administrator).may_manage_job("bob"));
+        let e = caller(Role::User).check_job(7, "bob").unwrap_err();
+        assert!(e.message.contains("job 7 belongs to bob"), "{}", e.message);
+    }
+
+    #[test]
+    fn user_names_are_checked() {
+        assert!(check_user_name("alice.smith-2").is_ok());
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(check_user_name(bad).is_err(), "{bad}");
+        }
+    }
+}

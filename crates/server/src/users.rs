@@ -1,0 +1,121 @@
+//! API tokens: issued once, kept only as salted SHA-256 hashes, checked on every request.
+//!
+//! A token reads `th1_ID_SECRET`: `ID` finds the user, `SECRET` (192 random bits) is what the
+//! hash proves. Random secrets of that size need no slow password hash; the salt keeps equal
+//! secrets from showing as equal hashes.
+
+use crate::secrets::{hex, unhex};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use thunderhead_core::access::{Caller, Role, UserRecord};
+
+/// The users of a head node, by token id, for checking tokens without touching the database.
+#[derive(Default)]
+pub struct Users {
+    by_token: RwLock<HashMap<String, UserRecord>>,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the system has randomness");
+    hex(&buf)
+}
+
+fn digest(salt: &str, secret: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(unhex(salt).unwrap_or_default());
+    h.update(secret.as_bytes());
+    hex(&h.finalize())
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A new token for `name`: the record to store and the token to show once.
+pub fn issue(name: &str, role: Role, now: u64) -> (UserRecord, String) {
+    let token_id = random_hex(6);
+    let secret = random_hex(24);
+    let token_salt = random_hex(16);
+    let token_hash = digest(&token_salt, &secret);
+    let token = format!("th1_{token_id}_{secret}");
+    (UserRecord { name: name.to_string(), role, token_id, token_salt, token_hash, created_at: now }, token)
+}
+
+impl Users {
+    pub fn new(records: Vec<UserRecord>) -> Users {
+        let users = Users::default();
+        for r in records {
+            users.put(r);
+        }
+        users
+    }
+
+    /// The user a token belongs to, if it is one this head node issued and still honours.
+    pub fn verify(&self, token: &str) -> Option<Caller> {
+        let rest = token.strip_prefix("th1_")?;
+        let (id, secret) = rest.split_once('_')?;
+        let users = self.by_token.read().expect("users lock");
+        let user = users.get(id)?;
+        same(digest(&user.token_salt, secret).as_bytes(), user.token_hash.as_bytes())
+            .then(|| Caller { name: user.name.clone(), role: user.role })
+    }
+
+    pub fn put(&self, record: UserRecord) {
+        let mut users = self.by_token.write().expect("users lock");
+        users.retain(|_, u| u.name != record.name);
+        users.insert(record.token_id.clone(), record);
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.by_token.write().expect("users lock").retain(|_, u| u.name != name);
+    }
+
+    pub fn get(&self, name: &str) -> Option<UserRecord> {
+        self.by_token.read().expect("users lock").values().find(|u| u.name == name).cloned()
+    }
+
+    /// Every user, by name.
+    pub fn list(&self) -> Vec<UserRecord> {
+        let mut all: Vec<UserRecord> = self.by_token.read().expect("users lock").values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_token_verifies_and_is_stored_only_as_a_hash() {
+        let (record, token) = issue("alice", Role::User, 1);
+        let secret = token.rsplit('_').next().unwrap();
+        let stored = serde_json::to_string(&record).unwrap();
+        assert!(!stored.contains(secret), "the secret part is not stored");
+        let users = Users::new(vec![record]);
+        assert_eq!(users.verify(&token), Some(Caller { name: "alice".into(), role: Role::User }));
+    }
+
+    #[test]
+    fn altered_foreign_and_replaced_tokens_are_refused() {
+        let (record, token) = issue("alice", Role::Administrator, 1);
+        let users = Users::new(vec![record]);
+        let mut altered = token.clone();
+        let last = altered.pop().unwrap();
+        altered.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(users.verify(&altered), None);
+        assert_eq!(users.verify(&issue("alice", Role::Administrator, 1).1), None, "another head node's token");
+        for junk in ["", "th1_", "th1__", "Bearer x", "th1_zz_zz"] {
+            assert_eq!(users.verify(junk), None, "{junk}");
+        }
+        let (rotated, new_token) = issue("alice", Role::Administrator, 2);
+        users.put(rotated);
+        assert_eq!(users.verify(&token), None, "a replaced token no longer works");
+        assert!(users.verify(&new_token).is_some());
+        users.remove("alice");
+        assert_eq!(users.verify(&new_token), None);
+    }
+}
