@@ -2,6 +2,7 @@
 //! size and SHA-256, and unpacked into `WORK_DIR/packages/NAME`, replacing the version before.
 
 use crate::archive::{self, Limits};
+use crate::link::Head;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,11 +15,11 @@ pub fn package_root(work_dir: &Path) -> PathBuf {
 }
 
 /// Installs every package, one after another; a failure of one does not stop the others.
-pub fn install_all(base: &str, work_dir: &Path, packages: Vec<PackageRef>) -> Vec<InstallResult> {
+pub fn install_all(head: &Head, work_dir: &Path, packages: Vec<PackageRef>) -> Vec<InstallResult> {
     packages
         .into_iter()
         .map(|p| {
-            let error = install(base, work_dir, &p).err();
+            let error = install(head, work_dir, &p).err();
             if let Some(e) = &error {
                 tracing::warn!(package = %p.name, version = p.version, error = %e, "package not installed");
             }
@@ -27,11 +28,11 @@ pub fn install_all(base: &str, work_dir: &Path, packages: Vec<PackageRef>) -> Ve
         .collect()
 }
 
-fn install(base: &str, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
+fn install(head: &Head, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
     let downloads = work_dir.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| format!("cannot create {}: {e}", downloads.display()))?;
     let file = downloads.join(format!("{}-{}", p.name, p.version));
-    let result = crate::staging::with_retries(|| download(base, p, &file)).and_then(|()| {
+    let result = crate::staging::with_retries(|| download(head, p, &file)).and_then(|()| {
         let into = package_root(work_dir).join(&p.name);
         std::fs::create_dir_all(package_root(work_dir)).map_err(|e| e.to_string())?;
         archive::unpack(&file, &into, Limits::default()).map_err(|e| e.to_string())
@@ -40,24 +41,19 @@ fn install(base: &str, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
     result
 }
 
-fn download(base: &str, p: &PackageRef, dest: &Path) -> Result<(), crate::staging::Failure> {
+fn download(head: &Head, p: &PackageRef, dest: &Path) -> Result<(), crate::staging::Failure> {
     let fail = |retry, message| crate::staging::Failure { retry, message };
-    fetch_package(base, p, dest).map_err(|(retry, m)| fail(retry, m))
+    fetch_package(head, p, dest).map_err(|(retry, m)| fail(retry, m))
 }
 
-fn fetch_package(base: &str, p: &PackageRef, dest: &Path) -> Result<(), (bool, String)> {
+fn fetch_package(head: &Head, p: &PackageRef, dest: &Path) -> Result<(), (bool, String)> {
     // Newer head nodes name where a package lives; older ones serve it by key.
     let url = if p.location.is_empty() {
-        format!("{base}{BLOB_PATH}/{}", p.key)
+        format!("{}{BLOB_PATH}/{}", head.base, p.key)
     } else {
-        format!("{base}{BLOB_PATH}?location={}", crate::staging::encode_query(&p.location))
+        format!("{}{BLOB_PATH}?location={}", head.base, crate::staging::encode_query(&p.location))
     };
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(30 * 60)))
-        .http_status_as_error(false)
-        .build();
-    let agent: ureq::Agent = config.into();
-    let mut response = agent.get(&url).call().map_err(|e| (true, format!("cannot fetch {url}: {e}")))?;
+    let mut response = head.http.get(&url).call().map_err(|e| (true, format!("cannot fetch {url}: {e}")))?;
     if !response.status().is_success() {
         let status = response.status();
         return Err((status.is_server_error(), format!("fetching {} answered {status}", p.key)));

@@ -9,6 +9,7 @@
 pub mod archive;
 mod install;
 mod light_agent;
+pub mod link;
 mod outbox;
 mod reaper;
 mod relay;

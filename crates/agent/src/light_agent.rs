@@ -10,18 +10,45 @@ use thunderhead_proto::{AgentMsg, PROTOCOL_VERSION, ServerMsg, TaskResult};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Runs one light agent until the head node shuts it down or `stop` fires.
-pub async fn run_light(server: String, name: String, cores: u32, mut stop: tokio::sync::oneshot::Receiver<()>) {
+/// Over TLS it first joins with `join` (the cluster's certificate and a join token) and keeps
+/// its node certificate in memory.
+pub async fn run_light(
+    server: String,
+    name: String,
+    cores: u32,
+    join: Option<(String, String)>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let urls: Vec<String> =
         server.split(',').map(str::trim).filter_map(|u| crate::runner::websocket_url(u).ok()).collect();
     if urls.is_empty() {
         return;
     }
+    let (ca, token) = match &join {
+        Some((ca, token)) => (Some(ca.as_str()), Some(token.as_str())),
+        None => (None, None),
+    };
+    let link = loop {
+        match crate::runner::establish(&urls, ca, token, &name, None).await {
+            Ok(link) => break link,
+            Err(crate::AgentError::Refused(reason)) => {
+                tracing::warn!(%name, %reason, "a light agent was refused");
+                return;
+            }
+            Err(_) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    _ = &mut stop => return,
+                }
+            }
+        }
+    };
     let mut attempt = 0usize;
     loop {
         let url = &urls[attempt % urls.len()];
         attempt += 1;
         let session = async {
-            let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else { return false };
+            let Ok(ws) = link.websocket(url).await else { return false };
             let (mut sink, mut stream) = ws.split();
             let hello = AgentMsg::Hello {
                 protocol: PROTOCOL_VERSION,

@@ -2,7 +2,8 @@
 //!
 //! It accepts TCP connections and copies bytes both ways to the head node, so agents that
 //! cannot reach the head node directly reach it through their set's proxies. It knows nothing
-//! of the protocol: the agent and head node speak to each other end to end through it.
+//! of the protocol: the agent and head node speak to each other end to end through it (over
+//! TLS, the proxy sees only ciphertext).
 
 use crate::runner::AgentError;
 use std::path::PathBuf;
@@ -18,24 +19,22 @@ pub struct ProxyConfig {
     pub address_file: Option<PathBuf>,
 }
 
-/// The `host:port` of an `http://` URL.
-fn authority(url: &str) -> Result<String, AgentError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| AgentError::Setup(format!("server URL \"{url}\" must start with http://")))?;
-    Ok(rest.split('/').next().unwrap_or(rest).to_string())
+/// The `host:port` of an `http(s)://` URL, and its scheme.
+fn authority(url: &str) -> Result<(String, &'static str), AgentError> {
+    let (addr, tls) = crate::link::authority(url).map_err(AgentError::Setup)?;
+    Ok((addr, if tls { "https" } else { "http" }))
 }
 
 /// Relays connections until the process is ended.
 pub async fn run_proxy(config: ProxyConfig) -> Result<(), AgentError> {
-    let target = authority(&config.server)?;
+    let (target, scheme) = authority(&config.server)?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| AgentError::Setup(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| AgentError::Setup(e.to_string()))?;
     if let Some(file) = &config.address_file {
         let tmp = file.with_extension("tmp");
-        std::fs::write(&tmp, format!("http://{addr}\n"))
+        std::fs::write(&tmp, format!("{scheme}://{addr}\n"))
             .and_then(|()| std::fs::rename(&tmp, file))
             .map_err(|e| AgentError::Setup(format!("cannot write {}: {e}", file.display())))?;
     }
@@ -67,8 +66,8 @@ mod tests {
 
     #[test]
     fn authorities_come_from_http_urls() {
-        assert_eq!(authority("http://127.0.0.1:7998").unwrap(), "127.0.0.1:7998");
-        assert_eq!(authority("http://head:80/x").unwrap(), "head:80");
+        assert_eq!(authority("http://127.0.0.1:7998").unwrap(), ("127.0.0.1:7998".into(), "http"));
+        assert_eq!(authority("https://head:80/x").unwrap(), ("head:80".into(), "https"));
         assert!(authority("ftp://x").is_err());
     }
 

@@ -1,6 +1,7 @@
 //! The agent's main loop: one task owns the agent's state; connections, process exits, timers
 //! and signals arrive as events.
 
+use crate::link::{Head, Identity, Link, Ws};
 use crate::now_millis;
 use crate::outbox::Outbox;
 use crate::reaper::{Exit, Reaper};
@@ -17,12 +18,8 @@ use thunderhead_proto::{
     AGENT_PATH, AgentMsg, Assignment, InstallResult, OUTPUT_TAIL_BYTES, PROTOCOL_VERSION, ServerMsg, TaskRef,
     TaskResult,
 };
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -31,6 +28,10 @@ pub struct AgentConfig {
     pub name: String,
     pub cores: u32,
     pub work_dir: PathBuf,
+    /// The cluster's certificate (PEM), to verify an `https://` head node with.
+    pub ca_pem: Option<String>,
+    /// Traded for a node certificate if the agent has none yet.
+    pub join_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +43,8 @@ pub enum AgentError {
 }
 
 enum Event {
-    /// A connection, and the head node's HTTP address it was made to.
-    Connected(Box<Ws>, String),
+    /// A connection, and the head node's HTTP side it was made to.
+    Connected(Box<Ws>, Box<Head>),
     /// Packages finished installing.
     Installed(Vec<InstallResult>),
     /// A task's inputs were fetched, or why not.
@@ -96,8 +97,9 @@ struct Agent {
     staging_in: HashMap<TaskRef, (Assignment, PathBuf, u32, u64)>,
     /// Tasks that ended and whose outputs are being uploaded.
     uploading: HashSet<TaskRef>,
-    /// The head node's HTTP address on the current connection, for downloads.
-    http_base: String,
+    /// The head node's HTTP side on the current connection, for transfers.
+    head: Head,
+    link: Link,
     /// The head node's heartbeat interval, from its welcome.
     heartbeat_every: Duration,
     last_beat: std::time::Instant,
@@ -135,6 +137,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     if ws_urls.is_empty() {
         return Err(AgentError::Setup("no server URL given (give --server URL)".into()));
     }
+    let link = connect_link(&config, &ws_urls).await?;
     let tasks_dir = config.work_dir.join("tasks");
     // Directories of tasks from an earlier run of this agent are stale.
     let _ = std::fs::remove_dir_all(&tasks_dir);
@@ -160,7 +163,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         next_url: 0,
         staging_in: HashMap::new(),
         uploading: HashSet::new(),
-        http_base: String::new(),
+        head: Link::plain().head("http://unconnected").expect("a valid URL"),
+        link,
         heartbeat_every: Duration::from_secs(10),
         last_beat: std::time::Instant::now(),
         free_slots: Vec::new(),
@@ -168,7 +172,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     };
     spawn_signal_watch(tx.clone());
     spawn_heartbeat(tx.clone());
-    spawn_connector(ws_urls[0].clone(), tx.clone(), Duration::ZERO);
+    spawn_connector(agent.link.clone(), ws_urls[0].clone(), tx.clone(), Duration::ZERO);
     tracing::info!(name = %agent.config.name, cores = agent.config.cores, server = %agent.config.server, "agent started");
     while let Some(event) = rx.recv().await {
         let mut outcome = agent.handle(event, &ws_urls);
@@ -210,18 +214,120 @@ pub(crate) fn websocket_url(server: &str) -> Result<String, AgentError> {
     Ok(format!("{}{AGENT_PATH}", rest.trim_end_matches('/')))
 }
 
-fn spawn_connector(url: String, events: mpsc::UnboundedSender<Event>, delay: Duration) {
+fn spawn_connector(link: Link, url: String, events: mpsc::UnboundedSender<Event>, delay: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        match tokio_tungstenite::connect_async(url.as_str()).await {
-            Ok((ws, _)) => {
-                let _ = events.send(Event::Connected(Box::new(ws), http_base(&url)));
-            }
-            Err(e) => {
-                let _ = events.send(Event::Disconnected(format!("cannot connect to {url}: {e}")));
-            }
-        }
+        let connected = match link.websocket(&url).await {
+            Ok(ws) => link.head(&http_base(&url)).map(|head| (ws, head)),
+            Err(e) => Err(e),
+        };
+        let _ = match connected {
+            Ok((ws, head)) => events.send(Event::Connected(Box::new(ws), Box::new(head))),
+            Err(e) => events.send(Event::Disconnected(e)),
+        };
     });
+}
+
+const NODE_CERT: &str = "node.pem";
+const NODE_KEY: &str = "node.key";
+
+/// How this agent reaches its head node. Over TLS it shows the node certificate in its work
+/// directory; without one it first trades its join token for one.
+async fn connect_link(config: &AgentConfig, ws_urls: &[String]) -> Result<Link, AgentError> {
+    let files = (config.work_dir.join(NODE_CERT), config.work_dir.join(NODE_KEY));
+    establish(ws_urls, config.ca_pem.as_deref(), config.join_token.as_deref(), &config.name, Some(files)).await
+}
+
+/// The link of an agent named `name`: plain for `ws://` head nodes; else TLS with the node
+/// certificate in `files` (certificate, key), or a new one traded for `join_token` (and kept
+/// in `files`, if given).
+pub(crate) async fn establish(
+    ws_urls: &[String],
+    ca: Option<&str>,
+    join_token: Option<&str>,
+    name: &str,
+    files: Option<(PathBuf, PathBuf)>,
+) -> Result<Link, AgentError> {
+    let tls = ws_urls.iter().any(|u| u.starts_with("wss://"));
+    if !tls {
+        return Ok(Link::plain());
+    }
+    let ca = ca.ok_or_else(|| {
+        AgentError::Setup(
+            "the head node speaks TLS: give its cluster certificate with --ca FILE (the ca.pem in its state directory)"
+                .into(),
+        )
+    })?;
+    if let Some((cert_path, key_path)) = &files
+        && let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read_to_string(cert_path), std::fs::read_to_string(key_path))
+    {
+        return Link::tls(ca, Some(Identity { cert_pem, key_pem })).map_err(AgentError::Setup);
+    }
+    let token = join_token.map(str::to_string).ok_or_else(|| {
+        AgentError::Setup(
+            "this agent has no node certificate yet: give a join token with --join-token (an Administrator makes one with: thunderhead token create)"
+                .to_string(),
+        )
+    })?;
+    let anonymous = Link::tls(ca, None).map_err(AgentError::Setup)?;
+    let request = thunderhead_proto::JoinRequest { token, name: name.to_string() };
+    let mut last = String::new();
+    for url in ws_urls {
+        let head = anonymous.head(&http_base(url)).map_err(AgentError::Setup)?;
+        let request = request.clone();
+        let joined = tokio::task::spawn_blocking(move || join(&head, &request))
+            .await
+            .map_err(|e| AgentError::Setup(e.to_string()))?;
+        match joined {
+            Ok(reply) => {
+                if let Some((cert_path, key_path)) = &files {
+                    write_private(key_path, &reply.key)?;
+                    std::fs::write(cert_path, &reply.certificate)
+                        .map_err(|e| AgentError::Setup(format!("cannot write {}: {e}", cert_path.display())))?;
+                    tracing::info!(certificate = %cert_path.display(), "joined the cluster");
+                }
+                let identity = Identity { cert_pem: reply.certificate, key_pem: reply.key };
+                return Link::tls(ca, Some(identity)).map_err(AgentError::Setup);
+            }
+            Err(JoinError::Refused(reason)) => return Err(AgentError::Refused(reason)),
+            Err(JoinError::Unreachable(e)) => last = e,
+        }
+    }
+    Err(AgentError::Setup(format!("cannot join: {last}")))
+}
+
+enum JoinError {
+    Refused(String),
+    Unreachable(String),
+}
+
+fn join(head: &Head, request: &thunderhead_proto::JoinRequest) -> Result<thunderhead_proto::JoinReply, JoinError> {
+    let url = format!("{}{}", head.base, thunderhead_proto::JOIN_PATH);
+    let mut response = head
+        .http
+        .post(&url)
+        .send_json(request)
+        .map_err(|e| JoinError::Unreachable(format!("cannot reach the head node: {e}")))?;
+    let body: serde_json::Value = response.body_mut().read_json().map_err(|e| JoinError::Unreachable(e.to_string()))?;
+    if !response.status().is_success() {
+        let reason = body.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("the join was refused");
+        return Err(JoinError::Refused(reason.to_string()));
+    }
+    serde_json::from_value(body)
+        .map_err(|e| JoinError::Unreachable(format!("the head node's answer is not a certificate: {e}")))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), AgentError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .map_err(|e| AgentError::Setup(format!("cannot write {}: {e}", path.display())))
 }
 
 fn spawn_reader(mut stream: futures_util::stream::SplitStream<Ws>, events: mpsc::UnboundedSender<Event>) {
@@ -316,8 +422,8 @@ impl Agent {
     /// Handles one event; returns true when the agent must stop.
     fn handle(&mut self, event: Event, ws_urls: &[String]) -> Result<bool, AgentError> {
         match event {
-            Event::Connected(ws, base) => {
-                self.http_base = base;
+            Event::Connected(ws, head) => {
+                self.head = *head;
                 // Results that ended in this round go to the outbox first, so the hello names
                 // them as completed rather than leaving them out.
                 self.flush_results();
@@ -360,7 +466,7 @@ impl Agent {
                 } else {
                     Duration::from_millis((100u64 << rounds.min(6)).min(5_000))
                 };
-                spawn_connector(ws_urls[self.next_url].clone(), self.events.clone(), delay);
+                spawn_connector(self.link.clone(), ws_urls[self.next_url].clone(), self.events.clone(), delay);
             }
             Event::Message(msg) => return self.on_message(msg),
             Event::Installed(results) => {
@@ -408,8 +514,7 @@ impl Agent {
             ServerMsg::Ack { tasks } => self.outbox.ack(&tasks),
             ServerMsg::Shutdown => return Ok(true),
             ServerMsg::Install { packages } => {
-                let (base, work_dir, events) =
-                    (self.http_base.clone(), self.config.work_dir.clone(), self.events.clone());
+                let (base, work_dir, events) = (self.head.clone(), self.config.work_dir.clone(), self.events.clone());
                 tokio::task::spawn_blocking(move || {
                     let results = crate::install::install_all(&base, &work_dir, packages);
                     let _ = events.send(Event::Installed(results));
@@ -450,7 +555,7 @@ impl Agent {
             return;
         }
         // Inputs first, off the event loop; the task starts when they are in.
-        let (base, inputs, events, task) = (self.http_base.clone(), a.inputs.clone(), self.events.clone(), a.task);
+        let (base, inputs, events, task) = (self.head.clone(), a.inputs.clone(), self.events.clone(), a.task);
         let fetch_dir = dir.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = std::fs::create_dir_all(&fetch_dir)
@@ -581,7 +686,7 @@ impl Agent {
         }
         // Outputs go up off the event loop; the result follows them.
         self.uploading.insert(task);
-        let (base, events, dir) = (self.http_base.clone(), self.events.clone(), r.dir.path().to_path_buf());
+        let (base, events, dir) = (self.head.clone(), self.events.clone(), r.dir.path().to_path_buf());
         tokio::task::spawn_blocking(move || {
             let outcome = crate::staging::upload_outputs(&base, &dir, &outputs);
             let _ = std::fs::remove_dir_all(&dir);

@@ -2,16 +2,9 @@
 //! uploaded after it ends. Every transfer goes through the head node, which holds the blob
 //! credentials and uses them when the transfer happens, so a long task never outlives them.
 
+use crate::link::Head;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(60 * 60)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
 
 /// Percent-encodes a query value.
 pub fn encode_query(value: &str) -> String {
@@ -65,10 +58,11 @@ pub(crate) fn with_retries(mut attempt: impl FnMut() -> Result<(), Failure>) -> 
     unreachable!("the last attempt returns")
 }
 
-fn fetch_one(base: &str, source: &str, dest: &Path) -> Result<(), Failure> {
+fn fetch_one(head: &Head, source: &str, dest: &Path) -> Result<(), Failure> {
     let fail = |retry, message| Failure { retry, message };
-    let mut response = agent()
-        .get(url(base, source))
+    let mut response = head
+        .http
+        .get(url(&head.base, source))
         .call()
         .map_err(|e| fail(true, format!("input {source} cannot be fetched: {e}")))?;
     if !response.status().is_success() {
@@ -83,13 +77,13 @@ fn fetch_one(base: &str, source: &str, dest: &Path) -> Result<(), Failure> {
 }
 
 /// Fetches every input into `dir`; the first that cannot be fetched is the error.
-pub fn fetch_inputs(base: &str, dir: &Path, inputs: &[(String, String)]) -> Result<(), String> {
+pub fn fetch_inputs(head: &Head, dir: &Path, inputs: &[(String, String)]) -> Result<(), String> {
     for (source, local) in inputs {
         let dest = dir.join(local);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        with_retries(|| fetch_one(base, source, &dest))?;
+        with_retries(|| fetch_one(head, source, &dest))?;
     }
     Ok(())
 }
@@ -137,7 +131,7 @@ fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Uploads the files of `dir` that match each output's glob under its prefix, keeping their
 /// relative names. Returns how many were uploaded, or the first failure.
-pub fn upload_outputs(base: &str, dir: &Path, outputs: &[(String, String)]) -> Result<usize, String> {
+pub fn upload_outputs(head: &Head, dir: &Path, outputs: &[(String, String)]) -> Result<usize, String> {
     let mut files = Vec::new();
     files_under(dir, dir, &mut files);
     files.sort();
@@ -153,8 +147,9 @@ pub fn upload_outputs(base: &str, dir: &Path, outputs: &[(String, String)]) -> R
             with_retries(|| {
                 let fail = |retry, message| Failure { retry, message };
                 let file = std::fs::File::open(&path).map_err(|e| fail(false, format!("cannot read {rel}: {e}")))?;
-                let mut response = agent()
-                    .put(url(base, &location))
+                let mut response = head
+                    .http
+                    .put(url(&head.base, &location))
                     .send(file)
                     .map_err(|e| fail(true, format!("output {rel} cannot be uploaded to {location}: {e}")))?;
                 if !response.status().is_success() {

@@ -81,10 +81,19 @@ impl Head {
         let dir = tempfile::Builder::new().prefix("thunderhead-bench-").tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = spawn_server(dir.path(), port)?;
-        let client = Client::new(&format!("http://127.0.0.1:{port}"), None);
-        let mut head = Head { dir, port, child, client };
+        // Until the head node wrote its access file (address, token, certificate).
+        let unready = Client::new(&format!("http://127.0.0.1:{port}"), None, None)?;
+        let mut head = Head { dir, port, child, client: unready };
+        let access = head.dir.path().join("state").join(thunderhead_server::ACCESS_FILE);
+        let start = Instant::now();
+        while !access.exists() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("the head node wrote no access file within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        head.client = Client::from_access(&access)?;
         head.until_answering(Duration::from_secs(20))?;
-        head.client = Client::from_access(&head.dir.path().join("state").join(thunderhead_server::ACCESS_FILE))?;
         Ok(head)
     }
 
@@ -110,18 +119,15 @@ impl Head {
         Ok(start.elapsed())
     }
 
-    /// Starts `count` light agents in a process of their own and brings them online.
+    /// Starts `count` light agents in a process of their own, joined with a join token, and
+    /// brings them online.
     fn light_agents(&self, count: u32) -> Result<Group> {
+        let joining: Value = self.client.post("/api/v1/join-tokens", &serde_json::json!({}))?;
         let agents = Command::new(std::env::current_exe()?)
-            .args([
-                "--server",
-                &format!("http://127.0.0.1:{}", self.port),
-                "light-agents",
-                "--count",
-                &count.to_string(),
-                "--cores",
-                "4",
-            ])
+            .args(["--server", &format!("https://127.0.0.1:{}", self.port), "--ca"])
+            .arg(self.dir.path().join("state").join("ca.pem"))
+            .args(["light-agents", "--count", &count.to_string(), "--cores", "4"])
+            .env("THUNDERHEAD_JOIN_TOKEN", joining["token"].as_str().unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

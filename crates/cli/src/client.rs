@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use thunderhead_server::{ACCESS_FILE, Access};
 
@@ -35,7 +36,12 @@ impl Client {
     /// access file (`--access` / `THUNDERHEAD_ACCESS`, else the one of the default state
     /// directory). The token: `--token` / `THUNDERHEAD_TOKEN`, else the access file's, if the
     /// file is of that same head node.
-    pub fn resolve(server: Option<&str>, access: Option<&Path>, token: Option<&str>) -> Result<Client> {
+    pub fn resolve(
+        server: Option<&str>,
+        access: Option<&Path>,
+        token: Option<&str>,
+        ca: Option<&Path>,
+    ) -> Result<Client> {
         let path = access.map(Path::to_path_buf).unwrap_or_else(|| default_state_dir().join(ACCESS_FILE));
         let file = if access.is_some() || path.exists() { Some(read_access(&path)?) } else { None };
         let url = match (server, &file) {
@@ -46,30 +52,57 @@ impl Client {
                 path.display()
             ),
         };
-        let token = match (token, file) {
+        let ours = file.filter(|f| same_server(&f.url, &url));
+        let token = match (token, &ours) {
             (Some(token), _) => Some(token.to_string()),
-            (None, Some(file)) if same_server(&file.url, &url) && !file.token.is_empty() => Some(file.token),
+            (None, Some(file)) if !file.token.is_empty() => Some(file.token.clone()),
             (None, _) => None,
         };
-        Ok(Client::new(&url, token.as_deref()))
+        let ca = match (ca, &ours) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the cluster's certificate {} (--ca)", path.display()))?,
+            ),
+            (None, Some(file)) if !file.ca.is_empty() => Some(file.ca.clone()),
+            (None, _) => None,
+        };
+        Client::new(&url, token.as_deref(), ca.as_deref())
     }
 
-    /// The head node an access file names, with its token.
+    /// The head node an access file names, with its token and certificate.
     pub fn from_access(path: &Path) -> Result<Client> {
         let access = read_access(path)?;
-        Ok(Client::new(&access.url, Some(&access.token)))
+        Client::new(&access.url, Some(&access.token), Some(&access.ca).filter(|c| !c.is_empty()).map(|c| c.as_str()))
     }
 
-    pub fn new(url: &str, token: Option<&str>) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
-        Client {
-            base: url.trim_end_matches('/').to_string(),
-            agent: config.into(),
-            authorization: token.map(|t| format!("Bearer {t}")),
+    /// A client of the head node at `url`; an `https://` head node is verified against the
+    /// cluster's certificate `ca` (PEM) only.
+    pub fn new(url: &str, token: Option<&str>, ca: Option<&str>) -> Result<Client> {
+        let mut config =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60)));
+        if url.starts_with("https://") {
+            use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+            let pem = ca.with_context(|| {
+                format!(
+                    "the head node at {url} speaks TLS: give its cluster certificate with --ca FILE (the ca.pem in its state directory), or use its access file"
+                )
+            })?;
+            let cert = Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| anyhow!("the cluster's certificate is not a PEM certificate: {e}"))?
+                .to_owned();
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            config = config.tls_config(
+                TlsConfig::builder()
+                    .provider(TlsProvider::Rustls)
+                    .root_certs(RootCerts::Specific(Arc::new(vec![cert])))
+                    .build(),
+            );
         }
+        Ok(Client {
+            base: url.trim_end_matches('/').to_string(),
+            agent: config.build().into(),
+            authorization: token.map(|t| format!("Bearer {t}")),
+        })
     }
 
     fn with_token<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {

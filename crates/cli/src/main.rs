@@ -36,6 +36,10 @@ struct Cli {
     /// Your API token (from `thunderhead user add`) [default: the access file's]
     #[arg(long, global = true, env = "THUNDERHEAD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The cluster's certificate (the ca.pem in the head node's state directory), to verify an
+    /// https:// head node with [default: the access file's]
+    #[arg(long, global = true, env = "THUNDERHEAD_CA")]
+    ca: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
     json: bool,
@@ -75,6 +79,9 @@ enum Command {
     /// Users and their API tokens: who may do what (see docs/security.md)
     #[command(subcommand)]
     User(UserCommand),
+    /// Join tokens: how agents of on-premises nodes join the cluster
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure against baselines taken in the same run (see docs/benchmarks.md)
     Bench(bench::BenchArgs),
     /// Host many light agents in this process (rehearsals and benchmarks at scale): each joins
@@ -94,6 +101,26 @@ struct LightAgentsArgs {
     /// Agents are named PREFIX-00001, PREFIX-00002, …
     #[arg(long, default_value = "light")]
     prefix: String,
+    /// Each agent joins with this token (over TLS)
+    #[arg(long, env = "THUNDERHEAD_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a join token and print it (shown this once only)
+    Create {
+        /// Only nodes of this template may join with it [default: any node]
+        #[arg(long)]
+        template: Option<String>,
+        /// How long it is honoured: 30m, 24h, 7days
+        #[arg(long, default_value = "24h")]
+        expires: humantime::Duration,
+    },
+    /// List join tokens (never the tokens themselves)
+    List,
+    /// Remove a join token: no agent joins with it any more (joined nodes stay)
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +220,14 @@ struct ServerArgs {
     /// so short tasks start without waiting for a round trip to the head node; 0 holds none
     #[arg(long, default_value_t = 16)]
     queue_ahead: u32,
+    /// Serve plain HTTP and let agents in without certificates (development only: tokens then
+    /// cross the network in the clear)
+    #[arg(long)]
+    insecure_http: bool,
+    /// Another DNS name or address for the head node's certificate (repeatable); it always
+    /// covers localhost, loopback, this host's name and the addresses it listens on
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
 }
 
 #[derive(Args)]
@@ -206,6 +241,10 @@ struct AgentArgs {
     /// Directory for task files and the result outbox [default: STATE/agent-NAME]
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Trade this join token for a node certificate, if the work directory holds none yet
+    /// (an Administrator makes one: thunderhead token create)
+    #[arg(long, env = "THUNDERHEAD_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -454,6 +493,8 @@ enum NodeCommand {
     Delete(NodeSelection),
     /// Print a node's lifecycle log
     Log { name: String },
+    /// Revoke a node's certificate: its agent is refused until it joins again with a new token
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -530,6 +571,8 @@ enum TaskCommand {
 
 fn main() {
     let cli = Cli::parse();
+    // One crypto provider for every TLS connection of the process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let level = match cli.command {
         Command::Server(_) | Command::Agent(_) | Command::Proxy(_) => "info",
         _ => "warn",
@@ -557,10 +600,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let client = || Client::resolve(cli.server.as_deref(), cli.access.as_deref(), cli.token.as_deref());
+    let client =
+        || Client::resolve(cli.server.as_deref(), cli.access.as_deref(), cli.token.as_deref(), cli.ca.as_deref());
     match cli.command {
         Command::Server(args) => serve(args),
-        Command::Agent(args) => agent(args, cli.server),
+        Command::Agent(args) => agent(args, cli.server, cli.ca),
         Command::Proxy(args) => {
             let server = cli.server.context("give the head node's URL with --server URL")?;
             let config =
@@ -576,8 +620,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Cost(args) => cost(&client()?, args, cli.json),
         Command::Package(c) => package(&client()?, c, cli.json),
         Command::User(c) => user(&client()?, c, cli.json),
+        Command::Token(c) => join_token(&client()?, c, cli.json),
         Command::Bench(args) => bench::run(args, cli.json),
-        Command::LightAgents(args) => light_agents(args, cli.server),
+        Command::LightAgents(args) => light_agents(args, cli.server, cli.ca),
     }
 }
 
@@ -588,6 +633,8 @@ pub fn server_config(state_dir: PathBuf, listen: SocketAddr) -> Result<thunderhe
         cluster: Default::default(),
         agent_program: std::env::current_exe().context("cannot find this program's own path")?,
         blob_store: None,
+        insecure_http: false,
+        tls_names: vec![],
     })
 }
 
@@ -598,6 +645,8 @@ fn serve(args: ServerArgs) -> Result<i32> {
     config.cluster.heartbeat_timeout = args.heartbeat_timeout.max(1) * 1000;
     config.cluster.queue_ahead = args.queue_ahead;
     config.blob_store = args.blob_store;
+    config.insecure_http = args.insecure_http;
+    config.tls_names = args.tls_names;
     raise_open_files_limit();
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;
@@ -607,8 +656,12 @@ fn serve(args: ServerArgs) -> Result<i32> {
     })
 }
 
-fn light_agents(args: LightAgentsArgs, server: Option<String>) -> Result<i32> {
+fn light_agents(args: LightAgentsArgs, server: Option<String>, ca: Option<PathBuf>) -> Result<i32> {
     let server = server.context("give the head node's URL with --server URL")?;
+    let join = match (read_ca(ca.as_deref())?, args.join_token) {
+        (Some(ca), Some(token)) => Some((ca, token)),
+        _ => None,
+    };
     raise_open_files_limit();
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
         let mut stops = Vec::with_capacity(args.count as usize);
@@ -616,7 +669,7 @@ fn light_agents(args: LightAgentsArgs, server: Option<String>) -> Result<i32> {
             let (stop, stopped) = tokio::sync::oneshot::channel();
             stops.push(stop);
             let name = format!("{}-{i:05}", args.prefix);
-            tokio::spawn(thunderhead_agent::run_light(server.clone(), name, args.cores, stopped));
+            tokio::spawn(thunderhead_agent::run_light(server.clone(), name, args.cores, join.clone(), stopped));
             // Join in waves, so the head node's listen queue is not flooded.
             if i % 100 == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -640,7 +693,17 @@ pub fn raise_open_files_limit() {
     }
 }
 
-fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
+/// The cluster's certificate: `--ca FILE`, else one a provider handed over in the environment.
+fn read_ca(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if let Some(path) = file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the cluster's certificate {} (--ca)", path.display()))?;
+        return Ok(Some(pem));
+    }
+    Ok(std::env::var("THUNDERHEAD_CA_PEM").ok().filter(|p| !p.is_empty()))
+}
+
+fn agent(args: AgentArgs, global_server: Option<String>, ca: Option<PathBuf>) -> Result<i32> {
     let server = global_server.context("give the head node's URL with --server URL")?;
     let name = match args.name {
         Some(n) => n,
@@ -651,7 +714,14 @@ fn agent(args: AgentArgs, global_server: Option<String>) -> Result<i32> {
     };
     let cores = args.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
     let work_dir = args.work_dir.unwrap_or_else(|| client::default_state_dir().join(format!("agent-{name}")));
-    let config = thunderhead_agent::AgentConfig { server, name, cores, work_dir };
+    let config = thunderhead_agent::AgentConfig {
+        server,
+        name,
+        cores,
+        work_dir,
+        ca_pem: read_ca(ca.as_deref())?,
+        join_token: args.join_token,
+    };
     // One thread: an agent's work is a loop of small events, and every hand-off between threads
     // costs a context switch per task.
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(thunderhead_agent::run(config))?;
@@ -904,6 +974,17 @@ fn node(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
                 for entry in log {
                     println!("{}  {}", show::time(Some(entry.at)), entry.message);
                 }
+            }
+        }
+        NodeCommand::Revoke { name } => {
+            let answer: Value = c.post(&format!("/api/v1/nodes/{name}/revoke"), &json!({}))?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                println!(
+                    "revoked {} certificate(s) of {name}: its agent is refused from its next connection until it joins again",
+                    answer["revoked"]
+                );
             }
         }
     }
@@ -1393,6 +1474,57 @@ fn user(c: &Client, command: UserCommand, as_json: bool) -> Result<i32> {
                 show::json(&me);
             } else {
                 println!("{} ({})", me.name, me.role.name());
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn join_token(c: &Client, command: TokenCommand, as_json: bool) -> Result<i32> {
+    match command {
+        TokenCommand::Create { template, expires } => {
+            let body = json!({"template": template, "expires_in_secs": expires.as_secs()});
+            let answer: Value = c.post("/api/v1/join-tokens", &body)?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                let scope = answer["template"].as_str().map_or("any node".to_string(), |t| format!("nodes of {t}"));
+                println!(
+                    "join token {} for {scope}, until {}",
+                    answer["id"].as_str().unwrap_or_default(),
+                    show::time(answer["expires_at"].as_u64())
+                );
+                println!("token (shown only now; keep it secret): {}", answer["token"].as_str().unwrap_or_default());
+                println!("join a node with: thunderhead agent --server URL --ca ca.pem --join-token <the token>");
+            }
+        }
+        TokenCommand::List => {
+            let tokens: Vec<thunderhead_core::access::JoinTokenView> = c.get("/api/v1/join-tokens")?;
+            if as_json {
+                show::json(&tokens);
+            } else {
+                show::table(
+                    &["id", "for", "expires", "created"],
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                t.template.clone().unwrap_or_else(|| "any node".into()),
+                                show::time(Some(t.expires_at)),
+                                show::time(Some(t.created_at)),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        TokenCommand::Remove { id } => {
+            let answer: Value = c.delete_json(&format!("/api/v1/join-tokens/{id}"))?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                println!("removed join token {id}");
             }
         }
     }

@@ -42,7 +42,7 @@ fn each_role_does_what_it_may_and_a_refusal_changes_nothing() {
         .env_remove("THUNDERHEAD_ACCESS")
         .env_remove("THUNDERHEAD_TOKEN")
         .env("HOME", c.dir.path())
-        .args(["--server", &url, "job", "list"])
+        .args(["--server", &url, "--ca", c.ca_file().to_str().unwrap(), "job", "list"])
         .output()
         .unwrap();
     assert!(refused(&anonymous, "a request without a token").contains("carries no API token"));
@@ -112,4 +112,139 @@ fn a_lost_access_file_gets_a_new_administrator_token_and_the_old_one_stops_worki
     let out = c.try_th_as(old["token"].as_str().unwrap(), &["job", "list"]);
     assert!(refused(&out, "the lost token").contains("not valid here"));
     assert_eq!(c.json(&["user", "whoami"])["name"], "admin");
+}
+
+/// An agent process of `c` named `name` working in `dir`, with `token` if given; killed on drop.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(server: &str, ca: &std::path::Path, name: &str, dir: &std::path::Path, token: Option<&str>) -> Agent {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["agent", "--server", server, "--name", name, "--cores", "1", "--ca", ca.to_str().unwrap(), "--work-dir"])
+        .arg(dir)
+        .env_remove("THUNDERHEAD_JOIN_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(token) = token {
+        cmd.env("THUNDERHEAD_JOIN_TOKEN", token);
+    }
+    Agent(cmd.spawn().unwrap())
+}
+
+/// Waits for an agent that must stop by itself; returns its standard error.
+fn ends(mut agent: Agent, what: &str) -> String {
+    let status = common::eventually(20, what, || agent.0.try_wait().unwrap());
+    assert!(!status.success(), "{what}: the agent should have failed");
+    let mut err = String::new();
+    use std::io::Read;
+    agent.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    err
+}
+
+/// Opens the agent WebSocket without a client certificate and says hello as `name`; returns
+/// the head node's first frame.
+fn hello_without_certificate(c: &Cluster, name: &str) -> String {
+    let script = r#"
+import base64, json, os, socket, ssl, struct, sys
+port, ca, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /agent/v1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert b" 101 " in head.split(b"\r\n")[0], head
+hello = json.dumps({"type": "hello", "protocol": 1, "agent_version": "x", "name": name, "cores": 1,
+                    "running": [], "completed": []}).encode()
+mask = os.urandom(4)
+frame = bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(hello)) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(hello))
+s.sendall(frame)
+first = s.recv(2)
+n = first[1] & 0x7f
+if n == 126:
+    n = struct.unpack(">H", s.recv(2))[0]
+body = b""
+while len(body) < n:
+    body += s.recv(n - len(body))
+print(body.decode())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &c.port.to_string(), c.ca_file().to_str().unwrap(), name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn agents_join_once_and_are_refused_without_a_valid_certificate() {
+    let mut c = Cluster::start();
+    let url = c.url();
+    assert!(url.starts_with("https://"), "{url}");
+    let access: Value = serde_json::from_str(&std::fs::read_to_string(c.access_file()).unwrap()).unwrap();
+    assert!(access["ca"].as_str().unwrap().contains("BEGIN CERTIFICATE"), "the access file carries the authority");
+
+    // A node joins with a token once; its certificate and key stay in its work directory.
+    c.start_agent("n1", 1);
+    common::eventually(20, "n1 to join", || {
+        c.json(&["node", "list"]).as_array().unwrap().iter().any(|n| n["name"] == "n1").then_some(())
+    });
+    let n1_dir = c.dir.path().join("agent-n1");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(n1_dir.join("node.key")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // An agent with no certificate: refused, and the refusal logged.
+    let frame = hello_without_certificate(&c, "n1");
+    assert!(frame.contains("showed no node certificate"), "{frame}");
+    assert!(c.server_log().contains("refused an agent"), "the refusal is logged");
+
+    // An expired token: refused at the join.
+    let short = c.json(&["token", "create", "--expires", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let late = agent(&url, &c.ca_file(), "n2", &c.dir.path().join("agent-n2"), short["token"].as_str());
+    let err = ends(late, "an agent with an expired token to be refused");
+    assert!(err.contains("expired"), "{err}");
+    assert!(c.server_log().contains("refused a join"), "the refused join is logged");
+
+    // A template's token only admits that template's nodes.
+    c.th(&["template", "create", "burst", "--provider", "local"]);
+    let scoped = c.json(&["token", "create", "--template", "burst"]);
+    let err = ends(
+        agent(&url, &c.ca_file(), "laptop", &c.dir.path().join("agent-laptop"), scoped["token"].as_str()),
+        "an agent outside the token's template to be refused",
+    );
+    assert!(err.contains("template burst") && err.contains("laptop"), "{err}");
+
+    // A revoked node: refused from its next connection on.
+    c.th(&["node", "revoke", "n1"]);
+    let err = ends(agent(&url, &c.ca_file(), "n1", &n1_dir, None), "a revoked node to be refused");
+    assert!(err.contains("revoked"), "{err}");
+
+    // A certificate of another cluster: the handshake fails, and the refusal is logged.
+    let mut other = Cluster::start();
+    other.start_agent("stranger", 1);
+    let stranger_dir = other.dir.path().join("agent-stranger");
+    common::eventually(20, "the stranger to join its own cluster", || {
+        stranger_dir.join("node.pem").exists().then_some(())
+    });
+    let _stranger = agent(&url, &c.ca_file(), "stranger", &stranger_dir, None);
+    common::eventually(20, "the foreign certificate to be refused", || {
+        c.server_log()
+            .lines()
+            .any(|l| l.contains("refused a TLS connection") && l.contains("UnknownIssuer"))
+            .then_some(())
+    });
+    let names: Vec<String> =
+        c.json(&["node", "list"]).as_array().unwrap().iter().map(|n| n["name"].to_string()).collect();
+    assert!(!names.iter().any(|n| n.contains("stranger") || n.contains("n2") || n.contains("laptop")), "{names:?}");
 }

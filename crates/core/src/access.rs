@@ -90,7 +90,8 @@ pub enum Need {
 pub fn need(method: &str, route: &str) -> Need {
     let read = method == "GET" || method == "HEAD";
     match route {
-        "/api/v1/health" | "/api/v1/openapi.json" => Need::Public,
+        // The join token in the body is the credential.
+        "/api/v1/health" | "/api/v1/openapi.json" | "/agent/v1/join" => Need::Public,
         r if r.starts_with("/agent/") => Need::Agent,
         "/api/v1/whoami" => Need::User,
         r if r.starts_with("/api/v1/jobs") => Need::User,
@@ -141,6 +142,69 @@ impl Caller {
     }
 }
 
+/// A join token as the head node stores it (a salted hash, like API tokens). Agents present it
+/// once, to get their node certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenRecord {
+    pub id: String,
+    /// Only nodes of this template may join with it; `None`: any node name (on-premises nodes).
+    pub template: Option<String>,
+    pub expires_at: Millis,
+    pub token_salt: String,
+    pub token_hash: String,
+    pub created_at: Millis,
+}
+
+/// What the API shows of a join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenView {
+    pub id: String,
+    pub template: Option<String>,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}
+
+impl From<&JoinTokenRecord> for JoinTokenView {
+    fn from(t: &JoinTokenRecord) -> Self {
+        JoinTokenView {
+            id: t.id.clone(),
+            template: t.template.clone(),
+            expires_at: t.expires_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
+impl JoinTokenRecord {
+    /// Whether an agent named `node`, of template `node_template` (`None` if no such node is
+    /// known), may join with this token at `now`; the error says why not.
+    pub fn admits(&self, node: &str, node_template: Option<&str>, now: Millis) -> Result<()> {
+        if now >= self.expires_at {
+            return Err(Error::unauthorized(format!(
+                "join token {} expired (ask an Administrator for a new one: thunderhead token create)",
+                self.id
+            )));
+        }
+        match &self.template {
+            Some(t) if node_template != Some(t.as_str()) => Err(Error::forbidden(format!(
+                "join token {} is for nodes of template {t}, and {node} is not one (use a token of its template, or a cluster token)",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A node certificate the head node issued, by the SHA-256 of its DER.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertRecord {
+    pub fingerprint: String,
+    pub node: String,
+    pub issued_at: Millis,
+    /// Revoked certificates are refused; a node's newer certificate revokes its older ones.
+    pub revoked: bool,
+}
+
 /// User names: 1 to 64 of `a-z A-Z 0-9 . _ -`, starting with a letter or digit.
 pub fn check_user_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -181,6 +245,9 @@ mod tests {
         assert_eq!(need("POST", "/api/v1/jobs/{id}/cancel"), Need::User);
         assert_eq!(need("GET", "/api/v1/health"), Need::Public);
         assert_eq!(need("GET", "/agent/v1"), Need::Agent);
+        assert_eq!(need("POST", "/agent/v1/join"), Need::Public);
+        assert_eq!(need("POST", "/api/v1/join-tokens"), Need::Administrator);
+        assert_eq!(need("POST", "/api/v1/nodes/{name}/revoke"), Need::Administrator);
         // A route nobody listed is closed.
         assert_eq!(need("GET", "/api/v1/something-new"), Need::Administrator);
     }
@@ -203,6 +270,25 @@ mod tests {
         assert!(caller(Role::Administrator).may_manage_job("bob"));
         let e = caller(Role::User).check_job(7, "bob").unwrap_err();
         assert!(e.message.contains("job 7 belongs to bob"), "{}", e.message);
+    }
+
+    #[test]
+    fn join_tokens_expire_and_keep_to_their_template() {
+        let token = JoinTokenRecord {
+            id: "t1".into(),
+            template: Some("burst".into()),
+            expires_at: 100,
+            token_salt: String::new(),
+            token_hash: String::new(),
+            created_at: 0,
+        };
+        assert!(token.admits("burst-0001", Some("burst"), 99).is_ok());
+        let e = token.admits("burst-0001", Some("burst"), 100).unwrap_err();
+        assert!(e.kind == crate::ErrorKind::Unauthorized && e.message.contains("expired"), "{}", e.message);
+        let e = token.admits("laptop", None, 5).unwrap_err();
+        assert!(e.message.contains("template burst") && e.message.contains("laptop"), "{}", e.message);
+        let cluster = JoinTokenRecord { template: None, ..token };
+        assert!(cluster.admits("laptop", None, 5).is_ok());
     }
 
     #[test]

@@ -439,7 +439,7 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
             Op::DeletePackage { name, version } => {
                 packages.remove(&(name, version));
             }
-            Op::PutUser(_) | Op::DeleteUser(_) => {}
+            Op::PutUser(_) | Op::DeleteUser(_) | Op::PutJoinToken(_) | Op::DeleteJoinToken(_) | Op::PutNodeCert(_) => {}
         }
     }
     Snapshot {
@@ -453,6 +453,8 @@ fn snapshot_of(ops: &[Op]) -> Snapshot {
         proxies: proxies.into_values().collect(),
         packages: packages.into_values().collect(),
         users: vec![],
+        join_tokens: vec![],
+        node_certs: vec![],
     }
 }
 

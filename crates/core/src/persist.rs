@@ -42,6 +42,9 @@ pub enum Op {
     },
     PutUser(crate::access::UserRecord),
     DeleteUser(String),
+    PutJoinToken(crate::access::JoinTokenRecord),
+    DeleteJoinToken(String),
+    PutNodeCert(crate::access::NodeCertRecord),
 }
 
 fn first_owner() -> String {
@@ -157,4 +160,6 @@ pub struct Snapshot {
     pub proxies: Vec<crate::proxy::ProxyRecord>,
     pub packages: Vec<crate::package::Package>,
     pub users: Vec<crate::access::UserRecord>,
+    pub join_tokens: Vec<crate::access::JoinTokenRecord>,
+    pub node_certs: Vec<crate::access::NodeCertRecord>,
 }

@@ -91,6 +91,29 @@ pub struct InstallResult {
 /// The path agents fetch blobs from.
 pub const BLOB_PATH: &str = "/agent/v1/blobs";
 
+/// Where an agent without a node certificate trades its join token for one.
+pub const JOIN_PATH: &str = "/agent/v1/join";
+
+/// The name every head node certificate carries, and the one agents check: they may reach the
+/// head node through relays at any address, but only the head node holds a certificate of
+/// the cluster's authority with this name.
+pub const HEAD_NAME: &str = "thunderhead-head";
+
+/// What an agent sends to [`JOIN_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    pub name: String,
+}
+
+/// The node certificate and its private key (PEM), and the cluster's authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub certificate: String,
+    pub key: String,
+    pub ca: String,
+}
+
 /// How much of a task's standard output and error the head node keeps.
 pub const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
 

@@ -19,6 +19,7 @@ pub fn request(provider: &str, node: &str) -> crate::DeployRequest {
         template: template(provider),
         size: NodeSize::Small,
         server_url: "http://127.0.0.1:9".into(),
+        join: None,
     }
 }
 

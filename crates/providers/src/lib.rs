@@ -46,7 +46,28 @@ pub struct DeployRequest {
     pub size: NodeSize,
     /// The URL the node's agent connects to.
     pub server_url: String,
+    /// How the agent joins a head node that speaks TLS; `None` with `--insecure-http`.
+    pub join: Option<JoinGrant>,
 }
+
+/// What a burst node's agent needs to join the cluster: the cluster's certificate, to verify
+/// the head node with, and a join token of the node's template.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinGrant {
+    pub ca_pem: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for JoinGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinGrant").field("ca_pem", &"(the cluster's certificate)").field("token", &"(secret)").finish()
+    }
+}
+
+/// The environment that hands a join grant to an agent process (never its command line, which
+/// other users of the machine can read).
+pub const JOIN_TOKEN_ENV: &str = "THUNDERHEAD_JOIN_TOKEN";
+pub const CA_PEM_ENV: &str = "THUNDERHEAD_CA_PEM";
 
 /// Everything a provider needs to deploy one proxy of a set.
 #[derive(Debug, Clone, PartialEq, Eq)]

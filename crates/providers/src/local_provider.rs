@@ -54,7 +54,13 @@ impl LocalProvider {
         let cores = request.size.cores().to_string();
         let args =
             ["agent", "--server", server_url, "--name", &request.node, "--cores", &cores, "--work-dir", &dir_arg];
-        self.launch(&dir, "agent", &args)
+        let env: Vec<(&str, &str)> = match &request.join {
+            Some(grant) => {
+                vec![(crate::JOIN_TOKEN_ENV, grant.token.as_str()), (crate::CA_PEM_ENV, grant.ca_pem.as_str())]
+            }
+            None => vec![],
+        };
+        self.launch(&dir, "agent", &args, &env)
     }
 
     /// [`LocalProvider::spawn`] off the async runtime: starting a process and creating its
@@ -72,12 +78,12 @@ impl LocalProvider {
         let dir = self.root(&request.template).join(&request.proxy);
         let address_file = dir.join("address");
         let listen = match &request.address {
-            Some(url) => url.trim_start_matches("http://").to_string(),
+            Some(url) => url.trim_start_matches("http://").trim_start_matches("https://").to_string(),
             None => "127.0.0.1:0".to_string(),
         };
         let file_arg = address_file.display().to_string();
         let args = ["proxy", "--server", &request.server_url, "--listen", &listen, "--address-file", &file_arg];
-        let handle = self.launch(&dir, "proxy", &args)?;
+        let handle = self.launch(&dir, "proxy", &args, &[])?;
         for _ in 0..500 {
             if let Ok(url) = std::fs::read_to_string(&address_file)
                 && !url.trim().is_empty()
@@ -97,7 +103,7 @@ impl LocalProvider {
 
     /// Starts `role` (`agent` or `proxy`) of this program in `dir`, in its own process group,
     /// logging to `dir/ROLE.log` and recording its pid in `dir/ROLE.pid`.
-    fn launch(&self, dir: &Path, role: &str, args: &[&str]) -> Result<LocalHandle> {
+    fn launch(&self, dir: &Path, role: &str, args: &[&str], env: &[(&str, &str)]) -> Result<LocalHandle> {
         if dir.exists() {
             // A process an earlier deployment left here (the head node stopped before it
             // recorded the deployment) would otherwise outlive its directory.
@@ -114,6 +120,7 @@ impl LocalProvider {
         let log2 = log.try_clone().map_err(|e| ProviderError::fatal(e.to_string()))?;
         let mut child = std::process::Command::new(&self.agent_program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

@@ -176,6 +176,7 @@ impl SimProvider {
             request.server_url.clone(),
             request.node.clone(),
             request.size.cores(),
+            request.join.as_ref().map(|g| (g.ca_pem.clone(), g.token.clone())),
             stopped,
         ));
         let agent = LightAgent { deployment, stop, task };

@@ -14,7 +14,7 @@ use thunderhead_core::template::{NewTemplate, TemplateEdit};
 use thunderhead_core::view::{AddNodes, NodeActionRequest};
 use thunderhead_core::{Error, JobId, TaskKey};
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
-use thunderhead_providers::{DeployRequest, ProviderError, Providers, ProxyRequest};
+use thunderhead_providers::{DeployRequest, JoinGrant, ProviderError, Providers, ProxyRequest};
 use thunderhead_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
@@ -112,12 +112,21 @@ struct Actor {
     agents: HashMap<SessionId, AgentTx>,
     providers: Providers,
     url: String,
+    /// Hands burst nodes their join tokens; `None` over plain HTTP.
+    enrolment: Option<Arc<crate::enrol::Enrolment>>,
     events: mpsc::UnboundedSender<Event>,
     runtime: tokio::runtime::Handle,
     ticks: u64,
 }
 
-pub fn spawn(cluster: Cluster, startup: Effects, store: Arc<dyn Store>, providers: Providers, url: String) -> Handle {
+pub fn spawn(
+    cluster: Cluster,
+    startup: Effects,
+    store: Arc<dyn Store>,
+    providers: Providers,
+    url: String,
+    enrolment: Option<Arc<crate::enrol::Enrolment>>,
+) -> Handle {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut actor = Actor {
         cluster,
@@ -125,6 +134,7 @@ pub fn spawn(cluster: Cluster, startup: Effects, store: Arc<dyn Store>, provider
         agents: HashMap::new(),
         providers,
         url,
+        enrolment,
         events: tx.clone(),
         runtime: tokio::runtime::Handle::current(),
         ticks: 0,
@@ -434,11 +444,22 @@ impl Actor {
             Command::Deploy { node, template, size, via } => {
                 // Agents of burst nodes reach the head node through their set's proxies.
                 let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
-                let request = DeployRequest { node: node.clone(), template, size, server_url };
-                self.provider_call(&request.template.provider.clone(), move |p| async move {
-                    let result = match p {
-                        Ok(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await,
-                        Err(e) => Err(e),
+                // Its agent joins with a token of its template, made durable here if none is at hand.
+                let join = match &self.enrolment {
+                    Some(e) => e
+                        .deploy_token(&template.name, now_millis())
+                        .map(|token| Some(JoinGrant { ca_pem: e.ca.cert_pem.clone(), token }))
+                        .map_err(|e| ProviderError::transient(e.message)),
+                    None => Ok(None),
+                };
+                let provider = template.provider.clone();
+                self.provider_call(&provider, move |p| async move {
+                    let result = match (p, join) {
+                        (Ok(p), Ok(join)) => {
+                            let request = DeployRequest { node: node.clone(), template, size, server_url, join };
+                            bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await
+                        }
+                        (Err(e), _) | (_, Err(e)) => Err(e),
                     };
                     let result = result.map_err(|e| DeployFailure { message: e.message, transient: e.transient });
                     Event::Deployed { node, result }

@@ -6,11 +6,13 @@
 //! that the caller may act on the job.
 
 use crate::actor::{Handle, Request};
+use crate::enrol::Enrolment;
 use crate::secrets::{SecretKey, unhex};
+use crate::tls::Peer;
 use crate::users::Users;
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -46,6 +48,7 @@ struct Api {
     secrets: Arc<SecretKey>,
     blobs: BlobStore,
     users: Arc<Users>,
+    enrolment: Option<Arc<Enrolment>>,
     /// Job ids reserved for a submission to come, and who reserved them.
     reserved: Arc<Mutex<HashMap<u64, String>>>,
 }
@@ -57,17 +60,22 @@ pub struct Parts {
     pub secrets: Arc<SecretKey>,
     pub blobs: BlobStore,
     pub users: Arc<Users>,
+    pub enrolment: Option<Arc<Enrolment>>,
 }
 
 pub fn router(parts: Parts) -> Router {
-    let Parts { handle, store, providers, secrets, blobs, users } = parts;
-    let api = Api { handle, store, providers, secrets, blobs, users, reserved: Default::default() };
+    let Parts { handle, store, providers, secrets, blobs, users, enrolment } = parts;
+    let api = Api { handle, store, providers, secrets, blobs, users, enrolment, reserved: Default::default() };
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(list_users).post(add_user))
         .route("/api/v1/users/{name}", axum::routing::delete(remove_user))
         .route("/api/v1/users/{name}/token", post(rotate_token))
+        .route("/api/v1/join-tokens", get(list_join_tokens).post(create_join_token))
+        .route("/api/v1/join-tokens/{id}", axum::routing::delete(delete_join_token))
+        .route("/api/v1/nodes/{name}/revoke", post(revoke_node))
+        .route(thunderhead_proto::JOIN_PATH, post(join))
         .route("/api/v1/templates", get(list_templates).post(create_template))
         .route("/api/v1/templates/{name}", get(show_template).patch(edit_template).delete(delete_template))
         .route("/api/v1/templates/{name}/validate", post(validate_template))
@@ -102,14 +110,29 @@ pub fn router(parts: Parts) -> Router {
 /// handler finds the [`Caller`] among the request's extensions.
 async fn authenticate(
     State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     route: MatchedPath,
     mut request: axum::extract::Request,
     next: Next,
 ) -> Response {
     let method = request.method().as_str().to_string();
     let need = access::need(&method, route.as_str());
-    if matches!(need, Need::Public | Need::Agent) {
-        return next.run(request).await;
+    match need {
+        Need::Public => return next.run(request).await,
+        Need::Agent => {
+            let verdict = match (&api.enrolment, &peer.certificate) {
+                (None, _) => Ok(()),
+                (Some(_), None) => Err("it showed no node certificate".to_string()),
+                (Some(e), Some(fingerprint)) => e.node_of(fingerprint).map(|_| ()),
+            };
+            if let Err(why) = verdict {
+                tracing::warn!(peer = %peer.addr, route = route.as_str(), reason = %why, "refused an agent request");
+                return ApiError(Error::unauthorized(format!("only the cluster's agents may use this route: {why}")))
+                    .into_response();
+            }
+            return next.run(request).await;
+        }
+        Need::User | Need::Administrator => {}
     }
     let token = request
         .headers()
@@ -836,4 +859,92 @@ async fn remove_user(State(api): State<Api>, Extension(caller): Extension<Caller
     api.users.remove(&name);
     tracing::info!(user = %name, "user removed");
     Ok(Json(serde_json::to_value(UserView::from(&user)).expect("view serialises")))
+}
+
+fn enrolment(api: &Api) -> Result<Arc<Enrolment>, ApiError> {
+    api.enrolment.clone().ok_or_else(|| {
+        ApiError(Error::conflict(
+            "this head node serves plain HTTP (--insecure-http): agents connect without joining, so there are no join tokens or node certificates",
+        ))
+    })
+}
+
+async fn list_join_tokens(State(api): State<Api>) -> Answer {
+    Ok(Json(serde_json::to_value(enrolment(&api)?.list_tokens()).expect("views serialise")))
+}
+
+#[derive(Deserialize)]
+struct NewJoinToken {
+    /// Only nodes of this template may join with it.
+    template: Option<String>,
+    /// How long it is honoured; default one day.
+    expires_in_secs: Option<u64>,
+}
+
+/// A join token, shown this once.
+async fn create_join_token(State(api): State<Api>, body: Result<Json<NewJoinToken>, JsonRejection>) -> Answer {
+    let NewJoinToken { template, expires_in_secs } = body?.0;
+    let enrolment = enrolment(&api)?;
+    if let Some(t) = &template {
+        api.handle.ask(Request::ShowTemplate(t.clone())).await?;
+    }
+    let secs = expires_in_secs.unwrap_or(24 * 3600);
+    if secs == 0 || secs > 366 * 24 * 3600 {
+        return Err(Error::invalid(format!(
+            "a join token lasting {secs} s is not allowed (give 1 s to 366 days, e.g. --expires 24h)"
+        ))
+        .into());
+    }
+    let now = crate::now_millis();
+    let (view, token) = tokio::task::spawn_blocking(move || enrolment.create_token(template, secs * 1000, now))
+        .await
+        .expect("no panic")?;
+    tracing::info!(id = %view.id, template = ?view.template, "join token created");
+    let mut answer = serde_json::to_value(view).expect("view serialises");
+    answer["token"] = Value::from(token);
+    Ok(Json(answer))
+}
+
+async fn delete_join_token(State(api): State<Api>, Path(id): Path<String>) -> Answer {
+    let enrolment = enrolment(&api)?;
+    let gone = id.clone();
+    tokio::task::spawn_blocking(move || enrolment.delete_token(&gone)).await.expect("no panic")?;
+    tracing::info!(%id, "join token removed");
+    Ok(Json(serde_json::json!({"id": id})))
+}
+
+/// Revokes a node's certificates: it is refused from its next connection on, until it joins
+/// again with a new token.
+async fn revoke_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    let enrolment = enrolment(&api)?;
+    let node = name.clone();
+    let revoked = tokio::task::spawn_blocking(move || enrolment.revoke_node(&node)).await.expect("no panic")?;
+    tracing::info!(node = %name, revoked, "node certificates revoked");
+    Ok(Json(serde_json::json!({"node": name, "revoked": revoked})))
+}
+
+/// An agent trades its join token for a node certificate.
+async fn join(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    body: Result<Json<thunderhead_proto::JoinRequest>, JsonRejection>,
+) -> Answer {
+    let request = body?.0;
+    let enrolment = enrolment(&api)?;
+    let template = match api.handle.ask(Request::ShowNode(request.name.clone())).await {
+        Ok(node) => node.get("template").and_then(Value::as_str).map(str::to_string),
+        Err(_) => None,
+    };
+    let name = request.name.clone();
+    let now = crate::now_millis();
+    let joined = tokio::task::spawn_blocking(move || enrolment.join(&request, template.as_deref(), now))
+        .await
+        .expect("no panic");
+    match joined {
+        Ok(reply) => Ok(Json(serde_json::to_value(reply).expect("reply serialises"))),
+        Err(e) => {
+            tracing::warn!(peer = %peer.addr, node = %name, reason = %e.message, "refused a join");
+            Err(e.into())
+        }
+    }
 }

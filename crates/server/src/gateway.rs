@@ -2,14 +2,19 @@
 //!
 //! The first frame must be a `hello` of a protocol version this head node speaks. A malformed
 //! frame closes that agent's connection (the agent reconnects); it never affects the server.
+//! Over TLS the agent must have shown a node certificate this head node issued to the node it
+//! names and has not revoked; a refusal is logged and tells the agent why.
 
 use crate::actor::{Event, Handle, Outbound, task_attempt};
+use crate::enrol::Enrolment;
+use crate::tls::Peer;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thunderhead_core::TaskKey;
@@ -19,24 +24,48 @@ use tokio::sync::mpsc;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-pub fn router(handle: Handle) -> Router {
-    Router::new().route(AGENT_PATH, get(upgrade)).with_state(handle)
+#[derive(Clone)]
+struct Gateway {
+    handle: Handle,
+    enrolment: Option<Arc<Enrolment>>,
 }
 
-async fn upgrade(State(handle): State<Handle>, ws: WebSocketUpgrade) -> Response {
+pub fn router(handle: Handle, enrolment: Option<Arc<Enrolment>>) -> Router {
+    Router::new().route(AGENT_PATH, get(upgrade)).with_state(Gateway { handle, enrolment })
+}
+
+/// Whether the agent at `peer` may act as node `name`.
+pub fn admit(enrolment: Option<&Enrolment>, peer: &Peer, name: &str) -> Result<(), String> {
+    let Some(enrolment) = enrolment else { return Ok(()) };
+    let fingerprint = peer.certificate.as_deref().ok_or_else(|| {
+        "it showed no node certificate (an agent joins first with a join token: thunderhead agent --join-token)"
+            .to_string()
+    })?;
+    let owner = enrolment.node_of(fingerprint)?;
+    if owner != name {
+        return Err(format!("its certificate is node {owner}'s, and it claims to be {name}"));
+    }
+    Ok(())
+}
+
+async fn upgrade(
+    State(Gateway { handle, enrolment }): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    ws: WebSocketUpgrade,
+) -> Response {
     // Small buffers: most agents send a heartbeat now and then, and a head node holds thousands
     // of them (the default of 128 KiB each would cost over 600 MiB for 5,000 agents).
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(8 << 10)
         .write_buffer_size(8 << 10)
-        .on_upgrade(move |socket| session(socket, handle))
+        .on_upgrade(move |socket| session(socket, handle, enrolment, peer))
 }
 
 fn refuse_frame(reason: &str) -> Message {
     Message::Text(thunderhead_proto::encode(&ServerMsg::Refused { reason: reason.to_string() }).into())
 }
 
-async fn session(socket: WebSocket, handle: Handle) {
+async fn session(socket: WebSocket, handle: Handle, enrolment: Option<Arc<Enrolment>>, peer: Peer) {
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
@@ -48,6 +77,11 @@ async fn session(socket: WebSocket, handle: Handle) {
                         "agent protocol {protocol} is not supported by this head node (it speaks {PROTOCOL_VERSION}); run the same thunderhead version on both"
                     );
                     let _ = sink.send(refuse_frame(&reason)).await;
+                    return;
+                }
+                if let Err(why) = admit(enrolment.as_deref(), &peer, &name) {
+                    tracing::warn!(peer = %peer.addr, node = %name, reason = %why, "refused an agent");
+                    let _ = sink.send(refuse_frame(&format!("the head node refused this agent: {why}"))).await;
                     return;
                 }
                 Hello {

@@ -13,9 +13,11 @@
 mod actor;
 mod api;
 mod commit;
+mod enrol;
 mod gateway;
 mod openapi;
 mod secrets;
+mod tls;
 mod users;
 
 use std::net::SocketAddr;
@@ -43,6 +45,10 @@ pub struct ServerConfig {
     pub agent_program: PathBuf,
     /// Where packages and task files are kept; `None` for `file://STATE_DIR/blobs`.
     pub blob_store: Option<String>,
+    /// Serve plain HTTP, and let agents in without certificates: development only.
+    pub insecure_http: bool,
+    /// More DNS names or addresses for the head node's certificate.
+    pub tls_names: Vec<String>,
 }
 
 /// What a client needs to reach a head node, as its administrator; written to
@@ -55,6 +61,9 @@ pub struct Access {
     pub user: String,
     #[serde(default)]
     pub token: String,
+    /// The cluster's certificate (PEM), to verify the head node with; empty over plain HTTP.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +78,8 @@ pub enum ServerError {
     Access { path: String, source: std::io::Error },
     #[error("{0}")]
     Secrets(String),
+    #[error("{0}")]
+    Tls(String),
     #[error(transparent)]
     Blob(thunderhead_blob::BlobError),
     #[error("the head node stopped: {0}")]
@@ -115,23 +126,47 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .await
         .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-    let url = format!("http://{addr}");
+    let enrolment = if config.insecure_http {
+        tracing::warn!(
+            "serving plain HTTP (--insecure-http): tokens cross the network in the clear and agents join unchecked"
+        );
+        None
+    } else {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = tls::ClusterCa::load_or_create(&config.state_dir, &secrets).map_err(ServerError::Tls)?;
+        let tokens = std::mem::take(&mut snapshot.join_tokens);
+        let certs = std::mem::take(&mut snapshot.node_certs);
+        Some(Arc::new(enrol::Enrolment::new(ca, store.clone(), tokens, certs)))
+    };
+    let url = format!("{}://{addr}", if enrolment.is_some() { "https" } else { "http" });
 
     let mut fx = Effects::default();
     let cluster = Cluster::restore(config.cluster.clone(), snapshot, &mut fx, now_millis());
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
-    let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone());
+    let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone());
     let access = Access {
         url: url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         user: thunderhead_core::access::ADMIN.into(),
         token: admin_token,
+        ca: enrolment.as_ref().map(|e| e.ca.cert_pem.clone()).unwrap_or_default(),
     };
     write_access(&config.state_dir, &access)?;
 
-    let parts = api::Parts { handle: handle.clone(), store, providers, secrets, blobs, users };
-    let app = api::router(parts).merge(gateway::router(handle));
-    let served = tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) });
+    let parts =
+        api::Parts { handle: handle.clone(), store, providers, secrets, blobs, users, enrolment: enrolment.clone() };
+    let app = api::router(parts).merge(gateway::router(handle, enrolment.clone()));
+    let app = app.into_make_service_with_connect_info::<tls::Peer>();
+    let served = match &enrolment {
+        Some(enrolment) => {
+            let names = tls::server_names(addr, &config.tls_names);
+            let tls_config = enrolment.ca.server_config(&names).map_err(ServerError::Tls)?;
+            let listener = tls::TlsListener::new(listener, tls_config)
+                .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+            tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) })
+        }
+        None => tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) }),
+    };
     tracing::info!(%url, state_dir = %config.state_dir.display(), "head node listening");
     Ok(RunningServer { url, addr, served })
 }

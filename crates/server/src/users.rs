@@ -16,13 +16,13 @@ pub struct Users {
     by_token: RwLock<HashMap<String, UserRecord>>,
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the system has randomness");
     hex(&buf)
 }
 
-fn digest(salt: &str, secret: &str) -> String {
+pub(crate) fn digest(salt: &str, secret: &str) -> String {
     let mut h = Sha256::new();
     h.update(unhex(salt).unwrap_or_default());
     h.update(secret.as_bytes());
@@ -30,7 +30,7 @@ fn digest(salt: &str, secret: &str) -> String {
 }
 
 /// Compares without an early exit, so the time taken does not tell how much matched.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

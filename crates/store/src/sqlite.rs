@@ -17,9 +17,11 @@ pub const SCHEMA_VERSION: i64 = 5;
 /// `MIGRATIONS[v]` takes a database from schema version `v` to `v + 1`.
 const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
 
-/// Users and the salted hashes of their API tokens.
+/// Users and the salted hashes of their API tokens; join tokens; issued node certificates.
 const SCHEMA_5: &str = "
 CREATE TABLE users (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE join_tokens (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE node_certs (fingerprint TEXT PRIMARY KEY, node TEXT NOT NULL, body TEXT NOT NULL);
 ";
 
 /// Uploaded packages, by name and version.
@@ -153,6 +155,17 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         }
         Op::DeleteUser(name) => {
             tx.prepare_cached("DELETE FROM users WHERE name = ?1")?.execute(params![name])?;
+        }
+        Op::PutJoinToken(t) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO join_tokens (id, body) VALUES (?1, ?2)")?
+                .execute(params![t.id, json(t)])?;
+        }
+        Op::DeleteJoinToken(id) => {
+            tx.prepare_cached("DELETE FROM join_tokens WHERE id = ?1")?.execute(params![id])?;
+        }
+        Op::PutNodeCert(c) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO node_certs (fingerprint, node, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![c.fingerprint, c.node, json(c)])?;
         }
         Op::PutUsage(u) => {
             tx.prepare_cached("INSERT OR REPLACE INTO usage (id, ended, body) VALUES (?1, ?2, ?3)")?
@@ -309,6 +322,14 @@ impl Store for SqliteStore {
             .iter()
             .map(|b| serde_json::from_str(b).map_err(|e| parse("user", &e.to_string())))
             .collect::<Result<_>>()?;
+        let join_tokens = bodies("SELECT body FROM join_tokens ORDER BY id")?
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| parse("join token", &e.to_string())))
+            .collect::<Result<_>>()?;
+        let node_certs = bodies("SELECT body FROM node_certs ORDER BY node, fingerprint")?
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| parse("node certificate", &e.to_string())))
+            .collect::<Result<_>>()?;
         Ok(Snapshot {
             templates,
             series,
@@ -320,6 +341,8 @@ impl Store for SqliteStore {
             proxies,
             packages,
             users,
+            join_tokens,
+            node_certs,
         })
     }
 

@@ -37,6 +37,8 @@ pub struct Cluster {
     server: Option<Child>,
     agents: Vec<(String, Child)>,
     extra_args: Vec<String>,
+    /// The cluster join token on-premises agents of this test join with.
+    join_token: Option<String>,
 }
 
 impl Cluster {
@@ -51,13 +53,30 @@ impl Cluster {
             server: None,
             agents: Vec::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            join_token: None,
         };
         c.start_server();
         c
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.extra_args.iter().any(|a| a == "--insecure-http") { "http" } else { "https" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The cluster's certificate, which clients and agents verify the head node with.
+    pub fn ca_file(&self) -> PathBuf {
+        self.state_dir().join("ca.pem")
+    }
+
+    /// A join token for any node, made once per test cluster.
+    pub fn join_token(&mut self) -> String {
+        if let Some(token) = &self.join_token {
+            return token.clone();
+        }
+        let token = self.json(&["token", "create", "--expires", "1h"])["token"].as_str().unwrap().to_string();
+        self.join_token = Some(token.clone());
+        token
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -99,9 +118,13 @@ impl Cluster {
         let dir = self.dir.path().join(format!("agent-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+        let token = if self.url().starts_with("https") { self.join_token() } else { String::new() };
         let child = Command::new(BIN)
             .args(["agent", "--server", &self.url(), "--name", name, "--cores", &cores.to_string(), "--work-dir"])
             .arg(&dir)
+            .arg("--ca")
+            .arg(self.ca_file())
+            .env("THUNDERHEAD_JOIN_TOKEN", token)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
