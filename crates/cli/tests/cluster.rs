@@ -549,42 +549,11 @@ fn stopping_a_set_while_it_provisions_leaves_nothing_deployed() {
     }
 }
 
-/// A self-signed certificate with an RSA key of `bits` in a PFX protected by `password`, made
-/// by the real `openssl`; returns the PFX's path and openssl's SHA-1 fingerprint.
-fn make_pfx(dir: &std::path::Path, bits: u32, password: &str) -> (std::path::PathBuf, String) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let (key, cert, pfx) =
-        (dir.join(format!("k{bits}.pem")), dir.join(format!("c{bits}.pem")), dir.join(format!("m{bits}.pfx")));
-    let (k, c, p) = (key.to_str().unwrap(), cert.to_str().unwrap(), pfx.to_str().unwrap());
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        &format!("rsa:{bits}"),
-        "-nodes",
-        "-keyout",
-        k,
-        "-out",
-        c,
-        "-days",
-        "30",
-        "-subj",
-        "/CN=th-azure",
-    ]);
-    run(&["pkcs12", "-export", "-inkey", k, "-in", c, "-out", p, "-passout", &format!("pass:{password}")]);
-    let fp = run(&["x509", "-in", c, "-noout", "-fingerprint", "-sha1"]);
-    (pfx, fp.trim().rsplit('=').next().unwrap().replace(':', ""))
-}
-
 #[test]
 fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_started_in_this_build() {
     let c = Cluster::start();
     let password = "correct-horse-battery-42";
-    let (pfx, fingerprint) = make_pfx(c.dir.path(), 2048, password);
+    let (pfx, fingerprint) = common::make_pfx(c.dir.path(), 2048, password);
     let pw_file = c.dir.path().join("pw.txt");
     std::fs::write(&pw_file, format!("{password}\n")).unwrap();
     let (pfx_s, pw_s) = (pfx.to_str().unwrap(), pw_file.to_str().unwrap());
@@ -616,7 +585,7 @@ fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_start
     wrong_thumb.extend(["--thumbprint", "00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff 00 11 22 33"]);
     let err = c.th_fails(&wrong_thumb);
     assert!(err.contains("does not match the certificate") && err.contains(&fingerprint), "{err}");
-    let (weak, _) = make_pfx(c.dir.path(), 1024, password);
+    let (weak, _) = common::make_pfx(c.dir.path(), 1024, password);
     let mut weak_args = base("bad4", good_sub, "thstore");
     weak_args[12] = weak.to_str().unwrap();
     let err = c.th_fails(&weak_args);

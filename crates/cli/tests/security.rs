@@ -248,3 +248,157 @@ fn agents_join_once_and_are_refused_without_a_valid_certificate() {
         c.json(&["node", "list"]).as_array().unwrap().iter().map(|n| n["name"].to_string()).collect();
     assert!(!names.iter().any(|n| n.contains("stranger") || n.contains("n2") || n.contains("laptop")), "{names:?}");
 }
+
+/// Every file under `dir` whose name ends in `.log`, read whole.
+fn logs_under(dir: &std::path::Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            logs_under(&path, into);
+        } else if path.extension().is_some_and(|e| e == "log") {
+            into.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+}
+
+/// Runs the CLI (as `token`'s user, or the administrator) and keeps everything it printed.
+fn said(c: &Cluster, corpus: &mut String, token: Option<&str>, args: &[&str]) -> Output {
+    let out = match token {
+        Some(t) => c.try_th_as(t, args),
+        None => c.try_th(args),
+    };
+    corpus.push_str(&String::from_utf8_lossy(&out.stdout));
+    corpus.push_str(&String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn no_secret_of_a_full_run_shows_in_a_log_an_answer_or_a_stored_record() {
+    let mut c = Cluster::start();
+    let mut answers = String::new();
+    let access: Value = serde_json::from_str(&std::fs::read_to_string(c.access_file()).unwrap()).unwrap();
+    let admin = access["token"].as_str().unwrap().to_string();
+
+    // Secrets are shown once, when issued, and only the one issued.
+    let added = c.try_th(&["--json", "user", "add", "alice"]);
+    let alice = token_of(&serde_json::from_slice(&added.stdout).unwrap());
+    assert!(!String::from_utf8_lossy(&added.stdout).contains(&admin));
+    let join = c.join_token();
+
+    // A template with a certificate and its password.
+    let password = "grep-me-if-you-can-7731";
+    let (pfx, _) = common::make_pfx(c.dir.path(), 2048, password);
+    let pw_file = c.dir.path().join("pw.txt");
+    std::fs::write(&pw_file, password).unwrap();
+    let sub = "0123abcd-4567-89ab-cdef-0123456789ab";
+    let az = [
+        "template",
+        "create",
+        "az",
+        "--provider",
+        "azure",
+        "--subscription-id",
+        sub,
+        "--service-name",
+        "th-burst",
+        "--storage-account",
+        "thstore",
+        "--certificate",
+        pfx.to_str().unwrap(),
+        "--certificate-password-file",
+        pw_file.to_str().unwrap(),
+    ];
+    assert!(said(&c, &mut answers, None, &az).status.success());
+    said(&c, &mut answers, None, &["template", "validate", "az"]);
+
+    // Burst nodes behind proxies, an on-premises node, and a user's sweep across them.
+    for args in [
+        vec!["template", "create", "burst", "--provider", "local"],
+        vec!["node", "add", "--template", "burst", "--count", "2", "--size", "Small"],
+        vec!["node", "start", "--template", "burst", "--wait"],
+        vec!["node", "online", "--template", "burst"],
+    ] {
+        let out = said(&c, &mut answers, None, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    c.start_agent("onprem", 1);
+    common::eventually(20, "the on-premises node to join", || {
+        c.json(&["node", "list"]).as_array().unwrap().iter().any(|n| n["name"] == "onprem").then_some(())
+    });
+    said(&c, &mut answers, None, &["node", "online", "onprem"]);
+    let out = said(&c, &mut answers, Some(&alice), &["--json", "job", "submit", "--sweep", "1-30", "--", "echo", "*"]);
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].to_string();
+    assert!(said(&c, &mut answers, Some(&alice), &["job", "wait", &id]).status.success());
+
+    // The token a burst node got at deployment, and the key it got at joining.
+    let node_dir = c.state_dir().join("nodes/LocalCN-0001");
+    let pid = std::fs::read_to_string(node_dir.join("agent.pid")).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    let deploy_token = String::from_utf8_lossy(&environ)
+        .split('\0')
+        .find_map(|v| v.strip_prefix("THUNDERHEAD_JOIN_TOKEN=").map(str::to_string))
+        .expect("the agent got its token in its environment");
+    assert!(deploy_token.starts_with("thj1_"), "a join token of the head node's form");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&deploy_token), "a token on a command line is public");
+    let node_key = std::fs::read_to_string(node_dir.join("node.key")).unwrap();
+    let node_key_body = node_key.lines().nth(1).unwrap().to_string();
+
+    // Every answer the API gives about the run.
+    for args in [
+        vec!["template", "list"],
+        vec!["template", "show", "az"],
+        vec!["template", "show", "burst"],
+        vec!["node", "list"],
+        vec!["node", "log", "LocalCN-0001"],
+        vec!["node", "log", "onprem"],
+        vec!["job", "list"],
+        vec!["job", "view", &id],
+        vec!["task", "list", &id],
+        vec!["task", "output", &format!("{id}.7")],
+        vec!["user", "list"],
+        vec!["token", "list"],
+        vec!["cost"],
+        vec!["package", "list"],
+        vec!["user", "whoami"],
+    ] {
+        let mut json = vec!["--json"];
+        json.extend(args.iter().copied());
+        said(&c, &mut answers, None, &json);
+        said(&c, &mut answers, None, &args);
+    }
+    said(&c, &mut answers, Some(&alice), &["--json", "job", "list"]);
+    said(&c, &mut answers, None, &["node", "stop", "--template", "burst"]);
+    c.await_nodes("burst", "NotDeployed");
+    c.kill_server();
+    c.start_server();
+    said(&c, &mut answers, None, &["--json", "node", "list"]);
+
+    let mut logs = String::new();
+    logs_under(c.dir.path(), &mut logs);
+    let mut stored = Vec::new();
+    for f in ["thunderhead.db", "thunderhead.db-wal", "ca.key.sealed"] {
+        stored.extend(std::fs::read(c.state_dir().join(f)).unwrap_or_default());
+    }
+    let stored = String::from_utf8_lossy(&stored).to_string();
+    let pfx_hex: String = std::fs::read(&pfx).unwrap()[..32].iter().map(|b| format!("{b:02x}")).collect();
+    let secret_key: String =
+        std::fs::read(c.state_dir().join("secret.key")).unwrap().iter().map(|b| format!("{b:02x}")).collect();
+    let secret_part = |t: &str| t.rsplit('_').next().unwrap().to_string();
+    let secrets = [
+        ("the administrator's token", secret_part(&admin)),
+        ("a user's token", secret_part(&alice)),
+        ("a join token", secret_part(&join)),
+        ("a burst node's join token", secret_part(&deploy_token)),
+        ("the certificate password", password.to_string()),
+        ("the certificate", pfx_hex),
+        ("a node's private key", node_key_body),
+        ("the secret key", secret_key),
+    ];
+    assert!(logs.len() > 1000 && answers.len() > 1000, "the run left logs and answers to search");
+    for (what, secret) in &secrets {
+        for (place, text) in [("a log", &logs), ("an API answer", &answers), ("the stored state", &stored)] {
+            assert!(!text.contains(secret.as_str()), "{what} shows in {place}");
+        }
+    }
+}

@@ -323,3 +323,34 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// A self-signed certificate with an RSA key of `bits` in a PFX protected by `password`, made
+/// by the real `openssl`; returns the PFX's path and openssl's SHA-1 fingerprint.
+pub fn make_pfx(dir: &std::path::Path, bits: u32, password: &str) -> (std::path::PathBuf, String) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (key, cert, pfx) =
+        (dir.join(format!("k{bits}.pem")), dir.join(format!("c{bits}.pem")), dir.join(format!("m{bits}.pfx")));
+    let (k, c, p) = (key.to_str().unwrap(), cert.to_str().unwrap(), pfx.to_str().unwrap());
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        &format!("rsa:{bits}"),
+        "-nodes",
+        "-keyout",
+        k,
+        "-out",
+        c,
+        "-days",
+        "30",
+        "-subj",
+        "/CN=th-azure",
+    ]);
+    run(&["pkcs12", "-export", "-inkey", k, "-in", c, "-out", p, "-passout", &format!("pass:{password}")]);
+    let fp = run(&["x509", "-in", c, "-noout", "-fingerprint", "-sha1"]);
+    (pfx, fp.trim().rsplit('=').next().unwrap().replace(':', ""))
+}
