@@ -39,9 +39,11 @@ echo "==> $("$venv/bin/schemathesis" --version)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/thunderhead-fuzz.XXXXXX")
 server_pgid=""
+fuzz_pid=""
 cleanup() {
     local status=$?
     set +e
+    [ -n "$fuzz_pid" ] && kill -TERM "$fuzz_pid" 2>/dev/null && wait "$fuzz_pid" 2>/dev/null
     # The head node and what it runs in its process group, then what it deployed in groups of
     # their own (local agents and proxies): every one of them names $tmp in its command line.
     [ -n "$server_pgid" ] && kill -TERM -- "-$server_pgid" 2>/dev/null
@@ -164,13 +166,12 @@ fi
 
 echo "==> schemathesis: $examples examples per operation, seed $seed, 1 worker"
 started=$(date +%s)
-status=0
 (
     cd "$tmp/run"
     export PYTHONPATH="$tmp/hooks" SCHEMATHESIS_HOOKS=api_fuzz_hooks API_FUZZ_SANDBOX="$tmp/sandbox" \
         API_FUZZ_USER="$user" API_FUZZ_TOKEN="$token"
-    exec timeout --kill-after=10 "$run_timeout" "$venv/bin/schemathesis" --config-file "$tmp/schemathesis.toml" \
-        run "${location[@]}" \
+    exec timeout --foreground --kill-after=10 "$run_timeout" \
+        "$venv/bin/schemathesis" --config-file "$tmp/schemathesis.toml" run "${location[@]}" \
         --checks not_a_server_error \
         --max-examples "$examples" \
         --seed "$seed" \
@@ -178,13 +179,28 @@ status=0
         --generation-database none \
         --no-color \
         "${request_args[@]}" "$@"
-) || status=$?
+) &
+fuzz_pid=$!
+# Waited for in the background, so that a signal to this script ends the run at once; a head
+# node that dies ends it too (the requests that follow would only be refused).
+server_died=""
+while kill -0 "$fuzz_pid" 2>/dev/null; do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        server_died=1
+        kill -TERM "$fuzz_pid" 2>/dev/null
+        break
+    fi
+    sleep 0.2
+done
+status=0
+wait "$fuzz_pid" || status=$?
+fuzz_pid=""
 elapsed=$(($(date +%s) - started))
 echo "==> schemathesis took ${elapsed}s and exited with $status"
 [ "$status" = 124 ] && echo "api-fuzz: the run took longer than FUZZ_TIMEOUT=${run_timeout}s" >&2
 
 # A crash is a failure even if every answer the fuzzer saw was fine.
-if ! kill -0 "$server_pid" 2>/dev/null; then
+if [ -n "$server_died" ] || ! kill -0 "$server_pid" 2>/dev/null; then
     echo "api-fuzz: the head node is gone; the end of its log:" >&2
     tail -n 40 "$tmp/server.log" >&2
     status=1

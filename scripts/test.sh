@@ -27,3 +27,8 @@ source scripts/emulators.sh
 
 echo "==> cargo test"
 cargo test --workspace --locked
+
+# The REST API against its OpenAPI document: no request may get a 5xx or bring the head node
+# down. Uses the binary the end-to-end tests built.
+echo "==> API fuzzing (schemathesis)"
+THUNDERHEAD_BIN="$CARGO_TARGET_DIR/debug/thunderhead" FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-25}" scripts/api-fuzz.sh

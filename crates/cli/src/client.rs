@@ -147,7 +147,10 @@ impl Client {
     /// Sends a file as the body of a PUT, streamed.
     pub fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
         let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let value = self.answer(self.with_token(self.agent.put(format!("{}{path}", self.base))).send(f))?;
+        // The head node refuses a bad upload before its body: it is not sent until the head node
+        // says to go on.
+        let request = self.with_token(self.agent.put(format!("{}{path}", self.base))).header("Expect", "100-continue");
+        let value = self.answer(request.send(f))?;
         Ok(serde_json::from_value(value)?)
     }
 

@@ -228,6 +228,10 @@ struct ServerArgs {
     /// covers localhost, loopback, this host's name and the addresses it listens on
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    /// A directory whose files task inputs and outputs may name as file:///… (repeatable);
+    /// without one, file:// locations are refused
+    #[arg(long = "file-root")]
+    file_roots: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -635,6 +639,7 @@ pub fn server_config(state_dir: PathBuf, listen: SocketAddr) -> Result<thunderhe
         blob_store: None,
         insecure_http: false,
         tls_names: vec![],
+        file_roots: vec![],
     })
 }
 
@@ -647,6 +652,7 @@ fn serve(args: ServerArgs) -> Result<i32> {
     config.blob_store = args.blob_store;
     config.insecure_http = args.insecure_http;
     config.tls_names = args.tls_names;
+    config.file_roots = args.file_roots;
     raise_open_files_limit();
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;

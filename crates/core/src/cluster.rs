@@ -1163,7 +1163,7 @@ impl Cluster {
         let reserved = submission.reserved_id;
         let valid = submission.validate()?;
         let id = match reserved {
-            Some(id) if id < self.next_job && !self.jobs.contains_key(&id) => id,
+            Some(id) if id >= 1 && id < self.next_job && !self.jobs.contains_key(&id) => id,
             Some(id) => {
                 return Err(Error::conflict(format!(
                     "job id {id} was not reserved or is taken (reserve one with POST /api/v1/jobs/reserve)"

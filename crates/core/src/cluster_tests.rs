@@ -1326,4 +1326,5 @@ fn a_reserved_job_id_is_used_once_and_survives_a_restart() {
     let err = c.submit(&mut fx, sub(Some(id)), env.now).unwrap_err();
     assert!(err.message.contains("taken"), "{err}");
     assert!(c.submit(&mut fx, sub(Some(999)), env.now).is_err());
+    assert!(c.submit(&mut fx, sub(Some(0)), env.now).is_err(), "job ids start at 1");
 }

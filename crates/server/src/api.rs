@@ -49,6 +49,8 @@ struct Api {
     blobs: BlobStore,
     users: Arc<Users>,
     enrolment: Option<Arc<Enrolment>>,
+    /// Directories `file://` locations may name.
+    file_roots: Arc<Vec<std::path::PathBuf>>,
     /// Job ids reserved for a submission to come, and who reserved them.
     reserved: Arc<Mutex<HashMap<u64, String>>>,
 }
@@ -61,11 +63,14 @@ pub struct Parts {
     pub blobs: BlobStore,
     pub users: Arc<Users>,
     pub enrolment: Option<Arc<Enrolment>>,
+    pub file_roots: Vec<std::path::PathBuf>,
 }
 
 pub fn router(parts: Parts) -> Router {
-    let Parts { handle, store, providers, secrets, blobs, users, enrolment } = parts;
-    let api = Api { handle, store, providers, secrets, blobs, users, enrolment, reserved: Default::default() };
+    let Parts { handle, store, providers, secrets, blobs, users, enrolment, file_roots } = parts;
+    let file_roots = Arc::new(file_roots);
+    let api =
+        Api { handle, store, providers, secrets, blobs, users, enrolment, file_roots, reserved: Default::default() };
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/whoami", get(whoami))
@@ -102,8 +107,44 @@ pub fn router(parts: Parts) -> Router {
         .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
+}
+
+/// Refusals axum makes before a handler runs (a path or query that does not parse, a method the
+/// route does not take) answer in the same JSON as every other error.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this route does not take that method (GET /api/v1/openapi.json lists what each route takes)".to_string()
+        }
+        _ => String::from_utf8_lossy(&text).trim().to_string(),
+    };
+    let kind = match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::CONFLICT => ErrorKind::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+        StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorKind::Forbidden,
+        _ => ErrorKind::Invalid,
+    };
+    let mut answer = ApiError(Error { kind, message }).into_response();
+    *answer.status_mut() = status;
+    if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
+        answer.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
+    }
+    answer
 }
 
 /// Checks the caller's token and that its role covers the route, before the route runs; the
@@ -694,8 +735,31 @@ fn resolve(api: &Api, location: &str, writing: bool) -> Result<(BlobStore, Strin
     if key.is_empty() || dir.ends_with(':') || dir.ends_with(":/") {
         return Err(bad("names no blob"));
     }
+    if let Some(path) = dir.strip_prefix("file://") {
+        check_file_root(&api.file_roots, location, path, key)?;
+    }
     let uri = if query.is_empty() { dir.to_string() } else { format!("{dir}?{query}") };
     Ok((BlobStore::open(&uri)?, key.to_string()))
+}
+
+/// A `file://` location reads or writes a file of the head node's machine: only inside the
+/// directories the head node was told it may serve (`--file-root`), whoever asks.
+fn check_file_root(roots: &[std::path::PathBuf], location: &str, dir: &str, key: &str) -> Result<(), ApiError> {
+    let path = std::path::Path::new(dir);
+    let plain = path.is_absolute()
+        && key != ".."
+        && path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+    if plain && roots.iter().any(|root| path.starts_with(root)) {
+        return Ok(());
+    }
+    Err(ApiError(Error::forbidden(format!(
+        "location \"{location}\" is a file of the head node's machine outside the directories it serves ({}); put the file in the head node's store (thunderhead:KEY, or a local path given to job submit), or have the head node started with --file-root DIR",
+        if roots.is_empty() {
+            "none".to_string()
+        } else {
+            roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+        }
+    ))))
 }
 
 /// A blob by location, streamed: task outputs for clients. A User reads their own jobs' areas
@@ -946,5 +1010,26 @@ async fn join(
             tracing::warn!(peer = %peer.addr, node = %name, reason = %e.message, "refused a join");
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_locations_stay_inside_the_served_directories() {
+        let roots = vec![std::path::PathBuf::from("/srv/data")];
+        let check = |dir: &str, key: &str| check_file_root(&roots, "loc", dir, key).is_ok();
+        assert!(check("/srv/data", "in.txt"));
+        assert!(check("/srv/data/cases", "in.txt"));
+        assert!(!check("/srv/data/../../etc", "passwd"), "no way out with ..");
+        assert!(!check("/srv/data", ".."));
+        assert!(!check("/etc", "passwd"));
+        assert!(!check("/srv/database", "x"), "a directory sharing the root's prefix is outside it");
+        assert!(!check("srv/data", "x"), "relative paths are refused");
+        let Err(ApiError(e)) = check_file_root(&[], "file:///etc/passwd", "/etc", "passwd") else { panic!() };
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+        assert!(e.message.contains("--file-root") && e.message.contains("file:///etc/passwd"), "{}", e.message);
     }
 }

@@ -29,7 +29,7 @@ use thunderhead_store::Store;
 use thunderhead_store::sqlite::SqliteStore;
 
 pub use actor::Request;
-pub use openapi::{PUBLIC as PUBLIC_ROUTES, ROUTES as API_ROUTES, router as openapi_router};
+pub use openapi::{PUBLIC as PUBLIC_ROUTES, ROUTES as API_ROUTES};
 
 /// The name of the state database inside the state directory.
 pub const DATABASE_FILE: &str = "thunderhead.db";
@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub insecure_http: bool,
     /// More DNS names or addresses for the head node's certificate.
     pub tls_names: Vec<String>,
+    /// Directories whose files `file://` task inputs and outputs may name.
+    pub file_roots: Vec<PathBuf>,
 }
 
 /// What a client needs to reach a head node, as its administrator; written to
@@ -153,9 +155,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     write_access(&config.state_dir, &access)?;
 
-    let parts =
-        api::Parts { handle: handle.clone(), store, providers, secrets, blobs, users, enrolment: enrolment.clone() };
-    let app = api::router(parts).merge(gateway::router(handle, enrolment.clone()));
+    let file_roots = config.file_roots.iter().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone())).collect();
+    let parts = api::Parts {
+        handle: handle.clone(),
+        store,
+        providers,
+        secrets,
+        blobs,
+        users,
+        enrolment: enrolment.clone(),
+        file_roots,
+    };
+    // The API description is public: it sits outside the API's token check.
+    let app = api::router(parts).merge(gateway::router(handle, enrolment.clone())).merge(openapi::router());
     let app = app.into_make_service_with_connect_info::<tls::Peer>();
     let served = match &enrolment {
         Some(enrolment) => {

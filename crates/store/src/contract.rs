@@ -237,6 +237,8 @@ macro_rules! store_contract_tests {
                 s.apply(&ops).unwrap();
                 let page = s.tasks(TaskQuery { job: 1, after: Some(3), limit: 4, state: None }).unwrap();
                 assert_eq!(page.iter().map(|r| r.index).collect::<Vec<_>>(), [4, 5, 6, 7]);
+                let beyond = s.tasks(TaskQuery { job: 1, after: Some(u64::MAX), limit: 4, state: None }).unwrap();
+                assert!(beyond.is_empty(), "nothing comes after the largest index");
                 assert!(page.iter().all(|r| r.stdout.is_none()));
                 let failed =
                     s.tasks(TaskQuery { job: 1, after: None, limit: 100, state: Some(TaskState::Failed) }).unwrap();

@@ -364,7 +364,12 @@ impl Store for SqliteStore {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE job = ?1 AND idx > ?2 AND (?3 IS NULL OR state = ?3) ORDER BY idx LIMIT ?4"
         );
         let mut stmt = db.prepare_cached(&sql).map_err(engine)?;
-        let after = q.after.map_or(-1, |a| a as i64);
+        // Indices are below 2^63: a larger `after` leaves nothing after it.
+        let after = match q.after {
+            None => -1,
+            Some(a) if a > i64::MAX as u64 => return Ok(vec![]),
+            Some(a) => a as i64,
+        };
         let rows = stmt
             .query_map(params![q.job as i64, after, q.state.map(|s| s.name()), q.limit], |r| task_row(r, false))
             .map_err(engine)?;
