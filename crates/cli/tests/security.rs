@@ -225,8 +225,12 @@ fn agents_join_once_and_are_refused_without_a_valid_certificate() {
     );
     assert!(err.contains("template burst") && err.contains("laptop"), "{err}");
 
-    // A revoked node: refused from its next connection on.
+    // A revoked node: its connection is closed, and it is refused from then on.
     c.th(&["node", "revoke", "n1"]);
+    common::eventually(20, "the running agent of n1 to be refused", || {
+        let log = std::fs::read_to_string(n1_dir.join("agent.log")).unwrap_or_default();
+        log.contains("revoked").then_some(())
+    });
     let err = ends(agent(&url, &c.ca_file(), "n1", &n1_dir, None), "a revoked node to be refused");
     assert!(err.contains("revoked"), "{err}");
 

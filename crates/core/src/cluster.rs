@@ -1440,6 +1440,16 @@ impl Cluster {
     }
 
     /// An agent sent a heartbeat (any message counts as one).
+    /// Closes the connections of node `name`'s agent (its certificate was revoked); returns how
+    /// many. Its tasks are handled as for any agent that went away.
+    pub fn disconnect_node(&mut self, fx: &mut Effects, name: &str, reason: &str) -> usize {
+        let sessions: Vec<SessionId> = self.sessions.iter().filter(|(_, n)| *n == name).map(|(s, _)| *s).collect();
+        for &session in &sessions {
+            fx.commands.push(Command::Disconnect { session, reason: reason.to_string() });
+        }
+        sessions.len()
+    }
+
     pub fn agent_heard(&mut self, session: SessionId, now: Millis) {
         if let Some(node) = self.sessions.get(&session).and_then(|name| self.nodes.get_mut(name)) {
             node.last_heard = now;

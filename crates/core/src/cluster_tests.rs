@@ -1328,3 +1328,22 @@ fn a_reserved_job_id_is_used_once_and_survives_a_restart() {
     assert!(c.submit(&mut fx, sub(Some(999)), env.now).is_err());
     assert!(c.submit(&mut fx, sub(Some(0)), env.now).is_err(), "job ids start at 1");
 }
+
+#[test]
+fn a_node_can_be_disconnected_by_name() {
+    let mut env = Env::new();
+    let names = env.online(2, "Small");
+    env.end();
+    assert_eq!(env.c.disconnect_node(&mut env.fx, &names[0], "its certificate was revoked"), 1);
+    let fx = env.end();
+    let closed: Vec<SessionId> = fx
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Disconnect { session, reason } if reason.contains("revoked") => Some(*session),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![env.sessions[&names[0]]]);
+    assert_eq!(env.c.disconnect_node(&mut env.fx, "nobody", "x"), 0);
+}

@@ -59,6 +59,8 @@ pub enum Request {
     PackageFile(String, Option<u32>),
     RemovePackage(String, Option<u32>),
     InstallPackages(String),
+    /// Closes the connections of a node's agent.
+    DisconnectNode(String, String),
 }
 
 /// Messages to one agent connection.
@@ -277,6 +279,7 @@ impl Actor {
             Request::NodeAction(req) => to_value(c.node_action(fx, req, now)?),
             Request::ListNodes(template) => to_value(c.nodes(template.as_deref())?),
             Request::ShowNode(name) => to_value(c.node(&name)?),
+            Request::DisconnectNode(name, reason) => to_value(c.disconnect_node(fx, &name, &reason)),
             Request::CheckLogName(name) => {
                 if !c.is_proxy(&name) {
                     c.node(&name)?;

@@ -977,14 +977,16 @@ async fn delete_join_token(State(api): State<Api>, Path(id): Path<String>) -> An
     Ok(Json(serde_json::json!({"id": id})))
 }
 
-/// Revokes a node's certificates: it is refused from its next connection on, until it joins
-/// again with a new token.
+/// Revokes a node's certificates and closes its agent's connection: it is refused from then on,
+/// until it joins again with a new token.
 async fn revoke_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     let enrolment = enrolment(&api)?;
     let node = name.clone();
     let revoked = tokio::task::spawn_blocking(move || enrolment.revoke_node(&node)).await.expect("no panic")?;
+    let reason = "its node certificate was revoked".to_string();
+    let closed = api.handle.ask(Request::DisconnectNode(name.clone(), reason)).await?;
     tracing::info!(node = %name, revoked, "node certificates revoked");
-    Ok(Json(serde_json::json!({"node": name, "revoked": revoked})))
+    Ok(Json(serde_json::json!({"node": name, "revoked": revoked, "disconnected": closed})))
 }
 
 /// An agent trades its join token for a node certificate.
