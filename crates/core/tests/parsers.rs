@@ -120,10 +120,10 @@ proptest! {
         now in 0u64..4_000_000_000_000,
     ) {
         // What a template create request may hold: validated or refused, never a panic.
-        if let Ok(new) = serde_json::from_str::<thunderhead_core::template::NewTemplate>(&json) {
-            if let Ok(template) = new.validate(now) {
-                prop_assert!(!template.name.is_empty());
-            }
+        if let Ok(new) = serde_json::from_str::<thunderhead_core::template::NewTemplate>(&json)
+            && let Ok(template) = new.validate(now)
+        {
+            prop_assert!(!template.name.is_empty());
         }
     }
 
