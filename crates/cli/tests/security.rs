@@ -23,6 +23,19 @@ fn refused(out: &Output, what: &str) -> String {
     stderr(out)
 }
 
+/// A raw API request with `token`; returns the status and the body.
+fn api(c: &Cluster, token: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert", c.ca_file().to_str().unwrap(), "-X", method, "-w", "\n%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: application/json"])
+        .args(["--data-raw", body, &format!("{}{path}", c.url())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
+    (status.parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 #[test]
 fn each_role_does_what_it_may_and_a_refusal_changes_nothing() {
     let mut c = Cluster::start();
@@ -72,6 +85,22 @@ fn each_role_does_what_it_may_and_a_refusal_changes_nothing() {
     let out = c.try_th_as(&carol, &["user", "add", "eve"]);
     assert!(refused(&out, "a JobAdministrator adding a user").contains("carol is a JobAdministrator"));
     assert!(c.try_th_as(&bob, &["template", "list"]).status.success(), "a User reads the templates");
+
+    // A job id Alice reserved (to stage her files first) is hers: Bob can neither upload into
+    // its area nor submit as it.
+    let (status, reserved) = api(&c, &alice, "POST", "/api/v1/jobs/reserve", "{}");
+    assert_eq!(status, 200, "{reserved}");
+    let rid = reserved["id"].as_u64().unwrap();
+    let (status, answer) = api(&c, &bob, "PUT", &format!("/api/v1/jobs/{rid}/inputs/x.txt"), "data");
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) =
+        api(&c, &bob, "POST", "/api/v1/jobs", &format!("{{\"command\": [\"true\"], \"reserved_id\": {rid}}}"));
+    assert_eq!((status, answer["error"]["kind"].as_str()), (403, Some("forbidden")), "{answer}");
+    let (status, answer) =
+        api(&c, &alice, "POST", "/api/v1/jobs", &format!("{{\"command\": [\"true\"], \"reserved_id\": {rid}}}"));
+    assert_eq!((status, answer["id"].as_u64()), (200, Some(rid)), "{answer}");
+    let (status, answer) = api(&c, &bob, "GET", "/api/v1/jobs/abc", "");
+    assert_eq!((status, answer["error"]["kind"].as_str()), (400, Some("invalid")), "refusals are JSON: {answer}");
 
     // A JobAdministrator manages every job.
     let out = c.try_th_as(&carol, &["job", "cancel", &id]);

@@ -450,8 +450,16 @@ async fn submit_job(
     let mut submission = body?.0;
     if let Some(id) = submission.reserved_id {
         let reserver = api.reserved.lock().expect("reservations lock").get(&id).cloned();
-        if let Some(reserver) = reserver {
-            caller.check_job(id, &reserver)?;
+        match reserver {
+            Some(reserver) => caller.check_job(id, &reserver)?,
+            // Reservations are kept in memory: one made before a restart has no known owner.
+            None if caller.role < Role::JobAdministrator => {
+                return Err(Error::conflict(format!(
+                    "job id {id} is not reserved by you (it may have been reserved before the head node restarted); submit again: the client reserves a new one"
+                ))
+                .into());
+            }
+            None => {}
         }
     }
     submission.owner = caller.name.clone();
