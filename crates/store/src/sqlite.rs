@@ -432,18 +432,23 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_is_migrated_and_keeps_its_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(&format!("{SCHEMA_1} PRAGMA user_version = 1;")).unwrap();
-        old.execute("INSERT INTO series (prefix, last) VALUES ('LocalCN-', 7)", []).unwrap();
-        drop(old);
-        let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.load().unwrap().series, vec![("LocalCN-".to_string(), 7)]);
-        assert!(s.usage(0).unwrap().is_empty(), "the usage table exists");
-        let version: i64 = Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
+    fn a_database_of_every_earlier_version_is_migrated_and_keeps_its_data() {
+        for from in 1..SCHEMA_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            let old = Connection::open(&path).unwrap();
+            let schema: String = MIGRATIONS[..from as usize].concat();
+            old.execute_batch(&format!("{schema} PRAGMA user_version = {from};")).unwrap();
+            old.execute("INSERT INTO series (prefix, last) VALUES ('LocalCN-', 7)", []).unwrap();
+            drop(old);
+            let s = SqliteStore::open(&path).unwrap();
+            let loaded = s.load().unwrap();
+            assert_eq!(loaded.series, vec![("LocalCN-".to_string(), 7)], "from version {from}");
+            assert!(loaded.users.is_empty() && loaded.node_certs.is_empty(), "the newest tables exist");
+            let version: i64 =
+                Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+        }
     }
 
     #[test]
