@@ -234,6 +234,9 @@ const NODE_KEY: &str = "node.key";
 /// How this agent reaches its head node. Over TLS it shows the node certificate in its work
 /// directory; without one it first trades its join token for one.
 async fn connect_link(config: &AgentConfig, ws_urls: &[String]) -> Result<Link, AgentError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| {
+        AgentError::Setup(format!("cannot create the work directory {}: {e}", config.work_dir.display()))
+    })?;
     let files = (config.work_dir.join(NODE_CERT), config.work_dir.join(NODE_KEY));
     establish(ws_urls, config.ca_pem.as_deref(), config.join_token.as_deref(), &config.name, Some(files)).await
 }

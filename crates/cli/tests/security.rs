@@ -154,7 +154,6 @@ impl Drop for Agent {
 }
 
 fn agent(server: &str, ca: &std::path::Path, name: &str, dir: &std::path::Path, token: Option<&str>) -> Agent {
-    std::fs::create_dir_all(dir).unwrap();
     let mut cmd = std::process::Command::new(common::BIN);
     cmd.args(["agent", "--server", server, "--name", name, "--cores", "1", "--ca", ca.to_str().unwrap(), "--work-dir"])
         .arg(dir)
@@ -231,6 +230,13 @@ fn agents_join_once_and_are_refused_without_a_valid_certificate() {
     let n1_dir = c.dir.path().join("agent-n1");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(n1_dir.join("node.key")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // A new machine joins into a work directory that does not exist yet.
+    let join = c.join_token();
+    let _n3 = agent(&url, &c.ca_file(), "n3", &c.dir.path().join("fresh/agent-n3"), Some(&join));
+    common::eventually(20, "n3 to join", || {
+        c.json(&["node", "list"]).as_array().unwrap().iter().any(|n| n["name"] == "n3").then_some(())
+    });
 
     // An agent with no certificate: refused, and the refusal logged.
     let frame = hello_without_certificate(&c, "n1");
