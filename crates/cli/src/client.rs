@@ -90,7 +90,6 @@ impl Client {
             let cert = Certificate::from_pem(pem.as_bytes())
                 .map_err(|e| anyhow!("the cluster's certificate is not a PEM certificate: {e}"))?
                 .to_owned();
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             config = config.tls_config(
                 TlsConfig::builder()
                     .provider(TlsProvider::Rustls)

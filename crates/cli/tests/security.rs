@@ -302,10 +302,7 @@ fn logs_under(dir: &std::path::Path, into: &mut String) {
 
 /// Runs the CLI (as `token`'s user, or the administrator) and keeps everything it printed.
 fn said(c: &Cluster, corpus: &mut String, token: Option<&str>, args: &[&str]) -> Output {
-    let out = match token {
-        Some(t) => c.try_th_as(t, args),
-        None => c.try_th(args),
-    };
+    let out = c.try_th_with(token, args);
     corpus.push_str(&String::from_utf8_lossy(&out.stdout));
     corpus.push_str(&String::from_utf8_lossy(&out.stderr));
     out

@@ -172,6 +172,21 @@ pub fn spawn(
     Handle { events: tx }
 }
 
+/// What a deployment of `template` hands its agent to join with: a token of the template (made
+/// durable off the actor, if none is at hand) and the cluster's certificate; `None` over plain HTTP.
+async fn join_grant(
+    enrolment: Option<Arc<crate::enrol::Enrolment>>,
+    template: String,
+) -> Result<Option<JoinGrant>, ProviderError> {
+    let Some(e) = enrolment else { return Ok(None) };
+    tokio::task::spawn_blocking(move || {
+        let token = e.deploy_token(&template, now_millis()).map_err(|err| ProviderError::transient(err.message))?;
+        Ok(Some(JoinGrant { ca_pem: e.ca.cert_pem.clone(), token }))
+    })
+    .await
+    .map_err(|err| ProviderError::transient(format!("the deployment was interrupted: {err}")))?
+}
+
 /// The longest a provider may take to deploy one node.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// The longest a provider may take to remove one node.
@@ -447,16 +462,9 @@ impl Actor {
             Command::Deploy { node, template, size, via } => {
                 // Agents of burst nodes reach the head node through their set's proxies.
                 let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
-                // Its agent joins with a token of its template, made durable here if none is at hand.
-                let join = match &self.enrolment {
-                    Some(e) => e
-                        .deploy_token(&template.name, now_millis())
-                        .map(|token| Some(JoinGrant { ca_pem: e.ca.cert_pem.clone(), token }))
-                        .map_err(|e| ProviderError::transient(e.message)),
-                    None => Ok(None),
-                };
-                let provider = template.provider.clone();
+                let (provider, enrolment) = (template.provider.clone(), self.enrolment.clone());
                 self.provider_call(&provider, move |p| async move {
+                    let join = join_grant(enrolment, template.name.clone()).await;
                     let result = match (p, join) {
                         (Ok(p), Ok(join)) => {
                             let request = DeployRequest { node: node.clone(), template, size, server_url, join };

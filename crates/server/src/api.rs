@@ -161,10 +161,9 @@ async fn authenticate(
     match need {
         Need::Public => return next.run(request).await,
         Need::Agent => {
-            let verdict = match (&api.enrolment, &peer.certificate) {
-                (None, _) => Ok(()),
-                (Some(_), None) => Err("it showed no node certificate".to_string()),
-                (Some(e), Some(fingerprint)) => e.node_of(fingerprint).map(|_| ()),
+            let verdict = match &api.enrolment {
+                None => Ok(()),
+                Some(e) => e.node_of_peer(&peer).map(|_| ()),
             };
             if let Err(why) = verdict {
                 tracing::warn!(peer = %peer.addr, route = route.as_str(), reason = %why, "refused an agent request");

@@ -4,7 +4,7 @@
 //! one it issued to that node and has not revoked.
 
 use crate::tls::ClusterCa;
-use crate::users::{digest, random_hex, same};
+use crate::users::{Minted, mint, parse, proves};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use thunderhead_core::access::{JoinTokenRecord, JoinTokenView, NodeCertRecord};
@@ -21,8 +21,9 @@ pub struct Enrolment {
     store: Arc<dyn Store>,
     tokens: RwLock<HashMap<String, JoinTokenRecord>>,
     certs: RwLock<HashMap<String, NodeCertRecord>>,
-    /// The token handed to each template's deployments, while it has an hour left.
-    deploy_tokens: Mutex<HashMap<String, (String, Millis)>>,
+    /// The token handed to each template's deployments (its id, the token, when it expires),
+    /// while it has an hour left.
+    deploy_tokens: Mutex<HashMap<String, (String, String, Millis)>>,
 }
 
 fn store_error(e: thunderhead_store::StoreError) -> Error {
@@ -52,15 +53,13 @@ impl Enrolment {
         ttl: Millis,
         now: Millis,
     ) -> Result<(JoinTokenView, String), Error> {
-        let id = random_hex(6);
-        let secret = random_hex(24);
-        let token_salt = random_hex(16);
+        let Minted { id, salt, hash, token } = mint("thj1");
         let record = JoinTokenRecord {
             id: id.clone(),
             template,
             expires_at: now.saturating_add(ttl),
-            token_hash: digest(&token_salt, &secret),
-            token_salt,
+            token_salt: salt,
+            token_hash: hash,
             created_at: now,
         };
         let mut tokens = self.tokens.write().expect("tokens lock");
@@ -72,8 +71,8 @@ impl Enrolment {
             tokens.remove(&id);
         }
         let view = JoinTokenView::from(&record);
-        tokens.insert(id.clone(), record);
-        Ok((view, format!("thj1_{id}_{secret}")))
+        tokens.insert(id, record);
+        Ok((view, token))
     }
 
     pub fn list_tokens(&self) -> Vec<JoinTokenView> {
@@ -90,28 +89,28 @@ impl Enrolment {
         }
         self.store.apply(&[Op::DeleteJoinToken(id.to_string())]).map_err(store_error)?;
         tokens.remove(id);
-        self.deploy_tokens.lock().expect("deploy tokens lock").retain(|_, (t, _)| !t.contains(&format!("_{id}_")));
+        self.deploy_tokens.lock().expect("deploy tokens lock").retain(|_, (cached, _, _)| cached != id);
         Ok(())
     }
 
     /// The token a deployment of `template` hands its agent.
     pub fn deploy_token(&self, template: &str, now: Millis) -> Result<String, Error> {
         let mut cached = self.deploy_tokens.lock().expect("deploy tokens lock");
-        if let Some((token, expires)) = cached.get(template)
+        if let Some((_, token, expires)) = cached.get(template)
             && *expires > now + DEPLOY_TOKEN_MS / 2
         {
             return Ok(token.clone());
         }
         let (view, token) = self.create_token(Some(template.to_string()), DEPLOY_TOKEN_MS, now)?;
-        cached.insert(template.to_string(), (token.clone(), view.expires_at));
+        cached.insert(template.to_string(), (view.id, token.clone(), view.expires_at));
         Ok(token)
     }
 
     fn find_token(&self, token: &str) -> Option<JoinTokenRecord> {
-        let (id, secret) = token.strip_prefix("thj1_")?.split_once('_')?;
+        let (id, secret) = parse("thj1", token)?;
         let tokens = self.tokens.read().expect("tokens lock");
         let record = tokens.get(id)?;
-        same(digest(&record.token_salt, secret).as_bytes(), record.token_hash.as_bytes()).then(|| record.clone())
+        proves(&record.token_salt, &record.token_hash, secret).then(|| record.clone())
     }
 
     /// Trades a join token for a node certificate; `node_template` is the template of the node
@@ -126,27 +125,24 @@ impl Enrolment {
         })?;
         token.admits(&request.name, node_template, now)?;
         let issued = self.ca.issue_node(&request.name).map_err(Error::conflict)?;
-        let mut certs = self.certs.write().expect("certs lock");
-        let mut ops: Vec<Op> = certs
-            .values()
-            .filter(|c| c.node == request.name && !c.revoked)
-            .map(|c| Op::PutNodeCert(NodeCertRecord { revoked: true, ..c.clone() }))
-            .collect();
         let record = NodeCertRecord {
             fingerprint: issued.fingerprint.clone(),
             node: request.name.clone(),
             issued_at: now,
             revoked: false,
         };
-        ops.push(Op::PutNodeCert(record.clone()));
-        self.store.apply(&ops).map_err(store_error)?;
-        for op in ops {
-            if let Op::PutNodeCert(c) = op {
-                certs.insert(c.fingerprint.clone(), c);
-            }
-        }
+        self.replace_certs(&request.name, Some(record))?;
         tracing::info!(node = %request.name, token = %token.id, "a node joined and got its certificate");
         Ok(JoinReply { certificate: issued.cert_pem, key: issued.key_pem, ca: self.ca.cert_pem.clone() })
+    }
+
+    /// The node the agent at `peer` proved itself to be with its certificate.
+    pub fn node_of_peer(&self, peer: &crate::tls::Peer) -> Result<String, String> {
+        let fingerprint = peer.certificate.as_deref().ok_or_else(|| {
+            "it showed no node certificate (an agent joins first with a join token: thunderhead agent --join-token)"
+                .to_string()
+        })?;
+        self.node_of(fingerprint)
     }
 
     /// The node a certificate belongs to, unless it was revoked or never issued here.
@@ -160,19 +156,25 @@ impl Enrolment {
 
     /// Revokes every certificate of `node`; returns how many.
     pub fn revoke_node(&self, node: &str) -> Result<usize, Error> {
+        self.replace_certs(node, None)
+    }
+
+    /// Revokes `node`'s certificates and records `new` as its only one, durably before the
+    /// change is seen; returns how many were revoked.
+    fn replace_certs(&self, node: &str, new: Option<NodeCertRecord>) -> Result<usize, Error> {
         let mut certs = self.certs.write().expect("certs lock");
-        let ops: Vec<Op> = certs
+        let mut changed: Vec<NodeCertRecord> = certs
             .values()
             .filter(|c| c.node == node && !c.revoked)
-            .map(|c| Op::PutNodeCert(NodeCertRecord { revoked: true, ..c.clone() }))
+            .map(|c| NodeCertRecord { revoked: true, ..c.clone() })
             .collect();
+        let revoked = changed.len();
+        changed.extend(new);
+        let ops: Vec<Op> = changed.iter().cloned().map(Op::PutNodeCert).collect();
         self.store.apply(&ops).map_err(store_error)?;
-        let n = ops.len();
-        for op in ops {
-            if let Op::PutNodeCert(c) = op {
-                certs.insert(c.fingerprint.clone(), c);
-            }
+        for c in changed {
+            certs.insert(c.fingerprint.clone(), c);
         }
-        Ok(n)
+        Ok(revoked)
     }
 }

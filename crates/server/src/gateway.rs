@@ -37,11 +37,7 @@ pub fn router(handle: Handle, enrolment: Option<Arc<Enrolment>>) -> Router {
 /// Whether the agent at `peer` may act as node `name`.
 pub fn admit(enrolment: Option<&Enrolment>, peer: &Peer, name: &str) -> Result<(), String> {
     let Some(enrolment) = enrolment else { return Ok(()) };
-    let fingerprint = peer.certificate.as_deref().ok_or_else(|| {
-        "it showed no node certificate (an agent joins first with a join token: thunderhead agent --join-token)"
-            .to_string()
-    })?;
-    let owner = enrolment.node_of(fingerprint)?;
+    let owner = enrolment.node_of_peer(peer)?;
     if owner != name {
         return Err(format!("its certificate is node {owner}'s, and it claims to be {name}"));
     }

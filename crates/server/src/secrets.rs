@@ -17,6 +17,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Creates `path` readable by its owner only, with `bytes`, synced; refuses to replace a file.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -49,15 +60,7 @@ impl SecretKey {
             Err(_) => {
                 let mut key = vec![0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| format!("cannot draw a random key: {e}"))?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| format!("cannot create the key file {shown}: {e}"))?;
-                file.write_all(&key)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| format!("cannot write {shown}: {e}"))?;
+                write_private(&path, &key)?;
                 key
             }
         };

@@ -5,7 +5,7 @@
 //! verify the head node with it); its private key is `ca.key.sealed`, sealed with the state
 //! directory's secret key. The head node's own key is made at each start and never written.
 
-use crate::secrets::{SecretKey, hex};
+use crate::secrets::{SecretKey, hex, write_private};
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use rcgen::{
@@ -64,20 +64,6 @@ pub struct Issued {
     pub fingerprint: String,
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 impl ClusterCa {
     /// The authority of `state_dir`, created on first start.
     pub fn load_or_create(state_dir: &Path, secrets: &SecretKey) -> Result<ClusterCa, String> {
@@ -113,7 +99,7 @@ impl ClusterCa {
                 let cert =
                     params.self_signed(&key).map_err(|e| format!("cannot make the cluster's certificate: {e}"))?;
                 let sealed = serde_json::to_vec(&SealedCa { name, key: key.serialize_pem() }).expect("serialises");
-                write_private(&key_path, &secrets.seal(&sealed))?;
+                write_private(&key_path, secrets.seal(&sealed).as_bytes())?;
                 let tmp = cert_path.with_extension("tmp");
                 std::fs::write(&tmp, cert.pem())
                     .and_then(|()| std::fs::rename(&tmp, &cert_path))

@@ -16,32 +16,52 @@ pub struct Users {
     by_token: RwLock<HashMap<String, UserRecord>>,
 }
 
-pub(crate) fn random_hex(bytes: usize) -> String {
+fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the system has randomness");
     hex(&buf)
 }
 
-pub(crate) fn digest(salt: &str, secret: &str) -> String {
+fn digest(salt: &str, secret: &str) -> String {
     let mut h = Sha256::new();
     h.update(unhex(salt).unwrap_or_default());
     h.update(secret.as_bytes());
     hex(&h.finalize())
 }
 
-/// Compares without an early exit, so the time taken does not tell how much matched.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A token as the head node mints it (`PREFIX_ID_SECRET`, shown once) and keeps it (the id,
+/// a salt and the hash). API tokens and join tokens are both made this way.
+pub(crate) struct Minted {
+    pub id: String,
+    pub salt: String,
+    pub hash: String,
+    pub token: String,
+}
+
+pub(crate) fn mint(prefix: &str) -> Minted {
+    let (id, secret, salt) = (random_hex(6), random_hex(24), random_hex(16));
+    let hash = digest(&salt, &secret);
+    Minted { token: format!("{prefix}_{id}_{secret}"), id, salt, hash }
+}
+
+/// The id and secret of a token of `prefix`.
+pub(crate) fn parse<'a>(prefix: &str, token: &'a str) -> Option<(&'a str, &'a str)> {
+    token.strip_prefix(prefix)?.strip_prefix('_')?.split_once('_')
+}
+
+/// Whether `secret` is the one `salt` and `hash` were made from. Compares without an early
+/// exit, so the time taken does not tell how much matched.
+pub(crate) fn proves(salt: &str, hash: &str, secret: &str) -> bool {
+    let (a, b) = (digest(salt, secret), hash);
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A new token for `name`: the record to store and the token to show once.
 pub fn issue(name: &str, role: Role, now: u64) -> (UserRecord, String) {
-    let token_id = random_hex(6);
-    let secret = random_hex(24);
-    let token_salt = random_hex(16);
-    let token_hash = digest(&token_salt, &secret);
-    let token = format!("th1_{token_id}_{secret}");
-    (UserRecord { name: name.to_string(), role, token_id, token_salt, token_hash, created_at: now }, token)
+    let Minted { id, salt, hash, token } = mint("th1");
+    let record =
+        UserRecord { name: name.to_string(), role, token_id: id, token_salt: salt, token_hash: hash, created_at: now };
+    (record, token)
 }
 
 impl Users {
@@ -55,12 +75,10 @@ impl Users {
 
     /// The user a token belongs to, if it is one this head node issued and still honours.
     pub fn verify(&self, token: &str) -> Option<Caller> {
-        let rest = token.strip_prefix("th1_")?;
-        let (id, secret) = rest.split_once('_')?;
+        let (id, secret) = parse("th1", token)?;
         let users = self.by_token.read().expect("users lock");
         let user = users.get(id)?;
-        same(digest(&user.token_salt, secret).as_bytes(), user.token_hash.as_bytes())
-            .then(|| Caller { name: user.name.clone(), role: user.role })
+        proves(&user.token_salt, &user.token_hash, secret).then(|| Caller { name: user.name.clone(), role: user.role })
     }
 
     pub fn put(&self, record: UserRecord) {

@@ -147,24 +147,24 @@ impl Cluster {
 
     /// Runs the CLI as the administrator.
     pub fn try_th(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .env("THUNDERHEAD_ACCESS", self.access_file())
-            .env_remove("THUNDERHEAD_SERVER")
-            .env_remove("THUNDERHEAD_TOKEN")
-            .args(args)
-            .output()
-            .unwrap()
+        self.try_th_with(None, args)
     }
 
     /// Runs the CLI with another user's token.
     pub fn try_th_as(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .env("THUNDERHEAD_ACCESS", self.access_file())
-            .env("THUNDERHEAD_TOKEN", token)
+        self.try_th_with(Some(token), args)
+    }
+
+    /// Runs the CLI with `token`, else as the administrator.
+    pub fn try_th_with(&self, token: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.env("THUNDERHEAD_ACCESS", self.access_file())
             .env_remove("THUNDERHEAD_SERVER")
-            .args(args)
-            .output()
-            .unwrap()
+            .env_remove("THUNDERHEAD_TOKEN");
+        if let Some(token) = token {
+            cmd.env("THUNDERHEAD_TOKEN", token);
+        }
+        cmd.args(args).output().unwrap()
     }
 
     /// Runs the CLI and returns its standard output; panics with both streams if it fails.
