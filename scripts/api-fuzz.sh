@@ -176,6 +176,7 @@ started=$(date +%s)
         --max-examples "$examples" \
         --seed "$seed" \
         --workers 1 \
+        --exclude-path /api/v1/events \
         --generation-database none \
         --no-color \
         "${request_args[@]}" "$@"

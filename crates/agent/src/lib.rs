@@ -10,6 +10,7 @@ pub mod archive;
 mod install;
 mod light_agent;
 pub mod link;
+mod metrics;
 mod outbox;
 mod reaper;
 mod relay;

@@ -103,6 +103,8 @@ struct Agent {
     /// The head node's heartbeat interval, from its welcome.
     heartbeat_every: Duration,
     last_beat: std::time::Instant,
+    /// Measures the machine for each heartbeat.
+    sampler: crate::metrics::Sampler,
     /// Slot directories free for the next task that stages no files.
     free_slots: Vec<PathBuf>,
     slots_made: u32,
@@ -167,6 +169,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         link,
         heartbeat_every: Duration::from_secs(10),
         last_beat: std::time::Instant::now(),
+        sampler: crate::metrics::Sampler::default(),
         free_slots: Vec::new(),
         slots_made: 0,
     };
@@ -484,7 +487,7 @@ impl Agent {
             Event::StagedOut { result, outcome } => self.on_staged_out(*result, outcome),
             Event::Heartbeat => {
                 if self.sink.is_some() && self.last_beat.elapsed() >= self.heartbeat_every {
-                    self.outgoing.push(AgentMsg::Heartbeat);
+                    self.outgoing.push(AgentMsg::Heartbeat { metrics: self.sampler.sample() });
                     self.last_beat = std::time::Instant::now();
                 }
             }

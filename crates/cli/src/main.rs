@@ -513,6 +513,9 @@ enum JobCommand {
     Wait { id: u64 },
     /// Cancel a job; running tasks are killed
     Cancel { id: u64 },
+    /// Run the failed and canceled tasks of a Failed or Canceled job again (finished tasks
+    /// stay finished)
+    Requeue { id: u64 },
     /// Download every output the job's tasks uploaded to its area, as DIR/INDEX/PATH
     Output {
         id: u64,
@@ -1115,6 +1118,14 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 show::json(&j);
             } else {
                 println!("job {id} canceled ({} task(s) canceled)", j.tasks.canceled);
+            }
+        }
+        JobCommand::Requeue { id } => {
+            let j: JobView = c.post(&format!("/api/v1/jobs/{id}/requeue"), &json!({}))?;
+            if as_json {
+                show::json(&j);
+            } else {
+                println!("job {id} requeued ({} task(s) queued again)", j.tasks.queued);
             }
         }
     }

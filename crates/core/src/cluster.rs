@@ -7,13 +7,15 @@
 //! acknowledged before it is on disk. Handlers never block, never read a clock, never do I/O.
 
 use crate::cost::{Usage, UsageKind};
-use crate::job::{Job, JobSubmission, TaskState};
+use crate::job::{Job, JobState, JobSubmission, TaskState};
 use crate::node_state::{Health, IllegalTransition, NodeEvent, NodeState};
 use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
 use crate::scheduler::{self, JobDemand, NodeSlots};
 use crate::size::NodeSize;
 use crate::template::{self, NewTemplate, Template, TemplateEdit};
-use crate::view::{AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TemplateView};
+use crate::view::{
+    AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeMetrics, NodeView, TaskView, TemplateView,
+};
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -69,6 +71,9 @@ impl Default for Config {
 /// round trip of results to the head node and new work back, which includes a commit.
 pub const QUEUE_WINDOW_US: u64 = 50_000;
 
+/// How many ended tasks each node remembers for its details.
+pub const RECENT_TASKS: usize = 20;
+
 impl Config {
     /// How often agents send a heartbeat, in whole seconds.
     pub fn heartbeat_secs(&self) -> u32 {
@@ -111,6 +116,10 @@ pub struct Node {
     pub packages: Vec<String>,
     /// A moving average of how long its tasks run, in microseconds; `None` until one ends.
     task_us: Option<u64>,
+    /// What its agent last measured of the machine.
+    pub metrics: Option<NodeMetrics>,
+    /// The tasks that ended there last, newest last (kept in memory only).
+    pub recent: VecDeque<TaskView>,
 }
 
 impl Node {
@@ -146,6 +155,8 @@ impl Node {
             installing: false,
             packages: Vec::new(),
             task_us: None,
+            metrics: None,
+            recent: VecDeque::new(),
         }
     }
 
@@ -219,7 +230,19 @@ impl Node {
             since,
             cause,
             packages: self.packages.clone(),
+            tasks: self.running.iter().map(|k| format!("{}.{}", k.job, k.index)).collect(),
+            cpu_percent: self.metrics.map(|m| m.cpu_percent),
+            memory_used_mb: self.metrics.map(|m| m.memory_used_mb),
+            memory_total_mb: self.metrics.map(|m| m.memory_total_mb),
         }
+    }
+
+    /// Notes a task that ended on this node, forgetting the oldest beyond [`RECENT_TASKS`].
+    fn task_done(&mut self, row: &TaskRow) {
+        if self.recent.len() == RECENT_TASKS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(row.view());
     }
 
     fn takes_work(&self) -> bool {
@@ -455,6 +478,8 @@ impl Cluster {
                 installing: false,
                 packages: Vec::new(),
                 task_us: None,
+                metrics: None,
+                recent: VecDeque::new(),
             };
             c.nodes.insert(r.name, node);
         }
@@ -699,6 +724,21 @@ impl Cluster {
 
     pub fn node(&self, name: &str) -> Result<NodeView> {
         Ok(self.node_named(name)?.view())
+    }
+
+    /// The tasks running on node `name`, then those that ended there last, newest first.
+    pub fn node_tasks(&self, name: &str) -> Result<Vec<TaskView>> {
+        let node = self.node_named(name)?;
+        let running = node.running.iter().filter_map(|key| {
+            let r = self.running.get(key)?;
+            let mut row = TaskRow::new(key.job, key.index);
+            row.state = TaskState::Running;
+            row.attempt = r.attempt;
+            row.losses = r.losses;
+            row.node = Some(r.node.clone());
+            Some(row.view())
+        });
+        Ok(running.chain(node.recent.iter().rev().cloned()).collect())
     }
 
     fn node_named(&self, name: &str) -> Result<&Node> {
@@ -1211,6 +1251,9 @@ impl Cluster {
             row.node = Some(r.node);
             row.ended_at = Some(now);
             row.message = Some("canceled while running".into());
+            if let Some(node) = row.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
+                node.task_done(&row);
+            }
             fx.ops.push(Op::PutTask(row));
         }
         let job = self.jobs.get_mut(&id).expect("checked above");
@@ -1228,6 +1271,34 @@ impl Cluster {
         for name in drained {
             self.settle_drain(fx, &name, now);
         }
+        self.dirty = true;
+        Ok(job_view(&self.jobs[&id]))
+    }
+
+    /// Requeues the failed and canceled tasks of ended job `id`; `ended` holds the stored rows
+    /// of those tasks (index, last attempt), which the caller reads from the store.
+    pub fn requeue_job(&mut self, fx: &mut Effects, id: JobId, ended: &[(u64, u32)]) -> Result<JobView> {
+        let job = self.job_named(id)?;
+        match job.state {
+            JobState::Failed | JobState::Canceled => {}
+            JobState::Finished => {
+                return Err(Error::conflict(format!(
+                    "job {id} finished: every task succeeded, so there is nothing to requeue (submit it again to rerun it)"
+                )));
+            }
+            state => {
+                return Err(Error::conflict(format!(
+                    "job {id} is {} (only a Failed or Canceled job can be requeued; cancel it first)",
+                    state.name()
+                )));
+            }
+        }
+        let job = self.jobs.get_mut(&id).expect("checked above");
+        for row in job.requeue_ended(ended) {
+            fx.ops.push(Op::PutTask(row));
+        }
+        self.active.insert(id);
+        self.progressed.insert(id);
         self.dirty = true;
         Ok(job_view(&self.jobs[&id]))
     }
@@ -1377,7 +1448,7 @@ impl Cluster {
     /// An agent reports ended attempts. Results of attempts that are no longer current (the task
     /// was canceled or requeued) are acknowledged and ignored, so each task ends once.
     pub fn agent_results(&mut self, fx: &mut Effects, session: SessionId, results: Vec<TaskResult>, now: Millis) {
-        self.agent_heard(session, now);
+        self.agent_heard(session, now, None);
         let Some(name) = self.sessions.get(&session).cloned() else {
             return;
         };
@@ -1416,7 +1487,7 @@ impl Cluster {
                 self.active.remove(&job.id);
             }
             self.progressed.insert(result.key.job);
-            fx.ops.push(Op::PutTask(TaskRow {
+            let row = TaskRow {
                 job: result.key.job,
                 index: result.key.index,
                 state,
@@ -1432,14 +1503,17 @@ impl Cluster {
                 ended_at: Some(result.ended_at),
                 stdout: Some(result.stdout),
                 stderr: Some(result.stderr),
-            }));
+            };
+            if let Some(node) = self.nodes.get_mut(&name) {
+                node.task_done(&row);
+            }
+            fx.ops.push(Op::PutTask(row));
         }
         self.settle_drain(fx, &name, now);
         fx.commands.push(Command::Ack { session, tasks: acked });
         self.dirty = true;
     }
 
-    /// An agent sent a heartbeat (any message counts as one).
     /// Closes the connections of node `name`'s agent (its certificate was revoked); returns how
     /// many. Its tasks are handled as for any agent that went away.
     pub fn disconnect_node(&mut self, fx: &mut Effects, name: &str, reason: &str) -> usize {
@@ -1450,10 +1524,18 @@ impl Cluster {
         sessions.len()
     }
 
-    pub fn agent_heard(&mut self, session: SessionId, now: Millis) {
-        if let Some(node) = self.sessions.get(&session).and_then(|name| self.nodes.get_mut(name)) {
-            node.last_heard = now;
+    /// An agent sent a heartbeat (any message counts as one), with what it measured of its
+    /// machine if it measures; returns whether the measurements changed.
+    pub fn agent_heard(&mut self, session: SessionId, now: Millis, metrics: Option<NodeMetrics>) -> bool {
+        let Some(node) = self.sessions.get(&session).and_then(|name| self.nodes.get_mut(name)) else {
+            return false;
+        };
+        node.last_heard = now;
+        let changed = metrics.is_some() && metrics != node.metrics;
+        if changed {
+            node.metrics = metrics;
         }
+        changed
     }
 
     /// An agent's connection closed. Its tasks keep running there: the node is lost only if
@@ -1783,7 +1865,7 @@ impl Cluster {
         }
         for id in std::mem::take(&mut self.progressed) {
             if let Some(job) = self.jobs.get(&id) {
-                fx.ops.push(Op::JobProgress(job_progress(job)));
+                fx.ops.push(Op::JobProgress(job_progress(job, now)));
             }
         }
     }
@@ -1927,7 +2009,7 @@ fn job_record(job: &Job) -> JobRecord {
     }
 }
 
-fn job_progress(job: &Job) -> JobProgress {
+fn job_progress(job: &Job, now: Millis) -> JobProgress {
     JobProgress {
         id: job.id,
         state: job.state,
@@ -1937,6 +2019,7 @@ fn job_progress(job: &Job) -> JobProgress {
         counts: job.counts,
         core_ms: job.core_ms,
         cost_micros: job.cost_micros.clone(),
+        at: now,
     }
 }
 

@@ -268,7 +268,7 @@ fn a_lost_node_requeues_its_tasks_on_another_node() {
     env.now += env.c.config().reconnect_grace + 1;
     for (name, session) in env.sessions.clone() {
         if session != lost_session {
-            env.c.agent_heard(session, env.now);
+            env.c.agent_heard(session, env.now, None);
             assert!(names.contains(&name));
         }
     }
@@ -515,6 +515,42 @@ fn canceling_a_job_cancels_its_running_tasks_on_their_agents() {
 }
 
 #[test]
+fn a_requeued_job_runs_its_failed_and_canceled_tasks_again_and_keeps_its_finished_ones() {
+    let mut env = Env::new();
+    let names = env.online(1, "Small");
+    let id = env.sweep("1-100", None, None, None);
+    let d = all_dispatches(&env.end());
+    assert!(env.c.requeue_job(&mut env.fx, id, &[]).unwrap_err().message.contains("is Running"));
+    env.finish(&names[0], &d[0], 0);
+    env.finish(&names[0], &d[1], 3);
+    env.end();
+    let seen: Vec<(String, String)> =
+        env.c.node_tasks(&names[0]).unwrap().into_iter().map(|t| (t.id, t.state)).collect();
+    let expect = [(3, "Running"), (4, "Running"), (2, "Failed"), (1, "Finished")];
+    assert_eq!(seen, expect.map(|(i, s)| (format!("{id}.{i}"), s.to_string())), "running first, then newest first");
+    env.c.cancel_job(&mut env.fx, id, env.now).unwrap();
+    env.end();
+    // The store holds rows for the failed task and the two canceled while running; the 96
+    // canceled before they ran are only counted.
+    let view = env.c.requeue_job(&mut env.fx, id, &[(2, 1), (3, 1), (4, 1)]).unwrap();
+    assert_eq!((view.state.as_str(), view.tasks.queued, view.tasks.finished), ("Queued", 99, 1));
+    assert_eq!(view.tasks.failed + view.tasks.canceled, 0);
+    let again = all_dispatches(&env.end());
+    assert_eq!((again[0].key.index, again[0].attempt), (2, 2), "the failed task goes first, as a new attempt");
+    assert_eq!((again[1].key.index, again[1].attempt), (3, 2));
+    let mut next = again;
+    for _ in 0..200 {
+        for d in &next {
+            env.finish(&names[0], d, 0);
+        }
+        next = all_dispatches(&env.end());
+    }
+    assert_eq!(env.job_counts(id).finished, 100);
+    let done = env.c.requeue_job(&mut env.fx, id, &[]).unwrap_err();
+    assert!(done.message.contains("nothing to requeue"), "{}", done.message);
+}
+
+#[test]
 fn unknown_agents_join_as_on_premises_nodes_and_undeployed_names_are_refused() {
     let mut env = Env::new();
     env.connect("workstation-7", 16).unwrap();
@@ -577,7 +613,7 @@ fn a_silent_agent_gets_health_error_its_tasks_requeued_and_ok_when_it_returns() 
         .collect();
     // The other agent keeps talking; the quiet one does not.
     env.now += env.c.config().heartbeat_timeout / 2;
-    env.c.agent_heard(env.sessions[&names[1]], env.now);
+    env.c.agent_heard(env.sessions[&names[1]], env.now, None);
     env.now += env.c.config().heartbeat_timeout / 2 + 1;
     env.c.tick(&mut env.fx, env.now);
     let fx = env.end();
@@ -988,7 +1024,7 @@ fn a_scheduled_set_starts_before_its_window_takes_work_in_it_drains_and_stops_at
 
     env.now = monday_10 + MIN;
     for s in env.sessions.values() {
-        env.c.agent_heard(*s, env.now);
+        env.c.agent_heard(*s, env.now, None);
     }
     env.c.tick(&mut env.fx, env.now);
     env.end();
@@ -996,7 +1032,7 @@ fn a_scheduled_set_starts_before_its_window_takes_work_in_it_drains_and_stops_at
 
     env.now = monday_10 + 56 * MIN;
     for s in env.sessions.values() {
-        env.c.agent_heard(*s, env.now);
+        env.c.agent_heard(*s, env.now, None);
     }
     env.c.tick(&mut env.fx, env.now);
     env.end();
@@ -1004,7 +1040,7 @@ fn a_scheduled_set_starts_before_its_window_takes_work_in_it_drains_and_stops_at
 
     env.now = monday_10 + 60 * MIN;
     for s in env.sessions.values() {
-        env.c.agent_heard(*s, env.now);
+        env.c.agent_heard(*s, env.now, None);
     }
     env.c.tick(&mut env.fx, env.now);
     env.end();
@@ -1164,7 +1200,7 @@ fn a_failed_proxy_is_tried_again_while_its_set_runs() {
     env.end();
     env.now += crate::cluster::proxies::PROXY_RETRY;
     for s in env.sessions.values() {
-        env.c.agent_heard(*s, env.now);
+        env.c.agent_heard(*s, env.now, None);
     }
     env.c.tick(&mut env.fx, env.now);
     let fx = env.end();

@@ -121,6 +121,76 @@ pub fn summarize(usages: &[Usage], since: Millis, until: Millis) -> Vec<SetCost>
         .collect()
 }
 
+/// What a job had cost by `at`, per currency in millionths: one sample of its running total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCostSample {
+    pub job: crate::JobId,
+    pub at: Millis,
+    pub cost_micros: BTreeMap<String, u64>,
+}
+
+/// One line of a cost chart: what was spent from the chart's start to each of its times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostLine {
+    /// The set's template, or the job's id.
+    pub key: String,
+    pub currency: String,
+    /// Currency units, one per time of the chart.
+    pub values: Vec<f64>,
+}
+
+/// `points` evenly spaced times from `since` to `until`, both included.
+pub fn chart_times(since: Millis, until: Millis, points: usize) -> Vec<Millis> {
+    let points = points.max(2);
+    let span = until.saturating_sub(since);
+    (0..points).map(|i| since + span * i as u64 / (points - 1) as u64).collect()
+}
+
+/// What each set spent from `times[0]` to each of `times`, per currency.
+pub fn set_lines(usages: &[Usage], times: &[Millis]) -> Vec<CostLine> {
+    let Some(&since) = times.first() else { return Vec::new() };
+    let mut lines: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+    for u in usages {
+        let line = lines.entry((&u.template, &u.currency)).or_insert_with(|| vec![0; times.len()]);
+        for (value, &t) in line.iter_mut().zip(times) {
+            *value += u.cost_within(since, t);
+        }
+    }
+    lines
+        .into_iter()
+        .map(|((template, currency), values)| CostLine {
+            key: template.to_string(),
+            currency: currency.to_string(),
+            values: values.into_iter().map(|m| m as f64 / 1e6).collect(),
+        })
+        .collect()
+}
+
+/// What each job spent from `times[0]` to each of `times`, per currency, from samples of its
+/// running total (ordered by job, then time); jobs that spent nothing in the period are left out.
+pub fn job_lines(samples: &[JobCostSample], times: &[Millis]) -> Vec<CostLine> {
+    let Some(&since) = times.first() else { return Vec::new() };
+    let mut lines = Vec::new();
+    for job in samples.chunk_by(|a, b| a.job == b.job) {
+        let total_at = |t: Millis, currency: &str| -> u64 {
+            job.iter().rev().find(|s| s.at <= t).and_then(|s| s.cost_micros.get(currency)).copied().unwrap_or(0)
+        };
+        let currencies: std::collections::BTreeSet<&String> = job.iter().flat_map(|s| s.cost_micros.keys()).collect();
+        for currency in currencies {
+            let base = total_at(since, currency);
+            let values: Vec<u64> = times.iter().map(|&t| total_at(t, currency).saturating_sub(base)).collect();
+            if values.iter().any(|&v| v > 0) {
+                lines.push(CostLine {
+                    key: job[0].job.to_string(),
+                    currency: currency.clone(),
+                    values: values.into_iter().map(|m| m as f64 / 1e6).collect(),
+                });
+            }
+        }
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +241,21 @@ mod tests {
         assert_eq!((r["Small"], r["ExtraLarge"]), (100_000, 1_000_000));
         assert!(parse_rates("Small:0.1").unwrap_err().message.contains("SIZE=PRICE"));
         assert!(parse_rates("Huge=1").unwrap_err().message.contains("\"Huge\""));
+    }
+
+    #[test]
+    fn a_chart_adds_up_what_each_set_and_job_spent_since_its_start() {
+        let times = chart_times(HOUR, 3 * HOUR, 3);
+        assert_eq!(times, [HOUR, 2 * HOUR, 3 * HOUR]);
+        let sets = set_lines(&[usage(UsageKind::Node, 1, 0, None)], &times);
+        assert_eq!(sets.len(), 1);
+        assert_eq!((sets[0].key.as_str(), sets[0].values.clone()), ("t", vec![0.0, 0.24, 0.48]));
+        let sample = |job, at, micros| JobCostSample { job, at, cost_micros: [("USD".to_string(), micros)].into() };
+        let samples = [sample(7, 0, 100_000), sample(7, 90 * 60_000, 300_000), sample(8, 0, 50_000)];
+        let jobs = job_lines(&samples, &times);
+        // Job 8 spent all it spent before the chart begins.
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].key.as_str(), jobs[0].values.clone()), ("7", vec![0.0, 0.2, 0.2]));
     }
 
     #[test]

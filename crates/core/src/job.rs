@@ -623,6 +623,68 @@ impl Job {
         self.ended_at = Some(now);
     }
 
+    /// Puts the failed and canceled tasks of an ended job back in the queue, as HPC Pack's
+    /// requeue does: `ended` lists the stored rows of those tasks (index, last attempt); queued
+    /// sweep indices that a cancel only counted are taken again from where the sweep stopped.
+    /// Finished tasks stay finished. Returns the rows to store for the requeued tasks.
+    pub fn requeue_ended(&mut self, ended: &[(u64, u32)]) -> Vec<crate::persist::TaskRow> {
+        debug_assert!(matches!(self.state, JobState::Failed | JobState::Canceled));
+        let c = &mut self.counts;
+        c.queued += c.failed + c.canceled;
+        c.failed = 0;
+        c.canceled = 0;
+        self.state = JobState::Queued;
+        self.ended_at = None;
+        let mut rows = Vec::with_capacity(ended.len());
+        if let Some(g) = &mut self.graph {
+            for &(index, _) in ended {
+                g.state[(index - 1) as usize] = TaskState::Queued;
+            }
+        }
+        for &(index, attempt) in ended {
+            // A task of a job with explicit tasks waits for its dependencies again, and starts
+            // over at attempt 1 when they are done.
+            let ready = match &self.graph {
+                None => true,
+                Some(g) => {
+                    let i = index - 1;
+                    !g.dependents
+                        .iter()
+                        .enumerate()
+                        .any(|(d, of)| of.contains(&(i as u32)) && g.state[d] != TaskState::Finished)
+                }
+            };
+            let mut row = crate::persist::TaskRow::new(self.id, index);
+            row.message = Some("requeued".into());
+            if ready && attempt > 0 {
+                row.attempt = attempt;
+                self.requeued.insert(index, Requeued { attempt, losses: 0 });
+            }
+            rows.push(row);
+        }
+        if let Some(g) = &mut self.graph {
+            for i in 0..g.state.len() {
+                g.waiting_on[i] = 0;
+            }
+            for (p, of) in g.dependents.iter().enumerate() {
+                if g.state[p] != TaskState::Finished {
+                    for &d in of {
+                        g.waiting_on[d as usize] += 1;
+                    }
+                }
+            }
+            g.ready = (0..g.state.len())
+                .filter(|&i| {
+                    g.state[i] == TaskState::Queued
+                        && g.waiting_on[i] == 0
+                        && !self.requeued.contains_key(&(i as u64 + 1))
+                })
+                .map(|i| i as u64 + 1)
+                .collect();
+        }
+        rows
+    }
+
     /// The command line of task `index`, with the sweep index substituted.
     pub fn command_of(&self, index: u64) -> Vec<String> {
         match &self.spec {

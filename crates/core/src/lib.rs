@@ -10,6 +10,7 @@ pub mod availability;
 pub mod cluster;
 pub mod cost;
 pub mod error;
+pub mod feed;
 pub mod job;
 pub mod node_state;
 pub mod package;

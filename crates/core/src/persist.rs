@@ -101,6 +101,9 @@ pub struct JobProgress {
     pub core_ms: u64,
     #[serde(default)]
     pub cost_micros: std::collections::BTreeMap<String, u64>,
+    /// When this progress was made; stores keep a sample of the cost over time from it.
+    #[serde(default)]
+    pub at: Millis,
 }
 
 /// The stored row of a task that has started at least once (sweeps), or of every task
@@ -124,6 +127,22 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// What the API shows of the row (its output is shown on its own).
+    pub fn view(&self) -> crate::view::TaskView {
+        crate::view::TaskView {
+            id: format!("{}.{}", self.job, self.index),
+            job: self.job,
+            index: self.index,
+            state: self.state.name().to_string(),
+            attempt: self.attempt,
+            node: self.node.clone(),
+            exit_code: self.exit_code,
+            message: self.message.clone(),
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+        }
+    }
+
     pub fn new(job: JobId, index: u64) -> TaskRow {
         TaskRow {
             job,

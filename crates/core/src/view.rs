@@ -60,6 +60,25 @@ pub struct NodeView {
     pub cause: Option<String>,
     /// The packages it installed, `name@version`.
     pub packages: Vec<String>,
+    /// The tasks running there, `JOB.INDEX`.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// What its agent last measured: CPU use of the machine in percent, and memory in MiB;
+    /// `null` until an agent reports (and for agents that do not measure).
+    #[serde(default)]
+    pub cpu_percent: Option<u8>,
+    #[serde(default)]
+    pub memory_used_mb: Option<u64>,
+    #[serde(default)]
+    pub memory_total_mb: Option<u64>,
+}
+
+/// What an agent measures of its machine with each heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    pub cpu_percent: u8,
+    pub memory_used_mb: u64,
+    pub memory_total_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,7 +154,7 @@ pub struct SubmitReply {
     pub id: JobId,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskView {
     /// `JOB.INDEX`
     pub id: String,

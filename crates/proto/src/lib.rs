@@ -137,7 +137,19 @@ pub enum AgentMsg {
     Installed {
         results: Vec<InstallResult>,
     },
-    Heartbeat,
+    /// The agent is alive; it sends what it measured of its machine, if it measures.
+    Heartbeat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<Metrics>,
+    },
+}
+
+/// What an agent measured of its machine: CPU use since the last heartbeat, and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub cpu_percent: u8,
+    pub memory_used_mb: u64,
+    pub memory_total_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

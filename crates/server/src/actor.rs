@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use thunderhead_core::cluster::{Cluster, Command, DeployFailure, Effects, Hello, SessionId, TaskAttempt, TaskResult};
+use thunderhead_core::feed::{Generations, Topics};
 use thunderhead_core::job::JobSubmission;
 use thunderhead_core::template::{NewTemplate, TemplateEdit};
 use thunderhead_core::view::{AddNodes, NodeActionRequest};
@@ -16,7 +17,7 @@ use thunderhead_core::{Error, JobId, TaskKey};
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
 use thunderhead_providers::{DeployRequest, JoinGrant, ProviderError, Providers, ProxyRequest};
 use thunderhead_store::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The most events handled in one batch.
 const MAX_BATCH: usize = 4096;
@@ -44,6 +45,10 @@ pub enum Request {
     CheckLogName(String),
     Submit(JobSubmission),
     CancelJob(JobId),
+    /// Requeues an ended job's failed and canceled tasks: (index, last attempt) of each.
+    RequeueJob(JobId, Vec<(u64, u32)>),
+    /// The tasks running on a node and those that ended there last.
+    NodeTasks(String),
     ListJobs,
     ShowJob(JobId),
     CheckTask(JobId, u64),
@@ -77,7 +82,7 @@ pub enum Event {
     Api(Box<Request>, Reply),
     AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
     AgentResults { session: SessionId, results: Vec<TaskResult> },
-    AgentHeard { session: SessionId },
+    AgentHeard { session: SessionId, metrics: Option<thunderhead_core::view::NodeMetrics> },
     AgentInstalled { session: SessionId, results: Vec<thunderhead_core::cluster::packages::Installed> },
     AgentGone { session: SessionId },
     Deployed { node: String, result: Result<Value, DeployFailure> },
@@ -92,12 +97,18 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Handle {
     events: mpsc::UnboundedSender<Event>,
+    changes: watch::Receiver<Generations>,
 }
 
 impl Handle {
     pub fn send(&self, event: Event) {
         // The actor lives as long as the process; a failed send means the process is ending.
         let _ = self.events.send(event);
+    }
+
+    /// Follows what changes, by topic, for live clients.
+    pub fn follow(&self) -> watch::Receiver<Generations> {
+        self.changes.clone()
     }
 
     /// Sends a request and waits for its answer, which arrives once the request is durable.
@@ -119,6 +130,10 @@ struct Actor {
     events: mpsc::UnboundedSender<Event>,
     runtime: tokio::runtime::Handle,
     ticks: u64,
+    /// Announces each batch's changes to live clients.
+    changes: watch::Sender<Generations>,
+    /// What this batch changed beyond its ops (agents connecting, measurements).
+    touched: Topics,
 }
 
 pub fn spawn(
@@ -130,6 +145,7 @@ pub fn spawn(
     enrolment: Option<Arc<crate::enrol::Enrolment>>,
 ) -> Handle {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let (changes, following) = watch::channel(Generations::default());
     let mut actor = Actor {
         cluster,
         commits: commit::spawn(store),
@@ -140,6 +156,8 @@ pub fn spawn(
         events: tx.clone(),
         runtime: tokio::runtime::Handle::current(),
         ticks: 0,
+        changes,
+        touched: Topics::NONE,
     };
     let ticks = tx.clone();
     tokio::spawn(async move {
@@ -157,6 +175,7 @@ pub fn spawn(
         let mut follow_ups: Vec<FollowUp> = Vec::new();
         loop {
             actor.cluster.end_batch(&mut fx, now_millis());
+            actor.announce(&fx);
             actor.submit(std::mem::take(&mut fx), std::mem::take(&mut follow_ups));
             let Some(first) = rx.recv().await else { return };
             let now = now_millis();
@@ -169,7 +188,7 @@ pub fn spawn(
             }
         }
     });
-    Handle { events: tx }
+    Handle { events: tx, changes: following }
 }
 
 /// What a deployment of `template` hands its agent to join with: a token of the template (made
@@ -233,6 +252,7 @@ impl Actor {
                 }));
             }
             Event::AgentHello { session, hello, tx } => {
+                self.touched |= Topics::NODES;
                 let name = hello.name.clone();
                 match self.cluster.agent_hello(fx, session, hello, now) {
                     Ok(node) => {
@@ -251,9 +271,14 @@ impl Actor {
                 }
             }
             Event::AgentResults { session, results } => self.cluster.agent_results(fx, session, results, now),
-            Event::AgentHeard { session } => self.cluster.agent_heard(session, now),
+            Event::AgentHeard { session, metrics } => {
+                if self.cluster.agent_heard(session, now, metrics) {
+                    self.touched |= Topics::NODES;
+                }
+            }
             Event::AgentInstalled { session, results } => self.cluster.agent_installed(fx, session, results, now),
             Event::AgentGone { session } => {
+                self.touched |= Topics::NODES;
                 self.agents.remove(&session);
                 self.cluster.agent_gone(fx, session, now);
             }
@@ -303,6 +328,8 @@ impl Actor {
             }
             Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
             Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
+            Request::RequeueJob(id, ended) => to_value(c.requeue_job(fx, id, &ended)?),
+            Request::NodeTasks(name) => to_value(c.node_tasks(&name)?),
             Request::ListJobs => to_value(c.jobs()),
             Request::ShowJob(id) => to_value(c.job(id)?),
             Request::ReservePackage { name, file, template } => {
@@ -350,6 +377,14 @@ impl Actor {
     }
 
     /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.
+    /// Tells live clients which topics this batch changed.
+    fn announce(&mut self, fx: &Effects) {
+        let topics = fx.ops.iter().fold(std::mem::take(&mut self.touched), |t, op| t | Topics::of(op));
+        if !topics.is_empty() {
+            self.changes.send_modify(|g| g.bump(topics));
+        }
+    }
+
     fn submit(&mut self, fx: Effects, mut follow_ups: Vec<FollowUp>) {
         for command in fx.commands {
             if let Some(f) = self.follow_up(command) {

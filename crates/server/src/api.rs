@@ -30,7 +30,7 @@ use thunderhead_core::persist::Op;
 use thunderhead_core::persist::TaskRow;
 use thunderhead_core::template::{NewTemplate, Secret, Template, TemplateEdit};
 use thunderhead_core::view::{
-    AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, TaskOutput, TaskView,
+    AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, TaskOutput,
 };
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
@@ -53,6 +53,8 @@ struct Api {
     file_roots: Arc<Vec<std::path::PathBuf>>,
     /// Job ids reserved for a submission to come, and who reserved them.
     reserved: Arc<Mutex<HashMap<u64, String>>>,
+    /// Event streams open right now.
+    streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub struct Parts {
@@ -69,8 +71,18 @@ pub struct Parts {
 pub fn router(parts: Parts) -> Router {
     let Parts { handle, store, providers, secrets, blobs, users, enrolment, file_roots } = parts;
     let file_roots = Arc::new(file_roots);
-    let api =
-        Api { handle, store, providers, secrets, blobs, users, enrolment, file_roots, reserved: Default::default() };
+    let api = Api {
+        handle,
+        store,
+        providers,
+        secrets,
+        blobs,
+        users,
+        enrolment,
+        file_roots,
+        reserved: Default::default(),
+        streams: Default::default(),
+    };
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/whoami", get(whoami))
@@ -89,7 +101,10 @@ pub fn router(parts: Parts) -> Router {
         .route("/api/v1/nodes/actions", post(node_action))
         .route("/api/v1/nodes/{name}", get(show_node))
         .route("/api/v1/nodes/{name}/log", get(node_log))
+        .route("/api/v1/nodes/{name}/tasks", get(node_tasks))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/cost", get(cost))
+        .route("/api/v1/cost/series", get(cost_series))
         .route("/api/v1/packages", get(list_packages))
         .route("/api/v1/packages/install", post(install_packages))
         .route("/api/v1/packages/{name}", get(show_package).put(upload_package).delete(remove_package))
@@ -103,6 +118,7 @@ pub fn router(parts: Parts) -> Router {
         .route("/api/v1/jobs", get(list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/requeue", post(requeue_job))
         .route("/api/v1/jobs/{id}/tasks", get(list_tasks))
         .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
@@ -258,8 +274,58 @@ async fn not_found() -> ApiError {
     ApiError(Error::not_found("no such API route (see /api/v1/health; routes live under /api/v1)"))
 }
 
-async fn health() -> Json<Value> {
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn health(State(api): State<Api>) -> Json<Value> {
+    let streams = api.streams.load(std::sync::atomic::Ordering::Relaxed);
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "event_streams": streams}))
+}
+
+/// How long a stream of events waits after a change for more, to send one event for a burst.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Counts an open event stream while it lives.
+struct StreamGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl StreamGuard {
+    fn open(count: &Arc<std::sync::atomic::AtomicUsize>) -> StreamGuard {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StreamGuard(count.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Server-sent events for live pages: `change` events whose data is `{"seq", "topics"}`, the
+/// topics (`nodes`, `jobs`, `templates`, `packages`, `cost`) whose resources changed since the
+/// last event. The first event names every topic. A burst of changes makes one event.
+async fn events(State(api): State<Api>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use thunderhead_core::feed::{Generations, Topics};
+    let start = (api.handle.follow(), None::<Generations>, StreamGuard::open(&api.streams));
+    let stream = futures_util::stream::unfold(start, |(mut changes, seen, guard)| async move {
+        let (topics, now) = match seen {
+            None => (Topics::ALL, *changes.borrow_and_update()),
+            Some(seen) => loop {
+                changes.changed().await.ok()?;
+                tokio::time::sleep(COALESCE).await;
+                let now = *changes.borrow_and_update();
+                let topics = now.since(&seen);
+                if !topics.is_empty() {
+                    break (topics, now);
+                }
+            },
+        };
+        let data = serde_json::json!({"seq": now.seq(), "topics": topics.names()}).to_string();
+        let event = Event::default().event("change").data(data);
+        Some((Ok::<_, std::convert::Infallible>(event), (changes, Some(now), guard)))
+    });
+    let mut response =
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))).into_response();
+    response.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    response
 }
 
 async fn list_templates(State(api): State<Api>) -> Answer {
@@ -424,6 +490,10 @@ async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     Ok(Json(serde_json::to_value(log).expect("log serialises")))
 }
 
+async fn node_tasks(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+    ask(&api, Request::NodeTasks(name)).await
+}
+
 /// The jobs the caller may see: a User's own, every job for the administrators.
 async fn visible_jobs(api: &Api, caller: &Caller) -> Result<Vec<JobView>, ApiError> {
     let jobs: Vec<JobView> = serde_json::from_value(api.handle.ask(Request::ListJobs).await?).expect("job views");
@@ -479,26 +549,36 @@ async fn cancel_job(State(api): State<Api>, Extension(caller): Extension<Caller>
     ask(&api, Request::CancelJob(id)).await
 }
 
+/// Puts the failed and canceled tasks of an ended job back in the queue.
+async fn requeue_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
+    own_job(&api, &caller, id).await?;
+    let store = api.store.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut ended = Vec::new();
+        for state in [TaskState::Failed, TaskState::Canceled] {
+            let mut after = None;
+            loop {
+                let rows = store.tasks(TaskQuery { job: id, after, limit: 10_000, state: Some(state) })?;
+                ended.extend(rows.iter().map(|r| (r.index, r.attempt)));
+                match rows.last() {
+                    Some(last) if rows.len() == 10_000 => after = Some(last.index),
+                    _ => break,
+                }
+            }
+        }
+        ended.sort_unstable();
+        Ok::<_, thunderhead_store::StoreError>(ended)
+    })
+    .await
+    .expect("no panic")?;
+    ask(&api, Request::RequeueJob(id, ended)).await
+}
+
 #[derive(Deserialize)]
 struct TaskFilter {
     after: Option<u64>,
     limit: Option<u32>,
     state: Option<String>,
-}
-
-fn task_view(row: &TaskRow) -> TaskView {
-    TaskView {
-        id: format!("{}.{}", row.job, row.index),
-        job: row.job,
-        index: row.index,
-        state: row.state.name().to_string(),
-        attempt: row.attempt,
-        node: row.node.clone(),
-        exit_code: row.exit_code,
-        message: row.message.clone(),
-        started_at: row.started_at,
-        ended_at: row.ended_at,
-    }
 }
 
 /// Rows of tasks that have started at least once (and of every task of a job with explicit
@@ -521,7 +601,7 @@ async fn list_tasks(
     let query = TaskQuery { job: id, after: filter.after, limit: filter.limit.unwrap_or(10_000).min(100_000), state };
     let store = api.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.tasks(query)).await.expect("no panic")?;
-    Ok(Json(serde_json::to_value(rows.iter().map(task_view).collect::<Vec<_>>()).expect("views serialise")))
+    Ok(Json(serde_json::to_value(rows.iter().map(TaskRow::view).collect::<Vec<_>>()).expect("views serialise")))
 }
 
 async fn show_task(
@@ -535,7 +615,7 @@ async fn show_task(
     let row = tokio::task::spawn_blocking(move || store.task(id, index)).await.expect("no panic")?;
     let row = row.unwrap_or_else(|| thunderhead_core::persist::TaskRow::new(id, index));
     let view = serde_json::json!({
-        "task": task_view(&row),
+        "task": row.view(),
         "output": TaskOutput {
             id: format!("{id}.{index}"),
             state: row.state.name().to_string(),
@@ -599,6 +679,64 @@ async fn cost(
         total,
     };
     Ok(Json(serde_json::to_value(report).expect("reports serialise")))
+}
+
+#[derive(Deserialize)]
+struct SeriesFilter {
+    since: Option<u64>,
+    until: Option<u64>,
+    points: Option<u32>,
+}
+
+/// The most points a cost chart may have.
+const MAX_CHART_POINTS: u32 = 1_000;
+
+/// What each set and each job the caller may see spent over a period, as chart lines: the
+/// amount spent from `since` to each of `times`.
+async fn cost_series(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(filter): Query<SeriesFilter>,
+) -> Answer {
+    use thunderhead_core::cost;
+    let now = crate::now_millis();
+    let until = filter.until.unwrap_or(now).min(now);
+    let since = filter.since.unwrap_or(until.saturating_sub(24 * 3_600_000));
+    if since >= until {
+        return Err(Error::invalid(format!(
+            "since ({since}) is not before until ({until}): give a period that ends after it begins, in milliseconds since the epoch"
+        ))
+        .into());
+    }
+    let points = filter.points.unwrap_or(60);
+    if !(2..=MAX_CHART_POINTS).contains(&points) {
+        return Err(Error::invalid(format!(
+            "points {points} is outside 2..={MAX_CHART_POINTS} (a chart needs 2 to {MAX_CHART_POINTS} points)"
+        ))
+        .into());
+    }
+    let jobs: BTreeMap<String, String> =
+        visible_jobs(&api, &caller).await?.into_iter().map(|j| (j.id.to_string(), j.name)).collect();
+    let store = api.store.clone();
+    let (usage, samples) = tokio::task::spawn_blocking(move || {
+        Ok::<_, thunderhead_store::StoreError>((store.usage(since)?, store.job_cost(since, until)?))
+    })
+    .await
+    .expect("no panic")?;
+    let times = cost::chart_times(since, until, points as usize);
+    let sets: Vec<Value> = cost::set_lines(&usage, &times)
+        .into_iter()
+        .map(|l| serde_json::json!({"template": l.key, "currency": l.currency, "values": l.values}))
+        .collect();
+    let jobs: Vec<Value> = cost::job_lines(&samples, &times)
+        .into_iter()
+        .filter_map(|l| {
+            let name = jobs.get(&l.key)?;
+            let id: u64 = l.key.parse().ok()?;
+            Some(serde_json::json!({"id": id, "name": name, "currency": l.currency, "values": l.values}))
+        })
+        .collect();
+    Ok(Json(serde_json::json!({"since": since, "until": until, "times": times, "sets": sets, "jobs": jobs})))
 }
 
 impl From<BlobError> for ApiError {

@@ -147,7 +147,14 @@ async fn session(socket: WebSocket, handle: Handle, enrolment: Option<Arc<Enrolm
                     .collect();
                 handle.send(Event::AgentResults { session, results });
             }
-            Ok(AgentMsg::Heartbeat) => handle.send(Event::AgentHeard { session }),
+            Ok(AgentMsg::Heartbeat { metrics }) => handle.send(Event::AgentHeard {
+                session,
+                metrics: metrics.map(|m| thunderhead_core::view::NodeMetrics {
+                    cpu_percent: m.cpu_percent.min(100),
+                    memory_used_mb: m.memory_used_mb,
+                    memory_total_mb: m.memory_total_mb,
+                }),
+            }),
             Ok(AgentMsg::Installed { results }) => {
                 let results = results
                     .into_iter()

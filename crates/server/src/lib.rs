@@ -19,6 +19,7 @@ mod openapi;
 mod secrets;
 mod tls;
 mod users;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -166,8 +167,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         enrolment: enrolment.clone(),
         file_roots,
     };
-    // The API description is public: it sits outside the API's token check.
-    let app = api::router(parts).merge(gateway::router(handle, enrolment.clone())).merge(openapi::router());
+    // The API description and the dashboard's files are public: they sit outside the API's token
+    // check.
+    let app = api::router(parts)
+        .merge(gateway::router(handle, enrolment.clone()))
+        .merge(openapi::router())
+        .merge(web::router());
     let app = app.into_make_service_with_connect_info::<tls::Peer>();
     let served = match &enrolment {
         Some(enrolment) => {

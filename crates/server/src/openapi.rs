@@ -42,7 +42,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/nodes/actions"),
     ("GET", "/api/v1/nodes/{name}"),
     ("GET", "/api/v1/nodes/{name}/log"),
+    ("GET", "/api/v1/nodes/{name}/tasks"),
+    ("GET", "/api/v1/events"),
     ("GET", "/api/v1/cost"),
+    ("GET", "/api/v1/cost/series"),
     ("GET", "/api/v1/packages"),
     ("POST", "/api/v1/packages/install"),
     ("GET", "/api/v1/packages/{name}"),
@@ -57,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs"),
     ("GET", "/api/v1/jobs/{id}"),
     ("POST", "/api/v1/jobs/{id}/cancel"),
+    ("POST", "/api/v1/jobs/{id}/requeue"),
     ("GET", "/api/v1/jobs/{id}/tasks"),
     ("GET", "/api/v1/jobs/{id}/tasks/{index}"),
 ];

@@ -62,6 +62,7 @@ pub fn progress(id: u64, state: JobState, cursor: u64) -> JobProgress {
         counts: TaskCounts::default(),
         core_ms: 7_200_000,
         cost_micros: [("USD".to_string(), 240_000)].into(),
+        at: 0,
     }
 }
 
@@ -149,6 +150,32 @@ macro_rules! store_contract_tests {
                 assert_eq!(snap.jobs[0].cost_micros["USD"], 240_000);
                 let since: Vec<u64> = s.usage(200).unwrap().iter().map(|u| u.id).collect();
                 assert_eq!(since, [2, 3], "the stretch that ended before 200 is left out");
+            }
+
+            #[test]
+            fn job_cost_is_sampled_once_a_minute_and_read_from_a_period_on() {
+                let dir = tempfile::tempdir().unwrap();
+                let at = |job: u64, at: u64, micros: u64| {
+                    let mut p = progress(job, JobState::Running, 1);
+                    p.at = at;
+                    p.cost_micros = [("USD".to_string(), micros)].into();
+                    Op::JobProgress(p)
+                };
+                let minute = 60_000;
+                {
+                    let s = open(dir.path());
+                    s.apply(&[Op::InsertJob(sweep_job(1, 5)), Op::InsertJob(sweep_job(2, 5))]).unwrap();
+                    s.apply(&[at(1, 0, 10), at(1, 1_000, 20), at(1, minute, 30), at(1, 5 * minute, 90)]).unwrap();
+                    s.apply(&[at(2, 2 * minute, 5)]).unwrap();
+                }
+                let s = open(dir.path());
+                let read: Vec<(u64, u64, u64)> =
+                    s.job_cost(minute, 4 * minute).unwrap().iter().map(|p| (p.job, p.at, p.cost_micros["USD"])).collect();
+                // Job 1's samples of minute 0 collapse into the last; its total at `since` opens the
+                // period, and the sample after `until` is left out.
+                assert_eq!(read, [(1, minute, 30), (2, 2 * minute, 5)]);
+                let all: Vec<u64> = s.job_cost(0, 10 * minute).unwrap().iter().map(|p| p.at).collect();
+                assert_eq!(all, [1_000, minute, 5 * minute, 2 * minute]);
             }
 
             #[test]

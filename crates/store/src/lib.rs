@@ -56,6 +56,9 @@ pub trait Store: Send + Sync {
     fn node_log(&self, node: &str) -> Result<Vec<NodeLogEntry>>;
     /// Paid stretches that lasted past `since` (milliseconds since the epoch), oldest first.
     fn usage(&self, since: u64) -> Result<Vec<thunderhead_core::cost::Usage>>;
+    /// Samples of each job's running cost up to `until`: the last one at or before `since` and
+    /// every later one, ordered by job, then time.
+    fn job_cost(&self, since: u64, until: u64) -> Result<Vec<thunderhead_core::cost::JobCostSample>>;
     /// Checks the database's own consistency.
     fn integrity_check(&self) -> Result<()>;
 }

@@ -5,17 +5,22 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use thunderhead_core::JobId;
-use thunderhead_core::cost::Usage;
+use thunderhead_core::cost::{JobCostSample, Usage};
 use thunderhead_core::job::{JobSpec, TaskState};
 use thunderhead_core::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
 use thunderhead_core::template::Template;
 use thunderhead_core::view::NodeLogEntry;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// `MIGRATIONS[v]` takes a database from schema version `v` to `v + 1`.
-const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
+const MIGRATIONS: [&str; 6] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
+
+/// What each job had cost, sampled at most once a minute, for cost charts.
+const SCHEMA_6: &str = "
+CREATE TABLE job_cost (job INTEGER NOT NULL, minute INTEGER NOT NULL, at INTEGER NOT NULL, cost TEXT NOT NULL, PRIMARY KEY (job, minute));
+";
 
 /// Users and the salted hashes of their API tokens; join tokens; issued node certificates.
 const SCHEMA_5: &str = "
@@ -189,6 +194,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 counts: j.counts,
                 core_ms: j.core_ms,
                 cost_micros: j.cost_micros.clone(),
+                at: j.submitted_at,
             };
             tx.prepare_cached("INSERT INTO jobs (id, kind, terminal, body, progress) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![j.id as i64, kind, j.state.is_terminal(), json(j), json(&progress)])?;
@@ -199,6 +205,10 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 p.state.is_terminal(),
                 json(p)
             ])?;
+            if !p.cost_micros.is_empty() {
+                tx.prepare_cached("INSERT OR REPLACE INTO job_cost (job, minute, at, cost) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![p.id as i64, (p.at / 60_000) as i64, p.at as i64, json(&p.cost_micros)])?;
+            }
         }
         Op::PutTask(t) => {
             tx.prepare_cached(
@@ -404,6 +414,34 @@ impl Store for SqliteStore {
             out.push(
                 serde_json::from_str(&body).map_err(|e| self.corrupt(format!("a usage record cannot be read: {e}")))?,
             );
+        }
+        Ok(out)
+    }
+
+    fn job_cost(&self, since: u64, until: u64) -> Result<Vec<JobCostSample>> {
+        let db = self.reader.lock().expect("reader lock");
+        let mut stmt = db
+            .prepare_cached("SELECT job, at, cost FROM job_cost WHERE minute <= ?1 ORDER BY job, minute")
+            .map_err(engine)?;
+        let rows = stmt
+            .query_map(params![(until / 60_000) as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, String>(2)?))
+            })
+            .map_err(engine)?;
+        let mut out: Vec<JobCostSample> = Vec::new();
+        for row in rows {
+            let (job, at, cost) = row.map_err(engine)?;
+            let cost_micros = serde_json::from_str(&cost)
+                .map_err(|e| self.corrupt(format!("a job cost sample cannot be read: {e}")))?;
+            // Of the samples before `since`, a job's last one is its total when the period begins.
+            if let Some(last) = out.last_mut()
+                && last.job == job
+                && last.at <= since
+            {
+                *last = JobCostSample { job, at, cost_micros };
+            } else {
+                out.push(JobCostSample { job, at, cost_micros });
+            }
         }
         Ok(out)
     }

@@ -189,7 +189,7 @@ impl Cluster {
         results: Vec<Installed>,
         now: Millis,
     ) {
-        self.agent_heard(session, now);
+        self.agent_heard(session, now, None);
         let Some(name) = self.sessions.get(&session).cloned() else { return };
         let failed: Vec<String> = results
             .iter()
