@@ -10,12 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-/// The dashboard's files: name, content type, text.
-const ASSETS: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("../web/index.html")),
-    ("app.css", "text/css; charset=utf-8", include_str!("../web/app.css")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
-];
+/// The dashboard's files, `web/*`: name, content type, text (listed by `build.rs`).
+const ASSETS: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// Scripts and styles come only from the head node; nothing may frame the pages.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -31,15 +27,27 @@ pub fn router() -> Router {
 }
 
 fn asset(name: &str, from_disk: Option<&std::path::Path>) -> Response {
-    let Some(&(_, content_type, embedded)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
-        return (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
-    };
-    let body = match from_disk {
-        Some(dir) => match std::fs::read_to_string(dir.join(name)) {
-            Ok(text) => text,
-            Err(e) => return (StatusCode::NOT_FOUND, format!("{name}: {e}")).into_response(),
+    let not_found = || (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
+    let (content_type, body) = match from_disk {
+        None => match ASSETS.iter().find(|(n, _, _)| *n == name) {
+            Some(&(_, content_type, text)) => (content_type, text.to_string()),
+            None => return not_found(),
         },
-        None => embedded.to_string(),
+        Some(dir) => {
+            let content_type = match name.rsplit_once('.').map(|(_, e)| e) {
+                _ if name.starts_with('.') || name.contains(['/', '\\']) => return not_found(),
+                Some("html") => "text/html; charset=utf-8",
+                Some("css") => "text/css; charset=utf-8",
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("svg") => "image/svg+xml",
+                Some("json") => "application/json",
+                _ => return not_found(),
+            };
+            match std::fs::read_to_string(dir.join(name)) {
+                Ok(text) => (content_type, text),
+                Err(_) => return not_found(),
+            }
+        }
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -70,7 +78,7 @@ mod tests {
 
     #[test]
     fn the_index_loads_only_files_the_head_node_serves() {
-        let index = ASSETS[0].2;
+        let index = ASSETS.iter().find(|(n, _, _)| *n == "index.html").expect("the dashboard has an index").2;
         for reference in index.split("/ui/").skip(1) {
             let file = reference.split('"').next().unwrap();
             assert!(ASSETS.iter().any(|(n, _, _)| *n == file), "index.html loads /ui/{file}, which is not embedded");

@@ -117,17 +117,33 @@ export function sseParser(onEvent) {
   };
 }
 
+/** Waits `ms` (if more than 0), or until `signal` is aborted. */
+function pause(ms, signal) {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
+}
+
 /**
  * One thing a page fetches and shows. `load(signal)` fetches it, `render(value)` shows it,
  * `fail(error)` shows why it could not be fetched. Everything stops when `signal` (the page's)
- * is aborted.
+ * is aborted. With `minGapMs`, a refetch asked for during a fetch waits until that long after
+ * the fetch began (for costly answers that change often).
  */
 export class Resource {
-  constructor(signal, load, render, fail) {
+  constructor(signal, load, render, fail, { minGapMs = 0 } = {}) {
     this.signal = signal;
     this.load = load;
     this.render = render;
     this.fail = fail;
+    this.minGapMs = minGapMs;
     this.busy = false;
     this.again = false;
   }
@@ -147,7 +163,9 @@ export class Resource {
     try {
       do {
         this.again = false;
+        const started = Date.now();
         await this.once();
+        if (this.again) await pause(this.minGapMs - (Date.now() - started), this.signal);
       } while (this.again && !this.signal.aborted);
     } finally {
       this.busy = false;

@@ -250,7 +250,7 @@ impl Cluster {
     }
 }
 
-fn kill_group(pid: u32) {
+pub fn kill_group(pid: u32) {
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 

@@ -1,0 +1,250 @@
+//! The dashboard in a real headless Chromium against a real head node with `sim` nodes: a user
+//! logs in, adds nodes from a template, starts the set and watches the tiles change, brings the
+//! nodes online, submits a sweep and watches it finish, and reads the provisioning log of a node
+//! that failed. Every step goes through the page; the test saves screenshots as it goes.
+
+mod common;
+#[path = "common/browser.rs"]
+mod browser;
+
+use browser::Browser;
+use common::{Cluster, eventually};
+use serde_json::{Value, json};
+
+/// The states of the heat map's tiles of `template`, by node.
+const TILE_STATES: &str = "
+    const group = document.querySelector(`.tile-group[data-template=\"${arguments[0]}\"]`);
+    if (!group) return null;
+    return [...group.querySelectorAll('.tile')].map(t => [t.dataset.node, t.dataset.state, t.dataset.health]);";
+
+fn tiles_all(browser: &Browser, template: &str, state: &str, count: usize) -> Value {
+    let check = format!(
+        "{TILE_STATES}
+        const tiles = [...group.querySelectorAll('.tile')];
+        return tiles.length === {count} && tiles.every(t => t.dataset.state === '{state}'
+            && t.innerText.includes('{state}')) ? tiles.length : null;"
+    );
+    browser.wait(60, &format!("{count} tiles of {template} to show {state}"), &check, json!([template]))
+}
+
+fn health(c: &Cluster) -> Value {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(c.ca_file())
+        .arg(format!("{}/api/v1/health", c.url()))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn admin_token(c: &Cluster) -> String {
+    let access: Value = serde_json::from_slice(&std::fs::read(c.access_file()).unwrap()).unwrap();
+    access["token"].as_str().unwrap().to_string()
+}
+
+/// Logs in with `token` and waits for the dashboard to name `user`.
+fn log_in(browser: &Browser, c: &Cluster, token: &str, user: &str) {
+    browser.goto(&format!("{}/", c.url()));
+    browser.type_into("#login-token", token);
+    browser.click("#login-button");
+    browser.wait(20, "the dashboard to name the user", "return document.querySelector('#whoami')?.innerText.includes(arguments[0]);", json!([user]));
+}
+
+#[test]
+fn a_user_runs_the_cluster_from_the_dashboard() {
+    let mut c = Cluster::start();
+    c.th(&["template", "create", "sims", "--provider", "sim", "--sim-light", "--sim-deploy-time", "1s..3s"]);
+    c.th(&[
+        "template",
+        "create",
+        "broken",
+        "--provider",
+        "sim",
+        "--sim-light",
+        "--sim-deploy-time",
+        "200ms",
+        "--sim-failure-rate",
+        "1",
+        "--deploy-retries",
+        "0",
+    ]);
+    c.start_agent("onprem-1", 2);
+    eventually(20, "the on-premises agent to join", || {
+        c.json(&["node", "list"]).as_array().unwrap().iter().any(|n| n["name"] == "onprem-1").then_some(())
+    });
+    let browser = Browser::start(&c.ca_file(), 1400, 900);
+
+    // A wrong token is refused with a message, the right one opens the dashboard.
+    browser.goto(&format!("{}/", c.url()));
+    browser.type_into("#login-token", "th1_not_a_token");
+    browser.click("#login-button");
+    let refused = browser.wait(20, "the login to be refused", "return document.querySelector('#login-error')?.innerText;", json!([]));
+    assert!(refused.as_str().unwrap().contains("not valid"), "{refused}");
+    browser.screenshot("01-login");
+    log_in(&browser, &c, &admin_token(&c), "admin");
+
+    // Add four nodes from the template with the Add Node form; the quota is shown beside it.
+    browser.click("a[data-nav=\"templates\"]");
+    browser.find("#template-table tr[data-template=\"sims\"]");
+    browser.select("#add-nodes-form select[name=template]", "sims");
+    browser.type_into("#add-nodes-form input[name=count]", "4");
+    browser.select("#add-nodes-form select[name=size]", "Small");
+    let quota = browser.text("#quota-info");
+    assert!(quota.contains("cores"), "the quota is shown: {quota}");
+    browser.click("#add-nodes-form button[type=submit]");
+    eventually(20, "four nodes in the set", || (c.node_states("sims").len() == 4).then_some(()));
+    browser.screenshot("02-templates");
+
+    // Start the set from its row, and watch the tiles go from NotDeployed through Provisioning.
+    browser.click("a[data-nav=\"nodes\"]");
+    browser.click("button[data-view=\"heatmap\"]");
+    tiles_all(&browser, "sims", "NotDeployed", 4);
+    browser.click("a[data-nav=\"templates\"]");
+    browser.click("button[data-set-action=\"start\"][data-template=\"sims\"]");
+    browser.click("a[data-nav=\"nodes\"]");
+    browser.click("button[data-view=\"heatmap\"]");
+    let seen_provisioning = browser.wait(
+        20,
+        "a tile to show Provisioning",
+        &format!("{TILE_STATES} return group.querySelector('.tile[data-state=\"Provisioning\"]') !== null;"),
+        json!(["sims"]),
+    );
+    assert_eq!(seen_provisioning, json!(true));
+    tiles_all(&browser, "sims", "Offline", 4);
+
+    // Select the four tiles and bring them online.
+    for (name, _, _) in c.node_states("sims") {
+        browser.click(&format!(".tile[data-node=\"{name}\"]"));
+    }
+    browser.click("button[data-node-action=\"online\"]");
+    tiles_all(&browser, "sims", "Online", 4);
+    browser.select("#heat-metric", "cpu");
+    browser.wait(20, "CPU use on the tiles", "return [...document.querySelectorAll('.tile')].some(t => /\\d+\\s*%/.test(t.innerText));", json!([]));
+    browser.screenshot("03-heatmap");
+
+    // The list view shows the same nodes, with state and health as text; bring the on-premises
+    // node online from its checkbox.
+    browser.click("button[data-view=\"list\"]");
+    browser.click("input[data-select=\"onprem-1\"]");
+    browser.click("button[data-node-action=\"online\"]");
+    browser.wait(
+        20,
+        "onprem-1 to be Online in the list",
+        "return document.querySelector('#node-table tr[data-node=\"onprem-1\"] .state')?.innerText.trim() === 'Online';",
+        json!([]),
+    );
+    let health_text = browser.text("#node-table tr[data-node=\"onprem-1\"] .health");
+    assert_eq!(health_text.trim(), "OK");
+    browser.screenshot("04-node-list");
+
+    // Submit a sweep from the Jobs page and watch it finish.
+    browser.click("a[data-nav=\"jobs\"]");
+    browser.type_into("#submit-form input[name=name]", "dashboard-sweep");
+    browser.type_into("#submit-form input[name=command]", "echo hello *");
+    browser.type_into("#submit-form input[name=sweep]", "1-200");
+    browser.click("#submit-form button[type=submit]");
+    let id = eventually(20, "the sweep to be submitted", || {
+        c.json(&["job", "list"]).as_array().unwrap().iter().find(|j| j["name"] == "dashboard-sweep").map(|j| j["id"].as_u64().unwrap())
+    });
+    browser.wait(
+        60,
+        "the sweep to finish on the page",
+        "const row = document.querySelector(`#job-table tr[data-job=\"${arguments[0]}\"]`);
+         return row && row.querySelector('.state').innerText.trim() === 'Finished' && row.innerText.includes('200/200');",
+        json!([id.to_string()]),
+    );
+    browser.screenshot("05-jobs");
+
+    // A task that ran on the real agent shows its output in the job's details.
+    let tasks = c.json(&["task", "list", &id.to_string()]);
+    let on_agent = tasks.as_array().unwrap().iter().find(|t| t["node"] == "onprem-1").map(|t| t["index"].as_u64().unwrap());
+    browser.click(&format!("a[data-job-link=\"{id}\"]"));
+    browser.find("#job-details");
+    assert_eq!(browser.text("#job-state").trim(), "Finished");
+    if let Some(index) = on_agent {
+        browser.click(&format!("#task-table tr[data-task=\"{index}\"]"));
+        browser.wait(
+            20,
+            "the task's output",
+            "return document.querySelector('#task-output')?.innerText.includes(arguments[0]);",
+            json!([format!("hello {index}")]),
+        );
+    }
+    browser.screenshot("06-job-details");
+
+    // A node of the broken template fails to deploy; its provisioning log says why.
+    c.th(&["node", "add", "--template", "broken", "--count", "1", "--size", "Small"]);
+    browser.click("a[data-nav=\"templates\"]");
+    browser.click("button[data-set-action=\"start\"][data-template=\"broken\"]");
+    browser.click("a[data-nav=\"nodes\"]");
+    browser.click("button[data-view=\"heatmap\"]");
+    tiles_all(&browser, "broken", "Unknown", 1);
+    let failed = c.node_states("broken")[0].0.clone();
+    browser.click(&format!("[data-details=\"{failed}\"]"));
+    let log = browser.wait(
+        20,
+        "the failed node's provisioning log",
+        "const entries = [...document.querySelectorAll('#node-log .log-entry')].map(e => e.innerText);
+         return entries.some(e => /fail/i.test(e)) ? entries : null;",
+        json!([]),
+    );
+    assert!(log.to_string().contains("deploy"), "the log tells the deployment's story: {log}");
+    browser.screenshot("07-failed-node-log");
+
+    // Cost: a chart of what the sets spent.
+    browser.click("a[data-nav=\"cost\"]");
+    browser.wait(
+        20,
+        "the cost chart to draw the sims set",
+        "return document.querySelector('svg#cost-chart') && document.querySelector('#cost-sets')?.innerText.includes('sims');",
+        json!([]),
+    );
+    browser.screenshot("08-cost");
+
+    // Moving between pages keeps one event stream open; on a phone-sized window the page does
+    // not scroll sideways.
+    for page in ["nodes", "templates", "jobs", "packages", "cost"].repeat(4) {
+        browser.click(&format!("a[data-nav=\"{page}\"]"));
+    }
+    eventually(10, "one event stream for the browser", || (health(&c)["event_streams"] == 1).then_some(()));
+    browser.resize(390, 844);
+    for page in ["nodes", "jobs", "templates"] {
+        browser.click(&format!("a[data-nav=\"{page}\"]"));
+        browser.find("#live");
+        let overflow = browser.js("return document.documentElement.scrollWidth - window.innerWidth;", json!([]));
+        assert!(overflow.as_i64().unwrap() <= 1, "the {page} page scrolls sideways on a phone by {overflow} px");
+    }
+    browser.click("a[data-nav=\"nodes\"]");
+    browser.screenshot("09-phone-nodes");
+    browser.click("#logout");
+    browser.find("#login-token");
+    eventually(10, "the event stream to close on logout", || (health(&c)["event_streams"] == 0).then_some(()));
+}
+
+#[test]
+fn a_user_without_the_role_sees_the_refusal_and_nothing_changes() {
+    let c = Cluster::start();
+    c.th(&["template", "create", "sims", "--provider", "sim", "--sim-light", "--sim-deploy-time", "200ms"]);
+    c.th(&["node", "add", "--template", "sims", "--count", "2", "--size", "Small"]);
+    let token = c.json(&["user", "add", "alice", "--role", "User"])["token"].as_str().unwrap().to_string();
+    let browser = Browser::start(&c.ca_file(), 1280, 900);
+    log_in(&browser, &c, &token, "alice");
+    browser.click("a[data-nav=\"nodes\"]");
+    browser.click("button[data-view=\"list\"]");
+    browser.click("input[data-select=\"SimCN-0001\"]");
+    browser.click("button[data-node-action=\"start\"]");
+    let refusal = browser.wait(
+        20,
+        "the refusal",
+        "return document.querySelector('#node-messages')?.innerText.match(/Administrator/) ? document.querySelector('#node-messages').innerText : null;",
+        json!([]),
+    );
+    assert!(refusal.as_str().unwrap().contains("alice"), "{refusal}");
+    assert!(c.node_states("sims").iter().all(|(_, state, _)| state == "NotDeployed"));
+    // A User may still submit and follow their own sweep.
+    browser.click("a[data-nav=\"jobs\"]");
+    browser.type_into("#submit-form input[name=command]", "true *");
+    browser.type_into("#submit-form input[name=sweep]", "1-3");
+    browser.click("#submit-form button[type=submit]");
+    browser.wait(20, "alice's job in the queue", "return document.querySelector('#job-table tr[data-job]')?.innerText.includes('alice');", json!([]));
+}
