@@ -171,6 +171,34 @@ fn cancel_kills_running_tasks_with_their_process_groups() {
     assert!(!wait.status.success(), "waiting on a canceled job exits non-zero");
 }
 
+#[test]
+fn a_requeued_job_runs_its_failed_tasks_again_across_a_head_node_crash() {
+    let mut c = Cluster::start();
+    c.start_agent("onprem-requeue", 2);
+    eventually(20, "the agent to join", || (c.json(&["node", "list"]).as_array().unwrap().len() == 1).then_some(()));
+    c.th(&["node", "online", "onprem-requeue"]);
+    let flag = c.dir.path().join("fixed");
+    let script = format!("test * -le 4 || test -e '{}'", flag.display());
+    let id = c.submit(&["--sweep", "1-8", "--", "sh", "-c", &script]);
+    let _ = c.try_th(&["job", "wait", &id.to_string()]);
+    assert_eq!(counts(&c.job(id)), (0, 0, 4, 4, 0));
+    assert_eq!(c.job(id)["state"], "Failed");
+    std::fs::write(&flag, "").unwrap();
+    let out = c.th(&["job", "requeue", &id.to_string()]);
+    assert!(out.contains("4 task(s) queued again"), "{out}");
+    // Acknowledged means durable: the requeue survives a crash right after it.
+    c.kill_server();
+    c.start_server();
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "job wait: {}", String::from_utf8_lossy(&wait.stderr));
+    assert_eq!(counts(&c.job(id)), (0, 0, 8, 0, 0));
+    let tasks = c.json(&["task", "list", &id.to_string()]);
+    let attempts: Vec<u64> = tasks.as_array().unwrap().iter().map(|t| t["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 1, 1, 1, 2, 2, 2, 2], "finished tasks kept their run; failed ones ran again");
+    let refused = c.th_fails(&["job", "requeue", &id.to_string()]);
+    assert!(refused.contains("nothing to requeue"), "{refused}");
+}
+
 fn pgrep(pattern: &str) -> usize {
     let out = std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()

@@ -3,9 +3,9 @@
 //! nodes online, submits a sweep and watches it finish, and reads the provisioning log of a node
 //! that failed. Every step goes through the page; the test saves screenshots as it goes.
 
-mod common;
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use browser::Browser;
 use common::{Cluster, eventually};
@@ -47,7 +47,12 @@ fn log_in(browser: &Browser, c: &Cluster, token: &str, user: &str) {
     browser.goto(&format!("{}/", c.url()));
     browser.type_into("#login-token", token);
     browser.click("#login-button");
-    browser.wait(20, "the dashboard to name the user", "return document.querySelector('#whoami')?.innerText.includes(arguments[0]);", json!([user]));
+    browser.wait(
+        20,
+        "the dashboard to name the user",
+        "return document.querySelector('#whoami')?.innerText.includes(arguments[0]);",
+        json!([user]),
+    );
 }
 
 #[test]
@@ -78,7 +83,12 @@ fn a_user_runs_the_cluster_from_the_dashboard() {
     browser.goto(&format!("{}/", c.url()));
     browser.type_into("#login-token", "th1_not_a_token");
     browser.click("#login-button");
-    let refused = browser.wait(20, "the login to be refused", "return document.querySelector('#login-error')?.innerText;", json!([]));
+    let refused = browser.wait(
+        20,
+        "the login to be refused",
+        "return document.querySelector('#login-error')?.innerText;",
+        json!([]),
+    );
     assert!(refused.as_str().unwrap().contains("not valid"), "{refused}");
     browser.screenshot("01-login");
     log_in(&browser, &c, &admin_token(&c), "admin");
@@ -119,7 +129,12 @@ fn a_user_runs_the_cluster_from_the_dashboard() {
     browser.click("button[data-node-action=\"online\"]");
     tiles_all(&browser, "sims", "Online", 4);
     browser.select("#heat-metric", "cpu");
-    browser.wait(20, "CPU use on the tiles", "return [...document.querySelectorAll('.tile')].some(t => /\\d+\\s*%/.test(t.innerText));", json!([]));
+    browser.wait(
+        20,
+        "CPU use on the tiles",
+        "return [...document.querySelectorAll('.tile')].some(t => /\\d+\\s*%/.test(t.innerText));",
+        json!([]),
+    );
     browser.screenshot("03-heatmap");
 
     // The list view shows the same nodes, with state and health as text; bring the on-premises
@@ -144,7 +159,12 @@ fn a_user_runs_the_cluster_from_the_dashboard() {
     browser.type_into("#submit-form input[name=sweep]", "1-200");
     browser.click("#submit-form button[type=submit]");
     let id = eventually(20, "the sweep to be submitted", || {
-        c.json(&["job", "list"]).as_array().unwrap().iter().find(|j| j["name"] == "dashboard-sweep").map(|j| j["id"].as_u64().unwrap())
+        c.json(&["job", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "dashboard-sweep")
+            .map(|j| j["id"].as_u64().unwrap())
     });
     browser.wait(
         60,
@@ -157,7 +177,8 @@ fn a_user_runs_the_cluster_from_the_dashboard() {
 
     // A task that ran on the real agent shows its output in the job's details.
     let tasks = c.json(&["task", "list", &id.to_string()]);
-    let on_agent = tasks.as_array().unwrap().iter().find(|t| t["node"] == "onprem-1").map(|t| t["index"].as_u64().unwrap());
+    let on_agent =
+        tasks.as_array().unwrap().iter().find(|t| t["node"] == "onprem-1").map(|t| t["index"].as_u64().unwrap());
     browser.click(&format!("a[data-job-link=\"{id}\"]"));
     browser.find("#job-details");
     assert_eq!(browser.text("#job-state").trim(), "Finished");
@@ -246,5 +267,10 @@ fn a_user_without_the_role_sees_the_refusal_and_nothing_changes() {
     browser.type_into("#submit-form input[name=command]", "true *");
     browser.type_into("#submit-form input[name=sweep]", "1-3");
     browser.click("#submit-form button[type=submit]");
-    browser.wait(20, "alice's job in the queue", "return document.querySelector('#job-table tr[data-job]')?.innerText.includes('alice');", json!([]));
+    browser.wait(
+        20,
+        "alice's job in the queue",
+        "return document.querySelector('#job-table tr[data-job]')?.innerText.includes('alice');",
+        json!([]),
+    );
 }

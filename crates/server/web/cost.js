@@ -5,7 +5,7 @@
 
 import { api, query, messageOf } from './api.js';
 import { Resource } from './live.js';
-import { h, say, hush, setText, fmtTime, fmtMoney, fmtNumber, table, labelled } from './dom.js';
+import { h, s, say, hush, setText, fmtTime, fmtMoney, fmtNumber, table, labelled } from './dom.js';
 import { drawLineChart, swatch } from './chart.js';
 
 const PERIODS = [
@@ -22,14 +22,14 @@ export function mount(root, { signal }) {
   const ui = skeleton(state);
   root.append(ui.page);
 
-  const window = () => {
+  const period = () => {
     const [, , span, points] = PERIODS.find(([k]) => k === state.period);
     const until = Date.now();
     return { since: until - span, until, points };
   };
   const report = new Resource(
     signal,
-    (sig) => api(`/api/v1/cost${query({ since: window().since })}`, { signal: sig }),
+    (sig) => api(`/api/v1/cost${query({ since: period().since })}`, { signal: sig }),
     (r) => {
       hush(ui.reportError);
       renderReport(ui, r);
@@ -39,7 +39,7 @@ export function mount(root, { signal }) {
   );
   const series = new Resource(
     signal,
-    (sig) => api(`/api/v1/cost/series${query(window())}`, { signal: sig }),
+    (sig) => api(`/api/v1/cost/series${query(period())}`, { signal: sig }),
     (data) => {
       hush(ui.chartError);
       state.series = data;
@@ -84,13 +84,7 @@ export function mount(root, { signal }) {
 function skeleton(state) {
   const period = h('select', { id: 'cost-period' }, PERIODS.map(([value, text]) => h('option', { value, selected: value === state.period }, text)));
   const total = h('p', { id: 'cost-total', class: 'total' });
-  const chart = h('svg', {});
-  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.id = 'cost-chart';
-  svg.setAttribute('class', 'chart');
-  svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', 'cumulative cost over time per set and per job');
-  chart.remove();
+  const svg = s('svg', { id: 'cost-chart', class: 'chart', role: 'img', 'aria-label': 'cumulative cost over time per set and per job' });
   const legend = h('ul', { class: 'legend', 'aria-label': 'chart legend' });
   const note = h('p', { class: 'muted small' });
   const chartError = h('div', { class: 'messages' });

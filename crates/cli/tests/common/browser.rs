@@ -141,7 +141,12 @@ impl Browser {
 
     /// Waits for an element matching `css` and returns its WebDriver id.
     pub fn find(&self, css: &str) -> String {
-        self.wait(20, &format!("an element {css}"), "return document.querySelector(arguments[0]) !== null;", json!([css]));
+        self.wait(
+            20,
+            &format!("an element {css}"),
+            "return document.querySelector(arguments[0]) !== null;",
+            json!([css]),
+        );
         let found = self.raw("POST", "/element", Some(json!({"using": "css selector", "value": css})));
         found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_string()
     }
