@@ -90,5 +90,10 @@ export function query(params) {
   return text ? `?${text}` : '';
 }
 
+/** The message of an error for people: the API's own message, verbatim. */
+export function messageOf(err) {
+  return err && err.message ? err.message : String(err);
+}
+
 /** A path segment, escaped. */
 export const seg = encodeURIComponent;

@@ -75,6 +75,7 @@ async function enter() {
   signedIn = true;
   $('whoami').replaceChildren(
     document.createTextNode(me.name),
+    document.createTextNode(' '),
     Object.assign(document.createElement('span'), { className: 'role', textContent: me.role }),
   );
   $('login-view').hidden = true;
@@ -84,8 +85,12 @@ async function enter() {
   showPage();
 }
 
-/** Back to the login form, with `message` if there is one to say why. */
-function logout(message) {
+/**
+ * Back to the login form, with `message` if there is one to say why. `keepToken` keeps the
+ * token (filled in) when the head node could not be asked, so signing in again retries.
+ */
+function logout(message, keepToken = false) {
+  const kept = keepToken ? token.get() : null;
   stopLive();
   leavePage();
   signedIn = false;
@@ -95,7 +100,7 @@ function logout(message) {
   $('app-view').hidden = true;
   $('login-view').hidden = false;
   $('login-error').textContent = message ?? '';
-  $('login-token').value = '';
+  $('login-token').value = kept ?? '';
   $('login-token').focus();
 }
 
@@ -124,10 +129,10 @@ function start() {
     if (token.get() !== null) logout(message);
   });
   $('login-form').addEventListener('submit', login);
-  $('logout').addEventListener('click', () => logout('signed out'));
+  $('logout').addEventListener('click', () => logout());
   window.addEventListener('hashchange', showPage);
   if (token.get()) {
-    enter().catch((e) => logout(messageOf(e)));
+    enter().catch((e) => logout(messageOf(e), e.status !== 401));
   } else {
     logout();
   }

@@ -88,7 +88,7 @@ export function drawLineChart(svg, { times, series, unit, empty }) {
 
 function yAxis(top, step, sx, sy, x0, x1, unit) {
   const out = [];
-  const decimals = step < 0.01 ? 3 : step < 1 ? 2 : 0;
+  const decimals = (String(Number(step.toPrecision(6))).split('.')[1] ?? '').length;
   for (let v = 0; v <= top + step / 2; v += step) {
     const y = sy(v);
     out.push(s('line', { class: 'grid-line', x1: sx(x0), x2: sx(x1), y1: y, y2: y }));
@@ -102,7 +102,7 @@ function yAxis(top, step, sx, sy, x0, x1, unit) {
 function xAxis(x0, x1, sx, sy, width) {
   const out = [s('line', { class: 'axis', x1: sx(x0), x2: sx(x1), y1: sy(0), y2: sy(0) })];
   const fmt = timeFormat(x1 - x0);
-  const ticks = width < 500 ? 3 : 6;
+  const ticks = width < 500 ? 2 : width < 800 ? 4 : 6;
   for (let i = 0; i <= ticks; i++) {
     const t = x0 + ((x1 - x0) * i) / ticks;
     const x = sx(t);

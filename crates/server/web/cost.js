@@ -89,8 +89,8 @@ function skeleton(state) {
   const note = h('p', { class: 'muted small' });
   const chartError = h('div', { class: 'messages' });
   const reportError = h('div', { class: 'messages' });
-  const sets = table('cost-sets', ['Set', 'Node-hours', 'Proxy-hours', 'Cost'], 'cost per set');
-  const jobs = table('cost-jobs', ['Job', 'Name', 'Core-hours', 'Cost'], 'cost per job');
+  const sets = table('cost-sets', ['Set', { text: 'Node-hours', num: true }, { text: 'Proxy-hours', num: true }, { text: 'Cost', num: true }], 'cost per set');
+  const jobs = table('cost-jobs', [{ text: 'Job', num: true }, 'Name', { text: 'Core-hours', num: true }, { text: 'Cost', num: true }], 'cost per job');
   const page = h(
     'section',
     { class: 'page page-cost' },
@@ -128,6 +128,11 @@ function renderReport(ui, r) {
   );
 }
 
+/** An amount of money, with more decimals when it is small. */
+function amount(v) {
+  return v !== 0 && Math.abs(v) < 0.1 ? v.toFixed(4) : v.toFixed(2);
+}
+
 /** The currency most of the series' final cost is in. */
 function mainCurrency(all) {
   const sums = new Map();
@@ -147,7 +152,7 @@ function renderChart(ui, data) {
   ];
   drawLineChart(ui.svg, { times: data.times ?? [], series, unit: currency, empty: 'nothing cost anything in this period' });
   ui.legend.replaceChildren(
-    ...series.map((se, i) => h('li', {}, swatch(i), h('span', { text: `${se.label}: ${(se.values.at(-1) ?? 0).toFixed(2)} ${currency}` }))),
+    ...series.map((se, i) => h('li', {}, swatch(i), h('span', { text: `${se.label}: ${amount(se.values.at(-1) ?? 0)} ${currency}` }))),
   );
   const notes = [];
   const otherJobs = jobs.filter(mine).length - shownJobs.length;

@@ -107,16 +107,15 @@ export function hush(area) {
   area.replaceChildren();
 }
 
-/** The message of an error for people: the API's own message, verbatim. */
-export function messageOf(err) {
-  return err && err.message ? err.message : String(err);
-}
-
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+const timeOnly = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
 
-/** A point in time (milliseconds since the epoch), in the reader's zone; `—` for none. */
+/** A point in time (milliseconds since the epoch) in the reader's zone, the date left out when
+ * it is today; `—` for none. */
 export function fmtTime(ms) {
-  return ms === null || ms === undefined ? '—' : dateTime.format(new Date(ms));
+  if (ms === null || ms === undefined) return '—';
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString() ? timeOnly.format(d) : dateTime.format(d);
 }
 
 /** A span of milliseconds, short: `850 ms`, `12 s`, `4 min 3 s`, `2 h 5 min`. */
@@ -161,15 +160,17 @@ export function fields(pairs) {
   return h('dl', { class: 'fields' }, pairs.map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v ?? '—')]));
 }
 
+/** A column heading: an element, a string, or `{text, num}` for a right-aligned number column. */
+function heading(x) {
+  if (x instanceof Node) return h('th', { scope: 'col' }, x);
+  if (typeof x === 'string') return h('th', { scope: 'col', text: x });
+  return h('th', { scope: 'col', class: x.num ? 'num' : null, text: x.text });
+}
+
 /** A table with a header row, inside a container that scrolls sideways on narrow screens. */
 export function table(id, headings, label) {
   const tbody = h('tbody');
-  const el = h(
-    'table',
-    { id, class: 'grid', 'aria-label': label },
-    h('thead', {}, h('tr', {}, headings.map((x) => (x instanceof Node ? h('th', { scope: 'col' }, x) : h('th', { scope: 'col', text: x }))))),
-    tbody,
-  );
+  const el = h('table', { id, class: 'grid', 'aria-label': label }, h('thead', {}, h('tr', {}, headings.map(heading))), tbody);
   return { wrap: h('div', { class: 'table-wrap' }, el), table: el, tbody };
 }
 

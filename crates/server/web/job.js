@@ -42,14 +42,24 @@ export function mount(root, { signal, params }) {
   );
   const tasks = new Resource(
     signal,
-    (sig) => api(`/api/v1/jobs/${seg(id)}/tasks${query({ limit: PAGE_SIZE, after: state.after, state: state.filter })}`, { signal: sig }),
-    (list) => renderTasks(ui, state, list, rows),
+    async (sig) => {
+      const path = `/api/v1/jobs/${seg(id)}/tasks${query({ limit: PAGE_SIZE, after: state.after, state: state.filter })}`;
+      return { asked: [state.after, state.filter], list: await api(path, { signal: sig }) };
+    },
+    ({ asked, list }) => {
+      // a late answer for a page no longer shown is dropped: the fetch that follows brings it
+      if (asked[0] === state.after && asked[1] === state.filter) renderTasks(ui, state, list, rows);
+    },
     (e) => say(ui.taskError, 'error', messageOf(e)),
   );
   const output = new Resource(
     signal,
-    (sig) => api(`/api/v1/jobs/${seg(id)}/tasks/${seg(state.task)}`, { signal: sig }),
-    (answer) => {
+    async (sig) => {
+      const index = state.task;
+      return { index, answer: await api(`/api/v1/jobs/${seg(id)}/tasks/${seg(index)}`, { signal: sig }) };
+    },
+    ({ index, answer }) => {
+      if (index !== state.task) return; // a late answer about a task no longer shown
       state.taskState = answer.task?.state ?? answer.output?.state ?? null;
       renderOutput(ui, answer);
     },
@@ -139,7 +149,7 @@ function skeleton(id) {
   );
   const filter = h('select', { id: 'task-state' }, h('option', { value: '' }, 'any state'), TASK_STATES.map((s) => h('option', { value: s }, s)));
   const pageInfo = h('span', { id: 'task-page', class: 'muted' });
-  const list = table('task-table', ['Task', 'State', 'Attempt', 'Node', 'Exit code', 'Started', 'Ended', 'Took', 'Message'], 'tasks of the job');
+  const list = table('task-table', [{ text: 'Task', num: true }, 'State', { text: 'Attempt', num: true }, 'Node', { text: 'Exit code', num: true }, 'Started', 'Ended', { text: 'Took', num: true }, 'Message'], 'tasks of the job');
   const taskError = h('div', { class: 'messages' });
   const tasksPanel = h(
     'section',
@@ -179,8 +189,7 @@ function skeleton(id) {
     { class: 'page page-job' },
     h('div', { class: 'page-head' }, h('a', { href: '#/jobs', class: 'back' }, '← Jobs'), title),
     details,
-    tasksPanel,
-    outputPanel,
+    h('div', { class: 'split split-output' }, tasksPanel, outputPanel),
   );
   return {
     page, title, jobState, cancel, requeue, messages, loadError, progress, info, filter, pageInfo, tbody: list.tbody, taskError,
@@ -212,6 +221,7 @@ function renderJob(ui, j) {
       ['Cost', fmtMoney(j.cost)],
     ]),
   );
+  ui.info.firstChild.classList.add('fields-wide');
 }
 
 function renderTasks(ui, state, list, rows) {

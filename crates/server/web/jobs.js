@@ -99,6 +99,7 @@ export function mount(root, { signal }) {
     const data = new FormData(ui.form);
     const button = ui.form.querySelector('button[type=submit]');
     hush(ui.submitError);
+    hush(ui.submitResult);
     let body;
     try {
       body = submission(data);
@@ -109,7 +110,7 @@ export function mount(root, { signal }) {
     button.disabled = true;
     try {
       const reply = await api('/api/v1/jobs', { method: 'POST', body, signal });
-      say(ui.submitResult, 'ok', ['submitted job ', h('a', { href: `#/jobs/${reply.id}`, 'data-job-link': String(reply.id), text: String(reply.id) })]);
+      say(ui.submitResult, 'ok', h('span', {}, 'submitted job ', h('a', { href: `#/jobs/${reply.id}`, text: String(reply.id) })));
       jobs.refresh();
     } catch (e) {
       if (e.name !== 'AbortError') say(ui.submitError, 'error', messageOf(e));
@@ -147,6 +148,11 @@ function submission(data) {
   return body;
 }
 
+function wide(el) {
+  el.classList.add('wide');
+  return el;
+}
+
 function skeleton() {
   const submitError = h('div', { id: 'submit-error', class: 'messages', role: 'alert' });
   const submitResult = h('div', { id: 'submit-result', class: 'messages', 'aria-live': 'polite' });
@@ -157,7 +163,7 @@ function skeleton() {
     h(
       'div',
       { class: 'form-grid' },
-      labelled('Command', h('input', { name: 'command', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'echo "index *"' }), '* is replaced by the sweep index'),
+      wide(labelled('Command', h('input', { name: 'command', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'echo "index *"' }), 'the program and its arguments; * is replaced by the sweep index; quotes group words')),
       labelled('Sweep', h('input', { name: 'sweep', type: 'text', autocomplete: 'off', placeholder: '1-100' }), 'START-END[:STEP]; empty for one task'),
       labelled('Name', h('input', { name: 'name', type: 'text', autocomplete: 'off' }), 'default: the program\'s name'),
       labelled('Cores per task', h('input', { name: 'cores_per_task', type: 'text', inputmode: 'numeric', placeholder: '1' })),
@@ -168,9 +174,9 @@ function skeleton() {
     submitResult,
     h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Submit')),
   );
-  const list = table('job-table', ['Job', 'Name', 'Owner', 'State', 'Priority', 'Progress', 'Submitted', 'Cost'], 'jobs');
+  const list = table('job-table', [{ text: 'Job', num: true }, 'Name', 'Owner', 'State', 'Priority', 'Progress', 'Submitted', { text: 'Cost', num: true }], 'jobs');
   const loadError = h('div', { class: 'messages' });
-  const page = h('section', { class: 'page page-jobs' }, h('div', { class: 'page-head' }, h('h1', { text: 'Jobs' })), loadError, list.wrap, form);
+  const page = h('section', { class: 'page page-jobs' }, h('div', { class: 'page-head' }, h('h1', { text: 'Jobs' })), form, loadError, list.wrap);
   return { page, form, submitError, submitResult, loadError, tbody: list.tbody };
 }
 

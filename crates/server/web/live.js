@@ -55,6 +55,7 @@ async function connect(again) {
     throw new Error('the event stream ended');
   } catch (e) {
     if (ctrl.signal.aborted || controller !== ctrl) return;
+    ctrl.abort(); // let go of what is left of the failed stream
     if (e.status === 401) return; // the app is logging out
     handlers.onStatus('reconnecting');
     retryTimer = setTimeout(() => connect(true), RETRY_MS);

@@ -24,7 +24,6 @@ const METRICS = [
 ];
 
 const ON_PREMISES = 'on-premises';
-const VIEW_KEY = 'thunderhead.nodes.view';
 const METRIC_KEY = 'thunderhead.nodes.metric';
 
 /** A metric of a node in percent, or null when the node does not report it. */
@@ -70,7 +69,7 @@ export function mount(root, { signal }) {
     nodes: [],
     byName: new Map(),
     selected: new Set(),
-    view: localStorage.getItem(VIEW_KEY) === 'heatmap' ? 'heatmap' : 'list',
+    view: 'list',
     metric: METRICS.some(([m]) => m === localStorage.getItem(METRIC_KEY)) ? localStorage.getItem(METRIC_KEY) : 'cpu',
     details: null,
   };
@@ -92,16 +91,22 @@ export function mount(root, { signal }) {
     },
     (e) => say(ui.loadError, 'error', messageOf(e)),
   );
+  // The details pane's fetches answer for the node they asked about; a late answer about a node
+  // no longer shown is dropped.
+  const ofNode = (path) => async (sig) => {
+    const name = state.details;
+    return { name, value: await api(`/api/v1/nodes/${seg(name)}/${path}`, { signal: sig }) };
+  };
   const log = new Resource(
     signal,
-    (sig) => api(`/api/v1/nodes/${seg(state.details)}/log`, { signal: sig }),
-    (entries) => renderLog(ui, entries),
+    ofNode('log'),
+    ({ name, value }) => name === state.details && renderLog(ui, value),
     (e) => say(ui.log, 'error', messageOf(e)),
   );
   const tasks = new Resource(
     signal,
-    (sig) => api(`/api/v1/nodes/${seg(state.details)}/tasks`, { signal: sig }),
-    (list) => renderTasks(ui, list),
+    ofNode('tasks'),
+    ({ name, value }) => name === state.details && renderTasks(ui, value),
     (e) => say(ui.tasks, 'error', messageOf(e)),
   );
 
@@ -110,8 +115,14 @@ export function mount(root, { signal }) {
     ui.listWrap.hidden = state.view !== 'list';
     ui.heatmap.hidden = state.view !== 'heatmap';
     for (const b of ui.viewButtons) b.setAttribute('aria-pressed', String(b.dataset.view === state.view));
-    if (state.view === 'list') renderList(ui, state, rows);
-    else renderHeatmap(ui, state, groups);
+    // Only the view on show has elements, so each node's hooks ([data-details], …) are unique.
+    if (state.view === 'list') {
+      dropView(ui.heatmap, groups);
+      renderList(ui, state, rows);
+    } else {
+      dropView(ui.tbody, rows);
+      renderHeatmap(ui, state, groups);
+    }
     renderSelection(ui, state);
     if (state.details) renderDetailsFields(ui, state);
   }
@@ -165,7 +176,6 @@ export function mount(root, { signal }) {
     const view = t.closest('button[data-view]');
     if (view) {
       state.view = view.dataset.view;
-      localStorage.setItem(VIEW_KEY, state.view);
       render();
       return;
     }
@@ -186,8 +196,7 @@ export function mount(root, { signal }) {
     if (t.matches('input[data-select]')) toggle(t.dataset.select, t.checked);
     else if (t.matches('input[data-tile-select]')) toggle(t.dataset.tileSelect, t.checked);
     else if (t.matches('#select-all')) {
-      for (const n of state.nodes) if (t.checked) state.selected.add(n.name);
-      if (!t.checked) state.selected.clear();
+      state.selected = new Set(t.checked ? state.nodes.map((n) => n.name) : []);
       render();
     } else if (t.matches('#heat-metric')) {
       state.metric = t.value;
@@ -238,7 +247,7 @@ function skeleton(state) {
   const loadError = h('div', { class: 'messages' });
   const list = table('node-table', [
     h('input', { type: 'checkbox', id: 'select-all', 'aria-label': 'select every node' }),
-    'Name', 'Template', 'Size', 'State', 'Health', 'Cores in use', 'CPU', 'Memory', 'Tasks', 'Since',
+    'Name', 'Template', 'Size', 'State', 'Health', { text: 'Cores in use', num: true }, { text: 'CPU', num: true }, { text: 'Memory', num: true }, 'Tasks', 'Since',
   ], 'nodes');
   const heatmap = h('div', { id: 'heatmap', class: 'heatmap', hidden: true });
   const detailsTitle = h('h2');
@@ -288,6 +297,13 @@ function renderSelection(ui, state) {
   setText(ui.selection, n === 0 ? 'no node selected' : `${n} selected`);
   ui.selectAll.checked = n > 0 && n === state.nodes.length;
   ui.selectAll.indeterminate = n > 0 && n < state.nodes.length;
+}
+
+/** Empties a view's container and forgets its elements. */
+function dropView(container, cache) {
+  if (cache.size === 0 && container.childElementCount === 0) return;
+  container.replaceChildren();
+  cache.clear();
 }
 
 // ---- list ----
@@ -400,10 +416,14 @@ function createTile(n) {
       h('span', { class: 'tile-name', text: n.name }),
       h('span', { class: 'tile-state' }),
       h('span', { class: 'tile-health' }),
-      h('span', { class: 'tile-value' }),
     ),
-    h('input', { type: 'checkbox', class: 'tile-check', 'data-tile-select': n.name, 'aria-label': `select ${n.name}` }),
-    h('button', { type: 'button', class: 'tile-details', 'data-details': n.name, 'aria-label': `details of ${n.name}`, title: 'details' }, 'i'),
+    h(
+      'div',
+      { class: 'tile-foot' },
+      h('span', { class: 'tile-value' }),
+      h('input', { type: 'checkbox', class: 'tile-check', 'data-tile-select': n.name, 'aria-label': `select ${n.name}` }),
+      h('button', { type: 'button', class: 'tile-details', 'data-details': n.name, 'aria-label': `details of ${n.name}`, title: 'details' }, 'i'),
+    ),
   );
 }
 
@@ -425,12 +445,14 @@ function updateTile(el, n, state) {
 
 // ---- actions ----
 
-function showResults(area, action, results) {
+export function showResults(area, action, results) {
   const refused = results.filter((r) => !r.ok);
   const done = results.length - refused.length;
-  const lines = [h('div', { class: refused.length ? 'msg msg-info' : 'msg msg-ok', text: `${action}: ${done} of ${results.length} node(s) done` })];
-  for (const r of refused) lines.push(h('div', { class: 'msg msg-error' }, h('strong', { text: `${r.node}: ` }), r.message));
-  for (const r of results.filter((x) => x.ok)) lines.push(h('div', { class: 'msg msg-ok' }, h('strong', { text: `${r.node}: ` }), r.message));
+  const ok = results.filter((r) => r.ok).map((r) => `${r.node} (${r.message})`);
+  const lines = [
+    h('div', { class: refused.length ? 'msg msg-info' : 'msg msg-ok' }, `${action}: ${done} of ${results.length} node(s) done`, ok.length ? `: ${ok.join(', ')}` : ''),
+  ];
+  for (const r of refused) lines.push(h('div', { class: 'msg msg-error' }, h('strong', { text: `${r.node} refused: ` }), r.message));
   area.replaceChildren(...lines);
 }
 
@@ -477,14 +499,15 @@ function renderTasks(ui, list) {
     ui.tasks.replaceChildren(h('p', { class: 'muted', text: 'no tasks ran here yet' }));
     return;
   }
-  const t = table(null, ['Task', 'State', 'Exit', 'Started', 'Ended'], 'recent tasks of the node');
+  const t = table(null, ['Task', 'State', { text: 'Attempt', num: true }, { text: 'Exit', num: true }, 'Started', 'Ended'], 'recent tasks of the node');
   t.tbody.append(
     ...list.map((task) =>
       h(
         'tr',
-        { 'data-task': task.id },
+        { 'data-node-task': task.id },
         h('td', {}, h('a', { href: `#/jobs/${task.job}`, text: task.id })),
         h('td', { class: 'state' }, badge(task.state)),
+        h('td', { class: 'num', text: String(task.attempt) }),
         h('td', { class: 'num', text: task.exit_code ?? '—' }),
         h('td', { text: fmtTime(task.started_at) }),
         h('td', { text: fmtTime(task.ended_at) }),

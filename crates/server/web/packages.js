@@ -65,15 +65,15 @@ export function mount(root, { signal }) {
 }
 
 function skeleton() {
-  const list = table('package-table', ['Package', 'Version', 'File', 'Size', 'SHA-256', 'Uploaded'], 'packages');
-  const name = h('input', { name: 'name', type: 'text', autocomplete: 'off', placeholder: 'solver' });
+  const list = table('package-table', ['Package', { text: 'Version', num: true }, 'File', { text: 'Size', num: true }, 'SHA-256', 'Uploaded'], 'packages');
+  const name = h('input', { name: 'name', type: 'text', autocomplete: 'off', placeholder: 'default: the file\'s name' });
   const template = h('select', { name: 'template' }, h('option', { value: '' }, ALL));
   const file = h('input', { name: 'file', type: 'file' });
   const uploadMessages = h('div', { id: 'upload-messages', class: 'messages', 'aria-live': 'polite' });
   const form = h(
     'form',
     { id: 'upload-form', class: 'inline-form', novalidate: true },
-    labelled('Name', name, 'default: the file\'s name'),
+    labelled('Name', name),
     labelled('For', template),
     labelled('File', file),
     h('button', { type: 'submit', class: 'primary' }, 'Upload'),

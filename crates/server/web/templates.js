@@ -59,7 +59,21 @@ const DAY_NAMES = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
 /** `{days:[0,1], start:480, end:1080}` → `Mon,Tue 08:00-18:00`. */
 function fmtWindow(w) {
   const hm = (m) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
-  return `${w.days.map((d) => DAY_NAMES[d]).join(',')} ${hm(w.start)}-${hm(w.end)}`;
+  return `${fmtDays(w.days)} ${hm(w.start)}-${hm(w.end)}`;
+}
+
+/** `[0,1,2,3,4,6]` → `Mon-Fri,Sun`: runs of three days or more as ranges. */
+function fmtDays(days) {
+  const sorted = [...days].sort((a, b) => a - b);
+  const parts = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j += 1;
+    if (j - i >= 2) parts.push(`${DAY_NAMES[sorted[i]]}-${DAY_NAMES[sorted[j]]}`);
+    else for (let k = i; k <= j; k++) parts.push(DAY_NAMES[sorted[k]]);
+    i = j + 1;
+  }
+  return parts.join(',');
 }
 
 /** Milliseconds → the duration syntax the API reads: `10m`, `90s`, `1h`. */
@@ -325,7 +339,7 @@ function skeleton() {
     formError,
     h('div', { class: 'form-actions' }, submit, h('button', { type: 'button', id: 'cancel-template', class: 'quiet' }, 'Cancel')),
   );
-  const list = table('template-table', ['Name', 'Provider', 'Nodes', 'Quota in use', 'Proxies', 'Availability', 'Status', 'Actions'], 'node templates');
+  const list = table('template-table', ['Name', 'Provider', { text: 'Nodes', num: true }, 'Quota in use', 'Proxies', 'Availability', 'Status', 'Actions'], 'node templates');
   const messages = h('div', { id: 'template-messages', class: 'messages', 'aria-live': 'polite' });
   const loadError = h('div', { class: 'messages' });
   const add = addNodesForm();
