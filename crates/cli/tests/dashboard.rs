@@ -282,3 +282,73 @@ fn a_user_without_the_role_sees_the_refusal_and_nothing_changes() {
         json!([]),
     );
 }
+
+/// A dashboard left open while the cluster changes keeps one event stream, and neither the
+/// page's memory nor the head node's open files grow. Runs for `THUNDERHEAD_SOAK_SECS` (an hour
+/// by default): `cargo test -p thunderhead --test dashboard -- --ignored --nocapture`.
+#[test]
+#[ignore = "a soak of an hour by default; run by hand (docs/benchmarks.md)"]
+fn a_dashboard_open_for_an_hour_leaks_neither_memory_nor_connections() {
+    let secs: u64 = std::env::var("THUNDERHEAD_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3600);
+    let c = Cluster::start();
+    c.th(&["template", "create", "sims", "--provider", "sim", "--sim-light", "--sim-deploy-time", "100ms"]);
+    c.th(&["node", "add", "--template", "sims", "--count", "16", "--size", "Small"]);
+    c.th(&["node", "start", "--template", "sims", "--wait"]);
+    c.th(&["node", "online", "--template", "sims"]);
+    let browser = Browser::start(&c.ca_file(), 1400, 900);
+    log_in(&browser, &c, &admin_token(&c), "admin");
+    let sample = |page: &str| -> (u64, u64, u64, u64) {
+        browser.click(&format!("a[data-nav=\"{page}\"]"));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let heap = browser.js("window.gc(); return performance.memory.usedJSHeapSize;", json!([]));
+        let dom = browser.js("return document.getElementsByTagName('*').length;", json!([]));
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", c.server_pid())).unwrap().count() as u64;
+        let streams = health(&c)["event_streams"].as_u64().unwrap();
+        (heap.as_u64().unwrap(), dom.as_u64().unwrap(), fds, streams)
+    };
+    let pages = ["nodes", "templates", "jobs", "cost", "packages"];
+    let start = std::time::Instant::now();
+    let mut samples = Vec::new();
+    let mut round = 0u64;
+    let names: Vec<String> = c.node_states("sims").into_iter().map(|(n, _, _)| n).collect();
+    while start.elapsed().as_secs() < secs {
+        // Churn: a node goes offline and comes back, a sweep runs, the page changes.
+        let node = &names[(round as usize) % names.len()];
+        c.th(&["node", "offline", node]);
+        c.th(&["node", "online", node]);
+        if round.is_multiple_of(6) {
+            c.submit(&["--sweep", "1-500", "--", "true", "*"]);
+        }
+        if round.is_multiple_of(12) {
+            let s = sample("nodes");
+            eprintln!(
+                "{:>5} s  heap {:>6} KiB  dom {:>5}  server fds {:>4}  streams {}",
+                start.elapsed().as_secs(),
+                s.0 / 1024,
+                s.1,
+                s.2,
+                s.3
+            );
+            samples.push(s);
+            browser.click(&format!("a[data-nav=\"{}\"]", pages[(round / 12) as usize % pages.len()]));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        round += 1;
+    }
+    let end = sample("nodes");
+    let first = samples[samples.len().min(2) - 1];
+    eprintln!(
+        "after {} s: heap {} -> {} KiB, dom {} -> {}, server fds {} -> {}",
+        secs,
+        first.0 / 1024,
+        end.0 / 1024,
+        first.1,
+        end.1,
+        first.2,
+        end.2
+    );
+    assert_eq!(end.3, 1, "one event stream");
+    assert!(end.0 < first.0 + first.0 / 2 + (2 << 20), "the page's heap grew from {} to {} bytes", first.0, end.0);
+    assert!(end.1 <= first.1 + 50, "the page's elements grew from {} to {}", first.1, end.1);
+    assert!(end.2 <= first.2 + 10, "the head node's open files grew from {} to {}", first.2, end.2);
+}

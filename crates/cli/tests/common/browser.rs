@@ -78,6 +78,7 @@ impl Browser {
             "--disable-component-update".into(),
             "--disable-sync".into(),
             "--enable-precise-memory-info".into(),
+            "--js-flags=--expose-gc".into(),
             format!("--user-data-dir={}", browser._profile.path().display()),
             format!("--ignore-certificate-errors-spki-list={}", spki_hash(ca)),
             format!("--window-size={width},{height}"),

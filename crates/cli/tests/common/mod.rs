@@ -106,6 +106,11 @@ impl Cluster {
         });
     }
 
+    /// The head node's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.server.as_ref().expect("server running").id()
+    }
+
     /// Kills the head node with SIGKILL, as a crash would. Its agents keep running.
     pub fn kill_server(&mut self) {
         let mut child = self.server.take().expect("server running");
