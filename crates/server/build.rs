@@ -9,7 +9,7 @@ fn main() {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("crates/server/web holds the dashboard")
         .map(|e| e.expect("a readable directory").path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
         .collect();
     files.sort();
     let mut out = String::from("&[\n");

@@ -85,6 +85,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn this_machine_can_be_measured() {
         let mut s = Sampler::default();
         let m = s.sample().expect("Linux has /proc/stat and /proc/meminfo");

@@ -1276,9 +1276,21 @@ impl Cluster {
     }
 
     /// Requeues the failed and canceled tasks of ended job `id`; `ended` holds the stored rows
-    /// of those tasks (index, last attempt), which the caller reads from the store.
-    pub fn requeue_job(&mut self, fx: &mut Effects, id: JobId, ended: &[(u64, u32)]) -> Result<JobView> {
+    /// of those tasks (index, last attempt), which the caller read from the store while the job
+    /// had ended at `ended_at`.
+    pub fn requeue_job(
+        &mut self,
+        fx: &mut Effects,
+        id: JobId,
+        ended_at: Option<Millis>,
+        ended: &[(u64, u32)],
+    ) -> Result<JobView> {
         let job = self.job_named(id)?;
+        if job.ended_at != ended_at {
+            return Err(Error::conflict(format!(
+                "job {id} changed while its tasks were read (another requeue?); look at it again and retry"
+            )));
+        }
         match job.state {
             JobState::Failed | JobState::Canceled => {}
             JobState::Finished => {
@@ -1548,6 +1560,8 @@ impl Cluster {
             return;
         };
         if node.session == Some(session) {
+            // Nothing measures the node while no agent is connected.
+            node.metrics = None;
             node.session = None;
             node.disconnected_since = Some(now);
             log(fx, &name, now, "agent disconnected");

@@ -520,7 +520,7 @@ fn a_requeued_job_runs_its_failed_and_canceled_tasks_again_and_keeps_its_finishe
     let names = env.online(1, "Small");
     let id = env.sweep("1-100", None, None, None);
     let d = all_dispatches(&env.end());
-    assert!(env.c.requeue_job(&mut env.fx, id, &[]).unwrap_err().message.contains("is Running"));
+    assert!(env.c.requeue_job(&mut env.fx, id, None, &[]).unwrap_err().message.contains("is Running"));
     env.finish(&names[0], &d[0], 0);
     env.finish(&names[0], &d[1], 3);
     env.end();
@@ -532,7 +532,10 @@ fn a_requeued_job_runs_its_failed_and_canceled_tasks_again_and_keeps_its_finishe
     env.end();
     // The store holds rows for the failed task and the two canceled while running; the 96
     // canceled before they ran are only counted.
-    let view = env.c.requeue_job(&mut env.fx, id, &[(2, 1), (3, 1), (4, 1)]).unwrap();
+    let ended_at = env.c.job(id).unwrap().ended_at;
+    let stale = env.c.requeue_job(&mut env.fx, id, None, &[(2, 1)]).unwrap_err();
+    assert!(stale.message.contains("changed while its tasks were read"), "{}", stale.message);
+    let view = env.c.requeue_job(&mut env.fx, id, ended_at, &[(2, 1), (3, 1), (4, 1)]).unwrap();
     assert_eq!((view.state.as_str(), view.tasks.queued, view.tasks.finished), ("Queued", 99, 1));
     assert_eq!(view.tasks.failed + view.tasks.canceled, 0);
     let again = all_dispatches(&env.end());
@@ -546,7 +549,7 @@ fn a_requeued_job_runs_its_failed_and_canceled_tasks_again_and_keeps_its_finishe
         next = all_dispatches(&env.end());
     }
     assert_eq!(env.job_counts(id).finished, 100);
-    let done = env.c.requeue_job(&mut env.fx, id, &[]).unwrap_err();
+    let done = env.c.requeue_job(&mut env.fx, id, env.c.job(id).unwrap().ended_at, &[]).unwrap_err();
     assert!(done.message.contains("nothing to requeue"), "{}", done.message);
 }
 

@@ -169,16 +169,22 @@ pub fn set_lines(usages: &[Usage], times: &[Millis]) -> Vec<CostLine> {
 /// What each job spent from `times[0]` to each of `times`, per currency, from samples of its
 /// running total (ordered by job, then time); jobs that spent nothing in the period are left out.
 pub fn job_lines(samples: &[JobCostSample], times: &[Millis]) -> Vec<CostLine> {
-    let Some(&since) = times.first() else { return Vec::new() };
     let mut lines = Vec::new();
     for job in samples.chunk_by(|a, b| a.job == b.job) {
-        let total_at = |t: Millis, currency: &str| -> u64 {
-            job.iter().rev().find(|s| s.at <= t).and_then(|s| s.cost_micros.get(currency)).copied().unwrap_or(0)
-        };
         let currencies: std::collections::BTreeSet<&String> = job.iter().flat_map(|s| s.cost_micros.keys()).collect();
         for currency in currencies {
-            let base = total_at(since, currency);
-            let values: Vec<u64> = times.iter().map(|&t| total_at(t, currency).saturating_sub(base)).collect();
+            // The job's running total at each time: samples and times both go forward.
+            let mut next = 0;
+            let mut total = 0;
+            let mut totals = times.iter().map(|&t| {
+                while next < job.len() && job[next].at <= t {
+                    total = job[next].cost_micros.get(currency).copied().unwrap_or(total);
+                    next += 1;
+                }
+                total
+            });
+            let base = totals.next().unwrap_or(0);
+            let values: Vec<u64> = std::iter::once(0).chain(totals.map(|total| total.saturating_sub(base))).collect();
             if values.iter().any(|&v| v > 0) {
                 lines.push(CostLine {
                     key: job[0].job.to_string(),

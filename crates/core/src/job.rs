@@ -635,25 +635,24 @@ impl Job {
         c.canceled = 0;
         self.state = JobState::Queued;
         self.ended_at = None;
-        let mut rows = Vec::with_capacity(ended.len());
         if let Some(g) = &mut self.graph {
             for &(index, _) in ended {
                 g.state[(index - 1) as usize] = TaskState::Queued;
             }
+            g.waiting_on.iter_mut().for_each(|w| *w = 0);
+            for (p, of) in g.dependents.iter().enumerate() {
+                if g.state[p] != TaskState::Finished {
+                    for &d in of {
+                        g.waiting_on[d as usize] += 1;
+                    }
+                }
+            }
         }
+        let mut rows = Vec::with_capacity(ended.len());
         for &(index, attempt) in ended {
             // A task of a job with explicit tasks waits for its dependencies again, and starts
             // over at attempt 1 when they are done.
-            let ready = match &self.graph {
-                None => true,
-                Some(g) => {
-                    let i = index - 1;
-                    !g.dependents
-                        .iter()
-                        .enumerate()
-                        .any(|(d, of)| of.contains(&(i as u32)) && g.state[d] != TaskState::Finished)
-                }
-            };
+            let ready = self.graph.as_ref().is_none_or(|g| g.waiting_on[(index - 1) as usize] == 0);
             let mut row = crate::persist::TaskRow::new(self.id, index);
             row.message = Some("requeued".into());
             if ready && attempt > 0 {
@@ -663,16 +662,6 @@ impl Job {
             rows.push(row);
         }
         if let Some(g) = &mut self.graph {
-            for i in 0..g.state.len() {
-                g.waiting_on[i] = 0;
-            }
-            for (p, of) in g.dependents.iter().enumerate() {
-                if g.state[p] != TaskState::Finished {
-                    for &d in of {
-                        g.waiting_on[d as usize] += 1;
-                    }
-                }
-            }
             g.ready = (0..g.state.len())
                 .filter(|&i| {
                     g.state[i] == TaskState::Queued
@@ -772,6 +761,26 @@ mod tests {
             ..Default::default()
         }
         .validate()
+    }
+
+    #[test]
+    fn a_requeued_job_with_dependencies_runs_the_failed_task_before_what_waits_on_it() {
+        let mut job = Job::new(1, graph(&[("a", &[]), ("b", &["a"]), ("c", &[])]).unwrap(), 0);
+        let taken: Vec<u64> = job.take(3).iter().map(|t| t.index).collect();
+        assert_eq!(taken, [1, 3]);
+        job.mark_running(2, 0);
+        assert_eq!(job.task_ended(1, TaskState::Failed), [2], "b is canceled with a");
+        job.task_ended(3, TaskState::Finished);
+        assert!(job.settle(5));
+        assert_eq!(job.state, JobState::Failed);
+        let rows = job.requeue_ended(&[(1, 1), (2, 0)]);
+        assert_eq!(rows.iter().map(|r| (r.index, r.attempt)).collect::<Vec<_>>(), [(1, 1), (2, 0)]);
+        assert_eq!((job.state, job.counts.queued, job.counts.finished), (JobState::Queued, 2, 1));
+        let again = job.take(3);
+        assert_eq!(again.iter().map(|t| (t.index, t.attempt)).collect::<Vec<_>>(), [(1, 2)], "b waits for a");
+        job.mark_running(1, 6);
+        job.task_ended(1, TaskState::Finished);
+        assert_eq!(job.take(3).iter().map(|t| (t.index, t.attempt)).collect::<Vec<_>>(), [(2, 1)]);
     }
 
     #[test]

@@ -26,6 +26,9 @@ const MAX_BATCH: usize = 4096;
 /// their provider.
 const PROBE_EVERY_TICKS: u64 = 2;
 
+/// How often changed node measurements are announced to live clients, in ticks (seconds).
+const MEASUREMENTS_EVERY_TICKS: u64 = 5;
+
 /// What the API asks of the cluster.
 #[derive(Debug)]
 pub enum Request {
@@ -45,8 +48,13 @@ pub enum Request {
     CheckLogName(String),
     Submit(JobSubmission),
     CancelJob(JobId),
-    /// Requeues an ended job's failed and canceled tasks: (index, last attempt) of each.
-    RequeueJob(JobId, Vec<(u64, u32)>),
+    /// Requeues an ended job's failed and canceled tasks: (index, last attempt) of each, read
+    /// while the job had ended at `ended_at`.
+    RequeueJob {
+        id: JobId,
+        ended_at: Option<u64>,
+        ended: Vec<(u64, u32)>,
+    },
     /// The tasks running on a node and those that ended there last.
     NodeTasks(String),
     ListJobs,
@@ -130,10 +138,12 @@ struct Actor {
     events: mpsc::UnboundedSender<Event>,
     runtime: tokio::runtime::Handle,
     ticks: u64,
-    /// Announces each batch's changes to live clients.
-    changes: watch::Sender<Generations>,
+    /// Announces each batch's changes to live clients, once they are durable.
+    changes: Arc<watch::Sender<Generations>>,
     /// What this batch changed beyond its ops (agents connecting, measurements).
     touched: Topics,
+    /// Measurements changed since they were last announced (at most every few seconds).
+    measured: bool,
 }
 
 pub fn spawn(
@@ -156,8 +166,9 @@ pub fn spawn(
         events: tx.clone(),
         runtime: tokio::runtime::Handle::current(),
         ticks: 0,
-        changes,
+        changes: Arc::new(changes),
         touched: Topics::NONE,
+        measured: false,
     };
     let ticks = tx.clone();
     tokio::spawn(async move {
@@ -175,7 +186,7 @@ pub fn spawn(
         let mut follow_ups: Vec<FollowUp> = Vec::new();
         loop {
             actor.cluster.end_batch(&mut fx, now_millis());
-            actor.announce(&fx);
+            actor.announce(&fx, &mut follow_ups);
             actor.submit(std::mem::take(&mut fx), std::mem::take(&mut follow_ups));
             let Some(first) = rx.recv().await else { return };
             let now = now_millis();
@@ -272,9 +283,7 @@ impl Actor {
             }
             Event::AgentResults { session, results } => self.cluster.agent_results(fx, session, results, now),
             Event::AgentHeard { session, metrics } => {
-                if self.cluster.agent_heard(session, now, metrics) {
-                    self.touched |= Topics::NODES;
-                }
+                self.measured |= self.cluster.agent_heard(session, now, metrics);
             }
             Event::AgentInstalled { session, results } => self.cluster.agent_installed(fx, session, results, now),
             Event::AgentGone { session } => {
@@ -295,6 +304,12 @@ impl Actor {
             Event::Tick => {
                 self.cluster.tick(fx, now);
                 self.ticks += 1;
+                // Measurements change with nearly every heartbeat: pages hear of them every few
+                // seconds, not at each one.
+                if self.measured && self.ticks.is_multiple_of(MEASUREMENTS_EVERY_TICKS) {
+                    self.measured = false;
+                    self.touched |= Topics::NODES;
+                }
                 if self.ticks.is_multiple_of(PROBE_EVERY_TICKS) {
                     self.probe_deployments();
                 }
@@ -328,7 +343,7 @@ impl Actor {
             }
             Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
             Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
-            Request::RequeueJob(id, ended) => to_value(c.requeue_job(fx, id, &ended)?),
+            Request::RequeueJob { id, ended_at, ended } => to_value(c.requeue_job(fx, id, ended_at, &ended)?),
             Request::NodeTasks(name) => to_value(c.node_tasks(&name)?),
             Request::ListJobs => to_value(c.jobs()),
             Request::ShowJob(id) => to_value(c.job(id)?),
@@ -376,15 +391,17 @@ impl Actor {
         }
     }
 
-    /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.
-    /// Tells live clients which topics this batch changed.
-    fn announce(&mut self, fx: &Effects) {
+    /// Tells live clients which topics this batch changed, once the batch is committed (so
+    /// what they fetch next includes the change).
+    fn announce(&mut self, fx: &Effects, follow_ups: &mut Vec<FollowUp>) {
         let topics = fx.ops.iter().fold(std::mem::take(&mut self.touched), |t, op| t | Topics::of(op));
         if !topics.is_empty() {
-            self.changes.send_modify(|g| g.bump(topics));
+            let changes = self.changes.clone();
+            follow_ups.push(Box::new(move || changes.send_modify(|g| g.bump(topics))));
         }
     }
 
+    /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.
     fn submit(&mut self, fx: Effects, mut follow_ups: Vec<FollowUp>) {
         for command in fx.commands {
             if let Some(f) = self.follow_up(command) {

@@ -490,8 +490,13 @@ async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     Ok(Json(serde_json::to_value(log).expect("log serialises")))
 }
 
-async fn node_tasks(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::NodeTasks(name)).await
+/// The tasks running on a node and the last that ended there; a User sees only their own.
+async fn node_tasks(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
+    let tasks: Vec<thunderhead_core::view::TaskView> =
+        serde_json::from_value(api.handle.ask(Request::NodeTasks(name)).await?).expect("task views");
+    let visible: std::collections::BTreeSet<u64> = visible_jobs(&api, &caller).await?.iter().map(|j| j.id).collect();
+    let tasks: Vec<_> = tasks.into_iter().filter(|t| visible.contains(&t.job)).collect();
+    Ok(Json(serde_json::to_value(tasks).expect("views serialise")))
 }
 
 /// The jobs the caller may see: a User's own, every job for the administrators.
@@ -551,7 +556,7 @@ async fn cancel_job(State(api): State<Api>, Extension(caller): Extension<Caller>
 
 /// Puts the failed and canceled tasks of an ended job back in the queue.
 async fn requeue_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
-    own_job(&api, &caller, id).await?;
+    let seen = own_job(&api, &caller, id).await?;
     let store = api.store.clone();
     let ended = tokio::task::spawn_blocking(move || {
         let mut ended = Vec::new();
@@ -571,7 +576,7 @@ async fn requeue_job(State(api): State<Api>, Extension(caller): Extension<Caller
     })
     .await
     .expect("no panic")?;
-    ask(&api, Request::RequeueJob(id, ended)).await
+    ask(&api, Request::RequeueJob { id, ended_at: seen.ended_at, ended }).await
 }
 
 #[derive(Deserialize)]
@@ -724,11 +729,16 @@ async fn cost_series(
     .await
     .expect("no panic")?;
     let times = cost::chart_times(since, until, points as usize);
-    let sets: Vec<Value> = cost::set_lines(&usage, &times)
+    let (set_lines, job_lines, times) = tokio::task::spawn_blocking(move || {
+        (cost::set_lines(&usage, &times), cost::job_lines(&samples, &times), times)
+    })
+    .await
+    .expect("no panic");
+    let sets: Vec<Value> = set_lines
         .into_iter()
         .map(|l| serde_json::json!({"template": l.key, "currency": l.currency, "values": l.values}))
         .collect();
-    let jobs: Vec<Value> = cost::job_lines(&samples, &times)
+    let jobs: Vec<Value> = job_lines
         .into_iter()
         .filter_map(|l| {
             let name = jobs.get(&l.key)?;

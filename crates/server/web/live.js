@@ -73,18 +73,32 @@ function dispatch(event, data) {
   handlers.onChange(new Set(topics));
 }
 
-/** Reads `body` to its end, calling `onEvent(event, data)` per SSE frame. */
+/** The head node sends a keep-alive every 15 s: a stream silent this long is dead. */
+const SILENCE_MS = 45_000;
+
+/**
+ * Reads `body` to its end, calling `onEvent(event, data)` per SSE frame. A connection that a
+ * proxy or NAT dropped without closing it goes silent: after `SILENCE_MS` the read gives up.
+ */
 async function read(body, signal, onEvent) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   const parse = sseParser(onEvent);
+  let watchdog = null;
+  const silence = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => reader.cancel(new Error('the event stream went silent')), SILENCE_MS);
+  };
   try {
+    silence();
     for (;;) {
       const { value, done } = await reader.read();
       if (done || signal.aborted) break;
+      silence();
       parse(decoder.decode(value, { stream: true }));
     }
   } finally {
+    clearTimeout(watchdog);
     reader.releaseLock();
   }
 }

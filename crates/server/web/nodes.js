@@ -95,6 +95,8 @@ export function mount(root, { signal }) {
   // no longer shown is dropped.
   const ofNode = (path) => async (sig) => {
     const name = state.details;
+    // The pane was closed while this fetch waited its turn.
+    if (name === null || name === undefined) return { name, value: [] };
     return { name, value: await api(`/api/v1/nodes/${seg(name)}/${path}`, { signal: sig }) };
   };
   const log = new Resource(

@@ -176,6 +176,9 @@ macro_rules! store_contract_tests {
                 assert_eq!(read, [(1, minute, 30), (2, 2 * minute, 5)]);
                 let all: Vec<u64> = s.job_cost(0, 10 * minute).unwrap().iter().map(|p| p.at).collect();
                 assert_eq!(all, [1_000, minute, 5 * minute, 2 * minute]);
+                // A period that begins between two samples keeps the one before it as its base.
+                let between: Vec<u64> = s.job_cost(2 * minute, 10 * minute).unwrap().iter().filter(|p| p.job == 1).map(|p| p.at).collect();
+                assert_eq!(between, [minute, 5 * minute]);
             }
 
             #[test]

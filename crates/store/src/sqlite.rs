@@ -437,6 +437,7 @@ impl Store for SqliteStore {
             if let Some(last) = out.last_mut()
                 && last.job == job
                 && last.at <= since
+                && at <= since
             {
                 *last = JobCostSample { job, at, cost_micros };
             } else {
