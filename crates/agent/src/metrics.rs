@@ -11,23 +11,30 @@ struct CpuTimes {
     total: u64,
 }
 
-/// Reads the machine's metrics; CPU use is measured over the time since the previous reading.
-#[derive(Debug, Default)]
+/// Reads the machine's metrics; CPU use is measured over the time since the previous reading
+/// (the first, since the sampler was made).
+#[derive(Debug)]
 pub struct Sampler {
     last: Option<CpuTimes>,
 }
 
+impl Default for Sampler {
+    fn default() -> Sampler {
+        Sampler { last: read_cpu_times() }
+    }
+}
+
+fn read_cpu_times() -> Option<CpuTimes> {
+    cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
 impl Sampler {
     pub fn sample(&mut self) -> Option<Metrics> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let now = cpu_times(&stat)?;
+        let now = read_cpu_times()?;
         let (used, total) = memory_mb(&meminfo)?;
-        let cpu_percent = match self.last.replace(now) {
-            Some(before) => cpu_percent(before, now),
-            None => cpu_percent(CpuTimes { busy: 0, total: 0 }, now),
-        };
-        Some(Metrics { cpu_percent, memory_used_mb: used, memory_total_mb: total })
+        let before = self.last.replace(now).unwrap_or(now);
+        Some(Metrics { cpu_percent: cpu_percent(before, now), memory_used_mb: used, memory_total_mb: total })
     }
 }
 
