@@ -1,5 +1,5 @@
-//! Embeds the dashboard: every file of `web/` becomes an entry of `ASSETS` (name, content type,
-//! text), so a file added there is served without a list to keep up to date.
+//! Embeds the dashboard: every file of `web/` becomes an entry of `ASSETS` (name, text), so a
+//! file added there is served without a list to keep up to date.
 
 use std::fmt::Write;
 
@@ -15,15 +15,7 @@ fn main() {
     let mut out = String::from("&[\n");
     for path in files {
         let name = path.file_name().and_then(|n| n.to_str()).expect("file names are UTF-8");
-        let content_type = match path.extension().and_then(|e| e.to_str()) {
-            Some("html") => "text/html; charset=utf-8",
-            Some("css") => "text/css; charset=utf-8",
-            Some("js") => "text/javascript; charset=utf-8",
-            Some("svg") => "image/svg+xml",
-            Some("json") => "application/json",
-            _ => panic!("web/{name}: the dashboard serves .html, .css, .js, .svg and .json files"),
-        };
-        writeln!(out, "    ({name:?}, {content_type:?}, include_str!({:?})),", path.display().to_string()).unwrap();
+        writeln!(out, "    ({name:?}, include_str!({:?})),", path.display().to_string()).unwrap();
     }
     out.push_str("]\n");
     let target = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets it")).join("web_assets.rs");

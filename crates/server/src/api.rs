@@ -723,17 +723,18 @@ async fn cost_series(
     let jobs: BTreeMap<String, String> =
         visible_jobs(&api, &caller).await?.into_iter().map(|j| (j.id.to_string(), j.name)).collect();
     let store = api.store.clone();
-    let (usage, samples) = tokio::task::spawn_blocking(move || {
-        Ok::<_, thunderhead_store::StoreError>((store.usage(since)?, store.job_cost(since, until)?))
+    let times = cost::chart_times(since, until, points as usize);
+    // Reading the stretches and samples and adding them up both stay off the async workers.
+    let (set_lines, job_lines, times) = tokio::task::spawn_blocking(move || {
+        let (usage, samples) = (store.usage(since)?, store.job_cost(since, until)?);
+        Ok::<_, thunderhead_store::StoreError>((
+            cost::set_lines(&usage, &times),
+            cost::job_lines(&samples, &times),
+            times,
+        ))
     })
     .await
     .expect("no panic")?;
-    let times = cost::chart_times(since, until, points as usize);
-    let (set_lines, job_lines, times) = tokio::task::spawn_blocking(move || {
-        (cost::set_lines(&usage, &times), cost::job_lines(&samples, &times), times)
-    })
-    .await
-    .expect("no panic");
     let sets: Vec<Value> = set_lines
         .into_iter()
         .map(|l| serde_json::json!({"template": l.key, "currency": l.currency, "values": l.values}))

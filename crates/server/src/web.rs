@@ -10,8 +10,23 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-/// The dashboard's files, `web/*`: name, content type, text (listed by `build.rs`).
-const ASSETS: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+/// The dashboard's files, `web/*`: name and text (listed by `build.rs`).
+const ASSETS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+/// The type a dashboard file is served as, by its extension; `None` for any other file.
+fn content_type(name: &str) -> Option<&'static str> {
+    if name.starts_with('.') || name.contains(['/', '\\']) {
+        return None;
+    }
+    Some(match name.rsplit_once('.')?.1 {
+        "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "json" => "application/json",
+        _ => return None,
+    })
+}
 
 /// Scripts and styles come only from the head node; nothing may frame the pages.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -28,26 +43,16 @@ pub fn router() -> Router {
 
 fn asset(name: &str, from_disk: Option<&std::path::Path>) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
-    let (content_type, body) = match from_disk {
-        None => match ASSETS.iter().find(|(n, _, _)| *n == name) {
-            Some(&(_, content_type, text)) => (content_type, text.to_string()),
+    let Some(content_type) = content_type(name) else { return not_found() };
+    let body = match from_disk {
+        None => match ASSETS.iter().find(|(n, _)| *n == name) {
+            Some(&(_, text)) => text.to_string(),
             None => return not_found(),
         },
-        Some(dir) => {
-            let content_type = match name.rsplit_once('.').map(|(_, e)| e) {
-                _ if name.starts_with('.') || name.contains(['/', '\\']) => return not_found(),
-                Some("html") => "text/html; charset=utf-8",
-                Some("css") => "text/css; charset=utf-8",
-                Some("js") => "text/javascript; charset=utf-8",
-                Some("svg") => "image/svg+xml",
-                Some("json") => "application/json",
-                _ => return not_found(),
-            };
-            match std::fs::read_to_string(dir.join(name)) {
-                Ok(text) => (content_type, text),
-                Err(_) => return not_found(),
-            }
-        }
+        Some(dir) => match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => text,
+            Err(_) => return not_found(),
+        },
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -66,10 +71,10 @@ mod tests {
 
     #[test]
     fn every_page_asset_is_served_with_its_type_and_the_policy() {
-        for (name, content_type, _) in ASSETS {
+        for (name, _) in ASSETS {
             let r = asset(name, None);
             assert_eq!(r.status(), StatusCode::OK, "{name}");
-            assert_eq!(r.headers()[header::CONTENT_TYPE], *content_type);
+            assert_eq!(r.headers()[header::CONTENT_TYPE], content_type(name).expect("a dashboard file type"));
             assert!(r.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
         }
         assert_eq!(asset("../Cargo.toml", None).status(), StatusCode::NOT_FOUND);
@@ -78,10 +83,10 @@ mod tests {
 
     #[test]
     fn the_index_loads_only_files_the_head_node_serves() {
-        let index = ASSETS.iter().find(|(n, _, _)| *n == "index.html").expect("the dashboard has an index").2;
+        let index = ASSETS.iter().find(|(n, _)| *n == "index.html").expect("the dashboard has an index").1;
         for reference in index.split("/ui/").skip(1) {
             let file = reference.split('"').next().unwrap();
-            assert!(ASSETS.iter().any(|(n, _, _)| *n == file), "index.html loads /ui/{file}, which is not embedded");
+            assert!(ASSETS.iter().any(|(n, _)| *n == file), "index.html loads /ui/{file}, which is not embedded");
         }
     }
 }
