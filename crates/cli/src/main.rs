@@ -312,7 +312,8 @@ struct TemplateFields {
     /// Consecutive failed deployments after which the template pauses itself [default: 5]
     #[arg(long)]
     pause_after_failures: Option<u32>,
-    /// Hourly prices by size, e.g. Small=0.10,Medium=0.20 [default: the 2011 list prices]
+    /// Hourly prices by size, e.g. Small=0.10,Medium=0.20; Small=list goes back to the list
+    /// price [default: the 2011 list prices]
     #[arg(long)]
     rates: Option<String>,
     /// The currency of the prices [default: USD]
@@ -811,6 +812,10 @@ fn template(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> 
                     })
                     .collect();
                 println!("prices:      {} {} per hour", rates.join(", "), t.currency);
+                if !t.pins.is_empty() {
+                    let pins: Vec<String> = t.pins.iter().map(|(name, version)| format!("{name}={version}")).collect();
+                    println!("pinned:      {}", pins.join(", "));
+                }
                 match &t.availability {
                     thunderhead_core::availability::Availability::Manual => println!("availability: manual"),
                     thunderhead_core::availability::Availability::Schedule {

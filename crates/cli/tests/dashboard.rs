@@ -251,24 +251,47 @@ fn a_user_runs_the_cluster_from_the_dashboard() {
 }
 
 #[test]
-fn a_user_without_the_role_sees_the_refusal_and_nothing_changes() {
+fn a_user_sees_only_what_the_role_allows_and_the_head_node_refuses_the_rest() {
     let c = Cluster::start();
     c.th(&["template", "create", "sims", "--provider", "sim", "--sim-light", "--sim-deploy-time", "200ms"]);
     c.th(&["node", "add", "--template", "sims", "--count", "2", "--size", "Small"]);
     let token = c.json(&["user", "add", "alice", "--role", "User"])["token"].as_str().unwrap().to_string();
     let browser = Browser::start(&c.ca_file(), 1280, 900);
     log_in(&browser, &c, &token, "alice");
+    let shown = |css: &str| -> bool {
+        browser
+            .js(
+                "const e = document.querySelector(arguments[0]); return e !== null && e.checkVisibility();",
+                json!([css]),
+            )
+            .as_bool()
+            .unwrap()
+    };
+    // The Administrator's controls are not shown; a note says why.
     browser.click("a[data-nav=\"nodes\"]");
     browser.click("button[data-view=\"list\"]");
-    browser.click("input[data-select=\"SimCN-0001\"]");
-    browser.click("button[data-node-action=\"start\"]");
-    let refusal = browser.wait(
-        20,
-        "the refusal",
-        "return document.querySelector('#node-messages')?.innerText.match(/Administrator/) ? document.querySelector('#node-messages').innerText : null;",
-        json!([]),
+    browser.find("#node-table tr[data-node=\"SimCN-0001\"]");
+    assert!(!shown("button[data-node-action=\"start\"]"), "a User sees no Start button");
+    assert!(!shown("input[data-select=\"SimCN-0001\"]"), "a User sees no node checkboxes");
+    assert!(shown(".page-nodes .viewer-note"), "the note says what needs the Administrator role");
+    browser.click("a[data-nav=\"templates\"]");
+    browser.find("#template-table tr[data-template=\"sims\"]");
+    for css in ["#new-template", "button[data-set-action=\"start\"]", "#add-nodes-form"] {
+        assert!(!shown(css), "a User sees no {css}");
+    }
+    browser.click("a[data-nav=\"packages\"]");
+    browser.find("#package-table");
+    assert!(!shown("#upload-form"), "a User sees no upload form");
+    // Hidden is not forbidden: the page's own call with her token is refused by the head node,
+    // with the message the API gives the CLI, and nothing changes.
+    browser.js(
+        "window.refusal = null; fetch('/api/v1/nodes/actions', { method: 'POST', headers: { Authorization: `Bearer ${arguments[0]}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ action: 'start', names: ['SimCN-0001'] }) }).then(async (r) => { window.refusal = [r.status, await r.text()]; }); return null;",
+        json!([token]),
     );
-    assert!(refusal.as_str().unwrap().contains("alice"), "{refusal}");
+    let refusal = browser.wait(20, "the head node's answer", "return window.refusal;", json!([]));
+    assert_eq!(refusal[0], 403, "{refusal}");
+    let message = refusal[1].as_str().unwrap();
+    assert!(message.contains("alice") && message.contains("Administrator"), "{message}");
     assert!(c.node_states("sims").iter().all(|(_, state, _)| state == "NotDeployed"));
     // A User may still submit and follow their own sweep.
     browser.click("a[data-nav=\"jobs\"]");
@@ -281,6 +304,49 @@ fn a_user_without_the_role_sees_the_refusal_and_nothing_changes() {
         "return document.querySelector('#job-table tr[data-job]')?.innerText.includes('alice');",
         json!([]),
     );
+    // Her own job has its Cancel and Requeue buttons.
+    browser.click("#job-table a[data-job-link]");
+    browser.find("#job-state");
+    assert!(shown("#job-cancel") && shown("#job-requeue"), "a User acts on her own job");
+}
+
+#[test]
+fn editing_a_template_shows_its_prices_and_pins_and_saves_only_what_changed() {
+    let c = Cluster::start();
+    c.th(&["template", "create", "sims", "--provider", "sim", "--sim-light", "--description", "rehearsal"]);
+    c.th(&[
+        "template",
+        "edit",
+        "sims",
+        "--rates",
+        "Small=0.10,Large=1",
+        "--pin-package",
+        "solver=3",
+        "--pin-package",
+        "mesh=1",
+    ]);
+    let browser = Browser::start(&c.ca_file(), 1280, 900);
+    log_in(&browser, &c, &admin_token(&c), "admin");
+    browser.click("a[data-nav=\"templates\"]");
+    browser.click("button[data-edit-template=\"sims\"]");
+    let value = |css: &str| browser.js("return document.querySelector(arguments[0]).value;", json!([css]));
+    assert_eq!(value("#tf-rates"), "Large=1,Small=0.1");
+    assert_eq!(value("#tf-pin"), "mesh=1\nsolver=3");
+    // Small is taken out of the prices and solver out of the pins: both go back to the default.
+    browser.type_into("#tf-rates", "Large=1.5");
+    browser.type_into("#tf-pin", "mesh=2");
+    browser.click("#template-form button[type=submit]");
+    browser.wait(
+        20,
+        "the template to be saved",
+        "return document.querySelector('#template-messages')?.innerText.includes('saved template sims') || null;",
+        json!([]),
+    );
+    let t = c.json(&["template", "show", "sims"]);
+    assert_eq!(t["rates"], json!({"Large": 1_500_000}));
+    assert_eq!(t["pins"], json!({"mesh": 2}));
+    assert_eq!(t["description"], "rehearsal", "a field left alone is not sent");
+    assert_eq!(t["settings"]["light"], true);
 }
 
 /// A dashboard left open while the cluster changes keeps one event stream, and neither the

@@ -618,6 +618,7 @@ impl Cluster {
             rates: t.rates.clone(),
             currency: t.currency.clone(),
             proxy_list: self.proxies_of(&t.name),
+            pins: t.pins.clone(),
             blob_store: t.blob_store.clone(),
             availability: t.availability.clone(),
             created_at: t.created_at,

@@ -25,22 +25,28 @@ pub fn default_rate_micros(size: NodeSize) -> u64 {
 
 pub const DEFAULT_CURRENCY: &str = "USD";
 
-/// Parses `Small=0.10,Large=0.40` into hourly rates in millionths, by size name.
-pub fn parse_rates(text: &str) -> Result<BTreeMap<String, u64>> {
+/// Parses `Small=0.10,Large=0.40` into hourly rates in millionths, by size name. A price of
+/// `list` (`Small=list`) is `None`: the size goes back to its 2011 list price.
+pub fn parse_rates(text: &str) -> Result<BTreeMap<String, Option<u64>>> {
     let mut rates = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || {
             Error::invalid(format!(
-                "rate \"{part}\" is not SIZE=PRICE (write e.g. Small=0.12,Medium=0.24 with prices per hour)"
+                "rate \"{part}\" is not SIZE=PRICE or SIZE=list (write e.g. Small=0.12,Medium=0.24 with prices per hour)"
             ))
         };
         let (size, price) = part.split_once('=').ok_or_else(bad)?;
         let size = NodeSize::parse(size)?;
-        let price: f64 = price.trim().parse().map_err(|_| bad())?;
+        let price = price.trim();
+        if price == "list" {
+            rates.insert(size.name().to_string(), None);
+            continue;
+        }
+        let price: f64 = price.parse().map_err(|_| bad())?;
         if !(0.0..=1_000_000.0).contains(&price) {
             return Err(bad());
         }
-        rates.insert(size.name().to_string(), (price * 1e6).round() as u64);
+        rates.insert(size.name().to_string(), Some((price * 1e6).round() as u64));
     }
     Ok(rates)
 }
@@ -243,8 +249,8 @@ mod tests {
 
     #[test]
     fn rates_parse_and_bad_ones_are_explained() {
-        let r = parse_rates("Small=0.10, ExtraLarge=1").unwrap();
-        assert_eq!((r["Small"], r["ExtraLarge"]), (100_000, 1_000_000));
+        let r = parse_rates("Small=0.10, ExtraLarge=1, Medium=list").unwrap();
+        assert_eq!((r["Small"], r["ExtraLarge"], r["Medium"]), (Some(100_000), Some(1_000_000), None));
         assert!(parse_rates("Small:0.1").unwrap_err().message.contains("SIZE=PRICE"));
         assert!(parse_rates("Huge=1").unwrap_err().message.contains("\"Huge\""));
     }

@@ -450,7 +450,12 @@ impl Template {
             t.pause_after_failures = p;
         }
         if let Some(text) = &edit.rates {
-            t.rates.extend(crate::cost::parse_rates(text)?);
+            for (size, rate) in crate::cost::parse_rates(text)? {
+                match rate {
+                    Some(micros) => t.rates.insert(size, micros),
+                    None => t.rates.remove(&size),
+                };
+            }
         }
         if let Some(c) = edit.currency {
             t.currency = c;
@@ -506,6 +511,31 @@ mod tests {
         });
         let e = e.unwrap();
         assert_eq!((e.prefix(), e.quota_cores), ("Burst-".to_string(), 64));
+    }
+
+    #[test]
+    fn a_rate_set_to_list_and_a_pin_set_to_latest_are_removed() {
+        let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() }.validate(0).unwrap();
+        use crate::size::NodeSize;
+        let price = |t: &Template| t.rate_micros(NodeSize::Small);
+        let t = t
+            .edited(TemplateEdit {
+                rates: Some("Small=0.10,Large=1".into()),
+                pin: Some(vec!["solver=3".into(), "mesh=1".into()]),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!((price(&t), t.rates.len(), t.pins.len()), (100_000, 2, 2));
+        let t = t
+            .edited(TemplateEdit {
+                rates: Some("Small=list".into()),
+                pin: Some(vec!["solver=latest".into()]),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(price(&t), crate::cost::default_rate_micros(NodeSize::Small));
+        assert_eq!(t.rates.keys().collect::<Vec<_>>(), ["Large"]);
+        assert_eq!(t.pins.keys().collect::<Vec<_>>(), ["mesh"]);
     }
 
     #[test]

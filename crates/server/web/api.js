@@ -22,6 +22,22 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Who is signed in, from `GET /api/v1/whoami`: the pages show only the controls this role may
+ * use. This is a convenience for the eye; the head node checks every call all the same.
+ */
+export const session = { name: null, role: null };
+
+/** Whether the signed-in user may act on a job `owner` submitted (the head node's rule). */
+export function mayManageJob(owner) {
+  return session.role === 'Administrator' || session.role === 'JobAdministrator' || session.name === owner;
+}
+
+/** Whether the signed-in user may change nodes, templates and packages. */
+export function mayAdminister() {
+  return session.role === 'Administrator';
+}
+
 let unauthorized = () => {};
 
 /** Sets what happens when the head node refuses the token (401). */

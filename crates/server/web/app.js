@@ -6,7 +6,7 @@
 // ctx)` builds it once and answers `{onChange(topics), refresh()}`; leaving the page aborts
 // `ctx.signal`, which stops its fetches, and drops its elements with their listeners.
 
-import { api, token, onUnauthorized, messageOf } from './api.js';
+import { api, token, session, onUnauthorized, messageOf } from './api.js';
 import { startLive, stopLive } from './live.js';
 import * as nodes from './nodes.js';
 import * as templates from './templates.js';
@@ -73,6 +73,8 @@ function startStream() {
 async function enter() {
   const me = await api('/api/v1/whoami');
   signedIn = true;
+  Object.assign(session, { name: me.name, role: me.role });
+  document.body.dataset.role = me.role;
   $('whoami').replaceChildren(
     document.createTextNode(me.name),
     document.createTextNode(' '),
@@ -95,6 +97,8 @@ function logout(message, keepToken = false) {
   leavePage();
   signedIn = false;
   token.clear();
+  Object.assign(session, { name: null, role: null });
+  delete document.body.dataset.role;
   $('whoami').replaceChildren();
   setLive('offline');
   $('app-view').hidden = true;

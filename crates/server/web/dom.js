@@ -160,11 +160,15 @@ export function fields(pairs) {
   return h('dl', { class: 'fields' }, pairs.map(([k, v]) => [h('dt', { text: k }), h('dd', {}, v ?? '—')]));
 }
 
-/** A column heading: an element, a string, or `{text, num}` for a right-aligned number column. */
+/**
+ * A column heading: an element, a string, or `{text, num, class}` (`num` for a right-aligned
+ * number column).
+ */
 function heading(x) {
   if (x instanceof Node) return h('th', { scope: 'col' }, x);
   if (typeof x === 'string') return h('th', { scope: 'col', text: x });
-  return h('th', { scope: 'col', class: x.num ? 'num' : null, text: x.text });
+  const classes = [x.num ? 'num' : null, x.class ?? null].filter(Boolean).join(' ');
+  return h('th', { scope: 'col', class: classes || null, text: x.text });
 }
 
 /** A table with a header row, inside a container that scrolls sideways on narrow screens. */

@@ -3,7 +3,7 @@
 // clicked. The task list holds the tasks that have started; a sweep's queued indices appear as
 // they start.
 
-import { api, seg, query, messageOf } from './api.js';
+import { api, seg, query, messageOf, mayManageJob } from './api.js';
 import { Resource } from './live.js';
 import { h, reconcile, setText, setBadge, badge, say, hush, fmtTime, fmtSpan, fmtMoney, fmtNumber, fields, table, labelled } from './dom.js';
 import { progressBar, updateProgress, joinCommand } from './jobs.js';
@@ -202,6 +202,8 @@ function renderJob(ui, j) {
   setText(ui.title, `Job ${j.id}: ${j.name}`);
   setBadge(ui.jobState, j.state);
   updateProgress(ui.progress, j);
+  // A User sees the buttons only on their own jobs; the head node refuses the rest anyway.
+  ui.cancel.hidden = ui.requeue.hidden = !mayManageJob(j.owner);
   ui.cancel.disabled = !(j.state === 'Queued' || j.state === 'Running');
   ui.requeue.disabled = !(j.state === 'Failed' || j.state === 'Canceled');
   ui.cancel.title = ui.cancel.disabled ? `a ${j.state} job has nothing to cancel` : '';

@@ -6,7 +6,7 @@
 // says the node's name, state, health and the metric's value, so it reads without colour.
 // Rows and tiles are kept per node name and updated in place on each refresh.
 
-import { api, seg, messageOf } from './api.js';
+import { api, seg, messageOf, mayAdminister } from './api.js';
 import { Resource } from './live.js';
 import { h, reconcile, setText, badge, setBadge, say, hush, fmtTime, fields, table, labelled } from './dom.js';
 
@@ -130,6 +130,7 @@ export function mount(root, { signal }) {
   }
 
   function toggle(name, on) {
+    if (!mayAdminister()) return; // nothing to do with a selection
     if (on) state.selected.add(name);
     else state.selected.delete(name);
     render();
@@ -270,6 +271,7 @@ function skeleton(state) {
     'section',
     { class: 'page page-nodes' },
     h('div', { class: 'page-head' }, h('h1', { text: 'Nodes' }), count),
+    h('p', { class: 'viewer-note muted' }, 'Starting, stopping and bringing nodes online or offline needs the Administrator role.'),
     h(
       'div',
       { class: 'toolbar' },
@@ -277,7 +279,7 @@ function skeleton(state) {
       labelled('Heat map metric', metric),
       h(
         'div',
-        { class: 'toolbar-group', role: 'group', 'aria-label': 'act on the selected nodes' },
+        { class: 'toolbar-group admin-only', role: 'group', 'aria-label': 'act on the selected nodes' },
         selection,
         ACTIONS.map(([action, text]) => h('button', { type: 'button', 'data-node-action': action }, text)),
         h('label', { class: 'check' }, force, ' force offline (requeue running tasks)'),
@@ -423,7 +425,7 @@ function createTile(n) {
       'div',
       { class: 'tile-foot' },
       h('span', { class: 'tile-value' }),
-      h('input', { type: 'checkbox', class: 'tile-check', 'data-tile-select': n.name, 'aria-label': `select ${n.name}` }),
+      h('input', { type: 'checkbox', class: 'tile-check admin-only', 'data-tile-select': n.name, 'aria-label': `select ${n.name}` }),
       h('button', { type: 'button', class: 'tile-details', 'data-details': n.name, 'aria-label': `details of ${n.name}`, title: 'details' }, 'i'),
     ),
   );

@@ -85,7 +85,7 @@ function skeleton() {
     h('div', { class: 'page-head' }, h('h1', { text: 'Packages' })),
     loadError,
     list.wrap,
-    h('section', { class: 'panel' }, h('h2', { text: 'Upload a package' }), form, uploadMessages),
+    h('section', { class: 'panel admin-only' }, h('h2', { text: 'Upload a package' }), form, uploadMessages),
   );
   return { page, tbody: list.tbody, form, name, template, file, uploadMessages, loadError };
 }

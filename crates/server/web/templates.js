@@ -23,7 +23,7 @@ const FIELDS = [
   { key: 'deploy_rate', label: 'Deploy rate', kind: 'int', group: 'Capacity', help: 'deployments started per minute, at most (default 300)' },
   { key: 'deploy_retries', label: 'Deploy retries', kind: 'int', group: 'Capacity', help: 'times a failed deployment is tried again (default 2)' },
   { key: 'pause_after_failures', label: 'Pause after failures', kind: 'int', group: 'Capacity', help: 'consecutive failed deployments that pause the template (default 5)' },
-  { key: 'rates', label: 'Hourly prices', kind: 'text', group: 'Prices', help: 'by size, e.g. Small=0.10,Medium=0.20 (default: the 2011 list prices)' },
+  { key: 'rates', label: 'Hourly prices', kind: 'text', group: 'Prices', reset: 'list', help: 'by size, e.g. Small=0.10,Medium=0.20 (default: the 2011 list prices; a size left out goes back to it)' },
   { key: 'currency', label: 'Currency', kind: 'text', group: 'Prices', help: 'e.g. USD (default USD)' },
   { key: 'availability', label: 'Availability', kind: 'select', group: 'Availability', options: ['', 'manual', 'schedule'], help: 'manual, or a weekly schedule' },
   { key: 'windows', label: 'Windows', kind: 'lines', group: 'Availability', help: 'one per line, e.g. Mon-Fri 08:00-18:00' },
@@ -43,7 +43,7 @@ const FIELDS = [
   { key: 'certificate', label: 'Management certificate', kind: 'file', group: 'Provider settings', providers: ['azure'], help: 'a PKCS#12 (.pfx) file with a protected key; never shown again' },
   { key: 'certificate_password', label: 'Certificate password', kind: 'password', group: 'Provider settings', providers: ['azure'] },
   { key: 'blob_store', label: 'Package store', kind: 'text', group: 'Packages', help: 'file:///DIR, az://ACCOUNT/CONTAINER or s3://BUCKET (default: the head node\'s)' },
-  { key: 'pin', label: 'Pinned packages', kind: 'lines', group: 'Packages', help: 'NAME=VERSION or NAME=latest, one per line' },
+  { key: 'pin', label: 'Pinned packages', kind: 'lines', group: 'Packages', reset: 'latest', help: 'NAME=VERSION, one per line; a package left out installs its newest version' },
 ];
 
 const SIZES = [
@@ -100,6 +100,7 @@ function initialOf(t, f) {
     case 'drain_before_end':
       return a[f.key] === undefined ? '' : fmtDuration(a[f.key]);
     case 'pin':
+      return Object.entries(t.pins ?? {}).map(([name, version]) => `${name}=${version}`).join('\n');
     case 'certificate':
     case 'certificate_password':
       return f.kind === 'bool' ? false : '';
@@ -130,6 +131,22 @@ function parseField(f, raw) {
   }
   if (f.kind === 'lines') return text.split('\n').map((l) => l.trim()).filter(Boolean);
   return text;
+}
+
+/**
+ * The edit of a keyed list field (prices by size, pinned packages) whose text went from
+ * `before` to `after`: the entries now given, and `KEY=reset` for each key the user took out,
+ * which the API reads as "back to the default". `null` when nothing is left to send.
+ */
+function withResets(f, before, after) {
+  const entries = (raw) => raw.split(f.kind === 'lines' ? '\n' : ',').map((e) => e.trim()).filter(Boolean);
+  const keyOf = (entry) => entry.split('=')[0].trim();
+  const now = entries(after);
+  const kept = new Set(now.map(keyOf));
+  const removed = entries(before).map(keyOf).filter((k) => !kept.has(k)).map((k) => `${k}=${f.reset}`);
+  const all = [...now, ...removed];
+  if (all.length === 0) return null;
+  return f.kind === 'lines' ? all : all.join(',');
 }
 
 /** A file's bytes as hex, the way the API takes a certificate. */
@@ -202,7 +219,7 @@ export function mount(root, { signal }) {
       }
       const raw = rawOf(control);
       if (editing && raw === state.form.initial.get(f.key)) continue;
-      const value = parseField(f, raw);
+      const value = editing && f.reset ? withResets(f, state.form.initial.get(f.key), raw) : parseField(f, raw);
       if (value === null || value === false) {
         if (!editing) continue;
         if (f.setting) put(body, f, null);
@@ -339,14 +356,15 @@ function skeleton() {
     formError,
     h('div', { class: 'form-actions' }, submit, h('button', { type: 'button', id: 'cancel-template', class: 'quiet' }, 'Cancel')),
   );
-  const list = table('template-table', ['Name', 'Provider', { text: 'Nodes', num: true }, 'Quota in use', 'Proxies', 'Availability', 'Status', 'Actions'], 'node templates');
+  const list = table('template-table', ['Name', 'Provider', { text: 'Nodes', num: true }, 'Quota in use', 'Proxies', 'Availability', 'Status', { text: 'Actions', class: 'admin-only' }], 'node templates');
   const messages = h('div', { id: 'template-messages', class: 'messages', 'aria-live': 'polite' });
   const loadError = h('div', { class: 'messages' });
   const add = addNodesForm();
   const page = h(
     'section',
     { class: 'page page-templates' },
-    h('div', { class: 'page-head' }, h('h1', { text: 'Templates' }), h('button', { type: 'button', id: 'new-template', class: 'primary' }, 'New template')),
+    h('div', { class: 'page-head' }, h('h1', { text: 'Templates' }), h('button', { type: 'button', id: 'new-template', class: 'primary admin-only' }, 'New template')),
+    h('p', { class: 'viewer-note muted' }, 'Creating and changing templates, starting and stopping sets and adding nodes needs the Administrator role.'),
     messages,
     loadError,
     form,
@@ -391,7 +409,7 @@ function addNodesForm() {
     labelled('Size', size),
     h('button', { type: 'submit', class: 'primary' }, 'Add nodes'),
   );
-  const panel = h('section', { class: 'panel' }, h('h2', { text: 'Add burst nodes' }), addForm, quota, addMessages);
+  const panel = h('section', { class: 'panel admin-only' }, h('h2', { text: 'Add burst nodes' }), addForm, quota, addMessages);
   return { panel, addForm, addTemplate: template, addCount: count, addSize: size, quota, addMessages };
 }
 
@@ -417,7 +435,7 @@ function createRow(t) {
     h('td', { class: 'status' }, badge('Ready'), h('div', { class: 'muted small paused-reason' })),
     h(
       'td',
-      { class: 'actions' },
+      { class: 'actions admin-only' },
       h('button', { type: 'button', 'data-edit-template': name }, 'Edit'),
       h('button', { type: 'button', 'data-validate-template': name }, 'Validate'),
       h('button', { type: 'button', 'data-set-action': 'start', 'data-template': name }, 'Start set'),
