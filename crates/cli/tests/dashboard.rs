@@ -274,6 +274,7 @@ fn a_user_sees_only_what_the_role_allows_and_the_head_node_refuses_the_rest() {
     assert!(!shown("button[data-node-action=\"start\"]"), "a User sees no Start button");
     assert!(!shown("input[data-select=\"SimCN-0001\"]"), "a User sees no node checkboxes");
     assert!(shown(".page-nodes .viewer-note"), "the note says what needs the Administrator role");
+    browser.screenshot("20-user-nodes");
     browser.click("a[data-nav=\"templates\"]");
     browser.find("#template-table tr[data-template=\"sims\"]");
     for css in ["#new-template", "button[data-set-action=\"start\"]", "#add-nodes-form"] {
