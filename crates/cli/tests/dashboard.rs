@@ -256,16 +256,18 @@ fn a_user_sees_only_what_the_role_allows_and_the_head_node_refuses_the_rest() {
     c.th(&["template", "create", "sims", "--provider", "sim", "--sim-light", "--sim-deploy-time", "200ms"]);
     c.th(&["node", "add", "--template", "sims", "--count", "2", "--size", "Small"]);
     let token = c.json(&["user", "add", "alice", "--role", "User"])["token"].as_str().unwrap().to_string();
+    let admins_job = c.submit(&["--sweep", "1-3", "--", "true", "*"]);
     let browser = Browser::start(&c.ca_file(), 1280, 900);
     log_in(&browser, &c, &token, "alice");
+    // Whether the element `css`, which must be on the page, can be seen.
     let shown = |css: &str| -> bool {
         browser
             .js(
-                "const e = document.querySelector(arguments[0]); return e !== null && e.checkVisibility();",
+                "const e = document.querySelector(arguments[0]); return e === null ? null : e.checkVisibility();",
                 json!([css]),
             )
             .as_bool()
-            .unwrap()
+            .unwrap_or_else(|| panic!("the page has no {css}"))
     };
     // The Administrator's controls are not shown; a note says why.
     browser.click("a[data-nav=\"nodes\"]");
@@ -273,16 +275,40 @@ fn a_user_sees_only_what_the_role_allows_and_the_head_node_refuses_the_rest() {
     browser.find("#node-table tr[data-node=\"SimCN-0001\"]");
     assert!(!shown("button[data-node-action=\"start\"]"), "a User sees no Start button");
     assert!(!shown("input[data-select=\"SimCN-0001\"]"), "a User sees no node checkboxes");
+    assert!(!shown("#select-all"), "a User sees no select-all checkbox");
     assert!(shown(".page-nodes .viewer-note"), "the note says what needs the Administrator role");
     browser.screenshot("20-user-nodes");
+    // A tile is only looked at: clicking it selects nothing.
+    browser.click("button[data-view=\"heatmap\"]");
+    browser.click(".tile[data-node=\"SimCN-0001\"] .tile-name");
+    assert!(!shown(".tile[data-node=\"SimCN-0001\"] .tile-check"), "a User sees no tile checkbox");
+    let selected = browser.js("return document.querySelectorAll('.tile.selected').length;", json!([]));
+    assert_eq!(selected, 0, "a User's click selects no tile");
     browser.click("a[data-nav=\"templates\"]");
     browser.find("#template-table tr[data-template=\"sims\"]");
-    for css in ["#new-template", "button[data-set-action=\"start\"]", "#add-nodes-form"] {
+    for css in [
+        "#new-template",
+        "button[data-edit-template=\"sims\"]",
+        "button[data-validate-template=\"sims\"]",
+        "button[data-set-action=\"start\"]",
+        "#add-nodes-form",
+    ] {
         assert!(!shown(css), "a User sees no {css}");
     }
     browser.click("a[data-nav=\"packages\"]");
     browser.find("#package-table");
     assert!(!shown("#upload-form"), "a User sees no upload form");
+    assert!(shown(".page-packages .viewer-note"), "the note says uploads need the Administrator role");
+    // Someone else's job is not hers to see, and its page offers her nothing to press.
+    browser.goto(&format!("{}/#/jobs/{admins_job}", c.url()));
+    let refusal = browser.wait(
+        20,
+        "the refusal of the admin's job",
+        "return document.querySelector('.page-job')?.innerText.match(/job \\d+ belongs to \\w+/)?.[0] ?? null;",
+        json!([]),
+    );
+    assert_eq!(refusal, format!("job {admins_job} belongs to admin"));
+    assert!(!shown("#job-cancel") && !shown("#job-requeue"), "no Cancel or Requeue on another's job");
     // Hidden is not forbidden: the page's own call with her token is refused by the head node,
     // with the message the API gives the CLI, and nothing changes.
     browser.js(
@@ -333,8 +359,9 @@ fn editing_a_template_shows_its_prices_and_pins_and_saves_only_what_changed() {
     let value = |css: &str| browser.js("return document.querySelector(arguments[0]).value;", json!([css]));
     assert_eq!(value("#tf-rates"), "Large=1,Small=0.1");
     assert_eq!(value("#tf-pin"), "mesh=1\nsolver=3");
-    // Small is taken out of the prices and solver out of the pins: both go back to the default.
-    browser.type_into("#tf-rates", "Large=1.5");
+    // Large is taken out of the prices and solver out of the pins: both go back to the default.
+    // Small is changed, written in lower case as the head node allows.
+    browser.type_into("#tf-rates", "small=0.2");
     browser.type_into("#tf-pin", "mesh=2");
     browser.click("#template-form button[type=submit]");
     browser.wait(
@@ -344,8 +371,17 @@ fn editing_a_template_shows_its_prices_and_pins_and_saves_only_what_changed() {
         json!([]),
     );
     let t = c.json(&["template", "show", "sims"]);
-    assert_eq!(t["rates"], json!({"Large": 1_500_000}));
+    assert_eq!(t["rates"], json!({"Small": 200_000}));
     assert_eq!(t["pins"], json!({"mesh": 2}));
+    let shown = c.th(&["template", "show", "sims"]);
+    assert!(shown.contains("pinned:      mesh=2") && shown.contains("Small 0.20"), "{shown}");
+    // The template's row says what it sets apart from the defaults, for every role to read.
+    browser.wait(
+        20,
+        "the row to show the new prices and pins",
+        "return document.querySelector('#template-table tr[data-template=\"sims\"] .overrides')?.innerText.includes('prices: Small 0.20 USD per hour (list price otherwise) · pinned: mesh=2') || null;",
+        json!([]),
+    );
     assert_eq!(t["description"], "rehearsal", "a field left alone is not sent");
     assert_eq!(t["settings"]["light"], true);
 }

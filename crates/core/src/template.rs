@@ -425,6 +425,10 @@ impl Template {
         for pin in edit.pin.iter().flatten() {
             let bad = || Error::invalid(format!("pin \"{pin}\" is not NAME=VERSION or NAME=latest (e.g. solver=3)"));
             let (name, version) = pin.split_once('=').ok_or_else(bad)?;
+            let (name, version) = (name.trim(), version.trim());
+            if name.is_empty() {
+                return Err(bad());
+            }
             if version == "latest" {
                 t.pins.remove(name);
             } else {
@@ -521,7 +525,7 @@ mod tests {
         let t = t
             .edited(TemplateEdit {
                 rates: Some("Small=0.10,Large=1".into()),
-                pin: Some(vec!["solver=3".into(), "mesh=1".into()]),
+                pin: Some(vec!["solver=3".into(), " mesh = 1".into()]),
                 ..Default::default()
             })
             .unwrap();
@@ -536,6 +540,8 @@ mod tests {
         assert_eq!(price(&t), crate::cost::default_rate_micros(NodeSize::Small));
         assert_eq!(t.rates.keys().collect::<Vec<_>>(), ["Large"]);
         assert_eq!(t.pins.keys().collect::<Vec<_>>(), ["mesh"]);
+        let err = t.edited(TemplateEdit { pin: Some(vec!["=3".into()]), ..Default::default() }).unwrap_err();
+        assert!(err.message.contains("\"=3\"") && err.message.contains("NAME=VERSION"), "{err}");
     }
 
     #[test]

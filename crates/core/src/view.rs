@@ -34,6 +34,7 @@ pub struct TemplateView {
     /// The set's proxies while it is started.
     pub proxy_list: Vec<crate::proxy::ProxyView>,
     /// Package versions its nodes install instead of the newest, by package name.
+    #[serde(default)]
     pub pins: std::collections::BTreeMap<String, u32>,
     /// Where its packages are kept; `null` for the head node's store.
     pub blob_store: Option<String>,

@@ -161,14 +161,14 @@ export function fields(pairs) {
 }
 
 /**
- * A column heading: an element, a string, or `{text, num, class}` (`num` for a right-aligned
- * number column).
+ * A column heading: an element, a string, or `{text or node, num, class}` (`num` for a
+ * right-aligned number column).
  */
 function heading(x) {
   if (x instanceof Node) return h('th', { scope: 'col' }, x);
   if (typeof x === 'string') return h('th', { scope: 'col', text: x });
   const classes = [x.num ? 'num' : null, x.class ?? null].filter(Boolean).join(' ');
-  return h('th', { scope: 'col', class: classes || null, text: x.text });
+  return h('th', { scope: 'col', class: classes || null, text: x.text }, x.node ?? null);
 }
 
 /** A table with a header row, inside a container that scrolls sideways on narrow screens. */

@@ -133,8 +133,9 @@ export function mount(root, { signal, params }) {
 function skeleton(id) {
   const title = h('h1', { text: `Job ${id}` });
   const jobState = h('span', { id: 'job-state', class: 'badge' }, '…');
-  const cancel = h('button', { type: 'button', id: 'job-cancel' }, 'Cancel job');
-  const requeue = h('button', { type: 'button', id: 'job-requeue' }, 'Requeue');
+  // Shown once the job is known and the user may act on it (renderJob).
+  const cancel = h('button', { type: 'button', id: 'job-cancel', hidden: true }, 'Cancel job');
+  const requeue = h('button', { type: 'button', id: 'job-requeue', hidden: true }, 'Requeue');
   const messages = h('div', { id: 'job-messages', class: 'messages', 'aria-live': 'polite' });
   const loadError = h('div', { class: 'messages' });
   const progress = progressBar();

@@ -249,7 +249,7 @@ function skeleton(state) {
   const messages = h('div', { id: 'node-messages', class: 'messages', 'aria-live': 'polite' });
   const loadError = h('div', { class: 'messages' });
   const list = table('node-table', [
-    h('input', { type: 'checkbox', id: 'select-all', 'aria-label': 'select every node' }),
+    { node: h('input', { type: 'checkbox', id: 'select-all', 'aria-label': 'select every node' }), class: 'admin-only' },
     'Name', 'Template', 'Size', 'State', 'Health', { text: 'Cores in use', num: true }, { text: 'CPU', num: true }, { text: 'Memory', num: true }, 'Tasks', 'Since',
   ], 'nodes');
   const heatmap = h('div', { id: 'heatmap', class: 'heatmap', hidden: true });
@@ -316,9 +316,13 @@ function renderList(ui, state, rows) {
   ui.tbody.querySelector(':scope > tr.empty')?.remove();
   reconcile(ui.tbody, state.nodes, (n) => n.name, createRow, (tr, n) => updateRow(tr, n, state), rows);
   if (state.nodes.length === 0) {
-    ui.tbody.replaceChildren(emptyRow(11, 'no nodes yet: add burst nodes on the Templates page'));
+    ui.tbody.replaceChildren(emptyRow(11, noNodes()));
     rows.clear();
   }
+}
+
+function noNodes() {
+  return mayAdminister() ? 'no nodes yet: add burst nodes on the Templates page' : 'no nodes yet';
 }
 
 function emptyRow(span, text) {
@@ -329,7 +333,7 @@ function createRow(n) {
   return h(
     'tr',
     { 'data-node': n.name },
-    h('td', {}, h('input', { type: 'checkbox', 'data-select': n.name, 'aria-label': `select ${n.name}` })),
+    h('td', { class: 'admin-only' }, h('input', { type: 'checkbox', 'data-select': n.name, 'aria-label': `select ${n.name}` })),
     h('td', {}, h('button', { type: 'button', class: 'link', 'data-details': n.name, title: 'show details' }, n.name)),
     h('td', { class: 'template' }),
     h('td', { class: 'size' }),
@@ -378,7 +382,7 @@ function groupsOf(nodes) {
 
 function renderHeatmap(ui, state, groups) {
   if (state.nodes.length === 0) {
-    ui.heatmap.replaceChildren(h('p', { class: 'muted', text: 'no nodes yet: add burst nodes on the Templates page' }));
+    ui.heatmap.replaceChildren(h('p', { class: 'muted', text: noNodes() }));
     groups.clear();
     return;
   }
@@ -412,7 +416,8 @@ function updateGroup(el, g, state) {
 function createTile(n) {
   return h(
     'div',
-    { class: 'tile', 'data-node': n.name, tabindex: '0', role: 'group', 'aria-label': n.name },
+    // Only a role that can act on a selection can select a tile, by click or from the keyboard.
+    { class: 'tile', 'data-node': n.name, tabindex: mayAdminister() ? '0' : null, role: 'group', 'aria-label': n.name },
     h('div', { class: 'tile-fill' }),
     h(
       'div',

@@ -83,6 +83,7 @@ function skeleton() {
     'section',
     { class: 'page page-packages' },
     h('div', { class: 'page-head' }, h('h1', { text: 'Packages' })),
+    h('p', { class: 'viewer-note muted' }, 'Uploading packages needs the Administrator role.'),
     loadError,
     list.wrap,
     h('section', { class: 'panel admin-only' }, h('h2', { text: 'Upload a package' }), form, uploadMessages),

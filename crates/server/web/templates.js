@@ -7,7 +7,7 @@
 // cleared provider setting is sent as null, which removes it). The head node checks every
 // value; its message is shown as it is.
 
-import { api, seg, messageOf } from './api.js';
+import { api, seg, messageOf, mayAdminister } from './api.js';
 import { Resource } from './live.js';
 import { h, reconcile, setText, setBadge, badge, say, hush, table, labelled } from './dom.js';
 import { showResults } from './nodes.js';
@@ -140,13 +140,28 @@ function parseField(f, raw) {
  */
 function withResets(f, before, after) {
   const entries = (raw) => raw.split(f.kind === 'lines' ? '\n' : ',').map((e) => e.trim()).filter(Boolean);
-  const keyOf = (entry) => entry.split('=')[0].trim();
+  // Size names are read in any case; package names are exact.
+  const keyOf = (entry) => {
+    const key = entry.split('=')[0].trim();
+    return f.key === 'rates' ? key.toLowerCase() : key;
+  };
   const now = entries(after);
   const kept = new Set(now.map(keyOf));
-  const removed = entries(before).map(keyOf).filter((k) => !kept.has(k)).map((k) => `${k}=${f.reset}`);
-  const all = [...now, ...removed];
+  const removed = entries(before).filter((e) => !kept.has(keyOf(e))).map((e) => `${e.split('=')[0].trim()}=${f.reset}`);
+  // The resets go first, so that what the user typed wins whatever the head node makes of it.
+  const all = [...removed, ...now];
   if (all.length === 0) return null;
   return f.kind === 'lines' ? all : all.join(',');
+}
+
+/** What a template sets apart from the defaults: its prices per hour and its pinned packages. */
+function overridesOf(t) {
+  const prices = Object.entries(t.rates ?? {}).map(([size, micros]) => `${size} ${(micros / 1e6).toFixed(2)}`);
+  const pins = Object.entries(t.pins ?? {}).map(([name, version]) => `${name}=${version}`);
+  return [
+    prices.length ? `prices: ${prices.join(', ')} ${t.currency} per hour (list price otherwise)` : '',
+    pins.length ? `pinned: ${pins.join(', ')}` : '',
+  ].filter(Boolean).join(' · ');
 }
 
 /** A file's bytes as hex, the way the API takes a certificate. */
@@ -418,7 +433,10 @@ function addNodesForm() {
 function renderTable(ui, list, rows) {
   ui.tbody.querySelector(':scope > tr.empty')?.remove();
   reconcile(ui.tbody, list, (t) => t.name, createRow, updateRow, rows);
-  if (list.length === 0) ui.tbody.append(h('tr', { class: 'empty' }, h('td', { colspan: '8', text: 'no templates yet: create one with New template' })));
+  if (list.length === 0) {
+    const text = mayAdminister() ? 'no templates yet: create one with New template' : 'no templates yet';
+    ui.tbody.append(h('tr', { class: 'empty' }, h('td', { colspan: '8', text })));
+  }
 }
 
 function createRow(t) {
@@ -426,7 +444,7 @@ function createRow(t) {
   return h(
     'tr',
     { 'data-template': name },
-    h('td', {}, h('strong', { text: name }), h('div', { class: 'muted small description' })),
+    h('td', {}, h('strong', { text: name }), h('div', { class: 'muted small description' }), h('div', { class: 'muted small overrides' })),
     h('td', { class: 'provider' }),
     h('td', { class: 'nodes num' }),
     h('td', { class: 'quota' }, h('span', { class: 'quota-text' }), h('span', { class: 'meter' }, h('span', { class: 'meter-fill' }))),
@@ -448,6 +466,7 @@ function createRow(t) {
 function updateRow(tr, t) {
   const c = tr.children;
   setText(c[0].querySelector('.description'), t.description || '');
+  setText(c[0].querySelector('.overrides'), overridesOf(t));
   setText(c[1], t.provider);
   setText(c[2], String(t.nodes));
   const used = t.node_cores + t.proxies;
