@@ -379,9 +379,10 @@ fn editing_a_template_shows_its_prices_and_pins_and_saves_only_what_changed() {
     browser.wait(
         20,
         "the row to show the new prices and pins",
-        "return document.querySelector('#template-table tr[data-template=\"sims\"] .overrides')?.innerText.includes('prices: Small 0.20 USD per hour (list price otherwise) · pinned: mesh=2') || null;",
+        "return document.querySelector('#template-table tr[data-template=\"sims\"] .overrides')?.innerText === 'prices: Small 0.20 USD/h\\npinned: mesh=2' || null;",
         json!([]),
     );
+    browser.screenshot("21-template-prices-and-pins");
     assert_eq!(t["description"], "rehearsal", "a field left alone is not sent");
     assert_eq!(t["settings"]["light"], true);
 }

@@ -154,14 +154,17 @@ function withResets(f, before, after) {
   return f.kind === 'lines' ? all : all.join(',');
 }
 
-/** What a template sets apart from the defaults: its prices per hour and its pinned packages. */
+/**
+ * What a template sets apart from the defaults, a line each: the prices it changes (other sizes
+ * cost the list price) and its pinned packages.
+ */
 function overridesOf(t) {
   const prices = Object.entries(t.rates ?? {}).map(([size, micros]) => `${size} ${(micros / 1e6).toFixed(2)}`);
   const pins = Object.entries(t.pins ?? {}).map(([name, version]) => `${name}=${version}`);
   return [
-    prices.length ? `prices: ${prices.join(', ')} ${t.currency} per hour (list price otherwise)` : '',
+    prices.length ? `prices: ${prices.join(', ')} ${t.currency}/h` : '',
     pins.length ? `pinned: ${pins.join(', ')}` : '',
-  ].filter(Boolean).join(' · ');
+  ].filter(Boolean);
 }
 
 /** A file's bytes as hex, the way the API takes a certificate. */
@@ -466,7 +469,7 @@ function createRow(t) {
 function updateRow(tr, t) {
   const c = tr.children;
   setText(c[0].querySelector('.description'), t.description || '');
-  setText(c[0].querySelector('.overrides'), overridesOf(t));
+  c[0].querySelector('.overrides').replaceChildren(...overridesOf(t).map((line) => h('div', { text: line })));
   setText(c[1], t.provider);
   setText(c[2], String(t.nodes));
   const used = t.node_cores + t.proxies;
