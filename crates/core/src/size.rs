@@ -40,7 +40,7 @@ impl NodeSize {
     pub fn parse(text: &str) -> Result<NodeSize> {
         NodeSize::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(text.trim())).ok_or_else(|| {
             Error::invalid(format!(
-                "size \"{text}\" is not a node size (expected one of Small, Medium, Large, ExtraLarge)"
+                "size \"{text}\" is not a node size (expected one of ExtraSmall, Small, Medium, Large, ExtraLarge)"
             ))
         })
     }

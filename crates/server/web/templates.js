@@ -46,8 +46,8 @@ const FIELDS = [
   { key: 'pin', label: 'Pinned packages', kind: 'lines', group: 'Packages', reset: 'latest', help: 'NAME=VERSION, one per line; a package left out installs its newest version' },
 ];
 
+/** The sizes of burst nodes and their cores (ExtraSmall's core is shared: not for burst nodes). */
 const SIZES = [
-  ['ExtraSmall', 1],
   ['Small', 1],
   ['Medium', 2],
   ['Large', 4],
