@@ -102,6 +102,21 @@ export function say(area, kind, lines) {
   area.replaceChildren(...list.map((line) => h('div', { class: `msg msg-${kind}` }, line)));
 }
 
+/**
+ * Shows the answer of a node action (`[{node, ok, message}]`): how many nodes it was done on,
+ * then each refused node with the reason.
+ */
+export function showResults(area, action, results) {
+  const refused = results.filter((r) => !r.ok);
+  const done = results.length - refused.length;
+  const ok = results.filter((r) => r.ok).map((r) => `${r.node} (${r.message})`);
+  const lines = [
+    h('div', { class: refused.length ? 'msg msg-info' : 'msg msg-ok' }, `${action}: ${done} of ${results.length} node(s) done`, ok.length ? `: ${ok.join(', ')}` : ''),
+  ];
+  for (const r of refused) lines.push(h('div', { class: 'msg msg-error' }, h('strong', { text: `${r.node} refused: ` }), r.message));
+  area.replaceChildren(...lines);
+}
+
 /** Empties a message area. */
 export function hush(area) {
   area.replaceChildren();
@@ -176,6 +191,20 @@ export function table(id, headings, label) {
   const tbody = h('tbody');
   const el = h('table', { id, class: 'grid', 'aria-label': label }, h('thead', {}, h('tr', {}, headings.map(heading))), tbody);
   return { wrap: h('div', { class: 'table-wrap' }, el), table: el, tbody };
+}
+
+/**
+ * Makes `select`'s options the `[value, text]` pairs of `options`, keeping the chosen value if
+ * it is still offered. Options that did not change are left alone, so a refresh does not close
+ * a list the user has open.
+ */
+export function setOptions(select, options) {
+  const chosen = select.value;
+  const now = [...select.options].map((o) => `${o.value}\t${o.text}`);
+  if (options.map(([v, t]) => `${v}\t${t}`).join('\n') !== now.join('\n')) {
+    select.replaceChildren(...options.map(([value, text]) => h('option', { value }, text)));
+  }
+  if (options.some(([v]) => v === chosen)) select.value = chosen;
 }
 
 /** A labelled form control: `<label><span>Label</span>control<small>help</small></label>`. */

@@ -69,16 +69,16 @@ export function mount(root, { signal, params }) {
   async function jobAction(action, button) {
     button.disabled = true;
     try {
-      const answer = await api(`/api/v1/jobs/${seg(id)}/${action}`, { method: 'POST', body: {}, signal });
+      // Both answer with the job as it now is.
+      state.job = await api(`/api/v1/jobs/${seg(id)}/${action}`, { method: 'POST', body: {}, signal });
       say(ui.messages, 'ok', action === 'cancel' ? `job ${id} canceled` : `job ${id} requeued`);
-      if (answer && answer.id !== undefined && answer.state) state.job = answer;
     } catch (e) {
       if (e.name !== 'AbortError') say(ui.messages, 'error', messageOf(e));
+      job.refresh();
     } finally {
       if (state.job) renderJob(ui, state.job);
       else button.disabled = false;
     }
-    job.refresh();
     tasks.refresh();
   }
 

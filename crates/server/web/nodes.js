@@ -8,7 +8,7 @@
 
 import { api, seg, messageOf, mayAdminister } from './api.js';
 import { Resource } from './live.js';
-import { h, reconcile, setText, badge, setBadge, say, hush, fmtTime, fields, table, labelled } from './dom.js';
+import { h, reconcile, setText, badge, setBadge, say, hush, fmtTime, fields, table, labelled, showResults } from './dom.js';
 
 const ACTIONS = [
   ['online', 'Bring online'],
@@ -450,19 +450,6 @@ function updateTile(el, n, state) {
   setText(el.querySelector('.tile-value'), metricText(n, state.metric));
   el.querySelector('.tile-check').checked = selected;
   el.title = `${n.name}: ${n.state}, health ${n.health}; ${metricDetail(n, state.metric)}; ${n.running_tasks} task(s)`;
-}
-
-// ---- actions ----
-
-export function showResults(area, action, results) {
-  const refused = results.filter((r) => !r.ok);
-  const done = results.length - refused.length;
-  const ok = results.filter((r) => r.ok).map((r) => `${r.node} (${r.message})`);
-  const lines = [
-    h('div', { class: refused.length ? 'msg msg-info' : 'msg msg-ok' }, `${action}: ${done} of ${results.length} node(s) done`, ok.length ? `: ${ok.join(', ')}` : ''),
-  ];
-  for (const r of refused) lines.push(h('div', { class: 'msg msg-error' }, h('strong', { text: `${r.node} refused: ` }), r.message));
-  area.replaceChildren(...lines);
 }
 
 // ---- details ----

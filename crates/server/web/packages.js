@@ -5,7 +5,7 @@
 
 import { api, seg, query, messageOf } from './api.js';
 import { Resource } from './live.js';
-import { h, say, hush, fmtTime, fmtBytes, table, labelled } from './dom.js';
+import { h, say, hush, fmtTime, fmtBytes, table, labelled, setOptions } from './dom.js';
 
 const ALL = 'All templates';
 
@@ -125,7 +125,5 @@ function packageRow(p) {
 }
 
 function renderTemplateChoice(ui, list) {
-  const chosen = ui.template.value;
-  ui.template.replaceChildren(h('option', { value: '' }, ALL), ...list.map((t) => h('option', { value: t.name }, `Template ${t.name}`)));
-  if (list.some((t) => t.name === chosen)) ui.template.value = chosen;
+  setOptions(ui.template, [['', ALL], ...list.map((t) => [t.name, `Template ${t.name}`])]);
 }

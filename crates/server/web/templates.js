@@ -9,8 +9,7 @@
 
 import { api, seg, messageOf, mayAdminister } from './api.js';
 import { Resource } from './live.js';
-import { h, reconcile, setText, setBadge, badge, say, hush, table, labelled } from './dom.js';
-import { showResults } from './nodes.js';
+import { h, reconcile, setText, setBadge, badge, say, hush, table, labelled, setOptions, showResults } from './dom.js';
 
 /** Every field of the form: its JSON key, label, kind, help, and the providers it is for. */
 const FIELDS = [
@@ -103,7 +102,7 @@ function initialOf(t, f) {
       return Object.entries(t.pins ?? {}).map(([name, version]) => `${name}=${version}`).join('\n');
     case 'certificate':
     case 'certificate_password':
-      return f.kind === 'bool' ? false : '';
+      return '';
     default: {
       const v = f.setting ? t.settings?.[f.key] : t[f.key];
       if (f.kind === 'bool') return v === true;
@@ -199,7 +198,7 @@ export function mount(root, { signal }) {
   );
 
   function openForm(template) {
-    state.form = template ? { name: template.name, initial: new Map() } : { name: null, initial: new Map() };
+    state.form = { name: template?.name ?? null, initial: new Map() };
     ui.formTitle.textContent = template ? `Edit template ${template.name}` : 'New template';
     ui.submit.textContent = template ? 'Save changes' : 'Create template';
     for (const f of FIELDS) {
@@ -210,7 +209,6 @@ export function mount(root, { signal }) {
       if (f.createOnly) control.disabled = Boolean(template);
       state.form.initial.set(f.key, rawOf(control));
     }
-    if (template) ui.controls.get('provider').value = template.provider;
     showProviderFields(ui);
     hush(ui.formError);
     ui.form.hidden = false;
@@ -346,7 +344,9 @@ export function mount(root, { signal }) {
   return {
     refresh: () => templates.refresh(),
     onChange(topics) {
-      if (topics.has('templates') || topics.has('nodes')) templates.refresh();
+      // Adding or removing nodes and proxies is announced as `templates` too; `nodes` alone
+      // (measurements, tasks) changes nothing this page shows.
+      if (topics.has('templates')) templates.refresh();
     },
   };
 }
@@ -494,14 +494,7 @@ function updateRow(tr, t) {
 // ---- add nodes ----
 
 function renderTemplateChoice(ui, list) {
-  const select = ui.addTemplate;
-  const chosen = select.value;
-  const names = list.map((t) => t.name);
-  const current = [...select.options].map((o) => o.value);
-  if (names.join('\n') !== current.join('\n')) {
-    select.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
-  }
-  if (names.includes(chosen)) select.value = chosen;
+  setOptions(ui.addTemplate, list.map((t) => [t.name, t.name]));
 }
 
 function renderQuota(ui, state) {
