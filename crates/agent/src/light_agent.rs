@@ -62,12 +62,13 @@ pub async fn run_light(
                 return false;
             }
             let mut beat = tokio::time::interval(Duration::from_secs(10));
-            // It runs on this machine, so it reports this machine's measurements.
-            let mut sampler = crate::metrics::Sampler::default();
             loop {
                 tokio::select! {
                     _ = beat.tick() => {
-                        let beat = AgentMsg::Heartbeat { metrics: sampler.sample() };
+                        let beat = AgentMsg::Heartbeat {
+                            // It runs on this machine, so it reports this machine's measurements.
+                            metrics: crate::metrics::shared_sample(),
+                        };
                         if sink.send(Message::text(thunderhead_proto::encode(&beat))).await.is_err() {
                             return false;
                         }

@@ -94,10 +94,6 @@ impl Link {
         Ok(Link { tls: Some(Tls { ca_pem: ca_pem.to_string(), identity, config: Arc::new(config) }) })
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Opens the agent WebSocket at `url` (`ws(s)://HOST:PORT/agent/v1`).
     pub async fn websocket(&self, url: &str) -> Result<Ws, String> {
         let (addr, _) = authority(url)?;

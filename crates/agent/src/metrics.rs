@@ -24,6 +24,28 @@ impl Default for Sampler {
     }
 }
 
+/// How long one reading serves every light agent that asks for one.
+const SHARED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// This machine's metrics for the light agents of this process, which all run on it: one
+/// reading serves all of them for [`SHARED_FOR`], so a thousand light agents read `/proc` once
+/// a second, not a thousand times per heartbeat period.
+pub fn shared_sample() -> Option<Metrics> {
+    type Shared = Option<(Sampler, std::time::Instant, Option<Metrics>)>;
+    static SHARED: std::sync::Mutex<Shared> = std::sync::Mutex::new(None);
+    let mut shared = SHARED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (sampler, at, metrics) = shared.get_or_insert_with(|| {
+        let mut sampler = Sampler::default();
+        let first = sampler.sample();
+        (sampler, std::time::Instant::now(), first)
+    });
+    if at.elapsed() >= SHARED_FOR {
+        *metrics = sampler.sample();
+        *at = std::time::Instant::now();
+    }
+    *metrics
+}
+
 fn read_cpu_times() -> Option<CpuTimes> {
     cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)
 }

@@ -457,29 +457,12 @@ impl Cluster {
             // handle yet: it is made again. One with a handle waits for its agent.
             let redeploy = provisioning && r.handle.is_none();
             let node = Node {
-                name: r.name.clone(),
-                template: r.template,
-                size: r.size,
-                cores: r.cores,
-                state: r.state,
-                health: r.health,
                 handle: r.handle,
-                session: None,
                 disconnected_since,
-                last_heard: now,
-                running: BTreeSet::new(),
-                used_cores: 0,
-                deploying: false,
                 awaiting_deploy: redeploy,
-                deploy_attempts: 0,
                 retry_at: now,
                 deployed_at: (provisioning && !redeploy).then_some(now),
-                old_deployment: None,
-                installing: false,
-                packages: Vec::new(),
-                task_us: None,
-                metrics: None,
-                recent: VecDeque::new(),
+                ..Node::new(r.name.clone(), r.template, r.size, r.cores, r.state, r.health, now)
             };
             c.nodes.insert(r.name, node);
         }
@@ -727,9 +710,11 @@ impl Cluster {
         Ok(self.node_named(name)?.view())
     }
 
-    /// The tasks running on node `name`, then those that ended there last, newest first.
-    pub fn node_tasks(&self, name: &str) -> Result<Vec<TaskView>> {
+    /// The tasks running on node `name`, then those that ended there last, newest first; only
+    /// tasks of `owner`'s jobs when an owner is given.
+    pub fn node_tasks(&self, name: &str, owner: Option<&str>) -> Result<Vec<TaskView>> {
         let node = self.node_named(name)?;
+        let shown = |t: &TaskView| owner.is_none_or(|o| self.jobs.get(&t.job).is_some_and(|j| j.owner == o));
         let running = node.running.iter().filter_map(|key| {
             let r = self.running.get(key)?;
             let mut row = TaskRow::new(key.job, key.index);
@@ -739,7 +724,7 @@ impl Cluster {
             row.node = Some(r.node.clone());
             Some(row.view())
         });
-        Ok(running.chain(node.recent.iter().rev().cloned()).collect())
+        Ok(running.chain(node.recent.iter().rev().cloned()).filter(shown).collect())
     }
 
     fn node_named(&self, name: &str) -> Result<&Node> {

@@ -525,7 +525,7 @@ fn a_requeued_job_runs_its_failed_and_canceled_tasks_again_and_keeps_its_finishe
     env.finish(&names[0], &d[1], 3);
     env.end();
     let seen: Vec<(String, String)> =
-        env.c.node_tasks(&names[0]).unwrap().into_iter().map(|t| (t.id, t.state)).collect();
+        env.c.node_tasks(&names[0], None).unwrap().into_iter().map(|t| (t.id, t.state)).collect();
     let expect = [(3, "Running"), (4, "Running"), (2, "Failed"), (1, "Finished")];
     assert_eq!(seen, expect.map(|(i, s)| (format!("{id}.{i}"), s.to_string())), "running first, then newest first");
     env.c.cancel_job(&mut env.fx, id, env.now).unwrap();

@@ -40,7 +40,7 @@ impl Topics {
     /// its node's cores in use, and a proxy toward what its set costs.
     pub fn of(op: &Op) -> Topics {
         match op {
-            Op::PutTemplate(_) | Op::DeleteTemplate(_) | Op::PutSeries { .. } => Topics::TEMPLATES,
+            Op::PutTemplate(_) | Op::DeleteTemplate(_) => Topics::TEMPLATES,
             Op::PutNode(_) | Op::DeleteNode(_) => Topics::NODES | Topics::TEMPLATES,
             Op::NodeLog { .. } => Topics::NODES,
             Op::InsertJob(_) | Op::JobProgress(_) => Topics::JOBS,
@@ -48,9 +48,13 @@ impl Topics {
             Op::PutUsage(_) => Topics::COST,
             Op::PutProxy(_) | Op::DeleteProxy(_) => Topics::TEMPLATES | Topics::COST,
             Op::PutPackage(_) | Op::DeletePackage { .. } => Topics::PACKAGES,
-            Op::PutUser(_) | Op::DeleteUser(_) | Op::PutJoinToken(_) | Op::DeleteJoinToken(_) | Op::PutNodeCert(_) => {
-                Topics::NONE
-            }
+            // A series counter is shown nowhere: the nodes it names come with their own ops.
+            Op::PutSeries { .. }
+            | Op::PutUser(_)
+            | Op::DeleteUser(_)
+            | Op::PutJoinToken(_)
+            | Op::DeleteJoinToken(_)
+            | Op::PutNodeCert(_) => Topics::NONE,
         }
     }
 }

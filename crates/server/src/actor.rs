@@ -55,8 +55,12 @@ pub enum Request {
         ended_at: Option<u64>,
         ended: Vec<(u64, u32)>,
     },
-    /// The tasks running on a node and those that ended there last.
-    NodeTasks(String),
+    /// The tasks running on a node and those that ended there last; of one owner's jobs only
+    /// when an owner is given.
+    NodeTasks {
+        node: String,
+        owner: Option<String>,
+    },
     ListJobs,
     ShowJob(JobId),
     CheckTask(JobId, u64),
@@ -344,7 +348,7 @@ impl Actor {
             Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
             Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
             Request::RequeueJob { id, ended_at, ended } => to_value(c.requeue_job(fx, id, ended_at, &ended)?),
-            Request::NodeTasks(name) => to_value(c.node_tasks(&name)?),
+            Request::NodeTasks { node, owner } => to_value(c.node_tasks(&node, owner.as_deref())?),
             Request::ListJobs => to_value(c.jobs()),
             Request::ShowJob(id) => to_value(c.job(id)?),
             Request::ReservePackage { name, file, template } => {

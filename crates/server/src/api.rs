@@ -492,11 +492,10 @@ async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
 
 /// The tasks running on a node and the last that ended there; a User sees only their own.
 async fn node_tasks(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
-    let tasks: Vec<thunderhead_core::view::TaskView> =
-        serde_json::from_value(api.handle.ask(Request::NodeTasks(name)).await?).expect("task views");
-    let visible: std::collections::BTreeSet<u64> = visible_jobs(&api, &caller).await?.iter().map(|j| j.id).collect();
-    let tasks: Vec<_> = tasks.into_iter().filter(|t| visible.contains(&t.job)).collect();
-    Ok(Json(serde_json::to_value(tasks).expect("views serialise")))
+    // The same rule as `Caller::may_manage_job`, applied by the cluster, which knows each
+    // task's owner.
+    let owner = (caller.role < Role::JobAdministrator).then(|| caller.name.clone());
+    ask(&api, Request::NodeTasks { node: name, owner }).await
 }
 
 /// The jobs the caller may see: a User's own, every job for the administrators.
@@ -651,10 +650,10 @@ async fn cost(
     if let Some(t) = &filter.template {
         api.handle.ask(Request::ShowTemplate(t.clone())).await?;
     }
-    if let Some(id) = filter.job {
-        own_job(&api, &caller, id).await?;
-    }
-    let jobs = visible_jobs(&api, &caller).await?;
+    let jobs = match filter.job {
+        Some(id) => vec![own_job(&api, &caller, id).await?],
+        None => visible_jobs(&api, &caller).await?,
+    };
     let store = api.store.clone();
     let usage = tokio::task::spawn_blocking(move || store.usage(since)).await.expect("no panic")?;
     let mut sets = thunderhead_core::cost::summarize(&usage, since, until);

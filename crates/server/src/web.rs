@@ -44,13 +44,14 @@ pub fn router() -> Router {
 fn asset(name: &str, from_disk: Option<&std::path::Path>) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
     let Some(content_type) = content_type(name) else { return not_found() };
+    // Embedded files are served from the binary as they are, without a copy.
     let body = match from_disk {
         None => match ASSETS.iter().find(|(n, _)| *n == name) {
-            Some(&(_, text)) => text.to_string(),
+            Some(&(_, text)) => axum::body::Body::from(text),
             None => return not_found(),
         },
         Some(dir) => match std::fs::read_to_string(dir.join(name)) {
-            Ok(text) => text,
+            Ok(text) => axum::body::Body::from(text),
             Err(_) => return not_found(),
         },
     };
