@@ -1,5 +1,7 @@
-//! Installing packages on a node: each is fetched from the head node, checked against its
-//! size and SHA-256, and unpacked into `WORK_DIR/packages/NAME`, replacing the version before.
+//! Installing packages on a node: each is fetched from the head node into the agent's work
+//! directory, checked against its size and SHA-256, and unpacked into
+//! `TASK_ROOT/packages/NAME` (the task root is the work directory unless `--task-root` says
+//! otherwise), replacing the version before.
 
 use crate::archive::{self, Limits};
 use crate::link::Head;
@@ -10,16 +12,17 @@ use thunderhead_proto::{BLOB_PATH, InstallResult, PackageRef};
 
 /// Where a node's packages are installed; tasks see it as `THUNDERHEAD_PACKAGE_ROOT` (and
 /// `CCP_PACKAGE_ROOT`, for scripts written for HPC Pack).
-pub fn package_root(work_dir: &Path) -> PathBuf {
-    work_dir.join("packages")
+pub fn package_root(task_root: &Path) -> PathBuf {
+    task_root.join("packages")
 }
 
-/// Installs every package, one after another; a failure of one does not stop the others.
-pub fn install_all(head: &Head, work_dir: &Path, packages: Vec<PackageRef>) -> Vec<InstallResult> {
+/// Installs every package into `package_root`, one after another; a failure of one does not
+/// stop the others.
+pub fn install_all(head: &Head, work_dir: &Path, package_root: &Path, packages: Vec<PackageRef>) -> Vec<InstallResult> {
     packages
         .into_iter()
         .map(|p| {
-            let error = install(head, work_dir, &p).err();
+            let error = install(head, work_dir, package_root, &p).err();
             if let Some(e) = &error {
                 tracing::warn!(package = %p.name, version = p.version, error = %e, "package not installed");
             }
@@ -28,13 +31,13 @@ pub fn install_all(head: &Head, work_dir: &Path, packages: Vec<PackageRef>) -> V
         .collect()
 }
 
-fn install(head: &Head, work_dir: &Path, p: &PackageRef) -> Result<(), String> {
+fn install(head: &Head, work_dir: &Path, package_root: &Path, p: &PackageRef) -> Result<(), String> {
     let downloads = work_dir.join("downloads");
     std::fs::create_dir_all(&downloads).map_err(|e| format!("cannot create {}: {e}", downloads.display()))?;
     let file = downloads.join(format!("{}-{}", p.name, p.version));
     let result = crate::staging::with_retries(|| download(head, p, &file)).and_then(|()| {
-        let into = package_root(work_dir).join(&p.name);
-        std::fs::create_dir_all(package_root(work_dir)).map_err(|e| e.to_string())?;
+        let into = package_root.join(&p.name);
+        std::fs::create_dir_all(package_root).map_err(|e| e.to_string())?;
         archive::unpack(&file, &into, Limits::default()).map_err(|e| e.to_string())
     });
     let _ = std::fs::remove_file(&file);

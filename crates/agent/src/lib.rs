@@ -4,10 +4,12 @@
 //! on-disk outbox (`WORK_DIR/outbox`) until the head node acknowledges them, and the agent
 //! reconnects with backoff. Tasks run directly (no shell) in their own process group with
 //! standard output and error written to files; the agent is a child subreaper, so processes a
-//! task leaves behind are reaped, and a cancel kills the whole group.
+//! task leaves behind are reaped, and a cancel kills the whole group. A task gets only the
+//! documented environment ([`task_env`]), and may run as another Unix user ([`task_user`]).
 
 pub mod archive;
 mod install;
+pub mod join_grant;
 mod light_agent;
 pub mod link;
 mod metrics;
@@ -16,9 +18,12 @@ mod reaper;
 mod relay;
 mod runner;
 mod staging;
+pub mod task_env;
+pub mod task_user;
 
 pub use staging::{encode_query, glob_match};
 
+pub use join_grant::JoinGrant;
 pub use light_agent::run_light;
 pub use relay::{ProxyConfig, run_proxy};
 pub use runner::{AgentConfig, AgentError, run};

@@ -43,6 +43,10 @@ pub async fn run_light(
             }
         }
     };
+    // Joined: the token is wanted no more.
+    if let Some((_, token)) = join {
+        crate::join_grant::wipe(token);
+    }
     let mut attempt = 0usize;
     loop {
         let url = &urls[attempt % urls.len()];

@@ -5,6 +5,7 @@ use crate::link::{Head, Identity, Link, Ws};
 use crate::now_millis;
 use crate::outbox::Outbox;
 use crate::reaper::{Exit, Reaper};
+use crate::task_user::TaskUser;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{Signal, killpg};
@@ -21,25 +22,45 @@ use thunderhead_proto::{
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-#[derive(Debug, Clone)]
+/// No `Debug`: it may hold a join token.
+#[derive(Clone)]
 pub struct AgentConfig {
     /// The head node's URL, e.g. `http://127.0.0.1:7998`.
     pub server: String,
     pub name: String,
     pub cores: u32,
+    /// The agent's own files: its node certificate and key, and the result outbox (mode 0700).
     pub work_dir: PathBuf,
     /// The cluster's certificate (PEM), to verify an `https://` head node with.
     pub ca_pem: Option<String>,
-    /// Traded for a node certificate if the agent has none yet.
+    /// Traded for a node certificate if the agent has none yet; the agent drops it once it
+    /// has one.
     pub join_token: Option<String>,
+    /// Where task directories (`tasks/`) and installed packages (`packages/`) go [default:
+    /// the work directory].
+    pub task_root: Option<PathBuf>,
+    /// The Unix user tasks run as (see [`crate::task_user`]) [default: the agent's].
+    pub run_as: Option<String>,
 }
+
+/// What a refusal from the head node starts with.
+const REFUSED: &str = "the head node refused this agent: ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The head node's reason, without [`REFUSED`] in front (see [`AgentError::refused`]).
     #[error("the head node refused this agent: {0}")]
     Refused(String),
     #[error("{0}")]
     Setup(String),
+}
+
+impl AgentError {
+    /// A refusal for `reason`, which some head nodes already begin with the words this error
+    /// puts in front of it.
+    pub fn refused(reason: &str) -> AgentError {
+        AgentError::Refused(reason.strip_prefix(REFUSED).unwrap_or(reason).to_string())
+    }
 }
 
 enum Event {
@@ -108,11 +129,18 @@ struct Agent {
     /// Slot directories free for the next task that stages no files.
     free_slots: Vec<PathBuf>,
     slots_made: u32,
+    /// Where task directories (`tasks/`) and packages (`packages/`) are.
+    task_root: PathBuf,
+    /// Who tasks run as, if not the agent's user.
+    task_user: Option<TaskUser>,
+    /// The agent's variables that tasks get too (see [`crate::task_env`]).
+    passed_on: HashMap<&'static str, String>,
 }
 
 /// Where a task runs. A task that stages no files runs in a slot directory that is emptied and
-/// reused after it, so a short task costs no directory or file created and deleted; a task that
-/// stages files gets a directory of its own, named after it, removed after its outputs are up.
+/// reused after it, so a short task costs no directory created and deleted; a task that stages
+/// files gets a directory of its own, named after it, removed after its outputs are up. Either
+/// way nothing of a task, not even its output files, is left once its result is taken.
 enum TaskDir {
     Slot(PathBuf),
     Own(PathBuf),
@@ -127,7 +155,7 @@ impl TaskDir {
 }
 
 /// Runs the agent until the head node stops its node or the process is told to terminate.
-pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
     // One URL, or the set's proxies separated by commas: the agent fails over between them.
     let ws_urls: Vec<String> = config
         .server
@@ -139,15 +167,29 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     if ws_urls.is_empty() {
         return Err(AgentError::Setup("no server URL given (give --server URL)".into()));
     }
-    let link = connect_link(&config, &ws_urls).await?;
-    let tasks_dir = config.work_dir.join("tasks");
+    let task_user = config.run_as.as_deref().map(TaskUser::resolve).transpose()?;
+    // Tasks see paths under these (their `HOME`, the package root) whatever their directory.
+    let absolute = |dir: &Path| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    config.work_dir = absolute(&config.work_dir);
+    let task_root = absolute(config.task_root.as_deref().unwrap_or(&config.work_dir));
+    prepare_dirs(&config.work_dir, &task_root, task_user.as_ref())?;
+    // The token is wanted once, to join; no copy of it stays in the agent.
+    let join_token = config.join_token.take();
+    let link = connect_link(&config, join_token, &ws_urls).await?;
+    let tasks_dir = task_root.join("tasks");
     // Directories of tasks from an earlier run of this agent are stale.
     let _ = std::fs::remove_dir_all(&tasks_dir);
-    std::fs::create_dir_all(&tasks_dir)
-        .map_err(|e| AgentError::Setup(format!("cannot create {}: {e}", tasks_dir.display())))?;
+    let tasks_mode = if task_user.is_some() { 0o711 } else { 0o700 };
+    create_dir_with_mode(&tasks_dir, tasks_mode)?;
     let outbox_dir = config.work_dir.join("outbox");
     let outbox = Outbox::open(&outbox_dir)
         .map_err(|e| AgentError::Setup(format!("cannot open the outbox {}: {e}", outbox_dir.display())))?;
+    // Results hold the tails of tasks' output: theirs only.
+    create_dir_with_mode(&outbox_dir, 0o700)?;
+    let passed_on = std::iter::once("PATH")
+        .chain(crate::task_env::PASSED_ON.iter().copied())
+        .filter_map(|name| Some((name, std::env::var(name).ok()?)))
+        .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut agent = Agent {
         free_cores: config.cores,
@@ -172,6 +214,9 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         sampler: crate::metrics::Sampler::default(),
         free_slots: Vec::new(),
         slots_made: 0,
+        task_root,
+        task_user,
+        passed_on,
     };
     spawn_signal_watch(tx.clone());
     spawn_heartbeat(tx.clone());
@@ -187,11 +232,13 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             Err(e) => {
                 // Refused: no task of ours may outlive the agent.
                 agent.kill_all();
+                let _ = std::fs::remove_dir_all(&tasks_dir);
                 return Err(e);
             }
         };
         if stop {
             agent.kill_all();
+            let _ = std::fs::remove_dir_all(&tasks_dir);
             tracing::info!("agent stopped");
             return Ok(());
         }
@@ -234,14 +281,50 @@ fn spawn_connector(link: Link, url: String, events: mpsc::UnboundedSender<Event>
 const NODE_CERT: &str = "node.pem";
 const NODE_KEY: &str = "node.key";
 
+/// Creates the agent's directories with their modes: the work directory is the agent's alone
+/// (0700); tasks running as another user pass through the directories above their own (0711)
+/// and read the packages (0755), and must reach the task root.
+fn prepare_dirs(work_dir: &Path, task_root: &Path, task_user: Option<&TaskUser>) -> Result<(), AgentError> {
+    let Some(user) = task_user else {
+        return create_dir_with_mode(work_dir, 0o700);
+    };
+    // What the agent makes for its tasks (packages, staged inputs) is readable by them.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let work_mode = if task_root == work_dir { 0o711 } else { 0o700 };
+    create_dir_with_mode(work_dir, work_mode)?;
+    create_dir_with_mode(task_root, 0o711)?;
+    if let Some((blocked, mode)) = user.blocked_on(task_root) {
+        return Err(AgentError::Setup(format!(
+            "tasks run as \"{}\" (--run-as), who cannot reach {}: {} has mode {mode:o} (give --task-root a directory every user may pass through)",
+            user.name,
+            task_root.display(),
+            blocked.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) and gives it `mode`.
+fn create_dir_with_mode(dir: &Path, mode: u32) -> Result<(), AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| AgentError::Setup(format!("cannot create {} with mode {mode:o}: {e}", dir.display())))
+}
+
 /// How this agent reaches its head node. Over TLS it shows the node certificate in its work
-/// directory; without one it first trades its join token for one.
-async fn connect_link(config: &AgentConfig, ws_urls: &[String]) -> Result<Link, AgentError> {
-    std::fs::create_dir_all(&config.work_dir).map_err(|e| {
-        AgentError::Setup(format!("cannot create the work directory {}: {e}", config.work_dir.display()))
-    })?;
+/// directory; without one it first trades its join token for one. The token is wiped after.
+async fn connect_link(
+    config: &AgentConfig,
+    join_token: Option<String>,
+    ws_urls: &[String],
+) -> Result<Link, AgentError> {
     let files = (config.work_dir.join(NODE_CERT), config.work_dir.join(NODE_KEY));
-    establish(ws_urls, config.ca_pem.as_deref(), config.join_token.as_deref(), &config.name, Some(files)).await
+    let link = establish(ws_urls, config.ca_pem.as_deref(), join_token.as_deref(), &config.name, Some(files)).await;
+    if let Some(token) = join_token {
+        crate::join_grant::wipe(token);
+    }
+    link
 }
 
 /// The link of an agent named `name`: plain for `ws://` head nodes; else TLS with the node
@@ -295,7 +378,7 @@ pub(crate) async fn establish(
                 let identity = Identity { cert_pem: reply.certificate, key_pem: reply.key };
                 return Link::tls(ca, Some(identity)).map_err(AgentError::Setup);
             }
-            Err(JoinError::Refused(reason)) => return Err(AgentError::Refused(reason)),
+            Err(JoinError::Refused(reason)) => return Err(AgentError::refused(&reason)),
             Err(JoinError::Unreachable(e)) => last = e,
         }
     }
@@ -388,22 +471,30 @@ fn spawn_heartbeat(events: mpsc::UnboundedSender<Event>) {
     });
 }
 
-/// Empties a slot directory for its next task: everything the task left is removed except its
-/// output files, which the next task's start truncates.
+/// Empties a slot directory for its next task: everything the task left is removed, its output
+/// files too (its result holds their tails), so a task that wrote much leaves no disk used.
 fn empty_slot(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        // The next task's output truncates these.
-        if name == "stdout" || name == "stderr" {
-            continue;
-        } else if entry.file_type()?.is_dir() {
+        if entry.file_type()?.is_dir() {
             std::fs::remove_dir_all(entry.path())?;
         } else {
             std::fs::remove_file(entry.path())?;
         }
     }
     Ok(())
+}
+
+/// A new, empty output file of a task (0600, the agent's): whatever was at its name goes, and
+/// a link planted there is neither followed nor written through.
+fn output_file(dir: &Path, name: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path)
 }
 
 /// The last `OUTPUT_TAIL_BYTES` of a file, as text. Read at an offset: the file shares its
@@ -503,7 +594,7 @@ impl Agent {
                 self.heartbeat_every = Duration::from_secs(heartbeat_secs.max(1) as u64);
                 tracing::info!(%node, "registered with the head node");
             }
-            ServerMsg::Refused { reason } => return Err(AgentError::Refused(reason)),
+            ServerMsg::Refused { reason } => return Err(AgentError::refused(&reason)),
             ServerMsg::Assign { tasks } => self.queue.extend(tasks),
             ServerMsg::Cancel { tasks } => {
                 for task in tasks {
@@ -521,8 +612,9 @@ impl Agent {
             ServerMsg::Shutdown => return Ok(true),
             ServerMsg::Install { packages } => {
                 let (base, work_dir, events) = (self.head.clone(), self.config.work_dir.clone(), self.events.clone());
+                let package_root = crate::install::package_root(&self.task_root);
                 tokio::task::spawn_blocking(move || {
-                    let results = crate::install::install_all(&base, &work_dir, packages);
+                    let results = crate::install::install_all(&base, &work_dir, &package_root, packages);
                     let _ = events.send(Event::Installed(results));
                 });
             }
@@ -549,13 +641,12 @@ impl Agent {
         if a.inputs.is_empty() && a.outputs.is_empty() {
             let slot = self.free_slots.pop().unwrap_or_else(|| {
                 self.slots_made += 1;
-                self.config.work_dir.join("tasks").join(format!("slot-{}", self.slots_made))
+                self.task_root.join("tasks").join(format!("slot-{}", self.slots_made))
             });
             self.launch(a, TaskDir::Slot(slot), cores, started_at);
             return;
         }
-        let dir =
-            self.config.work_dir.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
+        let dir = self.task_root.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
         if a.inputs.is_empty() {
             self.launch(a, TaskDir::Own(dir), cores, started_at);
             return;
@@ -602,28 +693,29 @@ impl Agent {
     fn launch(&mut self, a: Assignment, dir: TaskDir, cores: u32, started_at: u64) {
         let path = dir.path();
         let spawned = std::fs::create_dir_all(path).and_then(|()| {
-            // An existing slot's files are truncated rather than made anew.
-            let open = |name| {
-                std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path.join(name))
-            };
-            let (stdout, stderr) = (open("stdout")?, open("stderr")?);
+            // The directory is the task user's from here on (with what was staged into it).
+            if let Some(user) = &self.task_user {
+                user.give(path)?;
+            }
+            let (stdout, stderr) = (output_file(path, "stdout")?, output_file(path, "stderr")?);
             let output = (stdout.try_clone()?, stderr.try_clone()?);
-            self.reaper
-                .spawn(|| {
-                    let packages = crate::install::package_root(&self.config.work_dir);
-                    std::process::Command::new(&a.command[0])
-                        .args(&a.command[1..])
-                        .envs(a.env.iter().map(|(k, v)| (k, v)))
-                        .env("THUNDERHEAD_PACKAGE_ROOT", &packages)
-                        .env("CCP_PACKAGE_ROOT", &packages)
-                        .current_dir(path)
-                        .stdin(Stdio::null())
-                        .stdout(stdout)
-                        .stderr(stderr)
-                        .process_group(0)
-                        .spawn()
-                })
-                .map(|(pid, exited)| (pid, exited, output))
+            let packages = crate::install::package_root(&self.task_root);
+            let env = crate::task_env::task_env(&a.env, &packages, path, |name| self.passed_on.get(name).cloned());
+            let mut command = std::process::Command::new(&a.command[0]);
+            command
+                .args(&a.command[1..])
+                .env_clear()
+                .envs(env)
+                .current_dir(path)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .process_group(0);
+            if let Some(user) = &self.task_user {
+                // Started by root, the process also loses root's supplementary groups.
+                command.uid(user.uid).gid(user.gid);
+            }
+            self.reaper.spawn(|| command.spawn()).map(|(pid, exited)| (pid, exited, output))
         });
         match spawned {
             Ok((pid, exited, output)) => {
@@ -770,6 +862,14 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_says_the_head_node_refused_this_agent_once() {
+        for reason in ["its certificate was revoked", "the head node refused this agent: its certificate was revoked"] {
+            let shown = AgentError::refused(reason).to_string();
+            assert_eq!(shown, "the head node refused this agent: its certificate was revoked");
+        }
+    }
 
     #[test]
     fn server_urls_become_websocket_urls() {

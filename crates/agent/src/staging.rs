@@ -129,6 +129,31 @@ fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Opens the regular file `rel` under `dir` without following a symbolic link anywhere below
+/// `dir`: a task's directory is the task's, which may have put links in it (to files only the
+/// agent may read) or swapped a file for one after it was listed.
+fn open_beneath(dir: &Path, rel: &Path) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    use std::path::Component;
+    let parts: Vec<Component> = rel.components().collect();
+    let mut at: std::os::fd::OwnedFd = std::fs::File::open(dir)?.into();
+    for (i, part) in parts.iter().enumerate() {
+        let Component::Normal(name) = part else {
+            return Err(std::io::Error::other("not a path inside the task's directory"));
+        };
+        // The file itself is opened without waiting (a FIFO would block), the directories on
+        // the way as directories only.
+        let kind = if i + 1 == parts.len() { OFlag::O_NONBLOCK } else { OFlag::O_DIRECTORY };
+        at = openat(&at, *name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | kind, Mode::empty())?;
+    }
+    let file = std::fs::File::from(at);
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 /// Uploads the files of `dir` that match each output's glob under its prefix, keeping their
 /// relative names. Returns how many were uploaded, or the first failure.
 pub fn upload_outputs(head: &Head, dir: &Path, outputs: &[(String, String)]) -> Result<usize, String> {
@@ -143,10 +168,10 @@ pub fn upload_outputs(head: &Head, dir: &Path, outputs: &[(String, String)]) -> 
                 continue;
             }
             let location = join_location(prefix, &rel);
-            let path = dir.join(rel.as_ref());
             with_retries(|| {
                 let fail = |retry, message| Failure { retry, message };
-                let file = std::fs::File::open(&path).map_err(|e| fail(false, format!("cannot read {rel}: {e}")))?;
+                let file = open_beneath(dir, Path::new(rel.as_ref()))
+                    .map_err(|e| fail(false, format!("cannot read {rel}: {e}")))?;
                 let mut response = head
                     .http
                     .put(url(&head.base, &location))
@@ -187,6 +212,24 @@ mod tests {
     fn paths_go_before_a_uri_s_options() {
         assert_eq!(join_location("s3://b/r1/?endpoint=http://x:9", "out.txt"), "s3://b/r1/out.txt?endpoint=http://x:9");
         assert_eq!(join_location("thunderhead:jobs/1/1/", "a/b.txt"), "thunderhead:jobs/1/1/a/b.txt");
+    }
+
+    #[test]
+    fn an_output_is_read_through_no_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (task, secret) = (dir.path().join("task"), dir.path().join("secret"));
+        std::fs::create_dir_all(task.join("sub")).unwrap();
+        std::fs::write(&secret, "only the agent may read this").unwrap();
+        std::fs::write(task.join("sub/out.txt"), "result").unwrap();
+        std::os::unix::fs::symlink(&secret, task.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), task.join("up")).unwrap();
+        let mut got = String::new();
+        open_beneath(&task, Path::new("sub/out.txt")).unwrap().read_to_string(&mut got).unwrap();
+        assert_eq!(got, "result");
+        assert!(open_beneath(&task, Path::new("link.txt")).is_err(), "a link to a file is not followed");
+        assert!(open_beneath(&task, Path::new("up/secret")).is_err(), "a link to a directory is not followed");
+        assert!(open_beneath(&task, Path::new("../secret")).is_err());
+        assert!(open_beneath(&task, Path::new("sub")).is_err(), "a directory is no output");
     }
 
     #[test]

@@ -116,14 +116,15 @@ impl Client {
             anyhow!("cannot reach the head node at {}: {e} (is `thunderhead server` running there?)", self.base)
         })?;
         let status = response.status();
-        let body: Value = response.body_mut().with_config().limit(1 << 30).read_json().with_context(|| {
+        let mut body: Value = response.body_mut().with_config().limit(1 << 30).read_json().with_context(|| {
             format!("the head node at {} sent an answer that is not JSON (status {status})", self.base)
         })?;
+        crate::terminal::for_display(&mut body);
         if status.is_success() {
             return Ok(body);
         }
         match body.pointer("/error/message").and_then(Value::as_str) {
-            Some(message) => Err(anyhow!("{message}")),
+            Some(message) => Err(anyhow!("{}", thunderhead_core::text::escape(message))),
             None => Err(anyhow!("the head node answered {status}: {body}")),
         }
     }
@@ -160,7 +161,8 @@ impl Client {
             .call()
             .map_err(|e| anyhow!("cannot reach the head node at {}: {e}", self.base))?;
         if !response.status().is_success() {
-            let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            let mut body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            crate::terminal::for_display(&mut body);
             let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("the download failed");
             return Err(anyhow!("{message}"));
         }

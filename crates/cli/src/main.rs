@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod quickstart;
 mod show;
+mod terminal;
 mod wait;
 
 use anyhow::{Context, Result, bail};
@@ -232,6 +233,11 @@ struct ServerArgs {
     /// without one, file:// locations are refused
     #[arg(long = "file-root")]
     file_roots: Vec<PathBuf>,
+    /// A blob store that jobs' inputs and outputs may name (s3://BUCKET[/PREFIX][?endpoint=…] or
+    /// az://ACCOUNT/CONTAINER[/PREFIX][?endpoint=…]; repeatable). Locations in it are opened with
+    /// its endpoint and this machine's credentials; locations in no configured store are refused
+    #[arg(long = "job-blob-store")]
+    job_blob_stores: Vec<String>,
 }
 
 #[derive(Args)]
@@ -242,13 +248,26 @@ struct AgentArgs {
     /// Cores to run tasks on [default: all of this machine's]
     #[arg(long)]
     cores: Option<u32>,
-    /// Directory for task files and the result outbox [default: STATE/agent-NAME]
+    /// Directory for the node certificate, the result outbox and, unless --task-root says
+    /// otherwise, task files and packages [default: STATE/agent-NAME]
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Trade this join token for a node certificate, if the work directory holds none yet
     /// (an Administrator makes one: thunderhead token create)
     #[arg(long, env = "THUNDERHEAD_JOIN_TOKEN", hide_env_values = true)]
     join_token: Option<String>,
+    /// Read the cluster's certificate and a join token from standard input, as the JSON
+    /// document {"ca_pem": "…", "token": "…"} (how a head node starts the agents of local nodes);
+    /// they replace --ca and --join-token
+    #[arg(long)]
+    join_from_stdin: bool,
+    /// Run tasks as this Unix user, without supplementary groups (the agent must run as root)
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
+    /// Directory for task directories and installed packages [default: the work directory];
+    /// with --run-as, USER must be able to pass through every directory above it
+    #[arg(long, value_name = "DIR")]
+    task_root: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -586,8 +605,12 @@ fn main() {
         _ => "warn",
     };
     let level = std::env::var("THUNDERHEAD_LOG").unwrap_or_else(|_| level.to_string());
+    terminal::quiet_on_broken_pipe();
+    terminal::set_for_people(!cli.json);
+    // Records are escaped as they are written; colour codes would be escaped with them.
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(|| terminal::LogWriter(std::io::stderr()))
         .with_max_level(
             level
                 .parse::<tracing_subscriber::filter::LevelFilter>()
@@ -644,6 +667,7 @@ pub fn server_config(state_dir: PathBuf, listen: SocketAddr) -> Result<thunderhe
         insecure_http: false,
         tls_names: vec![],
         file_roots: vec![],
+        job_blob_stores: vec![],
     })
 }
 
@@ -657,6 +681,7 @@ fn serve(args: ServerArgs) -> Result<i32> {
     config.insecure_http = args.insecure_http;
     config.tls_names = args.tls_names;
     config.file_roots = args.file_roots;
+    config.job_blob_stores = args.job_blob_stores;
     raise_open_files_limit();
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;
@@ -703,14 +728,12 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// The cluster's certificate: `--ca FILE`, else one a provider handed over in the environment.
+/// The cluster's certificate, from `--ca FILE`.
 fn read_ca(file: Option<&std::path::Path>) -> Result<Option<String>> {
-    if let Some(path) = file {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the cluster's certificate {} (--ca)", path.display()))?;
-        return Ok(Some(pem));
-    }
-    Ok(std::env::var("THUNDERHEAD_CA_PEM").ok().filter(|p| !p.is_empty()))
+    let Some(path) = file else { return Ok(None) };
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the cluster's certificate {} (--ca)", path.display()))?;
+    Ok(Some(pem))
 }
 
 fn agent(args: AgentArgs, global_server: Option<String>, ca: Option<PathBuf>) -> Result<i32> {
@@ -724,13 +747,21 @@ fn agent(args: AgentArgs, global_server: Option<String>, ca: Option<PathBuf>) ->
     };
     let cores = args.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1));
     let work_dir = args.work_dir.unwrap_or_else(|| client::default_state_dir().join(format!("agent-{name}")));
+    let (ca_pem, join_token) = if args.join_from_stdin {
+        let grant = thunderhead_agent::JoinGrant::read_from(std::io::stdin().lock())?;
+        (Some(grant.ca_pem), Some(grant.token))
+    } else {
+        (read_ca(ca.as_deref())?, args.join_token)
+    };
     let config = thunderhead_agent::AgentConfig {
         server,
         name,
         cores,
         work_dir,
-        ca_pem: read_ca(ca.as_deref())?,
-        join_token: args.join_token,
+        ca_pem,
+        join_token,
+        task_root: args.task_root,
+        run_as: args.run_as,
     };
     // One thread: an agent's work is a loop of small events, and every hand-off between threads
     // costs a context switch per task.
@@ -1381,7 +1412,7 @@ fn print_job(j: &JobView) {
         "tasks:     {} total: {} queued, {} running, {} finished, {} failed, {} canceled",
         j.total_tasks, t.queued, t.running, t.finished, t.failed, t.canceled
     );
-    if let thunderhead_core::job::JobSpec::Sweep { command, range } = &j.spec {
+    if let thunderhead_core::view::JobSpecView::Sweep { command, range } = &j.spec {
         println!("sweep:     {range} of: {}", command.join(" "));
     }
     println!("submitted: {}", show::time(Some(j.submitted_at)));

@@ -270,7 +270,7 @@ command = ["echo", "alone"]
 fn killing_the_head_node_mid_sweep_loses_nothing_and_runs_nothing_twice() {
     let mut c = Cluster::start_with(&["--reconnect-grace", "20"]);
     c.burst("set", 2, "Medium");
-    let ran = c.dir.path().join("ran.log");
+    let ran = c.shared_dir().join("ran.log");
     let script = format!(
         "sleep 0.0$((THUNDERHEAD_SWEEP_INDEX % 7)); echo $THUNDERHEAD_SWEEP_INDEX >> {}; echo done-*",
         ran.display()
@@ -518,7 +518,7 @@ fn agents_reach_the_head_node_through_proxies_and_fail_over_when_one_dies() {
     assert!(urls.iter().all(|u| cmdline.contains(u.as_str())), "{cmdline}");
     assert!(!cmdline.contains(&c.url()), "{cmdline}");
 
-    let ran = c.dir.path().join("ran.log");
+    let ran = c.shared_dir().join("ran.log");
     let script = format!("sleep 0.05; echo $THUNDERHEAD_SWEEP_INDEX >> {}", ran.display());
     let id = c.submit(&["--sweep", "1-80", "--", "sh", "-c", &script]);
     eventually(30, "a quarter of the sweep", || (counts(&c.job(id)).2 >= 20).then_some(()));
@@ -780,7 +780,12 @@ fn packages_are_installed_when_nodes_deploy_and_on_request() {
 
 #[test]
 fn a_sweep_runs_a_packaged_program_on_staged_inputs_and_its_outputs_land_in_the_stores() {
-    let c = Cluster::start();
+    // Jobs may name the S3 store (moto_server) because the head node was told so.
+    let s3 = std::env::var("THUNDERHEAD_TEST_S3").expect("THUNDERHEAD_TEST_S3: run the tests with scripts/test.sh");
+    let (bucket, query) = s3.split_once('?').unwrap();
+    // A store the administrator named whose bucket does not exist: uploads to it fail.
+    let no_such = format!("s3://no-such-bucket-{}?{query}", std::process::id());
+    let c = Cluster::start_with(&["--job-blob-store", &s3, "--job-blob-store", &no_such]);
     // The template keeps its packages in Azure Blob Storage (Azurite).
     let azure =
         std::env::var("THUNDERHEAD_TEST_AZURE").expect("THUNDERHEAD_TEST_AZURE: run the tests with scripts/test.sh");
@@ -806,8 +811,6 @@ fn a_sweep_runs_a_packaged_program_on_staged_inputs_and_its_outputs_land_in_the_
         std::fs::write(data.join(format!("n{i}.txt")), format!("{}\n", i * 10)).unwrap();
     }
     // Outputs to the job's area, and a copy to S3 (moto_server) under a prefix of our own.
-    let s3 = std::env::var("THUNDERHEAD_TEST_S3").expect("THUNDERHEAD_TEST_S3: run the tests with scripts/test.sh");
-    let (bucket, query) = s3.split_once('?').unwrap();
     let run = format!("e2e-{}", std::process::id());
     let s3_prefix = format!("{bucket}/{run}/r*/?{query}");
     let input = format!("{}/n*.txt:in.txt", data.display());
@@ -849,12 +852,20 @@ fn a_sweep_runs_a_packaged_program_on_staged_inputs_and_its_outputs_land_in_the_
     assert!(task["message"].as_str().unwrap().contains("cannot be fetched"), "{task}");
     assert_eq!(task["exit_code"], Value::Null, "it never ran");
 
+    // An output to the package area is refused when the job is submitted, not when it has run.
+    let err = c.th_fails(&["job", "submit", "--sweep", "1-1", "--output", "x*:thunderhead:packages/", "--", "true"]);
+    assert!(err.contains("package area"), "{err}");
     // An output that cannot be uploaded fails the task, keeping its exit code.
-    let id = c.submit(&["--sweep", "1-1", "--output", "x*:thunderhead:packages/", "--", "sh", "-c", "echo > x1"]);
+    let (no_bucket, _) = no_such.split_once('?').unwrap();
+    let prefix = format!("{no_bucket}/out/?{query}");
+    let id = c.submit(&["--sweep", "1-1", "--output", &format!("x*:{prefix}"), "--", "sh", "-c", "echo > x1"]);
     assert!(!c.try_th(&["job", "wait", &id.to_string()]).status.success());
     let task = &c.json(&["task", "list", &id.to_string()])[0];
     assert_eq!((task["state"].as_str(), task["exit_code"].as_i64()), (Some("Failed"), Some(0)));
     assert!(task["message"].as_str().unwrap().contains("cannot be uploaded"), "{task}");
+    // A bucket the administrator did not name is refused at submission, whatever endpoint it names.
+    let err = c.th_fails(&["job", "submit", "--output", &format!("x:s3://elsewhere/x/?{query}"), "--", "true"]);
+    assert!(err.contains("not in a blob store an administrator configured"), "{err}");
 
     let err = c.th_fails(&["job", "submit", "--input", "/nonexistent/n*.txt", "--", "true"]);
     assert!(err.contains("matches no file") || err.contains("cannot read the directory"), "{err}");

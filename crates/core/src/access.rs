@@ -145,6 +145,85 @@ impl Caller {
     }
 }
 
+/// What a caller does with a file of the head node's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileUse {
+    Read,
+    Write,
+}
+
+/// Whose area a key of the head node's store lies in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreArea {
+    /// `jobs/ID/…`: the files of job `ID`.
+    Job(crate::JobId),
+    /// `packages/…`: packages, which every user may read and only package upload writes.
+    Packages,
+    /// Anything else: the administrators' own files.
+    Other,
+}
+
+/// The area `key` (a key of the head node's store, without `thunderhead:`) lies in, or why it is
+/// no key. A job's number must be written out: `jobs/*/…` would reach every job of a sweep.
+pub fn store_area(key: &str) -> Result<StoreArea> {
+    let bad = |rule: &str| {
+        Err(Error::invalid(format!(
+            "location \"thunderhead:{}\" {rule} (write thunderhead:jobs/ID/PATH for a job's files)",
+            crate::text::escape(key)
+        )))
+    };
+    if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == ".." || p == ".") {
+        return bad("is not a key in the head node's store");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("holds a control character");
+    }
+    let mut parts = key.split('/');
+    Ok(match (parts.next(), parts.next()) {
+        // Written out plainly: no `*`, sign or leading zero.
+        (Some("jobs"), Some(text)) => match text.parse::<crate::JobId>() {
+            Ok(id) if id.to_string() == text => StoreArea::Job(id),
+            _ => return bad("names no job by its number"),
+        },
+        (Some("jobs"), None) => return bad("names no job by its number"),
+        (Some("packages"), _) => StoreArea::Packages,
+        _ => StoreArea::Other,
+    })
+}
+
+/// The one ownership check of the head node's store, for every path into it: the blob route,
+/// job inputs staged in, job outputs staged out, uploads into a job's area. `owner` is the owner
+/// of the job whose area `key` lies in, when it has one (or whoever reserved its id).
+/// A User reads and writes only their own jobs' files and reads packages; JobAdministrators
+/// and Administrators reach every job's files and the administrators' area; nobody writes
+/// packages this way.
+pub fn check_store_key(caller: &Caller, key: &str, use_: FileUse, owner: Option<&str>) -> Result<()> {
+    let shown = crate::text::escape(key);
+    match (store_area(key)?, use_) {
+        (StoreArea::Packages, FileUse::Read) => Ok(()),
+        (StoreArea::Packages, FileUse::Write) => Err(Error::forbidden(format!(
+            "location \"thunderhead:{shown}\" is in the package area, which only package upload writes"
+        ))),
+        (StoreArea::Job(id), _) => match owner {
+            Some(owner) if caller.may_manage_job(owner) => Ok(()),
+            Some(_) => Err(Error::forbidden(format!(
+                "location \"thunderhead:{shown}\" holds the files of job {id}, which is not yours; a User reaches \
+                 only their own jobs' files (ask a JobAdministrator)"
+            ))),
+            None if caller.role >= Role::JobAdministrator => Ok(()),
+            None => Err(Error::forbidden(format!(
+                "location \"thunderhead:{shown}\" holds the files of job {id}, which is not yours (no such job, or \
+                 its id was not reserved by you)"
+            ))),
+        },
+        (StoreArea::Other, _) if caller.role >= Role::JobAdministrator => Ok(()),
+        (StoreArea::Other, _) => Err(Error::forbidden(format!(
+            "location \"thunderhead:{shown}\" is outside your jobs' files; a User reaches only \
+             thunderhead:jobs/ID/… of their own jobs, and reads packages (ask a JobAdministrator)"
+        ))),
+    }
+}
+
 /// A join token as the head node stores it (a salted hash, like API tokens). Agents present it
 /// once, to get their node certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,23 +257,61 @@ impl From<&JoinTokenRecord> for JoinTokenView {
     }
 }
 
+/// What the head node knows of a name an agent asks to join as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameAtJoin {
+    /// The template of the node of that name (a burst node), if there is such a node.
+    pub template: Option<String>,
+    /// Whether a node of that name exists.
+    pub exists: bool,
+    /// Whether that burst node is being deployed (Provisioning) right now.
+    pub deploying: bool,
+    /// Whether a certificate the head node issued for that name is still honoured.
+    pub certified: bool,
+}
+
 impl JoinTokenRecord {
-    /// Whether an agent named `node`, of template `node_template` (`None` if no such node is
-    /// known), may join with this token at `now`; the error says why not.
-    pub fn admits(&self, node: &str, node_template: Option<&str>, now: Millis) -> Result<()> {
+    /// Whether an agent named `node` may join with this token at `now`; the error says why not.
+    ///
+    /// A join never takes a name that is already someone's: a burst node joins only with its
+    /// template's token while it is being deployed (its deployment hands it that token), and a
+    /// name that still holds an honoured certificate joins again only after an administrator
+    /// revokes it (`thunderhead node revoke NAME`); the agent that holds it needs no join.
+    pub fn admits(&self, node: &str, name: &NameAtJoin, now: Millis) -> Result<()> {
         if now >= self.expires_at {
             return Err(Error::unauthorized(format!(
                 "join token {} expired (ask an Administrator for a new one: thunderhead token create)",
                 self.id
             )));
         }
-        match &self.template {
-            Some(t) if node_template != Some(t.as_str()) => Err(Error::forbidden(format!(
-                "join token {} is for nodes of template {t}, and {node} is not one (use a token of its template, or a cluster token)",
-                self.id
-            ))),
-            _ => Ok(()),
+        match (&self.template, &name.template) {
+            (Some(t), node_template) if node_template.as_deref() != Some(t.as_str()) => {
+                return Err(Error::forbidden(format!(
+                    "join token {} is for nodes of template {t}, and {node} is not one (use a token of its template, or a cluster token)",
+                    self.id
+                )));
+            }
+            (None, Some(t)) => {
+                return Err(Error::forbidden(format!(
+                    "node {node} is a burst node of template {t}: only its own deployment joins it (start it: \
+                     thunderhead node start {node}); join this machine under another name"
+                )));
+            }
+            _ => {}
         }
+        if name.template.is_some() && !name.deploying {
+            return Err(Error::forbidden(format!(
+                "node {node} is a burst node that is not being deployed now: only its deployment joins it (start it: \
+                 thunderhead node start {node})"
+            )));
+        }
+        if name.template.is_none() && name.certified {
+            return Err(Error::forbidden(format!(
+                "node {node} already joined and its certificate is honoured: an agent joins under that name again \
+                 only after an Administrator revokes it (thunderhead node revoke {node}); or join under another name"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -218,7 +335,8 @@ pub fn check_user_name(name: &str) -> Result<()> {
         return Ok(());
     }
     Err(Error::invalid(format!(
-        "user name \"{name}\" is not allowed (use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+        "user name \"{}\" is not allowed (use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit)",
+        crate::text::escape(name)
     )))
 }
 
@@ -228,6 +346,33 @@ mod tests {
 
     fn caller(role: Role) -> Caller {
         Caller { name: "alice".into(), role }
+    }
+
+    #[test]
+    fn the_store_is_reached_only_through_the_owners_areas() {
+        let (user, jobadmin) = (caller(Role::User), caller(Role::JobAdministrator));
+        let read = FileUse::Read;
+        check_store_key(&user, "jobs/4/inputs/a.txt", read, Some("alice")).unwrap();
+        check_store_key(&user, "jobs/4/1/out.csv", FileUse::Write, Some("alice")).unwrap();
+        check_store_key(&user, "packages/solver/1/solver.tar.gz", read, None).unwrap();
+        for (key, use_, owner) in [
+            ("jobs/5/inputs/a.txt", read, Some("bob")),
+            ("jobs/5/1/out.csv", FileUse::Write, Some("bob")),
+            ("jobs/6/x", read, None),
+            ("jobs/*/inputs/a.txt", read, Some("alice")),
+            ("jobs/05/x", read, Some("alice")),
+            ("uploads/x", read, None),
+            ("packages/p/1/p.tar", FileUse::Write, None),
+            ("jobs/4/../5/x", read, Some("alice")),
+            ("", read, None),
+        ] {
+            assert!(check_store_key(&user, key, use_, owner).is_err(), "{key} {use_:?} {owner:?}");
+        }
+        check_store_key(&jobadmin, "jobs/5/inputs/a.txt", read, Some("bob")).unwrap();
+        check_store_key(&jobadmin, "shared/x", FileUse::Write, None).unwrap();
+        assert!(check_store_key(&jobadmin, "packages/p", FileUse::Write, None).is_err());
+        let e = check_store_key(&user, "jobs/5/inputs/a.txt", read, Some("bob")).unwrap_err();
+        assert!(e.message.contains("job 5") && e.kind == crate::ErrorKind::Forbidden, "{}", e.message);
     }
 
     #[test]
@@ -285,13 +430,42 @@ mod tests {
             token_hash: String::new(),
             created_at: 0,
         };
-        assert!(token.admits("burst-0001", Some("burst"), 99).is_ok());
-        let e = token.admits("burst-0001", Some("burst"), 100).unwrap_err();
+        let burst =
+            |deploying| NameAtJoin { template: Some("burst".into()), exists: true, deploying, certified: false };
+        assert!(token.admits("burst-0001", &burst(true), 99).is_ok());
+        let e = token.admits("burst-0001", &burst(true), 100).unwrap_err();
         assert!(e.kind == crate::ErrorKind::Unauthorized && e.message.contains("expired"), "{}", e.message);
-        let e = token.admits("laptop", None, 5).unwrap_err();
+        let e = token.admits("laptop", &NameAtJoin::default(), 5).unwrap_err();
         assert!(e.message.contains("template burst") && e.message.contains("laptop"), "{}", e.message);
-        let cluster = JoinTokenRecord { template: None, ..token };
-        assert!(cluster.admits("laptop", None, 5).is_ok());
+        let cluster = JoinTokenRecord { template: None, ..token.clone() };
+        assert!(cluster.admits("laptop", &NameAtJoin::default(), 5).is_ok());
+    }
+
+    #[test]
+    fn a_join_never_takes_a_name_that_is_already_someones() {
+        let token = JoinTokenRecord {
+            id: "t1".into(),
+            template: None,
+            expires_at: 100,
+            token_salt: String::new(),
+            token_hash: String::new(),
+            created_at: 0,
+        };
+        let burst = |deploying| NameAtJoin { template: Some("burst".into()), exists: true, deploying, certified: true };
+        // A cluster token cannot take a burst node, deploying or not.
+        for deploying in [true, false] {
+            let e = token.admits("burst-0001", &burst(deploying), 5).unwrap_err();
+            assert!(e.kind == crate::ErrorKind::Forbidden && e.message.contains("burst node"), "{}", e.message);
+        }
+        // Its template's token only while it is being deployed.
+        let scoped = JoinTokenRecord { template: Some("burst".into()), ..token.clone() };
+        assert!(scoped.admits("burst-0001", &burst(true), 5).is_ok());
+        assert!(scoped.admits("burst-0001", &burst(false), 5).unwrap_err().message.contains("not being deployed"));
+        // A live on-premises node is re-joined only after a revocation.
+        let live = NameAtJoin { exists: true, certified: true, ..NameAtJoin::default() };
+        assert!(token.admits("laptop", &live, 5).unwrap_err().message.contains("node revoke laptop"));
+        assert!(token.admits("laptop", &NameAtJoin { certified: false, ..live }, 5).is_ok());
+        assert!(token.admits("gone", &NameAtJoin { certified: true, ..NameAtJoin::default() }, 5).is_err());
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub struct DeployFailure {
 /// The most nodes one `node add` may create.
 pub const MAX_ADD_NODES: u32 = 10_000;
 
+/// The most cores an agent may offer (the largest machines sold today have about 400).
+pub const MAX_NODE_CORES: u32 = 4_096;
+
+/// The longest a task may be counted to have run (a year): agents report their own clock.
+pub const MAX_TASK_MS: Millis = 365 * 24 * 3_600_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// How long a deployed node may take to connect before it is `Unknown`.
@@ -178,7 +184,7 @@ impl Node {
     /// Folds a task's run time into the node's moving average (weight 1/8).
     fn task_ran(&mut self, ms: Millis) {
         let us = ms.saturating_mul(1000);
-        self.task_us = Some(self.task_us.map_or(us, |mean| (mean * 7 + us) / 8));
+        self.task_us = Some(self.task_us.map_or(us, |mean| ((mean as u128 * 7 + us as u128) / 8) as u64));
     }
 
     fn holds_deployment(&self) -> bool {
@@ -762,13 +768,20 @@ impl Cluster {
                 return Err(Error::invalid("no nodes named (give --template NAME or one or more node names)"));
             }
         };
+        if names.len() > MAX_ADD_NODES as usize {
+            return Err(Error::invalid(format!(
+                "{} nodes named, more than the limit of {MAX_ADD_NODES} in one action (act on the set with --template)",
+                names.len()
+            )));
+        }
         // A person's action wins over the availability policy until its next phase.
+        let named: BTreeSet<&String> = names.iter().collect();
         let touched: Vec<String> = self
             .policy
             .iter_mut()
             .filter_map(|(t, state)| {
                 let before = state.managed.len();
-                state.managed.retain(|n| !names.contains(n));
+                state.managed.retain(|n| !named.contains(n));
                 (state.managed.len() != before).then(|| t.clone())
             })
             .collect();
@@ -1081,6 +1094,12 @@ impl Cluster {
     fn delete_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let node = self.node_named(name)?;
         match (&node.template, &node.state) {
+            // Its agent would be left talking about a node that is gone.
+            (Some(_), _) if node.session.is_some() => {
+                return Err(Error::conflict(format!(
+                    "node \"{name}\" has its agent connected (stop it first: thunderhead node stop {name})"
+                )));
+            }
             (Some(_), NodeState::Unknown { .. }) if node.handle.is_some() => {
                 return Err(Error::conflict(format!(
                     "node \"{name}\" still has a deployment (stop it first so nothing is left behind: thunderhead node stop {name})"
@@ -1291,6 +1310,17 @@ impl Cluster {
                 )));
             }
         }
+        // The list was read from the store beside the actor: the job's ended tasks that have rows
+        // (tasks canceled before they started have none), each once.
+        let distinct: BTreeSet<u64> = ended.iter().map(|(i, _)| *i).collect();
+        let expected = job.counts.failed + job.counts.canceled;
+        if distinct.len() != ended.len() || ended.len() as u64 > expected || !distinct.iter().all(|i| job.has_index(*i))
+        {
+            return Err(Error::conflict(format!(
+                "job {id} changed while its tasks were read ({} ended tasks read, at most {expected} expected); look at it again and retry",
+                ended.len()
+            )));
+        }
         let job = self.jobs.get_mut(&id).expect("checked above");
         for row in job.requeue_ended(ended) {
             fx.ops.push(Op::PutTask(row));
@@ -1329,8 +1359,11 @@ impl Cluster {
     /// An agent connected. Returns the name of its node, or why it is refused.
     pub fn agent_hello(&mut self, fx: &mut Effects, session: SessionId, hello: Hello, now: Millis) -> Result<String> {
         template::validate_name("node", &hello.name)?;
-        if hello.cores == 0 {
-            return Err(Error::invalid(format!("agent {} reports 0 cores (give --cores 1 or more)", hello.name)));
+        if hello.cores == 0 || hello.cores > MAX_NODE_CORES {
+            return Err(Error::invalid(format!(
+                "agent {} reports {} cores (give --cores from 1 to {MAX_NODE_CORES})",
+                hello.name, hello.cores
+            )));
         }
         let name = hello.name.clone();
         let mut must_install = false;
@@ -1466,18 +1499,21 @@ impl Cluster {
             let node = self.nodes.get_mut(&name).expect("session has a node");
             node.running.remove(&result.key);
             node.used_cores = node.used_cores.saturating_sub(r.cores);
-            node.task_ran(result.ended_at.saturating_sub(result.started_at));
+            // The agent's clock: a run time beyond reason is taken as the longest there can be.
+            let ran = result.ended_at.saturating_sub(result.started_at).min(MAX_TASK_MS);
+            node.task_ran(ran);
             let state = if result.exit_code == Some(0) && result.staging_error.is_none() {
                 TaskState::Finished
             } else {
                 TaskState::Failed
             };
             let job = self.jobs.get_mut(&result.key.job).expect("running tasks have jobs");
-            let core_ms = result.ended_at.saturating_sub(result.started_at) * r.cores as u64;
-            job.core_ms += core_ms;
+            let core_ms = ran.saturating_mul(r.cores as u64);
+            job.core_ms = job.core_ms.saturating_add(core_ms);
             if let Some((currency, per_core_hour)) = &price {
-                let micros = (core_ms as u128 * *per_core_hour as u128 / 3_600_000) as u64;
-                *job.cost_micros.entry(currency.clone()).or_default() += micros;
+                let micros = u64::try_from(core_ms as u128 * *per_core_hour as u128 / 3_600_000).unwrap_or(u64::MAX);
+                let total = job.cost_micros.entry(currency.clone()).or_default();
+                *total = total.saturating_add(micros);
             }
             let canceled = job.task_ended(result.key.index, state);
             fx.ops.extend(canceled.into_iter().map(|i| canceled_row(result.key.job, i, 0, now, DEPENDENCY_FAILED)));
@@ -1880,7 +1916,7 @@ impl Cluster {
             .nodes
             .values()
             .filter(|n| n.takes_work())
-            .map(|n| (n, (n.cores * (1 + n.queue_ahead(most))).saturating_sub(n.used_cores)))
+            .map(|n| (n, n.cores.saturating_mul(n.queue_ahead(most).saturating_add(1)).saturating_sub(n.used_cores)))
             .filter(|(_, free)| *free > 0)
             .map(|(n, free_cores)| (NodeSlots { free_cores, cores: n.cores }, n.name.clone()))
             .unzip();
@@ -1911,7 +1947,7 @@ impl Cluster {
                 let key = TaskKey { job: job.id, index: t.index };
                 job.note_started(t.index);
                 node.running.insert(key);
-                node.used_cores += job.cores_per_task;
+                node.used_cores = node.used_cores.saturating_add(job.cores_per_task);
                 self.running.insert(
                     key,
                     Running { attempt: t.attempt, losses: t.losses, node: name.clone(), cores: job.cores_per_task },
@@ -2036,7 +2072,7 @@ fn job_view(job: &Job) -> JobView {
         core_hours: job.core_ms as f64 / 3_600_000.0,
         cost: job.cost_micros.iter().map(|(c, m)| (c.clone(), *m as f64 / 1e6)).collect(),
         total_tasks: job.total(),
-        spec: job.spec.clone(),
+        spec: (&job.spec).into(),
         submitted_at: job.submitted_at,
         started_at: job.started_at,
         ended_at: job.ended_at,

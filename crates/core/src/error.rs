@@ -16,6 +16,9 @@ pub enum ErrorKind {
     Unauthorized,
     /// The caller's role does not allow the request; fatal, ask someone whose role does (HTTP 403).
     Forbidden,
+    /// The head node failed while handling the request (a bug, reported in its log); the request
+    /// was refused alone and the head node goes on (HTTP 500).
+    Internal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +43,9 @@ impl Error {
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Forbidden, message: message.into() }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Internal, message: message.into() }
     }
 }
 

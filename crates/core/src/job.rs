@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The most tasks a job file may list (sweeps have their own limit).
 pub const MAX_FILE_TASKS: usize = 100_000;
+/// The most bytes the commands of a job file's tasks may hold together.
+pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub enum Priority {
@@ -153,7 +155,111 @@ pub enum JobSpec {
     /// One command per index of the range, task index = sweep index.
     Sweep { command: Vec<String>, range: SweepRange },
     /// Explicit tasks numbered from 1 in the order given.
-    Tasks { tasks: Vec<TaskDef> },
+    Tasks { tasks: TaskList },
+}
+
+/// The tasks of a job file, packed: a job file may list 100,000 tasks, and as separate strings
+/// each would cost several small allocations (about 300 bytes a task, which the allocator keeps
+/// after the job is gone). Here every name and argument lies in one text, found by offsets, and
+/// dependencies are task positions. It reads and writes as a list of [`TaskDef`], as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskList {
+    /// Every name and argument, one after another.
+    text: String,
+    /// Where each name or argument ends in `text`.
+    ends: Vec<u32>,
+    /// For each task, its first string (its name; its arguments follow) in `ends`, and one more
+    /// entry past the last task.
+    first: Vec<u32>,
+    /// For each task, where its dependencies start in `deps`, and one more past the last.
+    dep_start: Vec<u32>,
+    /// Positions of the tasks each task depends on.
+    deps: Vec<u32>,
+}
+
+impl TaskList {
+    /// Packs `defs`; a dependency on a name that is not in the list is left out (validation
+    /// refuses those before).
+    pub fn new(defs: &[TaskDef]) -> TaskList {
+        let position: HashMap<&str, u32> = defs.iter().enumerate().map(|(i, t)| (t.name.as_str(), i as u32)).collect();
+        let bytes: usize = defs.iter().map(|t| t.name.len() + t.command.iter().map(String::len).sum::<usize>()).sum();
+        let mut list = TaskList {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(defs.iter().map(|t| 1 + t.command.len()).sum()),
+            first: Vec::with_capacity(defs.len() + 1),
+            dep_start: Vec::with_capacity(defs.len() + 1),
+            deps: Vec::new(),
+        };
+        for t in defs {
+            list.first.push(list.ends.len() as u32);
+            list.dep_start.push(list.deps.len() as u32);
+            for part in std::iter::once(&t.name).chain(&t.command) {
+                list.text.push_str(part);
+                list.ends.push(list.text.len() as u32);
+            }
+            list.deps.extend(t.depends_on.iter().filter_map(|d| position.get(d.as_str()).copied()));
+        }
+        list.first.push(list.ends.len() as u32);
+        list.dep_start.push(list.deps.len() as u32);
+        list
+    }
+
+    pub fn len(&self) -> usize {
+        self.first.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn part(&self, n: usize) -> &str {
+        let start = if n == 0 { 0 } else { self.ends[n - 1] as usize };
+        &self.text[start..self.ends[n] as usize]
+    }
+
+    /// The name of task `i` (0-based).
+    pub fn name(&self, i: usize) -> &str {
+        self.part(self.first[i] as usize)
+    }
+
+    /// The command of task `i` (0-based); empty when there is no such task.
+    pub fn command(&self, i: usize) -> Vec<String> {
+        if i >= self.len() {
+            return Vec::new();
+        }
+        (self.first[i] as usize + 1..self.first[i + 1] as usize).map(|n| self.part(n).to_string()).collect()
+    }
+
+    /// The positions of the tasks task `i` depends on.
+    pub fn depends_on(&self, i: usize) -> &[u32] {
+        &self.deps[self.dep_start[i] as usize..self.dep_start[i + 1] as usize]
+    }
+
+    /// Task `i` as it was submitted.
+    pub fn def(&self, i: usize) -> TaskDef {
+        TaskDef {
+            name: self.name(i).to_string(),
+            command: self.command(i),
+            depends_on: self.depends_on(i).iter().map(|&d| self.name(d as usize).to_string()).collect(),
+        }
+    }
+}
+
+impl Serialize for TaskList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for i in 0..self.len() {
+            seq.serialize_element(&self.def(i))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<TaskList, D::Error> {
+        Ok(TaskList::new(&Vec::<TaskDef>::deserialize(deserializer)?))
+    }
 }
 
 /// A job as submitted by a client (`job submit`, or a JSON/TOML job file).
@@ -207,6 +313,49 @@ pub struct ValidJob {
 }
 
 pub const DEFAULT_RETRIES: u32 = 3;
+/// The most times a task may be retried.
+pub const MAX_RETRIES: u32 = 1_000;
+/// The most cores one task may ask for.
+pub const MAX_CORES_PER_TASK: u32 = 65_536;
+/// The most arguments a command line may have.
+pub const MAX_COMMAND_ARGS: usize = 4_096;
+/// The most bytes a command line may have, all arguments together (Linux takes 128 KiB per
+/// argument and about 2 MiB in all; an index substituted into a sweep's command adds to it).
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
+/// The most input or output staging entries a job may have.
+pub const MAX_STAGING_ENTRIES: usize = 1_000;
+/// The longest job or task name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Checks a command line against the limits, naming `what` it belongs to.
+fn check_command(command: &[String], what: &str) -> Result<()> {
+    if command.is_empty() || command[0].is_empty() {
+        return Err(Error::invalid(format!(
+            "{what} has no command (give the program and its arguments, e.g. -- echo hello)"
+        )));
+    }
+    if command.len() > MAX_COMMAND_ARGS {
+        return Err(Error::invalid(format!(
+            "{what} has a command of {} arguments, more than the limit of {MAX_COMMAND_ARGS} (pass long lists in an \
+             input file)",
+            command.len()
+        )));
+    }
+    let bytes: usize = command.iter().map(String::len).sum();
+    if bytes > MAX_COMMAND_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} has a command of {bytes} bytes, more than the limit of {MAX_COMMAND_BYTES} (pass long text in an \
+             input file)"
+        )));
+    }
+    if let Some(arg) = command.iter().find(|a| a.contains('\0')) {
+        return Err(Error::invalid(format!(
+            "{what} has an argument with a NUL character (\"{}\"), which no program can receive (remove it)",
+            crate::text::escape(arg)
+        )));
+    }
+    Ok(())
+}
 
 impl JobSubmission {
     pub fn validate(self) -> Result<ValidJob> {
@@ -218,14 +367,27 @@ impl JobSubmission {
         if cores_per_task == 0 {
             return Err(Error::invalid("cores per task 0 is not allowed (a task needs at least 1 core)"));
         }
-        let non_empty = |command: &[String], what: &str| -> Result<()> {
-            if command.is_empty() || command[0].is_empty() {
+        if cores_per_task > MAX_CORES_PER_TASK {
+            return Err(Error::invalid(format!(
+                "cores per task {cores_per_task} is more than the limit of {MAX_CORES_PER_TASK} (ask for fewer cores)"
+            )));
+        }
+        let retries = self.retries.unwrap_or(DEFAULT_RETRIES);
+        if retries > MAX_RETRIES {
+            return Err(Error::invalid(format!(
+                "retries {retries} is more than the limit of {MAX_RETRIES} (a task that fails that often will not \
+                 succeed; fix it and requeue)"
+            )));
+        }
+        for (what, entries) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            let count = entries.as_ref().map_or(0, Vec::len);
+            if count > MAX_STAGING_ENTRIES {
                 return Err(Error::invalid(format!(
-                    "{what} has no command (give the program and its arguments, e.g. -- echo hello)"
+                    "the job has {count} {what}, more than the limit of {MAX_STAGING_ENTRIES} (use a glob or an \
+                     archive)"
                 )));
             }
-            Ok(())
-        };
+        }
         let spec = match (self.command, self.tasks) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
@@ -238,11 +400,16 @@ impl JobSubmission {
                 ));
             }
             (Some(command), None) => {
-                non_empty(&command, "the job")?;
+                check_command(&command, "the job")?;
                 match &self.sweep {
-                    Some(range) => JobSpec::Sweep { command, range: SweepRange::parse(range)? },
+                    Some(range) => {
+                        let range = SweepRange::parse(range)?;
+                        sweep::check_pattern(&command)?;
+                        JobSpec::Sweep { command, range }
+                    }
                     None => {
-                        JobSpec::Tasks { tasks: vec![TaskDef { name: "task".into(), command, depends_on: vec![] }] }
+                        let task = TaskDef { name: "task".into(), command, depends_on: vec![] };
+                        JobSpec::Tasks { tasks: TaskList::new(&[task]) }
                     }
                 }
             }
@@ -253,13 +420,11 @@ impl JobSubmission {
                     ));
                 }
                 validate_tasks(&tasks)?;
-                JobSpec::Tasks { tasks }
+                JobSpec::Tasks { tasks: TaskList::new(&tasks) }
             }
         };
         let name = self.name.unwrap_or_else(|| default_name(&spec));
-        if name.len() > 200 {
-            return Err(Error::invalid("job name is longer than 200 characters (shorten it)"));
-        }
+        crate::text::check_line("job name", &name, MAX_NAME_CHARS)?;
         let staging = crate::staging::Staging {
             inputs: self.inputs.iter().flatten().map(|i| crate::staging::parse_input(i)).collect::<Result<_>>()?,
             outputs: self.outputs.iter().flatten().map(|o| crate::staging::parse_output(o)).collect::<Result<_>>()?,
@@ -268,15 +433,7 @@ impl JobSubmission {
                 None => Default::default(),
             },
         };
-        Ok(ValidJob {
-            name,
-            owner: self.owner,
-            priority,
-            cores_per_task,
-            retries: self.retries.unwrap_or(DEFAULT_RETRIES),
-            spec,
-            staging,
-        })
+        Ok(ValidJob { name, owner: self.owner, priority, cores_per_task, retries, spec, staging })
     }
 }
 
@@ -284,7 +441,7 @@ fn default_name(spec: &JobSpec) -> String {
     match spec {
         JobSpec::Sweep { command, .. } => command[0].rsplit('/').next().unwrap_or("job").to_string(),
         JobSpec::Tasks { tasks } if tasks.len() == 1 => {
-            tasks[0].command[0].rsplit('/').next().unwrap_or("job").to_string()
+            tasks.command(0).first().and_then(|p| p.rsplit('/').next()).unwrap_or("job").to_string()
         }
         JobSpec::Tasks { .. } => "job".to_string(),
     }
@@ -301,11 +458,23 @@ fn validate_tasks(tasks: &[TaskDef]) -> Result<()> {
         )));
     }
     let mut names = HashMap::new();
+    let mut bytes = 0usize;
+    let mut edges = 0usize;
     for (i, t) in tasks.iter().enumerate() {
-        if t.command.is_empty() || t.command[0].is_empty() {
+        crate::text::check_line("task name", &t.name, MAX_NAME_CHARS)?;
+        check_command(&t.command, &format!("task \"{}\"", t.name))?;
+        bytes += t.command.iter().map(String::len).sum::<usize>();
+        edges += t.depends_on.len();
+        if bytes > MAX_FILE_BYTES {
             return Err(Error::invalid(format!(
-                "task \"{}\" has no command (give command = [\"prog\", \"arg\"])",
-                t.name
+                "the job file's commands hold more than {MAX_FILE_BYTES} bytes in all (use a sweep, or pass long \
+                 text in input files)"
+            )));
+        }
+        if edges > MAX_FILE_TASKS * 10 {
+            return Err(Error::invalid(format!(
+                "the job file lists more than {} dependencies (at most 10 a task on average)",
+                MAX_FILE_TASKS * 10
             )));
         }
         if names.insert(t.name.as_str(), i).is_some() {
@@ -440,15 +609,12 @@ impl Job {
         let JobSpec::Tasks { tasks } = spec else {
             return None;
         };
-        let position: HashMap<&str, u32> = tasks.iter().enumerate().map(|(i, t)| (t.name.as_str(), i as u32)).collect();
         let mut dependents = vec![Vec::new(); tasks.len()];
         let mut waiting_on = vec![0; tasks.len()];
-        for (i, t) in tasks.iter().enumerate() {
-            for d in &t.depends_on {
-                if let Some(&p) = position.get(d.as_str()) {
-                    dependents[p as usize].push(i as u32);
-                    waiting_on[i] += 1;
-                }
+        for (i, waiting) in waiting_on.iter_mut().enumerate() {
+            for &p in tasks.depends_on(i) {
+                dependents[p as usize].push(i as u32);
+                *waiting += 1;
             }
         }
         let ready = (0..tasks.len()).filter(|&i| waiting_on[i] == 0).map(|i| i as u64 + 1).collect();
@@ -678,7 +844,9 @@ impl Job {
     pub fn command_of(&self, index: u64) -> Vec<String> {
         match &self.spec {
             JobSpec::Sweep { command, .. } => sweep::substitute_all(command, index),
-            JobSpec::Tasks { tasks } => tasks[(index - 1) as usize].command.clone(),
+            JobSpec::Tasks { tasks } => {
+                index.checked_sub(1).map(|i| tasks.command(i as usize)).unwrap_or_default()
+            }
         }
     }
 
@@ -735,6 +903,28 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packed_task_list_reads_and_writes_as_the_list_it_was() {
+        let defs = vec![
+            TaskDef { name: "prep".into(), command: vec!["sh".into(), "-c".into(), "echo ✓ > a".into()], depends_on: vec![] },
+            TaskDef { name: "empty-arg".into(), command: vec!["echo".into(), String::new()], depends_on: vec!["prep".into()] },
+            TaskDef {
+                name: "last".into(),
+                command: vec!["cat".into()],
+                depends_on: vec!["prep".into(), "empty-arg".into()],
+            },
+        ];
+        let list = TaskList::new(&defs);
+        assert_eq!(list.len(), 3);
+        assert_eq!((0..3).map(|i| list.def(i)).collect::<Vec<_>>(), defs);
+        assert_eq!(list.depends_on(2), &[0, 1]);
+        assert_eq!(list.command(3), Vec::<String>::new(), "no such task");
+        let json = serde_json::to_string(&list).unwrap();
+        assert_eq!(json, serde_json::to_string(&defs).unwrap(), "stored as before");
+        assert_eq!(serde_json::from_str::<TaskList>(&json).unwrap(), list);
+        assert!(TaskList::new(&[]).is_empty());
+    }
 
     fn sweep(range: &str) -> ValidJob {
         JobSubmission {

@@ -22,6 +22,7 @@ pub mod staging;
 pub mod sweep;
 pub mod template;
 pub mod template_settings;
+pub mod text;
 pub mod view;
 
 pub use error::{Error, ErrorKind, Result};

@@ -128,8 +128,33 @@ fn check_relative(what: &str, path: &str, given: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest staging entry, in bytes.
+pub const MAX_ENTRY_BYTES: usize = 4096;
+
+/// Checks one staging entry's size, characters and `*` runs.
+fn check_entry(what: &str, text: &str) -> Result<()> {
+    if text.len() > MAX_ENTRY_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} of {} bytes is longer than the limit of {MAX_ENTRY_BYTES} (shorten the location)",
+            text.len()
+        )));
+    }
+    crate::text::check_line(what, text, MAX_ENTRY_BYTES)?;
+    let run = crate::sweep::longest_star_run(text);
+    if run > crate::sweep::MAX_STAR_RUN {
+        return Err(Error::invalid(format!(
+            "{what} \"{}\" has a run of {run} '*' characters, more than the limit of {} (a run of k '*' is the \
+             index padded to k digits)",
+            crate::text::escape(&text.chars().take(60).collect::<String>()),
+            crate::sweep::MAX_STAR_RUN
+        )));
+    }
+    Ok(())
+}
+
 /// Parses `--input SOURCE[:LOCAL]` once the client has turned local paths into locations.
 pub fn parse_input(text: &str) -> Result<Input> {
+    check_entry("input", text)?;
     let (source, local) = split_pair(text);
     if !is_location(source) {
         return Err(Error::invalid(format!(
@@ -146,6 +171,7 @@ pub fn parse_input(text: &str) -> Result<Input> {
 
 /// Parses `--output GLOB[:PREFIX]`.
 pub fn parse_output(text: &str) -> Result<Output> {
+    check_entry("output", text)?;
     let (glob, prefix) = split_pair(text);
     check_relative("output", glob, text)?;
     if let Some(p) = prefix

@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 /// cost nothing here, so we allow ten times that.
 pub const MAX_SWEEP_TASKS: u64 = 10_000_000;
 
+/// The largest index a sweep may reach: the store keeps indices as signed 64-bit integers.
+pub const MAX_INDEX: u64 = i64::MAX as u64;
+
+/// The longest run of `*` an argument may hold: the largest index has 19 digits, so a longer run
+/// would pad with nothing but zeros.
+pub const MAX_STAR_RUN: usize = 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepRange {
     pub start: u64,
@@ -36,6 +43,9 @@ impl SweepRange {
         };
         let start = number(start, "START")?;
         let end = number(end, "END")?;
+        if end > MAX_INDEX {
+            return Err(bad(&format!("has an END above the largest index, {MAX_INDEX}")));
+        }
         let step = match step {
             Some(s) => number(s, "STEP")?,
             None => 1,
@@ -87,26 +97,55 @@ impl std::fmt::Display for SweepRange {
     }
 }
 
-/// Replaces every run of asterisks in `text` by `index`, zero-padded to the run's length.
+/// The longest run of `*` in `text`.
+pub fn longest_star_run(text: &str) -> usize {
+    text.split(|c| c != '*').map(str::len).max().unwrap_or(0)
+}
+
+/// Checks that every argument of a sweep's command can take an index: no run of `*` longer than
+/// [`MAX_STAR_RUN`].
+pub fn check_pattern(args: &[String]) -> Result<()> {
+    for (n, arg) in args.iter().enumerate() {
+        let run = longest_star_run(arg);
+        if run > MAX_STAR_RUN {
+            return Err(Error::invalid(format!(
+                "argument {} of the command has a run of {run} '*' characters, more than the limit of \
+                 {MAX_STAR_RUN} (a run of k '*' is the index padded to k digits; use at most {MAX_STAR_RUN})",
+                n + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every run of asterisks in `text` by `index`, zero-padded to the run's length. Runs
+/// of any length are padded (validation keeps them to [`MAX_STAR_RUN`]); nothing here panics.
 pub fn substitute(text: &str, index: u64) -> String {
     if !text.contains('*') {
         return text.to_string();
     }
+    let digits = index.to_string();
     let mut out = String::with_capacity(text.len() + 8);
     let mut run = 0usize;
+    let flush = |out: &mut String, run: usize| {
+        for _ in digits.len()..run {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    };
     for c in text.chars() {
         if c == '*' {
             run += 1;
             continue;
         }
         if run > 0 {
-            out.push_str(&format!("{index:0run$}"));
+            flush(&mut out, run);
             run = 0;
         }
         out.push(c);
     }
     if run > 0 {
-        out.push_str(&format!("{index:0run$}"));
+        flush(&mut out, run);
     }
     out
 }
@@ -166,5 +205,24 @@ mod tests {
         assert_eq!(substitute("no stars", 5), "no stars");
         assert_eq!(substitute("a*b**c***", 9), "a9b09c009");
         assert_eq!(substitute_all(&["echo".into(), "n=*".into()], 42), vec!["echo".to_string(), "n=42".to_string()]);
+    }
+
+    #[test]
+    fn a_run_of_many_asterisks_pads_without_panicking() {
+        // format! widths above u16::MAX panic; a run that long once stopped the head node.
+        let stars = "*".repeat(70_000);
+        let out = substitute(&stars, 7);
+        assert_eq!(out.len(), 70_000);
+        assert!(out.ends_with("07") && out.starts_with("000"));
+        let err = check_pattern(&["echo".into(), stars]).unwrap_err();
+        assert!(err.message.contains("argument 2") && err.message.contains("70000") && err.message.contains("20"));
+        assert!(check_pattern(&["x".repeat(5), "*".repeat(MAX_STAR_RUN)]).is_ok());
+    }
+
+    #[test]
+    fn indices_beyond_the_store_are_refused_with_the_limit() {
+        let err = SweepRange::parse("9223372036854775800-18446744073709551615").unwrap_err();
+        assert!(err.message.contains("9223372036854775807"), "{err}");
+        assert_eq!(SweepRange::parse("9223372036854775800-9223372036854775807").unwrap().len(), 8);
     }
 }

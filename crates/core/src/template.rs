@@ -251,8 +251,18 @@ impl AvailabilityInput {
             (None, Availability::Manual) if self.windows.is_some() => "schedule".to_string(),
             (None, Availability::Manual) => "manual".to_string(),
         };
+        // The schedule repeats every week: a longer lead or drain time means nothing.
+        const WEEK: Millis = 7 * 24 * 3_600_000;
         let duration = |t: &Option<String>, default: Millis| -> Result<Millis> {
-            t.as_deref().map_or(Ok(default), crate::template_settings::parse_duration)
+            let value = t.as_deref().map_or(Ok(default), crate::template_settings::parse_duration)?;
+            if value > WEEK {
+                return Err(Error::invalid(format!(
+                    "lead or drain time \"{}\" is longer than the limit of 7 days, the length of the weekly schedule \
+                     (give 7d or less)",
+                    crate::text::escape(t.as_deref().unwrap_or_default())
+                )));
+            }
+            Ok(value)
         };
         let policy = match kind.as_str() {
             "manual" => Availability::Manual,
@@ -296,7 +306,8 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "{what} name \"{name}\" is not allowed (use 1-63 letters, digits, '-' or '_', starting with a letter or digit)"
+            "{what} name \"{}\" is not allowed (use 1-63 letters, digits, '-' or '_', starting with a letter or digit)",
+            crate::text::escape(name)
         )))
     }
 }
@@ -403,6 +414,7 @@ impl Template {
     fn apply(&self, edit: TemplateEdit) -> Result<Template> {
         let mut t = self.clone();
         if let Some(d) = edit.description {
+            crate::text::check_line("template description", &d, 500)?;
             t.description = d;
         }
         for (key, value) in edit.settings {

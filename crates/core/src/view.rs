@@ -146,10 +146,35 @@ pub struct JobView {
     /// What its tasks cost on burst nodes, per currency (core-time at each node's price).
     pub cost: std::collections::BTreeMap<String, f64>,
     pub total_tasks: u64,
-    pub spec: JobSpec,
+    pub spec: JobSpecView,
     pub submitted_at: Millis,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
+}
+
+/// The most tasks of a job file a job's view lists.
+pub const SHOWN_TASKS: usize = 10;
+
+/// What a job runs, as answers show it: a sweep's command and range, or how many tasks a job
+/// file lists with the first [`SHOWN_TASKS`] of them (the whole list can hold 100,000, and
+/// every answer about the job would carry it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSpecView {
+    Sweep { command: Vec<String>, range: crate::sweep::SweepRange },
+    Tasks { count: u64, tasks: Vec<crate::job::TaskDef> },
+}
+
+impl From<&JobSpec> for JobSpecView {
+    fn from(spec: &JobSpec) -> JobSpecView {
+        match spec {
+            JobSpec::Sweep { command, range } => JobSpecView::Sweep { command: command.clone(), range: *range },
+            JobSpec::Tasks { tasks } => JobSpecView::Tasks {
+                count: tasks.len() as u64,
+                tasks: (0..tasks.len().min(SHOWN_TASKS)).map(|i| tasks.def(i)).collect(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

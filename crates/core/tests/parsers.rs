@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use thunderhead_core::availability::Window;
 use thunderhead_core::job::{JobSubmission, Priority, TaskDef};
-use thunderhead_core::sweep::{MAX_SWEEP_TASKS, SweepRange, substitute};
+use thunderhead_core::sweep::{MAX_INDEX, MAX_SWEEP_TASKS, SweepRange, substitute};
 
 /// Text that looks like the input: characters of its alphabet in any order.
 fn nearly(alphabet: &'static str) -> impl Strategy<Value = String> {
@@ -34,7 +34,7 @@ proptest! {
         let count = if step == 0 { None } else { Some((end - start) as u128 / step as u128 + 1) };
         match (SweepRange::parse(&text), count) {
             (Ok(r), Some(count)) => {
-                prop_assert!(count <= MAX_SWEEP_TASKS as u128);
+                prop_assert!(count <= MAX_SWEEP_TASKS as u128 && end <= MAX_INDEX);
                 prop_assert_eq!(r.len() as u128, count);
                 let last = r.nth(r.len() - 1).unwrap();
                 prop_assert!(last <= end && end - last < step);
@@ -45,7 +45,10 @@ proptest! {
                 prop_assert_eq!(SweepRange::parse(&r.to_string()).unwrap(), r);
             }
             (Err(_), None) => {}
-            (Err(e), Some(count)) => prop_assert!(count > MAX_SWEEP_TASKS as u128, "{} refused: {}", text, e.message),
+            (Err(e), Some(count)) => prop_assert!(
+                count > MAX_SWEEP_TASKS as u128 || end > MAX_INDEX,
+                "{} refused: {}", text, e.message
+            ),
             (Ok(r), None) => prop_assert!(false, "{} accepted with step 0: {:?}", text, r),
         }
     }

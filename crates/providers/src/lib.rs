@@ -51,23 +51,10 @@ pub struct DeployRequest {
 }
 
 /// What a burst node's agent needs to join the cluster: the cluster's certificate, to verify
-/// the head node with, and a join token of the node's template.
-#[derive(Clone, PartialEq, Eq)]
-pub struct JoinGrant {
-    pub ca_pem: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for JoinGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinGrant").field("ca_pem", &"(the cluster's certificate)").field("token", &"(secret)").finish()
-    }
-}
-
-/// The environment that hands a join grant to an agent process (never its command line, which
-/// other users of the machine can read).
-pub const JOIN_TOKEN_ENV: &str = "THUNDERHEAD_JOIN_TOKEN";
-pub const CA_PEM_ENV: &str = "THUNDERHEAD_CA_PEM";
+/// the head node with, and a join token of the node's template. Providers that start an agent
+/// process hand it over on the agent's standard input, never on its command line (which other
+/// users of the machine can read) nor in its environment (which its tasks would inherit).
+pub use thunderhead_agent::JoinGrant;
 
 /// Everything a provider needs to deploy one proxy of a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +108,14 @@ impl Providers {
     /// agents that run `agent_program`.
     pub fn standard(state_dir: PathBuf, agent_program: PathBuf) -> Providers {
         let nodes = state_dir.join("nodes");
+        let isolation = local_provider::TaskIsolation::of_this_process();
         Providers {
             providers: vec![
-                Arc::new(local_provider::LocalProvider::new(agent_program.clone(), nodes.clone())),
-                Arc::new(sim_provider::SimProvider::new(agent_program, nodes)),
+                Arc::new(
+                    local_provider::LocalProvider::new(agent_program.clone(), nodes.clone())
+                        .isolated(isolation.clone()),
+                ),
+                Arc::new(sim_provider::SimProvider::new(agent_program, nodes).isolated(isolation)),
                 Arc::new(azure_provider::AzureProvider),
             ],
         }

@@ -4,6 +4,12 @@
 //! The agent runs in its own process group, so it outlives the head node (a restarted head node
 //! finds it again through the handle: process id, its start time, and its directory). Removing
 //! the node ends the agent (SIGTERM, then SIGKILL) and deletes its directory.
+//!
+//! An agent (or proxy) inherits nothing of the head node's environment but [`PASSED_ON`]; it
+//! gets its join grant on its standard input. A head node running as root runs the tasks of its
+//! local nodes as another user ([`TaskIsolation`]): the node directory (node key, outbox, log)
+//! stays in the head node's private state directory, and the tasks' directories and packages go
+//! to a **task root** of the node's elsewhere, which the task user can reach.
 
 use crate::{
     BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError, ProxyRequest, Result,
@@ -11,6 +17,7 @@ use crate::{
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,6 +28,57 @@ use thunderhead_core::template::Template;
 pub struct LocalProvider {
     agent_program: PathBuf,
     default_root: PathBuf,
+    isolation: Option<TaskIsolation>,
+}
+
+/// The head node's variables an agent or proxy it starts gets too, when they are set: nothing
+/// else of the head node's environment (its access file, tokens, credentials) reaches them.
+pub const PASSED_ON: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ", "THUNDERHEAD_LOG"];
+
+/// Who the tasks of local nodes run as, and under which directory their task roots go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskIsolation {
+    pub user: String,
+    pub root: PathBuf,
+}
+
+/// The file in a node directory that names the node's task root, if it has one of its own.
+pub const TASK_ROOT_FILE: &str = "task-root";
+
+/// The head node's variable naming the user tasks of local nodes run as when it runs as root.
+pub const TASK_USER_ENV: &str = "THUNDERHEAD_TASK_USER";
+/// The head node's variable naming the directory the task roots of local nodes go under.
+pub const TASK_ROOT_ENV: &str = "THUNDERHEAD_TASK_ROOT";
+
+impl TaskIsolation {
+    /// The isolation of a head node running as root: tasks run as `THUNDERHEAD_TASK_USER`
+    /// (default `nobody`; `root` turns isolation off) under `THUNDERHEAD_TASK_ROOT` (default
+    /// `TMPDIR/thunderhead-tasks`). None for a head node that is not root: it cannot change user.
+    pub fn of_this_process() -> Option<TaskIsolation> {
+        TaskIsolation::decide(
+            nix::unistd::geteuid().is_root(),
+            std::env::var(TASK_USER_ENV).ok(),
+            std::env::var_os(TASK_ROOT_ENV).map(PathBuf::from),
+            std::env::temp_dir(),
+        )
+    }
+
+    fn decide(root: bool, user: Option<String>, dir: Option<PathBuf>, tmp: PathBuf) -> Option<TaskIsolation> {
+        let user = user.filter(|u| !u.is_empty()).unwrap_or_else(|| "nobody".to_string());
+        if !root || user == "root" {
+            return None;
+        }
+        let root = dir.filter(|d| d.is_absolute()).unwrap_or_else(|| tmp.join("thunderhead-tasks"));
+        Some(TaskIsolation { user, root })
+    }
+
+    /// The task root of the node whose directory is `node_dir`: named after the node, and told
+    /// from the same node of another head node on this machine by a hash of its directory.
+    fn task_root(&self, node_dir: &Path) -> PathBuf {
+        let name = node_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let hash = crate::sim_provider::fnv1a(&node_dir.display().to_string());
+        self.root.join(format!("{hash:016x}-{name}"))
+    }
 }
 
 /// What the head node keeps to find a local node again.
@@ -32,11 +90,20 @@ pub struct LocalHandle {
     /// that reuses its id.
     pub start_ticks: u64,
     pub dir: PathBuf,
+    /// The node's task root, when its tasks run as another user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_root: Option<PathBuf>,
 }
 
 impl LocalProvider {
     pub fn new(agent_program: PathBuf, default_root: PathBuf) -> LocalProvider {
-        LocalProvider { agent_program, default_root }
+        LocalProvider { agent_program, default_root, isolation: None }
+    }
+
+    /// Runs the tasks of the nodes it deploys as `isolation` says.
+    pub fn isolated(mut self, isolation: Option<TaskIsolation>) -> LocalProvider {
+        self.isolation = isolation;
+        self
     }
 
     pub(crate) fn root(&self, template: &Template) -> PathBuf {
@@ -52,15 +119,32 @@ impl LocalProvider {
         let dir = self.root(&request.template).join(&request.node);
         let dir_arg = dir.display().to_string();
         let cores = request.size.cores().to_string();
-        let args =
-            ["agent", "--server", server_url, "--name", &request.node, "--cores", &cores, "--work-dir", &dir_arg];
-        let env: Vec<(&str, &str)> = match &request.join {
-            Some(grant) => {
-                vec![(crate::JOIN_TOKEN_ENV, grant.token.as_str()), (crate::CA_PEM_ENV, grant.ca_pem.as_str())]
+        let mut args: Vec<String> =
+            ["agent", "--server", server_url, "--name", &request.node, "--cores", &cores, "--work-dir", &dir_arg]
+                .map(String::from)
+                .to_vec();
+        let task_root = match &self.isolation {
+            Some(isolation) => {
+                let task_root = isolation.task_root(&dir);
+                make_task_root(&isolation.root, &task_root)?;
+                args.extend(["--run-as".into(), isolation.user.clone(), "--task-root".into()]);
+                args.push(task_root.display().to_string());
+                Some(task_root)
             }
-            None => vec![],
+            None => None,
         };
-        self.launch(&dir, "agent", &args, &env)
+        if request.join.is_some() {
+            args.push("--join-from-stdin".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let grant = request.join.as_ref().map(|g| g.to_document());
+        let mut handle = self.launch(&dir, "agent", &args, grant.as_deref())?;
+        if let Some(task_root) = &task_root {
+            // Where to look for the node's tasks, for whoever looks in the node directory.
+            let _ = std::fs::write(dir.join(TASK_ROOT_FILE), task_root.display().to_string());
+        }
+        handle.task_root = task_root;
+        Ok(handle)
     }
 
     /// [`LocalProvider::spawn`] off the async runtime: starting a process and creating its
@@ -83,7 +167,7 @@ impl LocalProvider {
         };
         let file_arg = address_file.display().to_string();
         let args = ["proxy", "--server", &request.server_url, "--listen", &listen, "--address-file", &file_arg];
-        let handle = self.launch(&dir, "proxy", &args, &[])?;
+        let handle = self.launch(&dir, "proxy", &args, None)?;
         for _ in 0..500 {
             if let Ok(url) = std::fs::read_to_string(&address_file)
                 && !url.trim().is_empty()
@@ -102,8 +186,10 @@ impl LocalProvider {
     }
 
     /// Starts `role` (`agent` or `proxy`) of this program in `dir`, in its own process group,
-    /// logging to `dir/ROLE.log` and recording its pid in `dir/ROLE.pid`.
-    fn launch(&self, dir: &Path, role: &str, args: &[&str], env: &[(&str, &str)]) -> Result<LocalHandle> {
+    /// logging to `dir/ROLE.log` (0600) and recording its pid in `dir/ROLE.pid`. The process
+    /// gets `input` on its standard input, and of the head node's environment only
+    /// [`PASSED_ON`].
+    fn launch(&self, dir: &Path, role: &str, args: &[&str], input: Option<&[u8]>) -> Result<LocalHandle> {
         if dir.exists() {
             // A process an earlier deployment left here (the head node stopped before it
             // recorded the deployment) would otherwise outlive its directory.
@@ -113,15 +199,22 @@ impl LocalProvider {
             })?;
         }
         std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
             .map_err(|e| ProviderError::fatal(format!("cannot create the node directory {}: {e}", dir.display())))?;
         let log_path = dir.join(format!("{role}.log"));
-        let log = std::fs::File::create(&log_path)
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&log_path)
             .map_err(|e| ProviderError::fatal(format!("cannot create {}: {e}", log_path.display())))?;
         let log2 = log.try_clone().map_err(|e| ProviderError::fatal(e.to_string()))?;
         let mut child = std::process::Command::new(&self.agent_program)
             .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .env_clear()
+            .envs(PASSED_ON.iter().filter_map(|name| Some((*name, std::env::var_os(name)?))))
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(log)
             .stderr(log2)
             .current_dir(dir)
@@ -130,6 +223,12 @@ impl LocalProvider {
             .map_err(|e| {
                 ProviderError::fatal(format!("cannot start the {role} {}: {e}", self.agent_program.display()))
             })?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            // A few KiB fit the pipe: this does not wait for the agent. An agent that is gone
+            // already shows below.
+            let _ = stdin.write_all(input);
+        }
         let pid = child.id() as i32;
         // Reap the process when it ends so it does not linger as a zombie of the head node.
         std::thread::spawn(move || {
@@ -144,8 +243,40 @@ impl LocalProvider {
         let pid_path = dir.join(format!("{role}.pid"));
         std::fs::write(&pid_path, pid.to_string())
             .map_err(|e| ProviderError::fatal(format!("cannot write {}: {e}", pid_path.display())))?;
-        Ok(LocalHandle { v: HANDLE_VERSION, pid, start_ticks, dir: dir.to_path_buf() })
+        Ok(LocalHandle { v: HANDLE_VERSION, pid, start_ticks, dir: dir.to_path_buf(), task_root: None })
     }
+}
+
+/// Makes `task_root`, empty and root's, under `parent`: the directory every task root of this
+/// machine goes under, which must be root's and writable by no one else (else another user
+/// could put a link there for the agent to follow). Both are passable (0711), not listable.
+fn make_task_root(parent: &Path, task_root: &Path) -> Result<()> {
+    let fail = |what: String| ProviderError::fatal(what);
+    match std::fs::DirBuilder::new().recursive(true).mode(0o711).create(parent) {
+        Ok(()) => {}
+        Err(e) => return Err(fail(format!("cannot create the task directory root {}: {e}", parent.display()))),
+    }
+    let meta = std::fs::symlink_metadata(parent).map_err(|e| fail(format!("cannot read {}: {e}", parent.display())))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(fail(format!(
+            "{} must be a directory of user id {me} that no one else may write to (it is owned by {}, mode {:o}); remove it, or set {TASK_ROOT_ENV} to another directory",
+            parent.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    match std::fs::remove_dir_all(task_root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(fail(format!("cannot clear the old task root {}: {e}", task_root.display())));
+        }
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o711)
+        .create(task_root)
+        .and_then(|()| std::fs::set_permissions(task_root, std::fs::Permissions::from_mode(0o711)))
+        .map_err(|e| fail(format!("cannot create the task root {}: {e}", task_root.display())))
 }
 
 /// Kills the process recorded in `dir/ROLE.pid` if it still runs there (its command line names
@@ -273,11 +404,16 @@ impl Provider for LocalProvider {
         Box::pin(async move {
             let handle = parse(handle)?;
             end_process(&handle).await;
-            match std::fs::remove_dir_all(&handle.dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(ProviderError::transient(format!("cannot remove {}: {e}", handle.dir.display()))),
+            // The task root first: the node directory names it until it is gone.
+            for dir in handle.task_root.iter().chain([&handle.dir]) {
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(ProviderError::transient(format!("cannot remove {}: {e}", dir.display())));
+                    }
+                    _ => {}
+                }
             }
+            Ok(())
         })
     }
 }
@@ -319,6 +455,83 @@ mod tests {
         }
         assert!(!alive(&lost), "the unrecorded agent was ended");
         rt.block_on(p.remove(&kept)).unwrap();
+    }
+
+    #[test]
+    fn only_a_head_node_running_as_root_runs_tasks_as_another_user() {
+        let tmp = PathBuf::from("/tmp");
+        assert_eq!(TaskIsolation::decide(false, None, None, tmp.clone()), None);
+        assert_eq!(
+            TaskIsolation::decide(true, None, None, tmp.clone()),
+            Some(TaskIsolation { user: "nobody".into(), root: "/tmp/thunderhead-tasks".into() })
+        );
+        let chosen = TaskIsolation::decide(true, Some("hpc".into()), Some("/srv/tasks".into()), tmp.clone());
+        assert_eq!(chosen, Some(TaskIsolation { user: "hpc".into(), root: "/srv/tasks".into() }));
+        assert_eq!(TaskIsolation::decide(true, Some("root".into()), None, tmp.clone()), None, "root turns it off");
+        let relative = TaskIsolation::decide(true, None, Some("tasks".into()), tmp).unwrap();
+        assert_eq!(relative.root, PathBuf::from("/tmp/thunderhead-tasks"), "a relative root is not used");
+    }
+
+    #[test]
+    fn the_same_node_of_two_head_nodes_gets_two_task_roots() {
+        let isolation = TaskIsolation { user: "nobody".into(), root: "/tmp/t".into() };
+        let a = isolation.task_root(Path::new("/a/state/nodes/LocalCN-0001"));
+        let b = isolation.task_root(Path::new("/b/state/nodes/LocalCN-0001"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("/tmp/t") && a.to_string_lossy().ends_with("-LocalCN-0001"), "{}", a.display());
+    }
+
+    #[test]
+    fn an_agent_gets_its_grant_on_standard_input_and_nothing_of_the_head_node_s_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in that keeps what it was given: arguments, standard input, environment.
+        let program = dir.path().join("stand-in");
+        let script = "#!/bin/sh\necho \"$@\" > args\ncat > input\nexport -p > env\nexec sleep 300\n";
+        std::fs::write(&program, script).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let isolation = TaskIsolation { user: "nobody".into(), root: dir.path().join("task-roots") };
+        let p = LocalProvider::new(program, dir.path().join("nodes")).isolated(Some(isolation));
+        let mut request = crate::contract::request("local", "LocalCN-0001");
+        let grant = crate::JoinGrant { ca_pem: "-----BEGIN CERTIFICATE-----".into(), token: "thj1_id_secret".into() };
+        request.join = Some(grant.clone());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let handle = parse(&rt.block_on(p.deploy(&request)).unwrap()).unwrap();
+        struct End(i32);
+        impl Drop for End {
+            fn drop(&mut self) {
+                let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+            }
+        }
+        let _end = End(handle.pid);
+        let node = dir.path().join("nodes/LocalCN-0001");
+        let read = |name: &str| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match std::fs::read_to_string(node.join(name)) {
+                    Ok(text) if !text.is_empty() => return text,
+                    _ if std::time::Instant::now() > deadline => panic!("the stand-in wrote no {name}"),
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        };
+        let env = read("env");
+        let args = read("args");
+        assert_eq!(thunderhead_agent::JoinGrant::read_from(read("input").as_bytes()).unwrap(), grant);
+        assert!(args.contains("--join-from-stdin") && !args.contains("thj1_"), "{args}");
+        let task_root = handle.task_root.clone().expect("isolated nodes have a task root");
+        assert!(args.contains(&format!("--run-as nobody --task-root {}", task_root.display())), "{args}");
+        assert_eq!(read(TASK_ROOT_FILE), task_root.display().to_string(), "the node directory names its task root");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!((mode(&node), mode(&task_root)), (0o700, 0o711));
+        assert_eq!(mode(&node.join("agent.log")), 0o600);
+        // The shell adds PWD, SHLVL and OLDPWD of its own; nothing else is there but what is passed on.
+        for line in env.lines() {
+            let name = line.trim_start_matches("export ").split('=').next().unwrap();
+            assert!(PASSED_ON.contains(&name) || ["PWD", "SHLVL", "OLDPWD"].contains(&name), "{name} in\n{env}");
+        }
+        assert!(!env.contains("thj1_") && !env.contains("CERTIFICATE"), "{env}");
+        rt.block_on(p.remove(&serde_json::to_value(&handle).unwrap())).unwrap();
+        assert!(!node.exists() && !task_root.exists(), "removing the node removes its task root too");
     }
 
     crate::provider_contract_tests!(|dir: &std::path::Path| {

@@ -5,7 +5,8 @@
 //! timeout, a node that boots but never connects), and stop at its `capacity`. Outcomes are drawn
 //! from a generator seeded by the template's `seed`, the node's name and how often that node was
 //! deployed, so a rehearsal repeats exactly. Nodes that deploy run real agent processes, as with
-//! the `local` provider, so their tasks really run.
+//! the `local` provider (with its environment and task user rules), so their tasks really run;
+//! light agents run in this process and run no task.
 
 use crate::local_provider::{self, LocalProvider};
 use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, Provider, ProviderError, ProxyRequest, Result};
@@ -78,7 +79,7 @@ impl SplitMix {
     }
 }
 
-fn fnv1a(text: &str) -> u64 {
+pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -107,6 +108,13 @@ impl SimProvider {
             state: Mutex::default(),
             light: Mutex::default(),
         }
+    }
+
+    /// Runs the tasks of the nodes whose agents it starts as `isolation` says, as the `local`
+    /// provider does.
+    pub fn isolated(mut self, isolation: Option<local_provider::TaskIsolation>) -> SimProvider {
+        self.local = self.local.isolated(isolation);
+        self
     }
 
     fn settings(template: &Template) -> Result<SimSettings> {

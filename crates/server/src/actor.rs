@@ -80,6 +80,42 @@ pub enum Request {
     DisconnectNode(String, String),
 }
 
+impl Request {
+    /// The request's name, for messages: never its fields, which may hold secrets.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::CreateTemplate(..) => "CreateTemplate",
+            Request::EditTemplate(..) => "EditTemplate",
+            Request::ResumeTemplate(..) => "ResumeTemplate",
+            Request::DeleteTemplate(..) => "DeleteTemplate",
+            Request::ListTemplates => "ListTemplates",
+            Request::ShowTemplate(..) => "ShowTemplate",
+            Request::TemplateForCheck(..) => "TemplateForCheck",
+            Request::AddNodes(..) => "AddNodes",
+            Request::NodeAction(..) => "NodeAction",
+            Request::ListNodes(..) => "ListNodes",
+            Request::ShowNode(..) => "ShowNode",
+            Request::CheckLogName(..) => "CheckLogName",
+            Request::Submit(..) => "Submit",
+            Request::CancelJob(..) => "CancelJob",
+            Request::RequeueJob { .. } => "RequeueJob",
+            Request::NodeTasks { .. } => "NodeTasks",
+            Request::ListJobs => "ListJobs",
+            Request::ShowJob(..) => "ShowJob",
+            Request::CheckTask(..) => "CheckTask",
+            Request::ReservePackage { .. } => "ReservePackage",
+            Request::RegisterPackage(..) => "RegisterPackage",
+            Request::ReserveJob => "ReserveJob",
+            Request::ListPackages => "ListPackages",
+            Request::ShowPackage(..) => "ShowPackage",
+            Request::PackageFile(..) => "PackageFile",
+            Request::RemovePackage(..) => "RemovePackage",
+            Request::InstallPackages(..) => "InstallPackages",
+            Request::DisconnectNode(..) => "DisconnectNode",
+        }
+    }
+}
+
 /// Messages to one agent connection.
 #[derive(Debug)]
 pub enum Outbound {
@@ -189,7 +225,8 @@ pub fn spawn(
         let mut fx = startup;
         let mut follow_ups: Vec<FollowUp> = Vec::new();
         loop {
-            actor.cluster.end_batch(&mut fx, now_millis());
+            let now = now_millis();
+            let _ = guarded(&|| "the end of a batch (scheduling)".into(), || actor.cluster.end_batch(&mut fx, now));
             actor.announce(&fx, &mut follow_ups);
             actor.submit(std::mem::take(&mut fx), std::mem::take(&mut follow_ups));
             let Some(first) = rx.recv().await else { return };
@@ -249,6 +286,35 @@ fn to_value<T: serde::Serialize>(value: T) -> Value {
     serde_json::to_value(value).expect("views serialise")
 }
 
+/// The most bytes of commands, environment and staging one assignment message carries, well
+/// inside the frame limit agents accept.
+const ASSIGN_BYTES: usize = thunderhead_proto::MAX_MESSAGE_BYTES / 4;
+
+/// Splits assignments into messages of at most [`ASSIGN_BYTES`] each (a single task's limits keep
+/// it far below that), so no message is too large for the agent to read.
+fn assign_batches(tasks: Vec<Assignment>) -> Vec<Vec<Assignment>> {
+    let size = |a: &Assignment| {
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + 8).sum::<usize>();
+        let pairs = |v: &[(String, String)]| v.iter().map(|(a, b)| a.len() + b.len() + 16).sum::<usize>();
+        256 + strings(&a.command) + pairs(&a.env) + pairs(&a.inputs) + pairs(&a.outputs)
+    };
+    let mut batches = vec![];
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    for task in tasks {
+        let n = size(&task);
+        if !batch.is_empty() && bytes + n > ASSIGN_BYTES {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += n;
+        batch.push(task);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
 fn task_ref(t: TaskAttempt) -> TaskRef {
     TaskRef { job: t.key.job, index: t.key.index, attempt: t.attempt }
 }
@@ -257,15 +323,64 @@ pub fn task_attempt(t: TaskRef) -> TaskAttempt {
     TaskAttempt { key: TaskKey { job: t.job, index: t.index }, attempt: t.attempt }
 }
 
+/// Runs `handle` and turns a panic inside it into an error that names what was being handled, so
+/// one bad request, agent message or provider answer fails alone and the head node goes on. What
+/// the handler changed before it panicked stays, with its ops: memory and store agree.
+fn guarded<T>(what: &dyn Fn() -> String, handle: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle)).map_err(|panic| {
+        let cause = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        let what = what();
+        tracing::error!(event = %what, cause = %thunderhead_core::text::escape(&cause), "a handler panicked; the event was refused and the head node goes on");
+        format!("{what} failed inside the head node ({}); nothing else was affected: please report it", thunderhead_core::text::escape(&cause))
+    })
+}
+
 impl Actor {
     fn handle(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
         match event {
             Event::Api(request, reply) => {
-                let answer = self.request(*request, fx, now);
+                let kind = request.kind();
+                let what = || format!("the request {kind}");
+                let answer = guarded(&what, || self.request(*request, fx, now))
+                    .unwrap_or_else(|message| Err(Error::internal(message)));
                 follow_ups.push(Box::new(move || {
                     let _ = reply.send(answer);
                 }));
             }
+            event => {
+                let session = match &event {
+                    Event::AgentHello { session, .. }
+                    | Event::AgentResults { session, .. }
+                    | Event::AgentHeard { session, .. }
+                    | Event::AgentInstalled { session, .. }
+                    | Event::AgentGone { session } => Some(*session),
+                    _ => None,
+                };
+                let what = || match session {
+                    Some(s) => format!("a message of agent session {s}"),
+                    None => "a provider answer or timer".to_string(),
+                };
+                if let Err(message) = guarded(&what, || self.handle_other(event, fx, follow_ups, now))
+                    && let Some(session) = session
+                {
+                    // The agent whose message could not be handled is let go; it reconnects and
+                    // is reconciled like any agent that went away.
+                    if let Some(tx) = self.agents.remove(&session) {
+                        let _ = tx.send(Outbound::Close(message));
+                    }
+                    let _ = guarded(&what, || self.cluster.agent_gone(fx, session, now));
+                }
+            }
+        }
+    }
+
+    fn handle_other(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
+        match event {
+            Event::Api(..) => unreachable!("requests are handled by handle"),
             Event::AgentHello { session, hello, tx } => {
                 self.touched |= Topics::NODES;
                 let name = hello.name.clone();
@@ -466,7 +581,13 @@ impl Actor {
                         .to_string(),
                     })
                     .collect();
-                self.to_agent(session, Outbound::Msg(ServerMsg::Assign { tasks }))
+                let tx = self.agents.get(&session)?.clone();
+                let batches = assign_batches(tasks);
+                Some(Box::new(move || {
+                    for tasks in batches {
+                        let _ = tx.send(Outbound::Msg(ServerMsg::Assign { tasks }));
+                    }
+                }))
             }
             Command::Cancel { session, tasks } => {
                 let tasks = tasks.into_iter().map(task_ref).collect();
@@ -540,5 +661,38 @@ impl Actor {
                 Event::Removed { node, handle, result: result.map_err(|e| e.message) }
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(index: u64, arg_bytes: usize) -> Assignment {
+        Assignment {
+            task: TaskRef { job: 1, index, attempt: 1 },
+            command: vec!["echo".into(), "x".repeat(arg_bytes)],
+            env: vec![],
+            cores: 1,
+            inputs: vec![],
+            outputs: vec![],
+            upload_on: "success".into(),
+        }
+    }
+
+    #[test]
+    fn large_assignments_are_split_into_messages_an_agent_can_read() {
+        // 136 tasks of 128 KiB commands: 17 MiB in one message once cut an agent off for good.
+        let tasks: Vec<Assignment> = (1..=136).map(|i| task(i, 128 * 1024)).collect();
+        let batches = assign_batches(tasks);
+        assert!(batches.len() >= 5, "{} messages", batches.len());
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 136);
+        let indices: Vec<u64> = batches.iter().flatten().map(|a| a.task.index).collect();
+        assert_eq!(indices, (1..=136).collect::<Vec<_>>(), "order kept");
+        for batch in &batches {
+            let encoded = serde_json::to_string(&ServerMsg::Assign { tasks: batch.clone() }).unwrap();
+            assert!(encoded.len() <= thunderhead_proto::MAX_MESSAGE_BYTES / 2, "{} bytes", encoded.len());
+        }
+        assert_eq!(assign_batches((1..=50).map(|i| task(i, 10)).collect()).len(), 1, "small ones go together");
     }
 }

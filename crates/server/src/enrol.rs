@@ -7,7 +7,7 @@ use crate::tls::ClusterCa;
 use crate::users::{Minted, mint, parse, proves};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use thunderhead_core::access::{JoinTokenRecord, JoinTokenView, NodeCertRecord};
+use thunderhead_core::access::{JoinTokenRecord, JoinTokenView, NameAtJoin, NodeCertRecord};
 use thunderhead_core::persist::Op;
 use thunderhead_core::{Error, Millis};
 use thunderhead_proto::{JoinReply, JoinRequest};
@@ -113,17 +113,18 @@ impl Enrolment {
         proves(&record.token_salt, &record.token_hash, secret).then(|| record.clone())
     }
 
-    /// Trades a join token for a node certificate; `node_template` is the template of the node
-    /// of that name, if the head node knows one. The certificate is durable, and the node's
-    /// earlier certificates revoked, before the reply leaves.
-    pub fn join(&self, request: &JoinRequest, node_template: Option<&str>, now: Millis) -> Result<JoinReply, Error> {
+    /// Trades a join token for a node certificate; `name` is what the head node knows of the node
+    /// of that name (its certificates are filled in here). The certificate is durable, and the
+    /// node's earlier certificates revoked, before the reply leaves.
+    pub fn join(&self, request: &JoinRequest, mut name: NameAtJoin, now: Millis) -> Result<JoinReply, Error> {
         thunderhead_core::template::validate_name("node", &request.name)?;
         let token = self.find_token(&request.token).ok_or_else(|| {
             Error::unauthorized(
                 "the join token is not valid here (mistyped, removed, or of another head node; ask an Administrator: thunderhead token create)",
             )
         })?;
-        token.admits(&request.name, node_template, now)?;
+        name.certified = self.certs.read().expect("certs lock").values().any(|c| c.node == request.name && !c.revoked);
+        token.admits(&request.name, &name, now)?;
         let issued = self.ca.issue_node(&request.name).map_err(Error::conflict)?;
         let record = NodeCertRecord {
             fingerprint: issued.fingerprint.clone(),

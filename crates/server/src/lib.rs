@@ -13,8 +13,10 @@
 mod actor;
 mod api;
 mod commit;
+pub mod connections;
 mod enrol;
 mod gateway;
+mod locations;
 mod openapi;
 mod secrets;
 mod tls;
@@ -52,6 +54,9 @@ pub struct ServerConfig {
     pub tls_names: Vec<String>,
     /// Directories whose files `file://` task inputs and outputs may name.
     pub file_roots: Vec<PathBuf>,
+    /// Blob stores (besides the head node's own and the templates') that jobs may name; a
+    /// location is opened with its store's endpoint and credentials.
+    pub job_blob_stores: Vec<String>,
 }
 
 /// What a client needs to reach a head node, as its administrator; written to
@@ -110,7 +115,10 @@ pub(crate) fn now_millis() -> u64 {
 /// Opens the state, binds the listener and starts serving. Returns once the head node answers
 /// requests.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    // The state directory is the head node's alone (0700): it holds the administrator's token,
+    // the secret key, the database and the node directories of local nodes.
     std::fs::create_dir_all(&config.state_dir)
+        .and_then(|()| std::fs::set_permissions(&config.state_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)))
         .map_err(|source| ServerError::StateDir { path: config.state_dir.display().to_string(), source })?;
     let secrets = Arc::new(secrets::SecretKey::load_or_create(&config.state_dir).map_err(ServerError::Secrets)?);
     let blob_uri = match &config.blob_store {
@@ -157,6 +165,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     write_access(&config.state_dir, &access)?;
 
     let file_roots = config.file_roots.iter().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone())).collect();
+    let locations =
+        Arc::new(locations::Locations::new(blobs.clone(), &blob_uri, config.job_blob_stores.clone(), file_roots));
     let parts = api::Parts {
         handle: handle.clone(),
         store,
@@ -165,7 +175,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         blobs,
         users,
         enrolment: enrolment.clone(),
-        file_roots,
+        locations,
     };
     // The API description and the dashboard's files are public: they sit outside the API's token
     // check.
@@ -173,17 +183,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .merge(gateway::router(handle, enrolment.clone()))
         .merge(openapi::router())
         .merge(web::router());
-    let app = app.into_make_service_with_connect_info::<tls::Peer>();
-    let served = match &enrolment {
+    let tls_config = match &enrolment {
         Some(enrolment) => {
             let names = tls::server_names(addr, &config.tls_names);
-            let tls_config = enrolment.ca.server_config(&names).map_err(ServerError::Tls)?;
-            let listener = tls::TlsListener::new(listener, tls_config)
-                .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-            tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) })
+            Some(enrolment.ca.server_config(&names).map_err(ServerError::Tls)?)
         }
-        None => tokio::spawn(async move { axum::serve(listener, app).await.map_err(ServerError::Serve) }),
+        None => None,
     };
+    let fd_limit = connections::raise_fd_limit();
+    let limits = connections::Limits::for_fd_limit(fd_limit);
+    tracing::debug!(fd_limit, ?limits, "connection limits");
+    let served = tokio::spawn(async move { match connections::serve(listener, tls_config, app, limits).await {} });
     tracing::info!(%url, state_dir = %config.state_dir.display(), "head node listening");
     Ok(RunningServer { url, addr, served })
 }

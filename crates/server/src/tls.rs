@@ -1,13 +1,12 @@
 //! TLS for the head node: the cluster's certificate authority, the head node's certificate, the
-//! certificates of nodes, and a listener that shakes hands off the accept loop.
+//! certificates of nodes, and who a peer is. The handshake itself happens in [`crate::connections`],
+//! within a connection's time to deliver its first request.
 //!
 //! The authority's certificate is `ca.pem` in the state directory (public: clients and agents
 //! verify the head node with it); its private key is `ca.key.sealed`, sealed with the state
 //! directory's secret key. The head node's own key is made at each start and never written.
 
 use crate::secrets::{SecretKey, hex, write_private};
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
@@ -17,10 +16,6 @@ use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
 
 pub const CA_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca.key.sealed";
@@ -198,66 +193,6 @@ pub fn server_names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
     names
 }
 
-/// Accepts TCP connections and shakes hands on each in its own task, so a slow or hostile
-/// client never holds up the others. A refused handshake (no trust in the authority, a
-/// certificate of another cluster) is logged with the peer's address.
-pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, incoming) = mpsc::channel(1024);
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, do not spin.
-                        tracing::warn!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                let _ = stream.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "refused a TLS connection"),
-                        Err(_) => tracing::info!(%peer, "a TLS handshake took over 10 s; closed it"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { incoming, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
 /// Who is at the other end of a connection: its address and, if it showed one the authority
 /// signed, the fingerprint of its certificate.
 #[derive(Debug, Clone)]
@@ -266,17 +201,11 @@ pub struct Peer {
     pub certificate: Option<String>,
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, session) = stream.io().get_ref();
+impl Peer {
+    /// The peer at `addr` of a TLS connection, with the certificate it showed in `session`.
+    pub fn of_tls(addr: SocketAddr, session: &rustls::ServerConnection) -> Peer {
         let certificate = session.peer_certificates().and_then(|c| c.first()).map(|c| fingerprint(c));
-        Peer { addr: *stream.remote_addr(), certificate }
-    }
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer { addr: *stream.remote_addr(), certificate: None }
+        Peer { addr, certificate }
     }
 }
 

@@ -83,16 +83,18 @@ impl Users {
 
     pub fn put(&self, record: UserRecord) {
         let mut users = self.by_token.write().expect("users lock");
-        users.retain(|_, u| u.name != record.name);
+        users.retain(|_, u| !u.name.eq_ignore_ascii_case(&record.name));
         users.insert(record.token_id.clone(), record);
     }
 
     pub fn remove(&self, name: &str) {
-        self.by_token.write().expect("users lock").retain(|_, u| u.name != name);
+        self.by_token.write().expect("users lock").retain(|_, u| !u.name.eq_ignore_ascii_case(name));
     }
 
+    /// The user of `name`. Names compare without regard to case, as logins do: `ADMIN` is `admin`,
+    /// so no one can be added under another's name in other letters.
     pub fn get(&self, name: &str) -> Option<UserRecord> {
-        self.by_token.read().expect("users lock").values().find(|u| u.name == name).cloned()
+        self.by_token.read().expect("users lock").values().find(|u| u.name.eq_ignore_ascii_case(name)).cloned()
     }
 
     /// Every user, by name.

@@ -19,7 +19,7 @@ function specText(spec) {
     const step = r.step && r.step !== 1 ? `:${r.step}` : '';
     return `sweep ${r.start}-${r.end}${step}: ${joinCommand(spec.sweep.command)}`;
   }
-  if (spec?.tasks) return `${spec.tasks.tasks.length} listed task(s)`;
+  if (spec?.tasks) return `${spec.tasks.count} listed task(s)`;
   return JSON.stringify(spec);
 }
 

@@ -67,6 +67,23 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
 }
 
+/// Creates the database file with mode 0600 if it is missing, and gives an existing one and its
+/// `-wal` and `-shm` files that mode: SQLite makes those two with the database file's mode, and
+/// they hold the same data.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn engine(e: rusqlite::Error) -> StoreError {
     StoreError::Engine(e.to_string())
 }
@@ -80,6 +97,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let shown = path.display().to_string();
         let corrupt = |e: rusqlite::Error| StoreError::Corrupt { path: shown.clone(), reason: e.to_string() };
+        make_private(path).map_err(|e| StoreError::Engine(format!("cannot make {shown} private (mode 0600): {e}")))?;
         let writer = Connection::open(path).map_err(engine)?;
         // The first statement that reads the file tells a damaged file from a good one.
         let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
@@ -488,6 +506,25 @@ mod tests {
                 Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
             assert_eq!(version, SCHEMA_VERSION);
         }
+    }
+
+    #[test]
+    fn the_database_and_its_wal_and_shm_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mode = |suffix: &str| {
+            let meta = std::fs::metadata(dir.path().join(format!("state.db{suffix}"))).unwrap();
+            meta.permissions().mode() & 0o777
+        };
+        let s = SqliteStore::open(&path).unwrap();
+        s.apply(&[Op::PutSeries { prefix: "LocalCN-".into(), last: 1 }]).unwrap();
+        assert_eq!([mode(""), mode("-wal"), mode("-shm")], [0o600; 3]);
+        drop(s);
+        // A database an earlier build left readable by others is made private.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(SqliteStore::open(&path).unwrap());
+        assert_eq!(mode(""), 0o600);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Cluster {
     server: Option<Child>,
     agents: Vec<(String, Child)>,
     extra_args: Vec<String>,
+    /// Variables the head node is started with, besides the test's own.
+    extra_env: Vec<(String, String)>,
     /// The cluster join token on-premises agents of this test join with.
     join_token: Option<String>,
 }
@@ -47,12 +49,18 @@ impl Cluster {
     }
 
     pub fn start_with(args: &[&str]) -> Cluster {
+        Cluster::start_with_env(args, &[])
+    }
+
+    /// A head node started with `args` and, in its environment, `env`.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::Builder::new().prefix("th-e2e-").tempdir().unwrap(),
             port: free_port(),
             server: None,
             agents: Vec::new(),
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             join_token: None,
         };
         c.start_server();
@@ -83,6 +91,18 @@ impl Cluster {
         self.dir.path().join("state")
     }
 
+    /// A directory of the test that tasks may write to: where the head node runs as root, tasks
+    /// of local nodes run as `nobody`, who may not enter the test's own directory.
+    pub fn shared_dir(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let shared = self.dir.path().join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Passable, not listable; the state directory inside stays the head node's alone.
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        shared
+    }
+
     pub fn start_server(&mut self) {
         assert!(self.server.is_none(), "the server is already running");
         let log =
@@ -94,6 +114,7 @@ impl Cluster {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -322,6 +343,13 @@ impl Drop for Cluster {
         for pid in pids_naming(self.dir.path()) {
             kill_group(pid);
             let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        // The task roots a head node running as root gave its local nodes lie outside the
+        // test's directory; each node directory names its own.
+        for node in std::fs::read_dir(self.state_dir().join("nodes")).into_iter().flatten().flatten() {
+            if let Ok(root) = std::fs::read_to_string(node.path().join("task-root")) {
+                let _ = std::fs::remove_dir_all(root.trim());
+            }
         }
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.server_log());

@@ -197,7 +197,7 @@ impl Cluster {
                 r.error.as_ref().map(|e| format!("package {}@{} failed to install: {e}", r.name, r.version))
             })
             .collect();
-        let node = self.nodes.get_mut(&name).expect("session has a node");
+        let Some(node) = self.nodes.get_mut(&name) else { return };
         let installing = std::mem::take(&mut node.installing);
         node.packages =
             results.iter().filter(|r| r.error.is_none()).map(|r| format!("{}@{}", r.name, r.version)).collect();
