@@ -844,9 +844,7 @@ impl Job {
     pub fn command_of(&self, index: u64) -> Vec<String> {
         match &self.spec {
             JobSpec::Sweep { command, .. } => sweep::substitute_all(command, index),
-            JobSpec::Tasks { tasks } => {
-                index.checked_sub(1).map(|i| tasks.command(i as usize)).unwrap_or_default()
-            }
+            JobSpec::Tasks { tasks } => index.checked_sub(1).map(|i| tasks.command(i as usize)).unwrap_or_default(),
         }
     }
 
@@ -907,8 +905,16 @@ mod tests {
     #[test]
     fn a_packed_task_list_reads_and_writes_as_the_list_it_was() {
         let defs = vec![
-            TaskDef { name: "prep".into(), command: vec!["sh".into(), "-c".into(), "echo ✓ > a".into()], depends_on: vec![] },
-            TaskDef { name: "empty-arg".into(), command: vec!["echo".into(), String::new()], depends_on: vec!["prep".into()] },
+            TaskDef {
+                name: "prep".into(),
+                command: vec!["sh".into(), "-c".into(), "echo ✓ > a".into()],
+                depends_on: vec![],
+            },
+            TaskDef {
+                name: "empty-arg".into(),
+                command: vec!["echo".into(), String::new()],
+                depends_on: vec!["prep".into()],
+            },
             TaskDef {
                 name: "last".into(),
                 command: vec!["cat".into()],

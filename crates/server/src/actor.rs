@@ -681,6 +681,15 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_handler_fails_its_event_alone() {
+        let what = || "the request Submit".to_string();
+        let refused = guarded(&what, || -> u32 { panic!("index out of bounds: the len is 3") });
+        let message = refused.unwrap_err();
+        assert!(message.contains("the request Submit") && message.contains("index out of bounds"), "{message}");
+        assert_eq!(guarded(&what, || 7), Ok(7), "a handler that returns is untouched");
+    }
+
+    #[test]
     fn large_assignments_are_split_into_messages_an_agent_can_read() {
         // 136 tasks of 128 KiB commands: 17 MiB in one message once cut an agent off for good.
         let tasks: Vec<Assignment> = (1..=136).map(|i| task(i, 128 * 1024)).collect();
