@@ -112,14 +112,21 @@ impl Client {
     }
 
     fn answer(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value> {
+        let mut body = self.answer_as_sent(result)?;
+        crate::terminal::for_display(&mut body);
+        Ok(body)
+    }
+
+    /// An answer as the head node sent it, for data the CLI uses rather than shows (names of
+    /// files to write, locations to fetch): escaping would change them.
+    fn answer_as_sent(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value> {
         let mut response = result.map_err(|e| {
             anyhow!("cannot reach the head node at {}: {e} (is `thunderhead server` running there?)", self.base)
         })?;
         let status = response.status();
-        let mut body: Value = response.body_mut().with_config().limit(1 << 30).read_json().with_context(|| {
+        let body: Value = response.body_mut().with_config().limit(1 << 30).read_json().with_context(|| {
             format!("the head node at {} sent an answer that is not JSON (status {status})", self.base)
         })?;
-        crate::terminal::for_display(&mut body);
         if status.is_success() {
             return Ok(body);
         }
@@ -131,6 +138,12 @@ impl Client {
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let value = self.answer(self.with_token(self.agent.get(format!("{}{path}", self.base))).call())?;
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// Like [`Client::get`], with the answer as sent: for names and locations the CLI uses.
+    pub fn get_data<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let value = self.answer_as_sent(self.with_token(self.agent.get(format!("{}{path}", self.base))).call())?;
         Ok(serde_json::from_value(value)?)
     }
 

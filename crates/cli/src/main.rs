@@ -682,7 +682,6 @@ fn serve(args: ServerArgs) -> Result<i32> {
     config.tls_names = args.tls_names;
     config.file_roots = args.file_roots;
     config.job_blob_stores = args.job_blob_stores;
-    raise_open_files_limit();
     runtime()?.block_on(async {
         let server = thunderhead_server::start(config).await?;
         eprintln!("thunderhead head node listening on {}", server.url);
@@ -697,7 +696,8 @@ fn light_agents(args: LightAgentsArgs, server: Option<String>, ca: Option<PathBu
         (Some(ca), Some(token)) => Some((ca, token)),
         _ => None,
     };
-    raise_open_files_limit();
+    // Light agents hold a connection each.
+    thunderhead_server::raise_fd_limit();
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
         let mut stops = Vec::with_capacity(args.count as usize);
         for i in 1..=args.count {
@@ -717,16 +717,6 @@ fn light_agents(args: LightAgentsArgs, server: Option<String>, ca: Option<PathBu
     })
 }
 
-/// Raises this process's soft limit on open files to its hard limit: a head node holds a
-/// connection per agent.
-pub fn raise_open_files_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
-}
 
 /// The cluster's certificate, from `--ca FILE`.
 fn read_ca(file: Option<&std::path::Path>) -> Result<Option<String>> {
@@ -1129,7 +1119,7 @@ fn job(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
         }
         JobCommand::Wait { id } => return wait::wait(c, id, as_json),
         JobCommand::Output { id, to } => {
-            let files: Vec<Value> = c.get(&format!("/api/v1/jobs/{id}/outputs"))?;
+            let files: Vec<Value> = c.get_data(&format!("/api/v1/jobs/{id}/outputs"))?;
             for f in &files {
                 let (index, path, location) = (
                     f["index"].as_str().unwrap_or("0"),
@@ -1291,7 +1281,7 @@ fn package(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
             }
         }
         PackageCommand::View { name } => {
-            let versions: Vec<PackageView> = c.get(&format!("/api/v1/packages/{name}"))?;
+            let versions: Vec<PackageView> = c.get_data(&format!("/api/v1/packages/{name}"))?;
             if as_json {
                 show::json(&versions);
             } else {

@@ -85,9 +85,10 @@ impl<W: Write> Write for LogWriter<W> {
 }
 
 /// Ends the process quietly when the reader of its output went away (`thunderhead node list |
-/// head -1`), as a command-line tool should, instead of reporting a panic.
+/// head -1`), as a command-line tool should, instead of reporting a panic; reports any other
+/// panic on one escaped line (its message may quote input), with a backtrace when
+/// `RUST_BACKTRACE` asks for one.
 pub fn quiet_on_broken_pipe() {
-    let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = info
             .payload()
@@ -98,7 +99,19 @@ pub fn quiet_on_broken_pipe() {
         if message.contains("failed printing to std") && message.contains("Broken pipe") {
             std::process::exit(0);
         }
-        default(info);
+        let thread = std::thread::current();
+        let place = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "thread '{}' panicked at {place}: {}",
+            escape(thread.name().unwrap_or("<unnamed>")),
+            escape(message)
+        );
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            let _ = writeln!(err, "{backtrace}");
+        }
     }));
 }
 

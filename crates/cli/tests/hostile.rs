@@ -137,6 +137,8 @@ fn a_user_reaches_no_other_users_job_by_any_route_or_staging_form() {
         vec!["--output".into(), format!("out.txt:{area}/1/")],
         vec!["--output".into(), "out*.txt:thunderhead:jobs/*/".into()],
         vec!["--output".into(), "out.txt:thunderhead:packages/".into()],
+        // A prefix that is not closed by a / would run on into jobs 40, 41, …
+        vec!["--output".into(), "out.txt:thunderhead:jobs/4".into()],
         vec!["--input".into(), "file:///etc/passwd:in.txt".into()],
         vec!["--input".into(), "s3://bucket/key?endpoint=http://127.0.0.1:9:in.txt".into()],
         vec!["--input".into(), "az://account/container/key:in.txt".into()],
@@ -154,7 +156,8 @@ fn a_user_reaches_no_other_users_job_by_any_route_or_staging_form() {
                 || err.contains("package area")
                 || err.contains("--file-root")
                 || err.contains("not in a blob store")
-                || err.contains("not a key"),
+                || err.contains("not a key")
+                || err.contains("not its area"),
             "{args:?}: {err}"
         );
     }
@@ -188,6 +191,32 @@ fn a_join_token_cannot_take_the_name_of_a_node_that_has_one() {
     for n in nodes.as_array().unwrap() {
         assert_eq!(n["connected"], true, "{n}");
     }
+    // A node's certificate reaches only the files its own tasks name: not another job's input,
+    // nor any area of the store.
+    let data = c.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("private1.txt"), "private\n").unwrap();
+    let input = format!("{}:in.txt", data.join("private*.txt").display());
+    let staged = c.submit(&["--sweep", "1-1", "--input", &input, "--", "cat", "in.txt"]);
+    assert!(c.try_th(&["job", "wait", &staged.to_string()]).status.success());
+    let agent_dir = c.dir.path().join("agent-onprem");
+    for (method, location) in [
+        ("GET", format!("thunderhead:jobs/{staged}/inputs/private1.txt")),
+        ("PUT", format!("thunderhead:jobs/{staged}/1/planted.txt")),
+        ("PUT", "thunderhead:shared/planted.txt".to_string()),
+    ] {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "--data-raw", "x"])
+            .args(["--cacert", c.ca_file().to_str().unwrap()])
+            .args(["--cert", agent_dir.join("node.pem").to_str().unwrap()])
+            .args(["--key", agent_dir.join("node.key").to_str().unwrap()])
+            .arg(format!("{}/agent/v1/blobs?location={}", c.url(), location.replace(':', "%3A").replace('/', "%2F")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403", "{method} {location}: {}", stderr(&out));
+    }
+    assert!(!c.state_dir().join(format!("blobs/jobs/{staged}/1/planted.txt")).exists());
+
     // Once an administrator revokes the on-premises node, its name may join again.
     c.th(&["node", "revoke", "onprem"]);
     let body = serde_json::json!({"token": token, "name": "onprem"}).to_string();

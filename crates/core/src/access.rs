@@ -180,9 +180,11 @@ pub fn store_area(key: &str) -> Result<StoreArea> {
     }
     let mut parts = key.split('/');
     Ok(match (parts.next(), parts.next()) {
-        // Written out plainly: no `*`, sign or leading zero.
-        (Some("jobs"), Some(text)) => match text.parse::<crate::JobId>() {
-            Ok(id) if id.to_string() == text => StoreArea::Job(id),
+        // Written out plainly (no `*`, sign or leading zero), and closed by a `/`: a prefix
+        // `jobs/4` would run on into `jobs/42/…`.
+        (Some("jobs"), Some(text)) => match (text.parse::<crate::JobId>(), parts.next()) {
+            (Ok(id), Some(_)) if id.to_string() == text => StoreArea::Job(id),
+            (Ok(_), None) => return bad("names a job but not its area (end it with a /: thunderhead:jobs/ID/)"),
             _ => return bad("names no job by its number"),
         },
         (Some("jobs"), None) => return bad("names no job by its number"),
@@ -262,8 +264,6 @@ impl From<&JoinTokenRecord> for JoinTokenView {
 pub struct NameAtJoin {
     /// The template of the node of that name (a burst node), if there is such a node.
     pub template: Option<String>,
-    /// Whether a node of that name exists.
-    pub exists: bool,
     /// Whether that burst node is being deployed (Provisioning) right now.
     pub deploying: bool,
     /// Whether a certificate the head node issued for that name is still honoured.
@@ -276,7 +276,9 @@ impl JoinTokenRecord {
     /// A join never takes a name that is already someone's: a burst node joins only with its
     /// template's token while it is being deployed (its deployment hands it that token), and a
     /// name that still holds an honoured certificate joins again only after an administrator
-    /// revokes it (`thunderhead node revoke NAME`); the agent that holds it needs no join.
+    /// revokes it (`thunderhead node revoke NAME`); the agent that holds it needs no join. A
+    /// deployment revokes its node's certificates before it starts, so the first join of a
+    /// deployment is the only one.
     pub fn admits(&self, node: &str, name: &NameAtJoin, now: Millis) -> Result<()> {
         if now >= self.expires_at {
             return Err(Error::unauthorized(format!(
@@ -303,6 +305,12 @@ impl JoinTokenRecord {
             return Err(Error::forbidden(format!(
                 "node {node} is a burst node that is not being deployed now: only its deployment joins it (start it: \
                  thunderhead node start {node})"
+            )));
+        }
+        if name.template.is_some() && name.certified {
+            return Err(Error::forbidden(format!(
+                "node {node} is a burst node whose deployment has joined already: an agent joins it once per \
+                 deployment (start it again to deploy it anew)"
             )));
         }
         if name.template.is_none() && name.certified {
@@ -364,6 +372,7 @@ mod tests {
             ("uploads/x", read, None),
             ("packages/p/1/p.tar", FileUse::Write, None),
             ("jobs/4/../5/x", read, Some("alice")),
+            ("jobs/4", FileUse::Write, Some("alice")),
             ("", read, None),
         ] {
             assert!(check_store_key(&user, key, use_, owner).is_err(), "{key} {use_:?} {owner:?}");
@@ -431,7 +440,7 @@ mod tests {
             created_at: 0,
         };
         let burst =
-            |deploying| NameAtJoin { template: Some("burst".into()), exists: true, deploying, certified: false };
+            |deploying| NameAtJoin { template: Some("burst".into()), deploying, certified: false };
         assert!(token.admits("burst-0001", &burst(true), 99).is_ok());
         let e = token.admits("burst-0001", &burst(true), 100).unwrap_err();
         assert!(e.kind == crate::ErrorKind::Unauthorized && e.message.contains("expired"), "{}", e.message);
@@ -451,18 +460,20 @@ mod tests {
             token_hash: String::new(),
             created_at: 0,
         };
-        let burst = |deploying| NameAtJoin { template: Some("burst".into()), exists: true, deploying, certified: true };
+        let burst = |deploying| NameAtJoin { template: Some("burst".into()), deploying, certified: false };
         // A cluster token cannot take a burst node, deploying or not.
         for deploying in [true, false] {
             let e = token.admits("burst-0001", &burst(deploying), 5).unwrap_err();
             assert!(e.kind == crate::ErrorKind::Forbidden && e.message.contains("burst node"), "{}", e.message);
         }
-        // Its template's token only while it is being deployed.
+        // Its template's token only while it is being deployed, and once a deployment.
         let scoped = JoinTokenRecord { template: Some("burst".into()), ..token.clone() };
         assert!(scoped.admits("burst-0001", &burst(true), 5).is_ok());
         assert!(scoped.admits("burst-0001", &burst(false), 5).unwrap_err().message.contains("not being deployed"));
+        let joined = NameAtJoin { certified: true, ..burst(true) };
+        assert!(scoped.admits("burst-0001", &joined, 5).unwrap_err().message.contains("joined already"));
         // A live on-premises node is re-joined only after a revocation.
-        let live = NameAtJoin { exists: true, certified: true, ..NameAtJoin::default() };
+        let live = NameAtJoin { certified: true, ..NameAtJoin::default() };
         assert!(token.admits("laptop", &live, 5).unwrap_err().message.contains("node revoke laptop"));
         assert!(token.admits("laptop", &NameAtJoin { certified: false, ..live }, 5).is_ok());
         assert!(token.admits("gone", &NameAtJoin { certified: true, ..NameAtJoin::default() }, 5).is_err());

@@ -19,6 +19,7 @@ use crate::view::{
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
+pub mod agent_files;
 pub mod packages;
 pub(crate) mod proxies;
 

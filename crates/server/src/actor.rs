@@ -78,6 +78,12 @@ pub enum Request {
     InstallPackages(String),
     /// Closes the connections of a node's agent.
     DisconnectNode(String, String),
+    /// Whether the agent of a node may read or write a location: its tasks must name it.
+    AgentMayUse {
+        node: String,
+        location: String,
+        use_: thunderhead_core::access::FileUse,
+    },
 }
 
 impl Request {
@@ -112,6 +118,7 @@ impl Request {
             Request::RemovePackage(..) => "RemovePackage",
             Request::InstallPackages(..) => "InstallPackages",
             Request::DisconnectNode(..) => "DisconnectNode",
+            Request::AgentMayUse { .. } => "AgentMayUse",
         }
     }
 }
@@ -243,14 +250,18 @@ pub fn spawn(
     Handle { events: tx, changes: following }
 }
 
-/// What a deployment of `template` hands its agent to join with: a token of the template (made
-/// durable off the actor, if none is at hand) and the cluster's certificate; `None` over plain HTTP.
+/// What a deployment of `node` of `template` hands its agent to join with: a token of the
+/// template (made durable off the actor, if none is at hand) and the cluster's certificate;
+/// `None` over plain HTTP. The node's earlier certificates are revoked first, so only this
+/// deployment's agent joins as the node.
 async fn join_grant(
     enrolment: Option<Arc<crate::enrol::Enrolment>>,
+    node: String,
     template: String,
 ) -> Result<Option<JoinGrant>, ProviderError> {
     let Some(e) = enrolment else { return Ok(None) };
     tokio::task::spawn_blocking(move || {
+        e.revoke_node(&node).map_err(|err| ProviderError::transient(err.message))?;
         let token = e.deploy_token(&template, now_millis()).map_err(|err| ProviderError::transient(err.message))?;
         Ok(Some(JoinGrant { ca_pem: e.ca.cert_pem.clone(), token }))
     })
@@ -476,6 +487,10 @@ impl Actor {
             Request::PackageFile(name, version) => to_value(c.package_file(&name, version)?),
             Request::RemovePackage(name, version) => to_value(c.remove_package(fx, &name, version)?),
             Request::InstallPackages(template) => to_value(c.install_packages(fx, &template, now)?),
+            Request::AgentMayUse { node, location, use_ } => {
+                c.agent_may_use(&node, &location, use_)?;
+                Value::Null
+            }
             Request::CheckTask(id, index) => {
                 c.check_task(id, index)?;
                 to_value(c.job(id)?)
@@ -641,7 +656,7 @@ impl Actor {
                 let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
                 let (provider, enrolment) = (template.provider.clone(), self.enrolment.clone());
                 self.provider_call(&provider, move |p| async move {
-                    let join = join_grant(enrolment, template.name.clone()).await;
+                    let join = join_grant(enrolment, node.clone(), template.name.clone()).await;
                     let result = match (p, join) {
                         (Ok(p), Ok(join)) => {
                             let request = DeployRequest { node: node.clone(), template, size, server_url, join };

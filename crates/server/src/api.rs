@@ -7,7 +7,7 @@
 
 use crate::actor::{Handle, Request};
 use crate::enrol::Enrolment;
-use crate::locations::{Locations, Refusal, Who};
+use crate::locations::{Locations, Refusal, Target, Who};
 use crate::secrets::{SecretKey, unhex};
 use crate::tls::Peer;
 use crate::users::Users;
@@ -41,6 +41,9 @@ use thunderhead_store::{Store, TaskQuery};
 /// The largest request body accepted (a job file with many tasks).
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// The largest join request (a token and a node name), which needs no credential to send.
+const JOIN_BODY_BYTES: usize = 16 * 1024;
+
 #[derive(Clone)]
 struct Api {
     handle: Handle,
@@ -56,6 +59,8 @@ struct Api {
     reserved: Arc<Mutex<HashMap<u64, String>>>,
     /// Event streams open right now.
     streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// Event streams open right now, by user.
+    stream_users: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 pub struct Parts {
@@ -82,6 +87,7 @@ pub fn router(parts: Parts) -> Router {
         locations,
         reserved: Default::default(),
         streams: Default::default(),
+        stream_users: Default::default(),
     };
     Router::new()
         .route("/api/v1/health", get(health))
@@ -92,7 +98,8 @@ pub fn router(parts: Parts) -> Router {
         .route("/api/v1/join-tokens", get(list_join_tokens).post(create_join_token))
         .route("/api/v1/join-tokens/{id}", axum::routing::delete(delete_join_token))
         .route("/api/v1/nodes/{name}/revoke", post(revoke_node))
-        .route(thunderhead_proto::JOIN_PATH, post(join))
+        // Anyone may call it: its body is small, and a large one is refused before it is read.
+        .route(thunderhead_proto::JOIN_PATH, post(join).layer(DefaultBodyLimit::max(JOIN_BODY_BYTES)))
         .route("/api/v1/templates", get(list_templates).post(create_template))
         .route("/api/v1/templates/{name}", get(show_template).patch(edit_template).delete(delete_template))
         .route("/api/v1/templates/{name}/validate", post(validate_template))
@@ -184,6 +191,11 @@ async fn json_errors(response: Response) -> Response {
 
 /// Checks the caller's token and that its role covers the route, before the route runs; the
 /// handler finds the [`Caller`] among the request's extensions.
+/// The node an agent request comes from, proved by its certificate; `None` over plain HTTP,
+/// where agents are not checked.
+#[derive(Clone)]
+struct AgentNode(Option<String>);
+
 async fn authenticate(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -197,14 +209,17 @@ async fn authenticate(
         Need::Public => return next.run(request).await,
         Need::Agent => {
             let verdict = match &api.enrolment {
-                None => Ok(()),
-                Some(e) => e.node_of_peer(&peer).map(|_| ()),
+                None => Ok(AgentNode(None)),
+                Some(e) => e.node_of_peer(&peer).map(|node| AgentNode(Some(node))),
             };
-            if let Err(why) = verdict {
-                tracing::warn!(peer = %peer.addr, route = route.as_str(), reason = %why, "refused an agent request");
-                return ApiError(Error::unauthorized(format!("only the cluster's agents may use this route: {why}")))
-                    .into_response();
-            }
+            match verdict {
+                Ok(node) => request.extensions_mut().insert(node),
+                Err(why) => {
+                    tracing::warn!(peer = %peer.addr, route = route.as_str(), reason = %why, "refused an agent request");
+                    return ApiError(Error::unauthorized(format!("only the cluster's agents may use this route: {why}")))
+                        .into_response();
+                }
+            };
             return next.run(request).await;
         }
         Need::User | Need::Administrator => {}
@@ -302,29 +317,54 @@ async fn health(State(api): State<Api>) -> Json<Value> {
 /// How long a stream of events waits after a change for more, to send one event for a burst.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Counts an open event stream while it lives.
-struct StreamGuard(Arc<std::sync::atomic::AtomicUsize>);
+/// The most event streams one user may hold open: a page needs one, a user several pages.
+const STREAMS_PER_USER: usize = 16;
+
+/// Counts an open event stream, in all and for its user, while it lives.
+struct StreamGuard {
+    all: Arc<std::sync::atomic::AtomicUsize>,
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
 
 impl StreamGuard {
-    fn open(count: &Arc<std::sync::atomic::AtomicUsize>) -> StreamGuard {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        StreamGuard(count.clone())
+    /// Opens a stream for `user`, unless they hold [`STREAMS_PER_USER`] already.
+    fn open(api: &Api, user: &str) -> Result<StreamGuard, ApiError> {
+        let mut per_user = api.stream_users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = per_user.entry(user.to_string()).or_default();
+        if *held >= STREAMS_PER_USER {
+            return Err(Error::conflict(format!(
+                "user {user} holds {held} event streams open already, the most one user may (close a page, or wait \
+                 for a closed one to be noticed)"
+            ))
+            .into());
+        }
+        *held += 1;
+        api.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(StreamGuard { all: api.streams.clone(), per_user: api.stream_users.clone(), user: user.to_string() })
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.all.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let mut per_user = self.per_user.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = per_user.get_mut(&self.user) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                per_user.remove(&self.user);
+            }
+        }
     }
 }
 
 /// Server-sent events for live pages: `change` events whose data is `{"seq", "topics"}`, the
 /// topics (`nodes`, `jobs`, `templates`, `packages`, `cost`) whose resources changed since the
 /// last event. The first event names every topic. A burst of changes makes one event.
-async fn events(State(api): State<Api>) -> Response {
+async fn events(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use thunderhead_core::feed::{Generations, Topics};
-    let start = (api.handle.follow(), None::<Generations>, StreamGuard::open(&api.streams));
+    let start = (api.handle.follow(), None::<Generations>, StreamGuard::open(&api, &caller.name)?);
     let stream = futures_util::stream::unfold(start, |(mut changes, seen, guard)| async move {
         let (topics, now) = match seen {
             None => (Topics::ALL, *changes.borrow_and_update()),
@@ -345,7 +385,7 @@ async fn events(State(api): State<Api>) -> Response {
     let mut response =
         Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))).into_response();
     response.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
-    response
+    Ok(response)
 }
 
 async fn list_templates(State(api): State<Api>) -> Answer {
@@ -575,7 +615,7 @@ async fn check_staging(api: &Api, caller: &Caller, submission: &JobSubmission) -
         submission.outputs.iter().flatten().filter_map(|o| parse_output(o).ok()?.prefix).map(|p| (p, FileUse::Write));
     for (location, use_) in inputs.chain(outputs).collect::<Vec<_>>() {
         // A `*` stands for the sweep index: a job's area must be named by its number.
-        locate(api, &location, use_, Asker::User(caller)).await?;
+        check_location(api, &location, use_, Who::User(caller, None)).await?;
     }
     Ok(())
 }
@@ -828,7 +868,7 @@ async fn upload_package(
         uploaded_at: crate::now_millis(),
     };
     // The template's store if it names one, else the head node's.
-    let (blobs, key) = locate(&api, &package.location(), FileUse::Write, Asker::HeadNode).await?;
+    let (blobs, key) = locate(&api, &package.location(), FileUse::Write, Who::HeadNode).await?;
     let info = blobs.put_stream(&key, body.into_data_stream()).await?;
     package.size = info.size;
     package.sha256 = info.sha256;
@@ -853,7 +893,7 @@ async fn remove_package(State(api): State<Api>, Path(name): Path<String>, Query(
         serde_json::from_value(api.handle.ask(Request::RemovePackage(name, q.version)).await?).expect("packages");
     // The records are gone (durably); the files follow.
     for p in &gone {
-        let deleted = match locate(&api, &p.location(), FileUse::Write, Asker::HeadNode).await {
+        let deleted = match locate(&api, &p.location(), FileUse::Write, Who::HeadNode).await {
             Ok((blobs, key)) => blobs.delete(&key).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.0.message),
         };
@@ -871,7 +911,7 @@ async fn download_package(
 ) -> Result<Response, ApiError> {
     let package: Package =
         serde_json::from_value(api.handle.ask(Request::PackageFile(name, q.version)).await?).expect("a package");
-    let (blobs, key) = locate(&api, &package.location(), FileUse::Read, Asker::HeadNode).await?;
+    let (blobs, key) = locate(&api, &package.location(), FileUse::Read, Who::HeadNode).await?;
     stream_from(&blobs, &key).await
 }
 
@@ -908,15 +948,6 @@ struct LocationQuery {
     location: String,
 }
 
-/// Who names a location, for [`locate`].
-#[derive(Clone, Copy)]
-enum Asker<'a> {
-    User(&'a Caller),
-    Agent,
-    /// The head node itself: package files at the locations it made.
-    HeadNode,
-}
-
 /// The owner of job `id` (or whoever reserved its id), if there is such a job.
 async fn job_owner(api: &Api, id: u64) -> Option<String> {
     if let Some(reserver) = api.reserved.lock().expect("reservations lock").get(&id).cloned() {
@@ -926,31 +957,39 @@ async fn job_owner(api: &Api, id: u64) -> Option<String> {
     job.get("owner").and_then(Value::as_str).map(str::to_string)
 }
 
-/// The store and key `location` names, if `asker` may `use_` it: the one ownership check of every
-/// path into a blob store ([`Locations::resolve`]). A location in a store not yet known is
-/// checked again after the templates' stores are read.
-async fn locate(api: &Api, location: &str, use_: FileUse, asker: Asker<'_>) -> Result<(BlobStore, String), ApiError> {
-    let owner = match (asker, Locations::job_of(location)) {
-        (Asker::User(_), Some(id)) => job_owner(api, id).await,
+/// Where `location` leads, if `who` may `use_` it: the one ownership check of every path into a
+/// blob store ([`crate::locations::Locations::resolve`]). A user's owner is filled in here from
+/// the job the location names; the templates' stores are read again when they may be stale.
+async fn check_location(api: &Api, location: &str, use_: FileUse, who: Who<'_>) -> Result<Target, ApiError> {
+    let owner = match (who, api.locations.job_of(location)) {
+        (Who::User(..), Some(id)) => job_owner(api, id).await,
         _ => None,
     };
-    let who = match asker {
-        Asker::User(caller) => Who::User(caller, owner.as_deref()),
-        Asker::Agent => Who::Agent,
-        Asker::HeadNode => Who::HeadNode,
+    let who = match who {
+        Who::User(caller, _) => Who::User(caller, owner.as_deref()),
+        other => other,
     };
-    match api.locations.resolve(location, use_, who) {
-        Ok(found) => Ok(found),
-        Err(Refusal::Refused(e)) => Err(e.into()),
-        Err(Refusal::NotConfigured(_)) => {
-            let templates: Vec<thunderhead_core::view::TemplateView> =
-                serde_json::from_value(api.handle.ask(Request::ListTemplates).await?).unwrap_or_default();
-            api.locations.add_stores(templates.into_iter().filter_map(|t| t.blob_store));
-            api.locations
-                .resolve(location, use_, who)
-                .map_err(|(Refusal::Refused(e) | Refusal::NotConfigured(e))| ApiError(e))
-        }
+    let elsewhere = location.starts_with("s3://") || location.starts_with("az://");
+    if elsewhere && !api.locations.templates_fresh() {
+        let templates: Vec<thunderhead_core::view::TemplateView> =
+            serde_json::from_value(api.handle.ask(Request::ListTemplates).await?).unwrap_or_default();
+        api.locations.set_template_stores(templates.into_iter().filter_map(|t| t.blob_store).collect());
     }
+    api.locations.resolve(location, use_, who).map_err(|(Refusal::Refused(e) | Refusal::NotConfigured(e))| ApiError(e))
+}
+
+/// The store and key `location` names, opened, if `who` may `use_` it.
+async fn locate(api: &Api, location: &str, use_: FileUse, who: Who<'_>) -> Result<(BlobStore, String), ApiError> {
+    let target = check_location(api, location, use_, who).await?;
+    Ok(api.locations.open(target)?)
+}
+
+/// Refuses an agent a location none of its node's tasks names (over plain HTTP agents are not
+/// told apart, so none is refused).
+async fn agent_may(api: &Api, node: &AgentNode, location: &str, use_: FileUse) -> Result<(), ApiError> {
+    let AgentNode(Some(node)) = node else { return Ok(()) };
+    api.handle.ask(Request::AgentMayUse { node: node.clone(), location: location.to_string(), use_ }).await?;
+    Ok(())
 }
 
 /// A blob by location, streamed: task outputs for clients. A User reads their own jobs' areas
@@ -967,26 +1006,30 @@ async fn fetch_location(
         ))
         .into());
     }
-    let (store, key) = locate(&api, &q.location, FileUse::Read, Asker::User(&caller)).await?;
-    blob_response(&store, &key).await
+    let (store, key) = locate(&api, &q.location, FileUse::Read, Who::User(&caller, None)).await?;
+    stream_from(&store, &key).await
 }
 
 /// What an agent fetches by location: its tasks' input files.
-async fn agent_fetch_location(State(api): State<Api>, Query(q): Query<LocationQuery>) -> Result<Response, ApiError> {
-    let (store, key) = locate(&api, &q.location, FileUse::Read, Asker::Agent).await?;
-    blob_response(&store, &key).await
-}
-
-async fn blob_response(store: &BlobStore, key: &str) -> Result<Response, ApiError> {
-    let (size, stream) = store.get_stream(key).await?;
-    let mut response = Body::from_stream(stream).into_response();
-    response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
-    Ok(response)
+async fn agent_fetch_location(
+    State(api): State<Api>,
+    Extension(node): Extension<AgentNode>,
+    Query(q): Query<LocationQuery>,
+) -> Result<Response, ApiError> {
+    agent_may(&api, &node, &q.location, FileUse::Read).await?;
+    let (store, key) = locate(&api, &q.location, FileUse::Read, Who::Agent).await?;
+    stream_from(&store, &key).await
 }
 
 /// Stores a task output an agent sends, streamed, checksummed.
-async fn store_location(State(api): State<Api>, Query(q): Query<LocationQuery>, body: Body) -> Answer {
-    let (store, key) = locate(&api, &q.location, FileUse::Write, Asker::Agent).await?;
+async fn store_location(
+    State(api): State<Api>,
+    Extension(node): Extension<AgentNode>,
+    Query(q): Query<LocationQuery>,
+    body: Body,
+) -> Answer {
+    agent_may(&api, &node, &q.location, FileUse::Write).await?;
+    let (store, key) = locate(&api, &q.location, FileUse::Write, Who::Agent).await?;
     let info = store.put_stream(&key, body.into_data_stream()).await?;
     Ok(Json(serde_json::json!({"location": q.location, "size": info.size, "sha256": info.sha256})))
 }
@@ -1012,7 +1055,7 @@ async fn upload_input(
         return Err(Error::invalid(format!("upload path \"{path}\" is not a relative path")).into());
     }
     let key = format!("{}/inputs/{path}", thunderhead_core::package::job_area(id));
-    let (store, key) = locate(&api, &format!("thunderhead:{key}"), FileUse::Write, Asker::User(&caller)).await?;
+    let (store, key) = locate(&api, &format!("thunderhead:{key}"), FileUse::Write, Who::User(&caller, None)).await?;
     let info = store.put_stream(&key, body.into_data_stream()).await?;
     Ok(Json(serde_json::json!({"location": format!("thunderhead:{key}"), "size": info.size})))
 }
@@ -1177,11 +1220,11 @@ async fn join(
     let known = match api.handle.ask(Request::ShowNode(request.name.clone())).await {
         Ok(node) => access::NameAtJoin {
             template: node.get("template").and_then(Value::as_str).map(str::to_string),
-            exists: true,
             deploying: node.get("state").and_then(Value::as_str) == Some("Provisioning"),
             certified: false,
         },
-        Err(_) => access::NameAtJoin::default(),
+        Err(e) if e.kind == ErrorKind::NotFound => access::NameAtJoin::default(),
+        Err(e) => return Err(e.into()),
     };
     let name = thunderhead_core::text::escape(&request.name).into_owned();
     let now = crate::now_millis();

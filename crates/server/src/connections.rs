@@ -441,7 +441,7 @@ const PRESSURE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
-        self.state.lock().expect("connections lock")
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Admits a new connection from `peer`, evicting others as the budget says; `None` if it is
@@ -532,7 +532,7 @@ struct Conn {
 
 impl Conn {
     fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
-        self.activity.lock().expect("connection activity lock")
+        self.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn update(&self, f: impl FnOnce(&mut Activity) -> bool) {

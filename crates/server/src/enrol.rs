@@ -123,7 +123,9 @@ impl Enrolment {
                 "the join token is not valid here (mistyped, removed, or of another head node; ask an Administrator: thunderhead token create)",
             )
         })?;
-        name.certified = self.certs.read().expect("certs lock").values().any(|c| c.node == request.name && !c.revoked);
+        // Checked and issued under one lock: of two joins of one name at once, one wins.
+        let mut certs = self.certs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        name.certified = certs.values().any(|c| c.node == request.name && !c.revoked);
         token.admits(&request.name, &name, now)?;
         let issued = self.ca.issue_node(&request.name).map_err(Error::conflict)?;
         let record = NodeCertRecord {
@@ -132,7 +134,8 @@ impl Enrolment {
             issued_at: now,
             revoked: false,
         };
-        self.replace_certs(&request.name, Some(record))?;
+        self.replace_certs_locked(&mut certs, &request.name, Some(record))?;
+        drop(certs);
         tracing::info!(node = %request.name, token = %token.id, "a node joined and got its certificate");
         Ok(JoinReply { certificate: issued.cert_pem, key: issued.key_pem, ca: self.ca.cert_pem.clone() })
     }
@@ -163,7 +166,16 @@ impl Enrolment {
     /// Revokes `node`'s certificates and records `new` as its only one, durably before the
     /// change is seen; returns how many were revoked.
     fn replace_certs(&self, node: &str, new: Option<NodeCertRecord>) -> Result<usize, Error> {
-        let mut certs = self.certs.write().expect("certs lock");
+        let mut certs = self.certs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.replace_certs_locked(&mut certs, node, new)
+    }
+
+    fn replace_certs_locked(
+        &self,
+        certs: &mut HashMap<String, NodeCertRecord>,
+        node: &str,
+        new: Option<NodeCertRecord>,
+    ) -> Result<usize, Error> {
         let mut changed: Vec<NodeCertRecord> = certs
             .values()
             .filter(|c| c.node == node && !c.revoked)
@@ -171,6 +183,9 @@ impl Enrolment {
             .collect();
         let revoked = changed.len();
         changed.extend(new);
+        if changed.is_empty() {
+            return Ok(0);
+        }
         let ops: Vec<Op> = changed.iter().cloned().map(Op::PutNodeCert).collect();
         self.store.apply(&ops).map_err(store_error)?;
         for c in changed {

@@ -32,6 +32,7 @@ use thunderhead_store::Store;
 use thunderhead_store::sqlite::SqliteStore;
 
 pub use actor::Request;
+pub use connections::raise_fd_limit;
 pub use openapi::{PUBLIC as PUBLIC_ROUTES, ROUTES as API_ROUTES};
 
 /// The name of the state database inside the state directory.
