@@ -717,7 +717,6 @@ fn light_agents(args: LightAgentsArgs, server: Option<String>, ca: Option<PathBu
     })
 }
 
-
 /// The cluster's certificate, from `--ca FILE`.
 fn read_ca(file: Option<&std::path::Path>) -> Result<Option<String>> {
     let Some(path) = file else { return Ok(None) };

@@ -439,8 +439,7 @@ mod tests {
             token_hash: String::new(),
             created_at: 0,
         };
-        let burst =
-            |deploying| NameAtJoin { template: Some("burst".into()), deploying, certified: false };
+        let burst = |deploying| NameAtJoin { template: Some("burst".into()), deploying, certified: false };
         assert!(token.admits("burst-0001", &burst(true), 99).is_ok());
         let e = token.admits("burst-0001", &burst(true), 100).unwrap_err();
         assert!(e.kind == crate::ErrorKind::Unauthorized && e.message.contains("expired"), "{}", e.message);

@@ -216,8 +216,10 @@ async fn authenticate(
                 Ok(node) => request.extensions_mut().insert(node),
                 Err(why) => {
                     tracing::warn!(peer = %peer.addr, route = route.as_str(), reason = %why, "refused an agent request");
-                    return ApiError(Error::unauthorized(format!("only the cluster's agents may use this route: {why}")))
-                        .into_response();
+                    return ApiError(Error::unauthorized(format!(
+                        "only the cluster's agents may use this route: {why}"
+                    )))
+                    .into_response();
                 }
             };
             return next.run(request).await;

@@ -74,7 +74,13 @@ pub struct Locations {
 
 impl Locations {
     pub fn new(own: BlobStore, own_uri: &str, job_stores: Vec<String>, file_roots: Vec<PathBuf>) -> Locations {
-        Locations { own, own_uri: own_uri.to_string(), file_roots, configured: job_stores, templates: RwLock::new(None) }
+        Locations {
+            own,
+            own_uri: own_uri.to_string(),
+            file_roots,
+            configured: job_stores,
+            templates: RwLock::new(None),
+        }
     }
 
     /// Whether the templates' stores were read within [`TEMPLATE_STORES_FRESH`].
