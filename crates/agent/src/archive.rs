@@ -112,8 +112,10 @@ impl Budget {
             out.write_all(&buf[..n]).map_err(|e| io(dest, e))?;
         }
         if let Some(mode) = mode {
+            // No one but the agent may change a package: tasks of other jobs run it. No setuid
+            // or setgid bit either.
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode & 0o777)).map_err(|e| io(dest, e))?;
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode & 0o755)).map_err(|e| io(dest, e))?;
         }
         Ok(())
     }
@@ -323,6 +325,22 @@ mod tests {
                 proptest::prop_assert!(!into.exists(), "a refused archive leaves nothing");
             }
         }
+    }
+
+    #[test]
+    fn a_package_file_unpacks_writable_by_its_owner_only_and_without_setuid() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(src.join("tool"), std::fs::Permissions::from_mode(0o6777)).unwrap();
+        let archive = dir.path().join("p.tar.gz");
+        pack_dir(&src, &archive).unwrap();
+        let into = dir.path().join("installed");
+        unpack(&archive, &into, Limits::default()).unwrap();
+        let mode = std::fs::metadata(into.join("tool")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755, "tasks run a package but cannot change it");
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! on-disk outbox (`WORK_DIR/outbox`) until the head node acknowledges them, and the agent
 //! reconnects with backoff. Tasks run directly (no shell) in their own process group with
 //! standard output and error written to files; the agent is a child subreaper, so processes a
-//! task leaves behind are reaped, and a cancel kills the whole group. A task gets only the
+//! task leaves behind are reaped, and when a task ends or is canceled its whole group is killed
+//! and so is every process of it that left the group (`stray`). A task gets only the
 //! documented environment ([`task_env`]), and may run as another Unix user ([`task_user`]).
+//!
+//! The agent's process must have no child of its own besides its tasks: every child that is
+//! not a running task's is killed as a stray.
 
 pub mod archive;
 mod install;
@@ -18,6 +22,7 @@ mod reaper;
 mod relay;
 mod runner;
 mod staging;
+mod stray;
 pub mod task_env;
 pub mod task_user;
 

@@ -4,7 +4,7 @@
 use crate::link::{Head, Identity, Link, Ws};
 use crate::now_millis;
 use crate::outbox::Outbox;
-use crate::reaper::{Exit, Reaper};
+use crate::reaper::{Exit, Reaper, Spare};
 use crate::task_user::TaskUser;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -84,6 +84,8 @@ enum Event {
         task: TaskRef,
         exit: Option<Exit>,
     },
+    /// The processes an ended task left behind are gone (or could not all be killed).
+    Swept(TaskRef),
     Heartbeat,
     Terminate,
 }
@@ -116,6 +118,8 @@ struct Agent {
     next_url: usize,
     /// Tasks whose inputs are being fetched, with the cores they hold.
     staging_in: HashMap<TaskRef, (Assignment, PathBuf, u32, u64)>,
+    /// Tasks that ended and whose leftover processes are being killed, with how they ended.
+    ending: HashMap<TaskRef, (RunningTask, Option<Exit>)>,
     /// Tasks that ended and whose outputs are being uploaded.
     uploading: HashSet<TaskRef>,
     /// The head node's HTTP side on the current connection, for transfers.
@@ -137,10 +141,11 @@ struct Agent {
     passed_on: HashMap<&'static str, String>,
 }
 
-/// Where a task runs. A task that stages no files runs in a slot directory that is emptied and
-/// reused after it, so a short task costs no directory created and deleted; a task that stages
-/// files gets a directory of its own, named after it, removed after its outputs are up. Either
-/// way nothing of a task, not even its output files, is left once its result is taken.
+/// Where a task runs: a directory the agent makes afresh for it, empty, and removes when the
+/// task has ended (see [`fresh_dir`]). A task that stages no files runs in a slot directory,
+/// one of a few names reused from task to task; a task that stages files gets a directory
+/// named after it, removed after its outputs are up. Either way nothing of a task, not even its
+/// output files, is left once its result is taken, and no task finds anything of another.
 enum TaskDir {
     Slot(PathBuf),
     Own(PathBuf),
@@ -206,6 +211,7 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
         failures: 0,
         next_url: 0,
         staging_in: HashMap::new(),
+        ending: HashMap::new(),
         uploading: HashSet::new(),
         head: Link::plain().head("http://unconnected").expect("a valid URL"),
         link,
@@ -283,7 +289,7 @@ const NODE_KEY: &str = "node.key";
 
 /// Creates the agent's directories with their modes: the work directory is the agent's alone
 /// (0700); tasks running as another user pass through the directories above their own (0711)
-/// and read the packages (0755), and must reach the task root.
+/// and read the packages (0755), and must reach the task root but change nothing on the way.
 fn prepare_dirs(work_dir: &Path, task_root: &Path, task_user: Option<&TaskUser>) -> Result<(), AgentError> {
     let Some(user) = task_user else {
         return create_dir_with_mode(work_dir, 0o700);
@@ -293,6 +299,16 @@ fn prepare_dirs(work_dir: &Path, task_root: &Path, task_user: Option<&TaskUser>)
     let work_mode = if task_root == work_dir { 0o711 } else { 0o700 };
     create_dir_with_mode(work_dir, work_mode)?;
     create_dir_with_mode(task_root, 0o711)?;
+    // The agent works by path below the task root (it makes and removes task directories,
+    // unpacks packages): the task user must not be able to swap anything on the way there.
+    if let Some((changeable, owner, mode)) = user.can_change(task_root) {
+        return Err(AgentError::Setup(format!(
+            "tasks run as \"{}\" (--run-as), who could change {}: it is owned by user id {owner} with mode {mode:o} (give --task-root a directory only root may change, below directories only root may change or sticky ones such as /tmp)",
+            user.name,
+            changeable.display()
+        )));
+    }
+    create_dir_with_mode(&crate::install::package_root(task_root), 0o755)?;
     if let Some((blocked, mode)) = user.blocked_on(task_root) {
         return Err(AgentError::Setup(format!(
             "tasks run as \"{}\" (--run-as), who cannot reach {}: {} has mode {mode:o} (give --task-root a directory every user may pass through)",
@@ -471,18 +487,35 @@ fn spawn_heartbeat(events: mpsc::UnboundedSender<Event>) {
     });
 }
 
-/// Empties a slot directory for its next task: everything the task left is removed, its output
-/// files too (its result holds their tails), so a task that wrote much leaves no disk used.
-fn empty_slot(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
+/// How long the agent keeps killing what an ended task left behind before it gives up (a
+/// process stuck in the kernel, on a dead file server say, ends only when its call returns).
+const STRAYS_END_WITHIN: Duration = Duration::from_secs(10);
+
+/// Whether a task's directory was made and filled with its inputs before the task starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staged {
+    Yes,
+    No,
+}
+
+/// Makes `dir` afresh for a task: whatever is there goes (never following a link), and a new,
+/// empty directory of the agent's (0700) takes its place, in `tasks/`, which only the agent may
+/// write to. So nothing an earlier task left, nor a link planted by a process of the task user,
+/// is ever in a task's directory; and the agent may give the directory to the task user
+/// ([`TaskUser::give`]): no one could have swapped it.
+fn fresh_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    remove_dir(dir)?;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)
+}
+
+/// Removes a directory and everything in it, without following links; one already gone is
+/// no error.
+fn remove_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A new, empty output file of a task (0600, the agent's): whatever was at its name goes, and
@@ -532,6 +565,7 @@ impl Agent {
                     .running
                     .keys()
                     .chain(self.staging_in.keys())
+                    .chain(self.ending.keys())
                     .chain(self.uploading.iter())
                     .copied()
                     .chain(self.queue.iter().map(|a| a.task))
@@ -574,6 +608,7 @@ impl Agent {
                 }
             }
             Event::Exited { task, exit } => self.on_exit(task, exit),
+            Event::Swept(task) => self.on_swept(task),
             Event::StagedIn { task, outcome } => self.on_staged_in(task, outcome),
             Event::StagedOut { result, outcome } => self.on_staged_out(*result, outcome),
             Event::Heartbeat => {
@@ -643,19 +678,19 @@ impl Agent {
                 self.slots_made += 1;
                 self.task_root.join("tasks").join(format!("slot-{}", self.slots_made))
             });
-            self.launch(a, TaskDir::Slot(slot), cores, started_at);
+            self.launch(a, TaskDir::Slot(slot), Staged::No, cores, started_at);
             return;
         }
         let dir = self.task_root.join("tasks").join(format!("{}.{}.{}", a.task.job, a.task.index, a.task.attempt));
         if a.inputs.is_empty() {
-            self.launch(a, TaskDir::Own(dir), cores, started_at);
+            self.launch(a, TaskDir::Own(dir), Staged::No, cores, started_at);
             return;
         }
         // Inputs first, off the event loop; the task starts when they are in.
         let (base, inputs, events, task) = (self.head.clone(), a.inputs.clone(), self.events.clone(), a.task);
         let fetch_dir = dir.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = std::fs::create_dir_all(&fetch_dir)
+            let outcome = fresh_dir(&fetch_dir)
                 .map_err(|e| format!("cannot create {}: {e}", fetch_dir.display()))
                 .and_then(|()| crate::staging::fetch_inputs(&base, &fetch_dir, &inputs));
             let _ = events.send(Event::StagedIn { task, outcome });
@@ -672,7 +707,7 @@ impl Agent {
             return;
         }
         match outcome {
-            Ok(()) => self.launch(a, TaskDir::Own(dir), cores, started_at),
+            Ok(()) => self.launch(a, TaskDir::Own(dir), Staged::Yes, cores, started_at),
             Err(e) => {
                 self.free_cores += cores;
                 let _ = std::fs::remove_dir_all(&dir);
@@ -690,15 +725,20 @@ impl Agent {
         }
     }
 
-    fn launch(&mut self, a: Assignment, dir: TaskDir, cores: u32, started_at: u64) {
+    fn launch(&mut self, a: Assignment, dir: TaskDir, staged: Staged, cores: u32, started_at: u64) {
         let path = dir.path();
-        let spawned = std::fs::create_dir_all(path).and_then(|()| {
-            // The directory is the task user's from here on (with what was staged into it).
+        let made = match staged {
+            Staged::Yes => Ok(()),
+            Staged::No => fresh_dir(path),
+        };
+        let spawned = made.and_then(|()| {
+            let (stdout, stderr) = (output_file(path, "stdout")?, output_file(path, "stderr")?);
+            let output = (stdout.try_clone()?, stderr.try_clone()?);
+            // The directory is the task user's from here on; what the agent put in it stays
+            // the agent's.
             if let Some(user) = &self.task_user {
                 user.give(path)?;
             }
-            let (stdout, stderr) = (output_file(path, "stdout")?, output_file(path, "stderr")?);
-            let output = (stdout.try_clone()?, stderr.try_clone()?);
             let packages = crate::install::package_root(&self.task_root);
             let env = crate::task_env::task_env(&a.env, &packages, path, |name| self.passed_on.get(name).cloned());
             let mut command = std::process::Command::new(&a.command[0]);
@@ -749,9 +789,35 @@ impl Agent {
         let Some(r) = self.running.remove(&task) else {
             return;
         };
-        self.free_cores += r.cores;
-        // Whatever the task left running in its process group ends with it.
+        // Whatever the task left running ends with it: its process group, and processes that
+        // left the group (see [`crate::stray`]). Its result waits until they are gone, so none
+        // can touch its outputs while they go up, or the next task in its slot.
         let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
+        if self.reaper.no_strays(Spare::RunningTasks) {
+            self.finish(task, r, exit);
+            return;
+        }
+        self.ending.insert(task, (r, exit));
+        let (reaper, events) = (self.reaper.clone(), self.events.clone());
+        tokio::task::spawn_blocking(move || {
+            if !reaper.end_strays(Spare::RunningTasks, STRAYS_END_WITHIN) {
+                tracing::warn!(%task, "processes the task left behind have not ended after a kill");
+            }
+            let _ = events.send(Event::Swept(task));
+        });
+    }
+
+    /// The processes an ended task left behind are gone: its result can go.
+    fn on_swept(&mut self, task: TaskRef) {
+        if let Some((r, exit)) = self.ending.remove(&task) {
+            self.finish(task, r, exit);
+        }
+    }
+
+    /// A task ended and left no process behind: its cores are free, and its result goes (after
+    /// its outputs, if any).
+    fn finish(&mut self, task: TaskRef, r: RunningTask, exit: Option<Exit>) {
+        self.free_cores += r.cores;
         if self.canceled.remove(&task) {
             self.release(r.dir);
             return;
@@ -781,6 +847,13 @@ impl Agent {
             self.ended.push(result);
             self.release(r.dir);
             return;
+        }
+        // The directory is the agent's again while its outputs go up: the next task to run as
+        // the task user (on the cores this one frees) cannot change them.
+        if let Some(user) = &self.task_user
+            && let Err(e) = user.take_back(r.dir.path())
+        {
+            tracing::warn!(%task, error = %e, "cannot take a task's directory back before uploading its outputs");
         }
         // Outputs go up off the event loop; the result follows them.
         self.uploading.insert(task);
@@ -834,27 +907,31 @@ impl Agent {
         }
     }
 
-    /// A task is done with its directory: a slot is emptied for the next task, a directory of
-    /// its own is removed.
+    /// A task is done with its directory: it is removed, everything the task left in it too
+    /// (its output files included: its result holds their tails), so a task that wrote much
+    /// leaves no disk used. A slot's name is free for the next task.
     fn release(&mut self, dir: TaskDir) {
         match dir {
             TaskDir::Own(path) => {
                 let _ = std::fs::remove_dir_all(path);
             }
-            TaskDir::Slot(path) => match empty_slot(&path) {
+            TaskDir::Slot(path) => match remove_dir(&path) {
                 Ok(()) => self.free_slots.push(path),
+                // A slot that cannot be removed is not reused.
                 Err(e) => {
-                    // A slot that cannot be emptied is not reused.
-                    tracing::warn!(dir = %path.display(), error = %e, "cannot empty a task directory; not reusing it");
-                    let _ = std::fs::remove_dir_all(path);
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove a task directory; not reusing it")
                 }
             },
         }
     }
 
+    /// Kills every process of every task, those that left their task's process group too.
     fn kill_all(&mut self) {
         for r in self.running.values() {
             let _ = killpg(Pid::from_raw(r.pid), Signal::SIGKILL);
+        }
+        if !self.reaper.end_strays(Spare::Nothing, STRAYS_END_WITHIN) {
+            tracing::warn!("processes of tasks have not ended after a kill");
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use crate::link::Head;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
 
 /// Percent-encodes a query value.
 pub fn encode_query(value: &str) -> String {
@@ -69,19 +70,37 @@ fn fetch_one(head: &Head, source: &str, dest: &Path) -> Result<(), Failure> {
         let retry = transient(response.status());
         return Err(fail(retry, format!("input {source} cannot be fetched: {}", error_of(&mut response))));
     }
-    let mut file =
-        std::fs::File::create(dest).map_err(|e| fail(false, format!("cannot write {}: {e}", dest.display())))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(dest)
+        .map_err(|e| fail(false, format!("cannot write {}: {e}", dest.display())))?;
     std::io::copy(&mut response.body_mut().as_reader(), &mut file)
         .map_err(|e| fail(true, format!("input {source} broke off while it was fetched: {e}")))?;
     Ok(())
 }
 
-/// Fetches every input into `dir`; the first that cannot be fetched is the error.
+/// Fetches every input into `dir`, a directory the agent has just made and the task cannot
+/// reach yet; the first that cannot be fetched is the error. The files and the directories
+/// made for them are the agent's and readable by the task (0644 and 0755): the task may
+/// delete, rename or copy them, but not write into them.
 pub fn fetch_inputs(head: &Head, dir: &Path, inputs: &[(String, String)]) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
     for (source, local) in inputs {
+        // The head node checks this too.
+        let inside = Path::new(local).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            return Err(format!("input {source} names {local}, which is not a path inside the task's directory"));
+        }
         let dest = dir.join(local);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         with_retries(|| fetch_one(head, source, &dest))?;
     }
@@ -135,7 +154,6 @@ fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 fn open_beneath(dir: &Path, rel: &Path) -> std::io::Result<std::fs::File> {
     use nix::fcntl::{OFlag, openat};
     use nix::sys::stat::Mode;
-    use std::path::Component;
     let parts: Vec<Component> = rel.components().collect();
     let mut at: std::os::fd::OwnedFd = std::fs::File::open(dir)?.into();
     for (i, part) in parts.iter().enumerate() {

@@ -186,3 +186,162 @@ fn tasks_of_sim_nodes_and_of_an_agent_started_by_hand_see_no_join_token() {
     let (env, _) = run(&c, &["env"]);
     assert_documented_env(&env, Some(token.rsplit('_').next().unwrap()));
 }
+
+/// The owner, group and mode of `path` itself (a link is not followed).
+fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+#[test]
+fn a_task_cannot_make_the_agent_change_the_owner_of_anything_but_its_fresh_directory() {
+    let c = Cluster::start();
+    // One node of one core: the tasks run one after another in the same slot directory.
+    c.burst("slot", 1, "Small");
+    // What a task would like the agent, root, to give it: the test's files, behind links.
+    let victim = c.dir.path().join("victim");
+    std::fs::create_dir_all(victim.join("sub")).unwrap();
+    std::fs::write(victim.join("shadow"), "root only").unwrap();
+    std::fs::write(victim.join("sub/file"), "root only").unwrap();
+    std::fs::set_permissions(victim.join("shadow"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let watched = ["", "shadow", "sub", "sub/file"].map(|p| victim.join(p));
+    let before: Vec<_> = watched.iter().map(|p| owner_and_mode(p)).collect();
+
+    // The first task leaves a directory full of files, one named as the file it wants, and
+    // links to the test's files: at the top, in place of a directory, and deeper down.
+    let v = victim.display();
+    let plant = format!(
+        "pwd; mkdir d e && for i in $(seq 300); do : > d/f$i; done; : > d/shadow; \
+         ln -s {v} link; ln -s {v}/shadow shadow; ln -s {v} e/up; ln -s {v}/sub e/sub"
+    );
+    let (first, _) = run(&c, &["sh", "-c", &plant]);
+    // The next task in that slot finds a directory made for it: empty but for its output
+    // files, and its user's alone.
+    let (second, _) = run(&c, &["sh", "-c", "pwd; ls -A; stat -c '%u %a' ."]);
+    let mut lines = second.lines();
+    assert_eq!(lines.next(), first.lines().next(), "both tasks ran in the same slot:\n{first}\n{second}");
+    let listed: Vec<&str> = lines.by_ref().take_while(|l| !l.contains(' ')).collect();
+    assert_eq!(listed, ["stderr", "stdout"], "what the next task found:\n{second}");
+    let (uid, mode) = second.lines().last().unwrap().split_once(' ').unwrap();
+    let user = if running_as_root() {
+        nix::unistd::User::from_name("nobody").unwrap().expect("a user nobody").uid.as_raw()
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    assert_eq!((uid.parse::<u32>().unwrap(), mode), (user, "700"), "{second}");
+
+    // Staged inputs are the agent's and readable: the task copies, renames or deletes them,
+    // but cannot write into them, nor into a directory made for them.
+    let input = c.dir.path().join("input.txt");
+    std::fs::write(&input, "input\n").unwrap();
+    let (top, deep) = (format!("{}:top.txt", input.display()), format!("{}:in/deep.txt", input.display()));
+    let probe = "stat -c '%n %u %a' top.txt in in/deep.txt; \
+                 if echo x >> top.txt; then echo 'wrote top.txt'; fi; \
+                 if touch in/new 2>/dev/null; then echo 'wrote in/new'; fi; \
+                 cp top.txt copy.txt && echo x >> copy.txt && cat copy.txt; \
+                 mv top.txt moved.txt && rm moved.txt && echo 'removed top.txt'";
+    let id = c.submit(&[
+        "--sweep", "1-1", "--input", &top, "--input", &deep, "--output", "copy.txt", "--", "sh", "-c", probe,
+    ]);
+    c.try_th(&["job", "wait", &id.to_string()]);
+    let out = c.th(&["task", "output", &format!("{id}.1")]);
+    assert!(out.contains("input\nx\n") && out.contains("removed top.txt"), "{out}");
+    // Its directory was taken back from the task user before the output went up.
+    let outputs = c.dir.path().join("outputs");
+    c.th(&["job", "output", &id.to_string(), "--to", outputs.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(outputs.join("1/copy.txt")).unwrap(), "input\nx\n");
+    if running_as_root() {
+        for line in ["top.txt 0 644", "in 0 755", "in/deep.txt 0 644"] {
+            assert!(out.contains(line), "staged inputs stay root's and readable:\n{out}");
+        }
+        assert!(!out.contains("wrote"), "a task writes into its staged inputs:\n{out}");
+    }
+
+    let after: Vec<_> = watched.iter().map(|p| owner_and_mode(p)).collect();
+    assert_eq!(after, before, "the owner or mode of a file outside the task's directory changed");
+}
+
+/// The processes whose command line holds `marker`, with their arguments.
+fn processes_naming(marker: &str) -> Vec<(u32, Vec<String>)> {
+    let entries = std::fs::read_dir("/proc").unwrap();
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> =
+                String::from_utf8_lossy(&cmdline).split_terminator('\0').map(str::to_string).collect();
+            args.iter().any(|a| a.contains(marker)).then_some((pid, args))
+        })
+        .collect()
+}
+
+/// The `sleep MARKER` processes.
+fn sleeping(marker: &str) -> Vec<u32> {
+    processes_naming(marker)
+        .into_iter()
+        .filter(|(_, args)| args.len() == 2 && args[1] == marker)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Kills whatever still runs with one of its markers in its command line when the test ends,
+/// pass or fail.
+struct KillNaming(Vec<String>);
+
+impl Drop for KillNaming {
+    fn drop(&mut self) {
+        for marker in &self.0 {
+            for (pid, _) in processes_naming(marker) {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn processes_a_task_started_in_a_session_of_their_own_end_with_the_task() {
+    let c = Cluster::start();
+    c.burst("leftovers", 1, "Medium");
+    // Durations no other process on the machine sleeps: they name this test's processes.
+    let pid = std::process::id();
+    let markers = [format!("301.{pid}"), format!("302.{pid}"), format!("303.{pid}")];
+    let _guard = KillNaming(markers.to_vec());
+    let [alone, nested, canceled] = &markers;
+    let gone = |marker: &str| {
+        eventually(5, &format!("the processes of sleep {marker} to end"), || {
+            processes_naming(marker).is_empty().then_some(())
+        })
+    };
+
+    // A task that starts a process in a new session, and one that double-forks into another,
+    // and ends while they sleep on.
+    let escape = format!("setsid sleep {alone} & (setsid sh -c 'sleep {nested} & wait' &); sleep 3");
+    let id = c.submit(&["--sweep", "1-1", "--", "sh", "-c", &escape]);
+    for marker in [alone, nested] {
+        let seen = eventually(20, &format!("sleep {marker} to start"), || {
+            let found = sleeping(marker);
+            (!found.is_empty()).then_some(found)
+        });
+        if running_as_root() {
+            // They run as the task user, as the task did.
+            let status = std::fs::read_to_string(format!("/proc/{}/status", seen[0])).unwrap_or_default();
+            let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a user nobody").uid.as_raw();
+            assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains(&nobody.to_string())), "{status}");
+        }
+    }
+    assert!(c.try_th(&["job", "wait", &id.to_string()]).status.success());
+    gone(alone);
+    gone(nested);
+
+    // A task canceled while its escaped process sleeps.
+    let id = c.submit(&["--sweep", "1-1", "--", "sh", "-c", &format!("setsid sleep {canceled} & sleep 300")]);
+    eventually(20, &format!("sleep {canceled} to start"), || (!sleeping(canceled).is_empty()).then_some(()));
+    c.th(&["job", "cancel", &id.to_string()]);
+    gone(canceled);
+
+    // The node runs tasks as before.
+    let (out, _) = run(&c, &["echo", "still working"]);
+    assert_eq!(out.trim(), "still working");
+}
