@@ -57,6 +57,30 @@ fn safe_path(entry: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Refuses writing entry `name` at `rel` (relative to `root`) through a link an earlier entry
+/// made: each step of its path, itself included, must not be a link. A link's own target may
+/// lie anywhere inside the root, but no chain of links leads an entry out of it.
+fn no_link_on_the_way(root: &Path, rel: &Path, name: &str) -> Result<()> {
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(ArchiveError::Refused {
+                    entry: name.to_string(),
+                    rule: format!(
+                        "would be written through the link \"{}\" an earlier entry made",
+                        at.strip_prefix(root).unwrap_or(&at).display()
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
 /// Whether a link at `at` (relative to the root) pointing to `target` stays inside the root.
 fn link_stays_inside(at: &Path, target: &Path) -> bool {
     if target.is_absolute() {
@@ -129,6 +153,7 @@ fn unpack_tar_gz(file: File, into: &Path, budget: &mut Budget) -> Result<()> {
         budget.entry()?;
         let name = entry.path().map_err(|e| ArchiveError::Format(e.to_string()))?.to_string_lossy().into_owned();
         let rel = safe_path(&name)?;
+        no_link_on_the_way(into, &rel, &name)?;
         let dest = into.join(&rel);
         let kind = entry.header().entry_type();
         if kind.is_dir() {
@@ -157,8 +182,9 @@ fn unpack_tar_gz(file: File, into: &Path, budget: &mut Budget) -> Result<()> {
                 std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
             }
             if kind.is_hard_link() {
-                std::fs::hard_link(into.join(safe_path(&target.to_string_lossy())?), &dest)
-                    .map_err(|e| io(&dest, e))?;
+                let original = safe_path(&target.to_string_lossy())?;
+                no_link_on_the_way(into, &original, &name)?;
+                std::fs::hard_link(into.join(original), &dest).map_err(|e| io(&dest, e))?;
             } else {
                 std::os::unix::fs::symlink(&target, &dest).map_err(|e| io(&dest, e))?;
             }
@@ -178,6 +204,7 @@ fn unpack_zip(file: File, into: &Path, budget: &mut Budget) -> Result<()> {
         budget.entry()?;
         let name = entry.name().map_err(|e| ArchiveError::Format(e.to_string()))?.to_string();
         let rel = safe_path(&name)?;
+        no_link_on_the_way(into, &rel, &name)?;
         let dest = into.join(&rel);
         let mode = entry.unix_mode();
         let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
@@ -406,6 +433,32 @@ mod tests {
         let archive = dir.path().join("inside-link.tar.gz");
         tar_gz(&archive, &[("lib/real.so", b"x")], &[("lib/alias.so", "real.so")]);
         unpack(&archive, &into, Limits::default()).expect("a link that stays inside is fine");
+    }
+
+    #[test]
+    fn no_entry_is_written_through_a_chain_of_links() {
+        // `d -> .` and `e -> d/d/d/../../..` each look inside on their own; together `e` is the
+        // directory above the target, and `e/x` would land outside it.
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("chain.tar.gz");
+        let file = File::create(&archive).unwrap();
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
+        for (name, target) in [("d", "."), ("e", "d/d/d/../../..")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "e/x", &b"x"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+        let into = dir.path().join("box/installed");
+        std::fs::create_dir_all(dir.path().join("box")).unwrap();
+        let err = unpack(&archive, &into, Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("\"e/x\"") && err.contains("through the link"), "{err}");
+        assert!(!dir.path().join("box/x").exists() && !dir.path().join("x").exists());
     }
 
     #[test]
