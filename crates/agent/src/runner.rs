@@ -518,6 +518,41 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// An output file of a slot reused by tasks of the agent's own user, emptied (0600; a link is
+/// not followed).
+fn reused_output_file(dir: &Path, name: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(dir.join(name))
+}
+
+/// Empties a reused slot once its task has ended: everything the task left goes, and its output
+/// files (whose tails its result holds) are cut to nothing, so a task that wrote much leaves no
+/// disk used.
+fn empty_slot(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let kind = entry.file_type()?;
+        if (name == "stdout" || name == "stderr") && kind.is_file() {
+            if entry.metadata()?.len() > 0 {
+                std::fs::OpenOptions::new().write(true).open(entry.path())?.set_len(0)?;
+            }
+        } else if kind.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// A new, empty output file of a task (0600, the agent's): whatever was at its name goes, and
 /// a link planted there is neither followed nor written through.
 fn output_file(dir: &Path, name: &str) -> std::io::Result<std::fs::File> {
@@ -727,12 +762,17 @@ impl Agent {
 
     fn launch(&mut self, a: Assignment, dir: TaskDir, staged: Staged, cores: u32, started_at: u64) {
         let path = dir.path();
+        // Tasks of the agent's own user reuse a slot as it is (they could reach it anyway), which
+        // costs a fraction of making it anew; another user's tasks get a directory made afresh.
+        let reuse = self.task_user.is_none() && matches!(dir, TaskDir::Slot(_));
         let made = match staged {
             Staged::Yes => Ok(()),
+            Staged::No if reuse => std::fs::create_dir_all(path),
             Staged::No => fresh_dir(path),
         };
         let spawned = made.and_then(|()| {
-            let (stdout, stderr) = (output_file(path, "stdout")?, output_file(path, "stderr")?);
+            let open = if reuse { reused_output_file } else { output_file };
+            let (stdout, stderr) = (open(path, "stdout")?, open(path, "stderr")?);
             let output = (stdout.try_clone()?, stderr.try_clone()?);
             // The directory is the task user's from here on; what the agent put in it stays
             // the agent's.
@@ -741,8 +781,10 @@ impl Agent {
             }
             let packages = crate::install::package_root(&self.task_root);
             let env = crate::task_env::task_env(&a.env, &packages, path, |name| self.passed_on.get(name).cloned());
-            let mut command = std::process::Command::new(&a.command[0]);
+            let program = crate::task_env::find_program(&a.command[0], &env, path);
+            let mut command = std::process::Command::new(program);
             command
+                .arg0(&a.command[0])
                 .args(&a.command[1..])
                 .env_clear()
                 .envs(env)
@@ -915,6 +957,12 @@ impl Agent {
             TaskDir::Own(path) => {
                 let _ = std::fs::remove_dir_all(path);
             }
+            TaskDir::Slot(path) if self.task_user.is_none() => match empty_slot(&path) {
+                Ok(()) => self.free_slots.push(path),
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot empty a task directory; not reusing it")
+                }
+            },
             TaskDir::Slot(path) => match remove_dir(&path) {
                 Ok(()) => self.free_slots.push(path),
                 // A slot that cannot be removed is not reused.
