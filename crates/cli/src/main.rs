@@ -605,7 +605,7 @@ fn main() {
         _ => "warn",
     };
     let level = std::env::var("THUNDERHEAD_LOG").unwrap_or_else(|_| level.to_string());
-    terminal::quiet_on_broken_pipe();
+    terminal::install_panic_hook();
     terminal::set_for_people(!cli.json);
     // Records are escaped as they are written; colour codes would be escaped with them.
     tracing_subscriber::fmt()

@@ -88,7 +88,7 @@ impl<W: Write> Write for LogWriter<W> {
 /// head -1`), as a command-line tool should, instead of reporting a panic; reports any other
 /// panic on one escaped line (its message may quote input), with a backtrace when
 /// `RUST_BACKTRACE` asks for one.
-pub fn quiet_on_broken_pipe() {
+pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(move |info| {
         let message = info
             .payload()

@@ -422,6 +422,15 @@ impl Provider for LocalProvider {
 mod tests {
     use super::*;
 
+    /// Kills a process group when the test ends, pass or fail.
+    struct End(i32);
+
+    impl Drop for End {
+        fn drop(&mut self) {
+            let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+
     #[test]
     fn our_own_process_has_a_start_time_and_a_dead_pid_has_none() {
         assert!(start_ticks(std::process::id() as i32).is_some());
@@ -440,12 +449,6 @@ mod tests {
         let request = crate::contract::request("local", "LocalCN-0001");
         // The first handle is lost, as when the head node is killed before it commits it.
         let lost = parse(&rt.block_on(p.deploy(&request)).unwrap()).unwrap();
-        struct End(i32);
-        impl Drop for End {
-            fn drop(&mut self) {
-                let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
-            }
-        }
         let _end = End(lost.pid);
         assert!(alive(&lost));
         let kept = rt.block_on(p.deploy(&request)).unwrap();
@@ -496,12 +499,6 @@ mod tests {
         request.join = Some(grant.clone());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let handle = parse(&rt.block_on(p.deploy(&request)).unwrap()).unwrap();
-        struct End(i32);
-        impl Drop for End {
-            fn drop(&mut self) {
-                let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
-            }
-        }
         let _end = End(handle.pid);
         let node = dir.path().join("nodes/LocalCN-0001");
         let read = |name: &str| {

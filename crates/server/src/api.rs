@@ -7,7 +7,7 @@
 
 use crate::actor::{Handle, Request};
 use crate::enrol::Enrolment;
-use crate::locations::{Locations, Refusal, Target, Who};
+use crate::locations::{Locations, Target, Who};
 use crate::secrets::{SecretKey, unhex};
 use crate::tls::Peer;
 use crate::users::Users;
@@ -977,7 +977,7 @@ async fn check_location(api: &Api, location: &str, use_: FileUse, who: Who<'_>) 
             serde_json::from_value(api.handle.ask(Request::ListTemplates).await?).unwrap_or_default();
         api.locations.set_template_stores(templates.into_iter().filter_map(|t| t.blob_store).collect());
     }
-    api.locations.resolve(location, use_, who).map_err(|(Refusal::Refused(e) | Refusal::NotConfigured(e))| ApiError(e))
+    Ok(api.locations.resolve(location, use_, who)?)
 }
 
 /// The store and key `location` names, opened, if `who` may `use_` it.
@@ -1228,7 +1228,7 @@ async fn join(
         Err(e) if e.kind == ErrorKind::NotFound => access::NameAtJoin::default(),
         Err(e) => return Err(e.into()),
     };
-    let name = thunderhead_core::text::escape(&request.name).into_owned();
+    let name = request.name.clone();
     let now = crate::now_millis();
     let joined = tokio::task::spawn_blocking(move || enrolment.join(&request, known, now)).await.expect("no panic");
     match joined {

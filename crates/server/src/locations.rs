@@ -37,20 +37,6 @@ pub enum Who<'a> {
     HeadNode,
 }
 
-/// Why a location cannot be used.
-#[derive(Debug)]
-pub enum Refusal {
-    /// The location is not in any configured blob store; the list may be out of date.
-    NotConfigured(Error),
-    Refused(Error),
-}
-
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Refusal {
-        Refusal::Refused(e)
-    }
-}
-
 /// Where a location leads, once checked; nothing is opened yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -113,9 +99,9 @@ impl Locations {
     }
 
     /// Where `location` leads, if `who` may `use_` it. Pure: nothing is opened or created.
-    pub fn resolve(&self, location: &str, use_: FileUse, who: Who<'_>) -> Result<Target, Refusal> {
+    pub fn resolve(&self, location: &str, use_: FileUse, who: Who<'_>) -> Result<Target, Error> {
         let shown = escape(location);
-        let bad = |why: &str| Refusal::Refused(Error::invalid(format!("location \"{shown}\" {why}")));
+        let bad = |why: &str| Error::invalid(format!("location \"{shown}\" {why}"));
         if location.chars().any(char::is_control) {
             return Err(bad("holds a control character"));
         }
@@ -150,11 +136,11 @@ impl Locations {
         let templates = self.templates.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let stores = self.configured.iter().chain(templates.iter().flat_map(|(_, t)| t));
         let Some((dir, key)) = stores.filter_map(|store| under(location, store)).next() else {
-            return Err(Refusal::NotConfigured(Error::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "location \"{shown}\" is not in a blob store an administrator configured; jobs may name only \
                  those, with their endpoints and credentials (ask an administrator to start the head node with \
                  --job-blob-store URI, or use thunderhead:jobs/ID/…)"
-            ))));
+            )));
         };
         Ok(Target::Blob { dir, key })
     }
@@ -208,7 +194,7 @@ fn under(location: &str, store: &str) -> Option<(String, String)> {
 
 /// A `file://` location reads or writes a file of the head node's machine: only inside the
 /// directories the head node was told it may serve (`--file-root`), whoever asks.
-fn check_file_root(roots: &[PathBuf], location: &str, dir: &str, key: &str) -> Result<(), Refusal> {
+fn check_file_root(roots: &[PathBuf], location: &str, dir: &str, key: &str) -> Result<(), Error> {
     let path = Path::new(dir);
     let plain = path.is_absolute()
         && key != ".."
@@ -216,7 +202,7 @@ fn check_file_root(roots: &[PathBuf], location: &str, dir: &str, key: &str) -> R
     if plain && roots.iter().any(|root| path.starts_with(root)) {
         return Ok(());
     }
-    Err(Refusal::Refused(Error::forbidden(format!(
+    Err(Error::forbidden(format!(
         "location \"{}\" is a file of the head node's machine outside the directories it serves ({}); put the file in the head node's store (thunderhead:KEY, or a local path given to job submit), or have the head node started with --file-root DIR",
         escape(location),
         if roots.is_empty() {
@@ -224,7 +210,7 @@ fn check_file_root(roots: &[PathBuf], location: &str, dir: &str, key: &str) -> R
         } else {
             roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
         }
-    ))))
+    )))
 }
 
 #[cfg(test)]
@@ -244,7 +230,7 @@ mod tests {
         assert!(!check("/etc", "passwd"));
         assert!(!check("/srv/database", "x"), "a directory sharing the root's prefix is outside it");
         assert!(!check("srv/data", "x"), "relative paths are refused");
-        let Err(Refusal::Refused(e)) = check_file_root(&[], "file:///etc/passwd", "/etc", "passwd") else { panic!() };
+        let Err(e) = check_file_root(&[], "file:///etc/passwd", "/etc", "passwd") else { panic!() };
         assert_eq!(e.kind, thunderhead_core::ErrorKind::Forbidden);
         assert!(e.message.contains("--file-root") && e.message.contains("file:///etc/passwd"), "{}", e.message);
     }
@@ -286,10 +272,10 @@ mod tests {
         let blobs = BlobStore::open(&format!("file://{}", dir.path().display())).unwrap();
         let l = Locations::new(blobs, own, vec![STORE.into()], vec![]);
         let refused = l.resolve("s3://metadata/x?endpoint=http://169.254.169.254", FileUse::Read, Who::Agent);
-        assert!(matches!(refused, Err(Refusal::NotConfigured(_))));
+        assert!(matches!(refused, Err(e) if e.message.contains("not in a blob store an administrator configured")));
         assert!(matches!(
             l.resolve("file:///etc/passwd", FileUse::Read, Who::Agent),
-            Err(Refusal::Refused(e)) if e.kind == thunderhead_core::ErrorKind::Forbidden
+            Err(e) if e.kind == thunderhead_core::ErrorKind::Forbidden
         ));
         assert_eq!(
             l.resolve("s3://results/a/b.txt", FileUse::Read, Who::Agent).unwrap(),
@@ -311,7 +297,10 @@ mod tests {
             Target::Own("jobs/5/x".into())
         );
         // Templates' stores count while they are known.
-        assert!(matches!(l.resolve("az://acct/c/pk/1", FileUse::Read, Who::HeadNode), Err(Refusal::NotConfigured(_))));
+        assert!(matches!(
+            l.resolve("az://acct/c/pk/1", FileUse::Read, Who::HeadNode),
+            Err(e) if e.message.contains("not in a blob store an administrator configured")
+        ));
         l.set_template_stores(vec!["az://acct/c".into()]);
         assert!(l.templates_fresh());
         assert!(l.resolve("az://acct/c/pk/1", FileUse::Read, Who::HeadNode).is_ok());
