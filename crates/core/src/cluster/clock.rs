@@ -1,0 +1,70 @@
+//! Entry: the passing of time (timeouts, heartbeats, availability).
+
+use super::*;
+
+impl Cluster {
+    /// Times out deployments whose agent never connected and nodes whose agent did not come back.
+    pub fn tick(&mut self, fx: &mut Effects, now: Millis) {
+        let mut timed_out = Vec::new();
+        let mut lost = Vec::new();
+        let mut silent = Vec::new();
+        for node in self.nodes.values() {
+            if node.session.is_some() && now.saturating_sub(node.last_heard) > self.config.heartbeat_timeout {
+                silent.push(node.name.clone());
+            }
+            match (&node.state, node.session, node.disconnected_since) {
+                (NodeState::Provisioning { .. }, None, _)
+                    if node.deployed_at.is_some_and(|d| now.saturating_sub(d) > self.config.provision_timeout) =>
+                {
+                    timed_out.push(node.name.clone());
+                }
+                (state, None, Some(gone))
+                    if state.expects_agent() && now.saturating_sub(gone) > self.config.reconnect_grace =>
+                {
+                    lost.push(node.name.clone());
+                }
+                _ => {}
+            }
+        }
+        for name in timed_out {
+            let cause = format!(
+                "the node's agent did not connect within {} s of deployment",
+                self.config.provision_timeout / 1000
+            );
+            let template = self.nodes[&name].template.clone().unwrap_or_default();
+            self.note_failure(fx, &template, &cause, now);
+            let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
+            let node = &self.nodes[&name];
+            if let (Some(handle), Some(t)) =
+                (node.handle.clone(), node.template.as_ref().and_then(|t| self.templates.get(t)))
+            {
+                fx.commands.push(Command::Remove { node: name.clone(), template: t.clone(), handle });
+            }
+        }
+        for name in lost {
+            let cause = format!("the agent did not reconnect within {} s", self.config.reconnect_grace / 1000);
+            self.lose_node(fx, &name, cause, now);
+        }
+        for name in silent {
+            self.heartbeat_lost(fx, &name, now);
+        }
+        self.keep_proxies(fx, now);
+        self.apply_availability(fx, now);
+    }
+
+    /// A connected agent went silent: its node's health is `Error`, its tasks are requeued and
+    /// its connection is dropped. If it comes back, its health is `OK` again; if it does not
+    /// come back within the reconnect grace, the node is lost.
+    pub(super) fn heartbeat_lost(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+        let timeout = self.config.heartbeat_timeout / 1000;
+        self.requeue_all(fx, name, true, now);
+        let node = self.nodes.get_mut(name).expect("listed by tick");
+        let Some(session) = node.session.take() else { return };
+        self.sessions.remove(&session);
+        node.disconnected_since = Some(now);
+        node.health = Health::Error;
+        fx.ops.push(Op::PutNode(node.record()));
+        log(fx, name, now, format!("no heartbeat for {timeout} s: health Error, running tasks requeued"));
+        fx.commands.push(Command::Disconnect { session, reason: format!("no heartbeat for {timeout} s") });
+    }
+}

@@ -1,0 +1,149 @@
+//! Entry: what providers answer about deployments.
+
+use super::*;
+
+impl Cluster {
+    /// The provider answered a deploy call.
+    pub fn deployed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        result: std::result::Result<serde_json::Value, DeployFailure>,
+        now: Millis,
+    ) {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        node.deploying = false;
+        let attempt = node.deploy_attempts;
+        let template_name = node.template.clone().unwrap_or_default();
+        match result {
+            Ok(handle) => {
+                node.handle = Some(handle.clone());
+                node.deployed_at = Some(now);
+                fx.ops.push(Op::PutNode(node.record()));
+                self.failures.remove(&template_name);
+                match &node.state {
+                    NodeState::Provisioning { .. } => {
+                        log(fx, name, now, "provider deployed the node; waiting for its agent to connect")
+                    }
+                    NodeState::Offline { .. } | NodeState::Online { .. } | NodeState::Draining { .. } => {
+                        log(fx, name, now, "provider deployed the node")
+                    }
+                    NodeState::Stopping { .. } | NodeState::NotDeployed | NodeState::Unknown { .. } => {
+                        if let Some(template) = self.templates.get(&template_name).cloned() {
+                            log(fx, name, now, "provider deployed the node after a stop; removing the deployment");
+                            fx.commands.push(Command::Remove { node: name.to_string(), template, handle });
+                        }
+                    }
+                }
+            }
+            Err(failure) => {
+                log(fx, name, now, format!("deployment attempt {attempt} failed: {}", failure.message));
+                match node.state {
+                    NodeState::Stopping { .. } => self.finish_stop(fx, name, now),
+                    NodeState::Provisioning { .. } => {
+                        let paused = self.note_failure(fx, &template_name, &failure.message, now);
+                        let retries = self.templates.get(&template_name).map_or(0, |t| t.deploy_retries);
+                        let node = self.nodes.get_mut(name).expect("exists");
+                        if !paused && failure.transient && attempt <= retries {
+                            let delay = RETRY_DELAY * attempt as Millis;
+                            node.awaiting_deploy = true;
+                            node.retry_at = now + delay;
+                            log(
+                                fx,
+                                name,
+                                now,
+                                format!("trying again in {} s ({attempt} of {retries} retries)", delay / 1000),
+                            );
+                        } else {
+                            let cause = format!("deployment failed: {}", failure.message);
+                            let _ = self.transition(fx, name, NodeEvent::Failed { cause }, now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.account(fx, name, now);
+    }
+
+    /// The provider answered a remove call.
+    pub fn removed(
+        &mut self,
+        fx: &mut Effects,
+        name: &str,
+        handle: &serde_json::Value,
+        result: std::result::Result<(), String>,
+        now: Millis,
+    ) {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        // The earlier deployment of a restarted node is gone: the new one may now be made.
+        if node.old_deployment.as_ref() == Some(handle) {
+            node.old_deployment = None;
+            match result {
+                Ok(()) => log(fx, name, now, "the earlier deployment was removed"),
+                Err(cause) => log(fx, name, now, format!("the earlier deployment could not be removed: {cause}")),
+            }
+            return;
+        }
+        // An answer about an older deployment of the node says nothing about its current one.
+        if node.handle.as_ref() != Some(handle) {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                log(fx, name, now, "provider removed the deployment");
+                if matches!(node.state, NodeState::Stopping { .. }) {
+                    self.finish_stop(fx, name, now);
+                } else {
+                    node.handle = None;
+                    fx.ops.push(Op::PutNode(node.record()));
+                    self.account(fx, name, now);
+                }
+            }
+            Err(cause) => {
+                log(fx, name, now, format!("removal failed: {cause}"));
+                let _ = self.transition(fx, name, NodeEvent::Failed { cause: format!("removal failed: {cause}") }, now);
+            }
+        }
+    }
+
+    /// Deployments to check with their provider: nodes whose agent has not connected yet or
+    /// has gone away. The runtime asks the provider and reports gone ones with
+    /// [`Cluster::deployment_gone`].
+    pub fn deployments_to_probe(&self) -> Vec<(String, Template, serde_json::Value)> {
+        self.nodes
+            .values()
+            .filter(|n| n.session.is_none() && !n.deploying)
+            .filter(|n| matches!(n.state, NodeState::Provisioning { .. }) || n.state.expects_agent())
+            .filter_map(|n| {
+                let template = self.templates.get(n.template.as_ref()?)?;
+                Some((n.name.clone(), template.clone(), n.handle.clone()?))
+            })
+            .collect()
+    }
+
+    /// The provider reports that a node's deployment no longer exists. A node still waiting
+    /// for its agent fails; a node whose agent went away is lost at once instead of after the
+    /// grace period.
+    pub fn deployment_gone(&mut self, fx: &mut Effects, name: &str, handle: &serde_json::Value, now: Millis) {
+        let Some(node) = self.nodes.get(name) else {
+            return;
+        };
+        // A late answer about an earlier deployment says nothing about the current one.
+        if node.session.is_some() || node.handle.as_ref() != Some(handle) {
+            return;
+        }
+        let cause = "the provider reports the deployment gone (for local nodes: the agent process exited; see agent.log in the node directory)".to_string();
+        match node.state {
+            NodeState::Provisioning { .. } => {
+                let _ = self.transition(fx, name, NodeEvent::Failed { cause }, now);
+            }
+            ref s if s.expects_agent() => self.lose_node(fx, name, cause, now),
+            _ => {}
+        }
+    }
+}
