@@ -16,15 +16,8 @@ impl Cluster {
         let mut must_install = false;
         match self.nodes.get(&name) {
             None => {
-                let node = Node::new(
-                    name.clone(),
-                    None,
-                    None,
-                    hello.cores,
-                    NodeState::Offline { since: now },
-                    Health::OK,
-                    now,
-                );
+                let node =
+                    Node::new(name.clone(), None, None, hello.cores, NodeState::Offline { since: now }, Health::OK);
                 fx.ops.push(Op::PutNode(node.record()));
                 log(fx, &name, now, format!("joined as an on-premises node with {} cores, state Offline", hello.cores));
                 self.nodes.insert(name.clone(), node);
@@ -57,12 +50,11 @@ impl Cluster {
             }
         }
         let node = self.nodes.get_mut(&name).expect("exists");
-        if let Some(old) = node.session.replace(session) {
+        if let Some(old) = node.session() {
             self.sessions.remove(&old);
             fx.commands.push(Command::Disconnect { session: old, reason: "replaced by a newer connection".into() });
         }
-        node.disconnected_since = None;
-        node.last_heard = now;
+        node.agent = AgentLink::Connected { session, heard: now, installing: false };
         if must_install {
             self.install_on_join(fx, &name, session, now);
         }
@@ -192,7 +184,9 @@ impl Cluster {
         let Some(node) = self.sessions.get(&session).and_then(|name| self.nodes.get_mut(name)) else {
             return false;
         };
-        node.last_heard = now;
+        if let AgentLink::Connected { heard, .. } = &mut node.agent {
+            *heard = now;
+        }
         let changed = metrics.is_some() && metrics != node.metrics;
         if changed {
             node.metrics = metrics;
@@ -209,11 +203,10 @@ impl Cluster {
         let Some(node) = self.nodes.get_mut(&name) else {
             return;
         };
-        if node.session == Some(session) {
+        if node.session() == Some(session) {
             // Nothing measures the node while no agent is connected.
             node.metrics = None;
-            node.session = None;
-            node.disconnected_since = Some(now);
+            node.agent = AgentLink::Away { since: now };
             log(fx, &name, now, "agent disconnected");
         }
     }

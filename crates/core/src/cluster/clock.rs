@@ -9,16 +9,20 @@ impl Cluster {
         let mut lost = Vec::new();
         let mut silent = Vec::new();
         for node in self.nodes.values() {
-            if node.session.is_some() && now.saturating_sub(node.last_heard) > self.config.heartbeat_timeout {
+            if let AgentLink::Connected { heard, .. } = node.agent
+                && now.saturating_sub(heard) > self.config.heartbeat_timeout
+            {
                 silent.push(node.name.clone());
             }
-            match (&node.state, node.session, node.disconnected_since) {
-                (NodeState::Provisioning { .. }, None, _)
-                    if node.deployed_at.is_some_and(|d| now.saturating_sub(d) > self.config.provision_timeout) =>
-                {
+            match (&node.state, node.agent, &node.deployment) {
+                (
+                    NodeState::Provisioning { .. },
+                    AgentLink::None | AgentLink::Away { .. },
+                    Deployment::Made { at, .. },
+                ) if now.saturating_sub(*at) > self.config.provision_timeout => {
                     timed_out.push(node.name.clone());
                 }
-                (state, None, Some(gone))
+                (state, AgentLink::Away { since: gone }, _)
                     if state.expects_agent() && now.saturating_sub(gone) > self.config.reconnect_grace =>
                 {
                     lost.push(node.name.clone());
@@ -36,7 +40,7 @@ impl Cluster {
             let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
             let node = &self.nodes[&name];
             if let (Some(handle), Some(t)) =
-                (node.handle.clone(), node.template.as_ref().and_then(|t| self.templates.get(t)))
+                (node.handle().cloned(), node.template.as_ref().and_then(|t| self.templates.get(t)))
             {
                 fx.commands.push(Command::Remove { node: name.clone(), template: t.clone(), handle });
             }
@@ -59,9 +63,9 @@ impl Cluster {
         let timeout = self.config.heartbeat_timeout / 1000;
         self.requeue_all(fx, name, true, now);
         let node = self.nodes.get_mut(name).expect("listed by tick");
-        let Some(session) = node.session.take() else { return };
+        let Some(session) = node.session() else { return };
         self.sessions.remove(&session);
-        node.disconnected_since = Some(now);
+        node.agent = AgentLink::Away { since: now };
         node.health = Health::Error;
         fx.ops.push(Op::PutNode(node.record()));
         log(fx, name, now, format!("no heartbeat for {timeout} s: health Error, running tasks requeued"));

@@ -9,8 +9,10 @@ impl Cluster {
         let due: Vec<String> = self
             .nodes
             .values()
-            .filter(|n| n.awaiting_deploy && n.retry_at <= now && matches!(n.state, NodeState::Provisioning { .. }))
-            .filter(|n| n.old_deployment.is_none())
+            .filter(|n| matches!(n.state, NodeState::Provisioning { .. }))
+            .filter(
+                |n| matches!(n.deployment, Deployment::Queued { not_before, earlier: None, .. } if not_before <= now),
+            )
             .map(|n| n.name.clone())
             .collect();
         for name in due {
@@ -33,11 +35,11 @@ impl Cluster {
             let window = self.deploy_window.entry(template.name.clone()).or_default();
             window.push_back(now);
             let node = self.nodes.get_mut(&name).expect("listed above");
-            node.awaiting_deploy = false;
-            node.deploying = true;
-            node.deploy_attempts += 1;
+            let Ok(next @ Deployment::Deploying { attempt }) = node.deployment.apply(DeployEvent::Call) else {
+                continue;
+            };
+            node.deployment = next;
             let size = node.size.unwrap_or(NodeSize::Small);
-            let attempt = node.deploy_attempts;
             log(fx, &name, now, format!("deploying (attempt {attempt}) with provider {}", template.provider));
             fx.commands.push(Command::Deploy { node: name, template, size, via });
         }

@@ -14,13 +14,22 @@ impl Cluster {
         let Some(node) = self.nodes.get_mut(name) else {
             return;
         };
-        node.deploying = false;
-        let attempt = node.deploy_attempts;
         let template_name = node.template.clone().unwrap_or_default();
+        let attempt = match node.deployment {
+            Deployment::Deploying { attempt } => attempt,
+            Deployment::None | Deployment::Clearing { .. } | Deployment::Queued { .. } | Deployment::Made { .. } => {
+                // No deploy call of this node is out (this head node did not make it): the
+                // answer of a failure says nothing; a deployment is taken as the provider's word.
+                if let Err(failure) = &result {
+                    log(fx, name, now, format!("a deploy call no longer awaited failed: {}", failure.message));
+                    return;
+                }
+                0
+            }
+        };
         match result {
             Ok(handle) => {
-                node.handle = Some(handle.clone());
-                node.deployed_at = Some(now);
+                node.deployment.on(DeployEvent::Made { handle: handle.clone(), at: now });
                 fx.ops.push(Op::PutNode(node.record()));
                 self.failures.remove(&template_name);
                 match &node.state {
@@ -45,11 +54,11 @@ impl Cluster {
                     NodeState::Provisioning { .. } => {
                         let paused = self.note_failure(fx, &template_name, &failure.message, now);
                         let retries = self.templates.get(&template_name).map_or(0, |t| t.deploy_retries);
+                        let delay = RETRY_DELAY * attempt as Millis;
+                        let retry = !paused && failure.transient && attempt <= retries;
                         let node = self.nodes.get_mut(name).expect("exists");
-                        if !paused && failure.transient && attempt <= retries {
-                            let delay = RETRY_DELAY * attempt as Millis;
-                            node.awaiting_deploy = true;
-                            node.retry_at = now + delay;
+                        node.deployment.on(DeployEvent::CallFailed { retry_at: retry.then_some(now + delay) });
+                        if retry {
                             log(
                                 fx,
                                 name,
@@ -61,7 +70,11 @@ impl Cluster {
                             let _ = self.transition(fx, name, NodeEvent::Failed { cause }, now);
                         }
                     }
-                    _ => {}
+                    NodeState::NotDeployed
+                    | NodeState::Offline { .. }
+                    | NodeState::Online { .. }
+                    | NodeState::Draining { .. }
+                    | NodeState::Unknown { .. } => node.deployment.on(DeployEvent::CallFailed { retry_at: None }),
                 }
             }
         }
@@ -81,8 +94,15 @@ impl Cluster {
             return;
         };
         // The earlier deployment of a restarted node is gone: the new one may now be made.
-        if node.old_deployment.as_ref() == Some(handle) {
-            node.old_deployment = None;
+        let earlier = match &node.deployment {
+            Deployment::Clearing { earlier } | Deployment::Queued { earlier: Some(earlier), .. } => Some(earlier),
+            Deployment::None
+            | Deployment::Queued { earlier: None, .. }
+            | Deployment::Deploying { .. }
+            | Deployment::Made { .. } => None,
+        };
+        if earlier == Some(handle) {
+            node.deployment.on(DeployEvent::Removed { handle: handle.clone() });
             match result {
                 Ok(()) => log(fx, name, now, "the earlier deployment was removed"),
                 Err(cause) => log(fx, name, now, format!("the earlier deployment could not be removed: {cause}")),
@@ -90,7 +110,7 @@ impl Cluster {
             return;
         }
         // An answer about an older deployment of the node says nothing about its current one.
-        if node.handle.as_ref() != Some(handle) {
+        if node.handle() != Some(handle) {
             return;
         }
         match result {
@@ -99,7 +119,7 @@ impl Cluster {
                 if matches!(node.state, NodeState::Stopping { .. }) {
                     self.finish_stop(fx, name, now);
                 } else {
-                    node.handle = None;
+                    node.deployment.on(DeployEvent::Removed { handle: handle.clone() });
                     fx.ops.push(Op::PutNode(node.record()));
                     self.account(fx, name, now);
                 }
@@ -117,11 +137,11 @@ impl Cluster {
     pub fn deployments_to_probe(&self) -> Vec<(String, Template, serde_json::Value)> {
         self.nodes
             .values()
-            .filter(|n| n.session.is_none() && !n.deploying)
+            .filter(|n| n.session().is_none())
             .filter(|n| matches!(n.state, NodeState::Provisioning { .. }) || n.state.expects_agent())
             .filter_map(|n| {
                 let template = self.templates.get(n.template.as_ref()?)?;
-                Some((n.name.clone(), template.clone(), n.handle.clone()?))
+                Some((n.name.clone(), template.clone(), n.handle()?.clone()))
             })
             .collect()
     }
@@ -134,7 +154,7 @@ impl Cluster {
             return;
         };
         // A late answer about an earlier deployment says nothing about the current one.
-        if node.session.is_some() || node.handle.as_ref() != Some(handle) {
+        if node.session().is_some() || node.handle() != Some(handle) {
             return;
         }
         let cause = "the provider reports the deployment gone (for local nodes: the agent process exited; see agent.log in the node directory)".to_string();

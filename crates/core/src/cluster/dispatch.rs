@@ -83,7 +83,7 @@ impl Cluster {
             self.progressed.insert(p.job);
         }
         for (i, tasks) in per_node {
-            let session = self.nodes[&names[i]].session.expect("eligible nodes are connected");
+            let session = self.nodes[&names[i]].session().expect("eligible nodes are connected");
             fx.commands.push(Command::Assign { session, tasks });
         }
     }

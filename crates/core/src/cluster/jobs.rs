@@ -52,7 +52,7 @@ impl Cluster {
             if let Some(node) = self.nodes.get_mut(&r.node) {
                 node.running.remove(&key);
                 node.used_cores = node.used_cores.saturating_sub(r.cores);
-                if let Some(s) = node.session {
+                if let Some(s) = node.session() {
                     per_session.entry(s).or_default().push(TaskAttempt { key, attempt: r.attempt });
                 }
                 drained.insert(r.node.clone());

@@ -64,14 +64,11 @@ impl Cluster {
         }
         self.transition(fx, name, NodeEvent::Start, now).map_err(|e| Error::conflict(e.to_string()))?;
         let node = self.nodes.get_mut(name).expect("checked above");
-        node.awaiting_deploy = true;
-        node.deploy_attempts = 0;
-        node.retry_at = now;
-        node.deployed_at = None;
         // What is left of an earlier, failed deployment goes before the new one is made.
-        if let Some(old) = node.handle.take() {
+        let left = node.handle().cloned();
+        node.deployment.on(DeployEvent::Start { now });
+        if let Some(old) = left {
             fx.ops.push(Op::PutNode(node.record()));
-            node.old_deployment = Some(old.clone());
             fx.commands.push(Command::Remove { node: name.to_string(), template: template.clone(), handle: old });
         }
         log(
@@ -91,29 +88,31 @@ impl Cluster {
         self.transition(fx, name, NodeEvent::Stop, now).map_err(|e| Error::conflict(e.to_string()))?;
         self.requeue_all(fx, name, false, now);
         let node = self.nodes.get_mut(name).expect("checked above");
-        if let Some(session) = node.session {
+        if let Some(session) = node.session() {
             fx.commands.push(Command::Shutdown { session });
         }
-        node.awaiting_deploy = false;
-        match (&node.handle, node.deploying) {
-            (Some(handle), _) => {
+        node.deployment.on(DeployEvent::Withdrawn);
+        match &node.deployment {
+            Deployment::Made { handle, .. } => {
                 log(fx, name, now, "removing the deployment");
                 fx.commands.push(Command::Remove { node: name.to_string(), template, handle: handle.clone() });
             }
             // The deploy call is still out; its answer will trigger the removal.
-            (None, true) => {}
-            (None, false) => self.finish_stop(fx, name, now),
+            Deployment::Deploying { .. } => {}
+            Deployment::None | Deployment::Clearing { .. } | Deployment::Queued { .. } => {
+                self.finish_stop(fx, name, now)
+            }
         }
         Ok(())
     }
 
     pub(super) fn finish_stop(&mut self, fx: &mut Effects, name: &str, now: Millis) {
         if let Some(node) = self.nodes.get_mut(name) {
-            if let Some(session) = node.session.take() {
+            if let Some(session) = node.session() {
                 self.sessions.remove(&session);
             }
-            node.handle = None;
-            node.disconnected_since = None;
+            node.agent = AgentLink::None;
+            node.deployment.on(DeployEvent::Forgotten);
         }
         let _ = self.transition(fx, name, NodeEvent::Removed, now);
     }
@@ -139,12 +138,12 @@ impl Cluster {
         let node = self.node_named(name)?;
         match (&node.template, &node.state) {
             // Its agent would be left talking about a node that is gone.
-            (Some(_), _) if node.session.is_some() => {
+            (Some(_), _) if node.session().is_some() => {
                 return Err(Error::conflict(format!(
                     "node \"{name}\" has its agent connected (stop it first: thunderhead node stop {name})"
                 )));
             }
-            (Some(_), NodeState::Unknown { .. }) if node.handle.is_some() => {
+            (Some(_), NodeState::Unknown { .. }) if node.handle().is_some() => {
                 return Err(Error::conflict(format!(
                     "node \"{name}\" still has a deployment (stop it first so nothing is left behind: thunderhead node stop {name})"
                 )));
@@ -156,7 +155,7 @@ impl Cluster {
                     state.name()
                 )));
             }
-            (None, _) if node.session.is_some() => {
+            (None, _) if node.session().is_some() => {
                 return Err(Error::conflict(format!(
                     "node \"{name}\" has its agent connected (stop the agent on that machine first)"
                 )));
@@ -182,7 +181,7 @@ impl Cluster {
         };
         let keys = std::mem::take(&mut node.running);
         node.used_cores = 0;
-        let session = node.session;
+        let session = node.session();
         let mut canceled = Vec::new();
         for key in keys {
             let Some(r) = self.running.remove(&key) else {

@@ -35,6 +35,7 @@ mod agents;
 mod billing;
 mod clock;
 mod deploy_queue;
+pub mod deployment;
 mod deployments;
 mod dispatch;
 mod effects;
@@ -51,6 +52,7 @@ mod records;
 mod restore;
 mod templates;
 
+pub use deployment::{AgentLink, DeployEvent, Deployment, Handle};
 pub use effects::{Command, Effects};
 use lifecycle::{DEPENDENCY_FAILED, canceled_row};
 pub use messages::{Dispatch, Hello, TaskAttempt, TaskResult};

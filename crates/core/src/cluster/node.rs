@@ -11,28 +11,12 @@ pub struct Node {
     pub cores: u32,
     pub state: NodeState,
     pub health: Health,
-    pub handle: Option<serde_json::Value>,
-    pub session: Option<SessionId>,
-    pub disconnected_since: Option<Millis>,
-    /// When its agent was last heard from.
-    pub last_heard: Millis,
+    /// Its deployment at its provider (burst nodes).
+    pub deployment: Deployment,
+    /// Its agent's connection.
+    pub agent: AgentLink,
     pub running: BTreeSet<TaskKey>,
     pub used_cores: u32,
-    /// A deploy call is under way.
-    pub(super) deploying: bool,
-    /// Started and waiting for its turn to be deployed (rate limit, retry delay).
-    pub(super) awaiting_deploy: bool,
-    /// Deploy calls made since the node was started.
-    pub(super) deploy_attempts: u32,
-    /// Not deployed again before this time (after a failed attempt).
-    pub(super) retry_at: Millis,
-    /// When the provider reported the node deployed: the provision timeout runs from here.
-    pub(super) deployed_at: Option<Millis>,
-    /// An earlier deployment being removed before the node is deployed again (they may share
-    /// a directory or a name at the provider).
-    pub(super) old_deployment: Option<serde_json::Value>,
-    /// Connected, installing its packages before it is `Offline`.
-    pub(super) installing: bool,
     /// The packages it has installed, `name@version`.
     pub packages: Vec<String>,
     /// A moving average of how long its tasks run, in microseconds; `None` until one ends.
@@ -52,7 +36,6 @@ impl Node {
         cores: u32,
         state: NodeState,
         health: Health,
-        now: Millis,
     ) -> Node {
         Node {
             name,
@@ -61,19 +44,10 @@ impl Node {
             cores,
             state,
             health,
-            handle: None,
-            session: None,
-            disconnected_since: None,
-            last_heard: now,
+            deployment: Deployment::None,
+            agent: AgentLink::None,
             running: BTreeSet::new(),
             used_cores: 0,
-            deploying: false,
-            awaiting_deploy: false,
-            deploy_attempts: 0,
-            retry_at: 0,
-            deployed_at: None,
-            old_deployment: None,
-            installing: false,
             packages: Vec::new(),
             task_us: None,
             metrics: None,
@@ -81,8 +55,6 @@ impl Node {
         }
     }
 
-    /// Whether the provider holds something of this node that costs money and needs the set's
-    /// proxies: anything but a node never deployed, or a failed one with nothing left.
     /// Cores' worth of tasks this node holds queued beyond its cores, as a multiple of them:
     /// one multiple (or `most`, if less) until a task ends there, then enough for about
     /// [`QUEUE_WINDOW_US`] of work per core, between one multiple and `most`. Short tasks keep
@@ -102,10 +74,24 @@ impl Node {
         self.task_us = Some(self.task_us.map_or(us, |mean| ((mean as u128 * 7 + us as u128) / 8) as u64));
     }
 
+    /// The handle of its current deployment, if the provider made one.
+    pub fn handle(&self) -> Option<&Handle> {
+        self.deployment.handle()
+    }
+
+    /// The connection of its agent, if one is connected.
+    pub fn session(&self) -> Option<SessionId> {
+        self.agent.session()
+    }
+
+    /// Whether the provider holds something of this node that costs money and needs the set's
+    /// proxies: anything but a node never deployed, or a failed one with nothing left.
     pub(super) fn holds_deployment(&self) -> bool {
         match self.state {
             NodeState::NotDeployed => false,
-            NodeState::Unknown { .. } => self.handle.is_some() || self.deploying,
+            NodeState::Unknown { .. } => {
+                matches!(self.deployment, Deployment::Made { .. } | Deployment::Deploying { .. })
+            }
             NodeState::Provisioning { .. }
             | NodeState::Offline { .. }
             | NodeState::Online { .. }

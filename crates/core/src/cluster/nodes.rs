@@ -44,7 +44,6 @@ impl Cluster {
                 size.cores(),
                 NodeState::NotDeployed,
                 Health::Unapproved,
-                now,
             );
             fx.ops.push(Op::PutNode(node.record()));
             log(

@@ -1,7 +1,7 @@
 //! Packages on nodes: installed when a burst node deploys (before it is `Offline`), and on
 //! running nodes on request (`package install`, the `hpcsync` of 2011).
 
-use super::{Cluster, Command, Effects, NodeEvent, log};
+use super::{AgentLink, Cluster, Command, Effects, NodeEvent, log};
 use crate::node_state::NodeState;
 use crate::package::{Package, validate_file_name, validate_package_name};
 use crate::persist::Op;
@@ -145,7 +145,7 @@ impl Cluster {
             self.nodes.values().filter(|n| n.template.as_deref() == Some(template)).map(|n| n.name.clone()).collect();
         for name in names {
             let node = &self.nodes[&name];
-            let (ok, message) = match (node.session, node.state.expects_agent()) {
+            let (ok, message) = match (node.session(), node.state.expects_agent()) {
                 (Some(session), true) => {
                     fx.commands.push(Command::Install { session, packages: packages.clone() });
                     log(fx, &name, now, format!("installing {} package(s) on request", packages.len()));
@@ -177,7 +177,9 @@ impl Cluster {
         let list: Vec<String> = packages.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
         log(fx, name, now, format!("installing packages {}", list.join(", ")));
         fx.commands.push(Command::Install { session, packages });
-        self.nodes.get_mut(name).expect("exists").installing = true;
+        if let AgentLink::Connected { installing, .. } = &mut self.nodes.get_mut(name).expect("exists").agent {
+            *installing = true;
+        }
         true
     }
 
@@ -198,7 +200,10 @@ impl Cluster {
             })
             .collect();
         let Some(node) = self.nodes.get_mut(&name) else { return };
-        let installing = std::mem::take(&mut node.installing);
+        let installing = match &mut node.agent {
+            AgentLink::Connected { installing, .. } => std::mem::take(installing),
+            AgentLink::None | AgentLink::Away { .. } => false,
+        };
         node.packages =
             results.iter().filter(|r| r.error.is_none()).map(|r| format!("{}@{}", r.name, r.version)).collect();
         if failed.is_empty() {

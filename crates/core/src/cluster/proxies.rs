@@ -1,7 +1,7 @@
 //! The proxies of each set: deployed when a set's first node starts, removed when its last node
 //! is gone, replaced on the same address when one dies. See [`crate::proxy`].
 
-use super::{Cluster, Command, Effects, NodeEvent, log};
+use super::{Cluster, Command, DeployEvent, Deployment, Effects, NodeEvent, log};
 use crate::Millis;
 use crate::persist::Op;
 use crate::proxy::{ProxyRecord, ProxyState, ProxyView, proxy_name};
@@ -168,11 +168,11 @@ impl Cluster {
         let waiting: Vec<String> = self
             .nodes
             .values()
-            .filter(|n| n.template.as_deref() == Some(template) && n.awaiting_deploy)
+            .filter(|n| n.template.as_deref() == Some(template) && matches!(n.deployment, Deployment::Queued { .. }))
             .map(|n| n.name.clone())
             .collect();
         for node in waiting {
-            self.nodes.get_mut(&node).expect("listed").awaiting_deploy = false;
+            self.nodes.get_mut(&node).expect("listed").deployment.on(DeployEvent::Withdrawn);
             let _ = self.transition(fx, &node, NodeEvent::Failed { cause: cause.to_string() }, now);
         }
     }

@@ -11,7 +11,7 @@ impl Node {
             cores: self.cores,
             state: self.state.clone(),
             health: self.health,
-            handle: self.handle.clone(),
+            handle: self.handle().cloned(),
         }
     }
 
@@ -32,7 +32,7 @@ impl Node {
             cores: self.cores,
             state: self.state.name().to_string(),
             health: self.health.name().to_string(),
-            connected: self.session.is_some(),
+            connected: self.session().is_some(),
             running_tasks: self.running.len() as u64,
             cores_in_use: self.used_cores,
             since,
@@ -54,7 +54,7 @@ impl Node {
     }
 
     pub(super) fn takes_work(&self) -> bool {
-        matches!(self.state, NodeState::Online { .. }) && self.health == Health::OK && self.session.is_some()
+        matches!(self.state, NodeState::Online { .. }) && self.health == Health::OK && self.session().is_some()
     }
 }
 

@@ -21,7 +21,6 @@ impl Cluster {
             c.usage.insert(key, u);
         }
         for mut r in snapshot.nodes {
-            let disconnected_since = r.state.expects_agent().then_some(now);
             // The provision timeout runs from the restart: agents may be reconnecting right now.
             let provisioning = matches!(r.state, NodeState::Provisioning { .. });
             if let NodeState::Provisioning { since } = &mut r.state {
@@ -29,15 +28,14 @@ impl Cluster {
             }
             // A deployment that was queued or under way when the head node stopped has no
             // handle yet: it is made again. One with a handle waits for its agent.
-            let redeploy = provisioning && r.handle.is_none();
-            let node = Node {
-                handle: r.handle,
-                disconnected_since,
-                awaiting_deploy: redeploy,
-                retry_at: now,
-                deployed_at: (provisioning && !redeploy).then_some(now),
-                ..Node::new(r.name.clone(), r.template, r.size, r.cores, r.state, r.health, now)
+            let deployment = match r.handle {
+                Some(handle) => Deployment::Made { handle, at: now },
+                None if provisioning => Deployment::Queued { attempts: 0, not_before: now, earlier: None },
+                None => Deployment::None,
             };
+            let agent = if r.state.expects_agent() { AgentLink::Away { since: now } } else { AgentLink::None };
+            let node =
+                Node { deployment, agent, ..Node::new(r.name.clone(), r.template, r.size, r.cores, r.state, r.health) };
             c.nodes.insert(r.name, node);
         }
         let mut rows_by_job: HashMap<JobId, Vec<TaskRow>> = HashMap::new();
@@ -80,7 +78,7 @@ impl Cluster {
             .collect();
         for name in stopping {
             let node = &c.nodes[&name];
-            match (node.handle.clone(), node.template.as_ref().and_then(|t| c.templates.get(t)).cloned()) {
+            match (node.handle().cloned(), node.template.as_ref().and_then(|t| c.templates.get(t)).cloned()) {
                 (Some(handle), Some(template)) => {
                     fx.commands.push(Command::Remove { node: name.clone(), template, handle });
                 }

@@ -65,7 +65,7 @@ fn restarting_a_failed_node_removes_its_old_deployment_and_old_answers_do_not_to
     // A second, late answer about the old deployment (the timeout had asked for one too).
     env.c.removed(&mut env.fx, n, &old, Ok(()), env.now);
     env.end();
-    assert_eq!(env.c.nodes[n].handle, Some(new), "the answer about the old deployment leaves the new one alone");
+    assert_eq!(env.c.nodes[n].handle(), Some(&new), "the answer about the old deployment leaves the new one alone");
     assert_eq!(env.state(n).0, "Provisioning");
 }
 

@@ -9,9 +9,9 @@ use crate::view::{AddNodes, NodeAction, NodeActionRequest};
 
 mod billing_and_proxies;
 mod deployments;
+mod installs;
 mod jobs;
 mod lifecycle;
-mod installs;
 mod policy;
 mod restart;
 mod scheduling;
