@@ -7,6 +7,14 @@
 //! request is allowed.
 
 use crate::{Error, Millis, Result};
+
+/// The prefix of keys in the head node's own blob store.
+pub const LOCAL_STORE: &str = "thunderhead:";
+
+/// Where a job's staged files live in the blob store.
+pub fn job_area(job: crate::JobId) -> String {
+    format!("jobs/{job}")
+}
 use serde::{Deserialize, Serialize};
 
 /// The user the head node creates on first start; its token is in `access.json`.

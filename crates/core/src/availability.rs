@@ -6,8 +6,8 @@
 //! end. [`phase`] is a pure function of the policy and the time; [`decide`] turns a phase and
 //! the nodes' states into node actions.
 
+use crate::node_state::NodeAction;
 use crate::node_state::NodeState;
-use crate::view::NodeAction;
 use crate::{Error, Millis, Result};
 use serde::{Deserialize, Serialize};
 

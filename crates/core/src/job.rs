@@ -547,6 +547,15 @@ struct Graph {
     ready: BTreeSet<u64>,
 }
 
+/// What the store kept of one task of a job, to rebuild the job's bookkeeping from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredTask {
+    pub index: u64,
+    pub state: TaskState,
+    pub attempt: u32,
+    pub losses: u32,
+}
+
 /// A job and the runtime bookkeeping of its tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -792,8 +801,9 @@ impl Job {
     /// Puts the failed and canceled tasks of an ended job back in the queue, as HPC Pack's
     /// requeue does: `ended` lists the stored rows of those tasks (index, last attempt); queued
     /// sweep indices that a cancel only counted are taken again from where the sweep stopped.
-    /// Finished tasks stay finished. Returns the rows to store for the requeued tasks.
-    pub fn requeue_ended(&mut self, ended: &[(u64, u32)]) -> Vec<crate::persist::TaskRow> {
+    /// Finished tasks stay finished. Returns each requeued task with the attempt it keeps (0
+    /// for a task that starts over).
+    pub fn requeue_ended(&mut self, ended: &[(u64, u32)]) -> Vec<(u64, u32)> {
         debug_assert!(matches!(self.state, JobState::Failed | JobState::Canceled));
         let c = &mut self.counts;
         c.queued += c.failed + c.canceled;
@@ -819,13 +829,12 @@ impl Job {
             // A task of a job with explicit tasks waits for its dependencies again, and starts
             // over at attempt 1 when they are done.
             let ready = self.graph.as_ref().is_none_or(|g| g.waiting_on[(index - 1) as usize] == 0);
-            let mut row = crate::persist::TaskRow::new(self.id, index);
-            row.message = Some("requeued".into());
             if ready && attempt > 0 {
-                row.attempt = attempt;
                 self.requeued.insert(index, Requeued { attempt, losses: 0 });
+                rows.push((index, attempt));
+            } else {
+                rows.push((index, 0));
             }
-            rows.push(row);
         }
         if let Some(g) = &mut self.graph {
             g.ready = (0..g.state.len())
@@ -848,28 +857,10 @@ impl Job {
         }
     }
 
-    /// Rebuilds a job from its stored record and the stored rows of its tasks.
-    pub fn restore(record: crate::persist::JobRecord, rows: &[crate::persist::TaskRow]) -> Job {
-        let mut job = Job {
-            id: record.id,
-            name: record.name,
-            owner: record.owner,
-            priority: record.priority,
-            cores_per_task: record.cores_per_task,
-            retries: record.retries,
-            graph: Self::graph_of(&record.spec),
-            spec: record.spec,
-            staging: record.staging,
-            state: record.state,
-            submitted_at: record.submitted_at,
-            started_at: record.started_at,
-            ended_at: record.ended_at,
-            counts: record.counts,
-            core_ms: record.core_ms,
-            cost_micros: record.cost_micros,
-            cursor: record.cursor,
-            requeued: BTreeMap::new(),
-        };
+    /// Rebuilds the bookkeeping of a job read back from the store (made with [`Job::new`], its
+    /// stored progress set) from the stored rows of its tasks.
+    pub fn resume(mut self, rows: &[StoredTask]) -> Job {
+        let job = &mut self;
         if let Some(g) = &mut job.graph {
             for row in rows {
                 let i = (row.index - 1) as usize;
@@ -894,7 +885,7 @@ impl Job {
             }
             job.requeued.insert(row.index, Requeued { attempt: row.attempt, losses: row.losses });
         }
-        job
+        self
     }
 }
 
@@ -970,7 +961,7 @@ mod tests {
         assert!(job.settle(5));
         assert_eq!(job.state, JobState::Failed);
         let rows = job.requeue_ended(&[(1, 1), (2, 0)]);
-        assert_eq!(rows.iter().map(|r| (r.index, r.attempt)).collect::<Vec<_>>(), [(1, 1), (2, 0)]);
+        assert_eq!(rows, [(1, 1), (2, 0)]);
         assert_eq!((job.state, job.counts.queued, job.counts.finished), (JobState::Queued, 2, 1));
         let again = job.take(3);
         assert_eq!(again.iter().map(|t| (t.index, t.attempt)).collect::<Vec<_>>(), [(1, 2)], "b waits for a");

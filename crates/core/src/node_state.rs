@@ -62,6 +62,17 @@ pub enum NodeEvent {
     },
 }
 
+/// What a person or an availability policy does to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    Start,
+    Stop,
+    Online,
+    Offline,
+    Delete,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Health {
     OK,

@@ -5,7 +5,7 @@
 //! latest version — or the version its template pins — of packages uploaded for every template
 //! and of those uploaded for its own.
 
-use crate::{Error, JobId, Millis, Result};
+use crate::{Error, Millis, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +34,7 @@ impl Package {
     /// The package's file as a location: a key of the head node's store, or a blob URI.
     pub fn location(&self) -> String {
         match &self.store {
-            None => format!("{}{}", crate::staging::LOCAL_STORE, self.key()),
+            None => format!("{}{}", crate::access::LOCAL_STORE, self.key()),
             Some(uri) => {
                 let (path, query) = uri.split_once('?').map_or((uri.as_str(), None), |(p, q)| (p, Some(q)));
                 let joined = format!("{}/{}", path.trim_end_matches('/'), self.key());
@@ -65,10 +65,7 @@ pub fn validate_file_name(name: &str) -> Result<()> {
     }
 }
 
-/// Where a job's staged files live in the blob store.
-pub fn job_area(job: JobId) -> String {
-    format!("jobs/{job}")
-}
+pub use crate::access::job_area;
 
 #[cfg(test)]
 mod tests {

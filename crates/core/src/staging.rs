@@ -9,8 +9,7 @@ use crate::sweep::substitute;
 use crate::{Error, JobId, Result};
 use serde::{Deserialize, Serialize};
 
-/// The prefix of keys in the head node's own blob store.
-pub const LOCAL_STORE: &str = "thunderhead:";
+pub use crate::access::LOCAL_STORE;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Input {
@@ -90,7 +89,7 @@ impl Staging {
                     glob: substitute(&o.glob, index),
                     prefix: Some(match &o.prefix {
                         Some(p) => substitute(p, index),
-                        None => format!("{LOCAL_STORE}{}/{index}/", crate::package::job_area(job)),
+                        None => format!("{LOCAL_STORE}{}/{index}/", crate::access::job_area(job)),
                     }),
                 })
                 .collect(),

@@ -91,15 +91,7 @@ pub struct AddNodes {
     pub size: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeAction {
-    Start,
-    Stop,
-    Online,
-    Offline,
-    Delete,
-}
+pub use crate::node_state::NodeAction;
 
 /// A node operation on a set (`template`) or on named nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

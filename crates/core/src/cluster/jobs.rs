@@ -130,7 +130,10 @@ impl Cluster {
             )));
         }
         let job = self.jobs.get_mut(&id).expect("checked above");
-        for row in job.requeue_ended(ended) {
+        for (index, attempt) in job.requeue_ended(ended) {
+            let mut row = TaskRow::new(id, index);
+            row.message = Some("requeued".into());
+            row.attempt = attempt;
             fx.ops.push(Op::PutTask(row));
         }
         self.active.insert(id);

@@ -57,7 +57,7 @@ pub use effects::{Command, Effects};
 use lifecycle::{DEPENDENCY_FAILED, canceled_row};
 pub use messages::{Dispatch, Hello, TaskAttempt, TaskResult};
 pub use node::Node;
-use records::{job_progress, job_record, job_view};
+use records::{job_of, job_progress, job_record, job_view};
 
 /// Identifies one connection of an agent.
 pub type SessionId = u64;

@@ -112,3 +112,29 @@ pub(super) fn job_view(job: &Job) -> JobView {
         ended_at: job.ended_at,
     }
 }
+
+/// Rebuilds a job from its stored record and the stored rows of its tasks.
+pub(super) fn job_of(record: JobRecord, rows: &[TaskRow]) -> Job {
+    let valid = crate::job::ValidJob {
+        name: record.name,
+        owner: record.owner,
+        priority: record.priority,
+        cores_per_task: record.cores_per_task,
+        retries: record.retries,
+        spec: record.spec,
+        staging: record.staging,
+    };
+    let mut job = Job::new(record.id, valid, record.submitted_at);
+    job.state = record.state;
+    job.started_at = record.started_at;
+    job.ended_at = record.ended_at;
+    job.counts = record.counts;
+    job.core_ms = record.core_ms;
+    job.cost_micros = record.cost_micros;
+    job.cursor = record.cursor;
+    let tasks: Vec<crate::job::StoredTask> = rows
+        .iter()
+        .map(|r| crate::job::StoredTask { index: r.index, state: r.state, attempt: r.attempt, losses: r.losses })
+        .collect();
+    job.resume(&tasks)
+}

@@ -46,7 +46,7 @@ impl Cluster {
             let id = record.id;
             c.next_job = c.next_job.max(id + 1);
             let rows = rows_by_job.remove(&id).unwrap_or_default();
-            let mut job = Job::restore(record, &rows);
+            let mut job = job_of(record, &rows);
             if !job.state.is_terminal() {
                 c.active.insert(id);
                 for row in rows.iter().filter(|r| r.state == TaskState::Running) {
