@@ -115,8 +115,8 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
         .prefix("thunderhead-quickstart-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let runtime = crate::runtime()?;
-    let config = crate::server_config(state.path().to_path_buf(), "127.0.0.1:0".parse().expect("address"))?;
+    let runtime = crate::process::runtime()?;
+    let config = crate::process::server_config(state.path().to_path_buf(), "127.0.0.1:0".parse().expect("address"))?;
     let server = runtime.block_on(thunderhead_server::start(config))?;
     end_on_interrupt(&runtime, state.path().to_path_buf());
     step(&format!("head node running at {} (state in {})", server.url, state.path().display()));

@@ -1,0 +1,189 @@
+//! `thunderhead node`: compute nodes, burst and on-premises, and the actions on them.
+
+use crate::client::Client;
+use crate::{show, wait};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use thunderhead_core::size::NodeSize;
+use thunderhead_core::view::{NodeAction, NodeActionRequest, NodeActionResult, NodeLogEntry, NodeView};
+
+#[derive(Args)]
+pub struct NodeSelection {
+    /// Act on every node of this template
+    #[arg(long)]
+    template: Option<String>,
+    /// Or on these nodes
+    names: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Add burst nodes from a template (they start NotDeployed)
+    Add {
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        count: u32,
+        /// Small (1 core), Medium (2), Large (4) or ExtraLarge (8)
+        #[arg(long)]
+        size: String,
+    },
+    /// List nodes
+    List {
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Deploy nodes (Provisioning, then Offline when their agents connect)
+    Start {
+        #[command(flatten)]
+        nodes: NodeSelection,
+        /// Return once every started node is Offline (exit 1 if one fails)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Remove the deployment of nodes (back to NotDeployed)
+    Stop(NodeSelection),
+    /// Bring nodes online: they take work
+    Online(NodeSelection),
+    /// Take nodes offline: running tasks finish first, or are requeued with --force
+    Offline {
+        #[command(flatten)]
+        nodes: NodeSelection,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove nodes from the cluster
+    Delete(NodeSelection),
+    /// Print a node's lifecycle log
+    Log { name: String },
+    /// Revoke a node's certificate: its agent is refused until it joins again with a new token
+    Revoke { name: String },
+}
+
+pub fn node_rows(nodes: &[NodeView]) -> Vec<Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.template.clone().unwrap_or_else(|| "(on-premises)".into()),
+                show::opt(&n.size),
+                n.cores.to_string(),
+                n.state.clone(),
+                n.health.clone(),
+                n.running_tasks.to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// Runs a node operation and prints what happened to each node; returns the per-node results.
+pub fn node_action(
+    c: &Client,
+    action: NodeAction,
+    sel: NodeSelection,
+    force: bool,
+    as_json: bool,
+) -> Result<Vec<NodeActionResult>> {
+    let request = NodeActionRequest { action, template: sel.template, names: sel.names, force };
+    let results: Vec<NodeActionResult> = c.post("/api/v1/nodes/actions", &request)?;
+    if as_json {
+        show::json(&results);
+    } else {
+        show::table(
+            &["node", "result", "state or reason"],
+            results
+                .iter()
+                .map(|r| vec![r.node.clone(), if r.ok { "OK" } else { "FAILED" }.into(), r.message.clone()])
+                .collect(),
+        );
+        if results.is_empty() {
+            println!("no nodes to act on");
+        }
+    }
+    for r in results.iter().filter(|r| !r.ok) {
+        eprintln!("error: {}: {}", r.node, r.message);
+    }
+    Ok(results)
+}
+
+/// Exit code 1 if the operation failed on any node.
+pub fn exit_code(results: &[NodeActionResult]) -> i32 {
+    i32::from(results.iter().any(|r| !r.ok))
+}
+
+pub fn acted(results: Result<Vec<NodeActionResult>>) -> Result<i32> {
+    results.map(|r| exit_code(&r))
+}
+
+pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
+    match command {
+        NodeCommand::Add { template, count, size } => {
+            // Checked here too, so the mistake is named before anything is sent.
+            NodeSize::parse_burst(&size).map_err(|e| anyhow::anyhow!(e.message))?;
+            let added: Vec<NodeView> =
+                c.post("/api/v1/nodes", &json!({"template": template, "count": count, "size": size}))?;
+            if as_json {
+                show::json(&added);
+            } else {
+                let names: Vec<&str> = added.iter().map(|n| n.name.as_str()).collect();
+                println!("added {} node(s) from template {template}: {}", added.len(), names.join(", "));
+            }
+        }
+        NodeCommand::List { template } => {
+            let path = match &template {
+                Some(t) => format!("/api/v1/nodes?template={t}"),
+                None => "/api/v1/nodes".to_string(),
+            };
+            let nodes: Vec<NodeView> = c.get(&path)?;
+            if as_json {
+                show::json(&nodes);
+            } else {
+                show::table(&["name", "template", "size", "cores", "state", "health", "running"], node_rows(&nodes));
+            }
+        }
+        NodeCommand::Start { nodes, wait } => {
+            let started = node_action(c, NodeAction::Start, nodes, false, as_json)?;
+            if !wait || started.iter().all(|r| !r.ok) {
+                return Ok(exit_code(&started));
+            }
+            let names: Vec<&str> = started.iter().filter(|r| r.ok).map(|r| r.node.as_str()).collect();
+            let fetch = || -> Result<Vec<NodeView>> {
+                let all: Vec<NodeView> = c.get("/api/v1/nodes")?;
+                Ok(all.into_iter().filter(|n| names.contains(&n.name.as_str())).collect())
+            };
+            let done = |n: &NodeView| matches!(n.state.as_str(), "Offline" | "Online");
+            wait::await_nodes(fetch, "Offline", std::time::Duration::from_secs(30 * 60), done)?;
+            return Ok(exit_code(&started));
+        }
+        NodeCommand::Stop(sel) => return acted(node_action(c, NodeAction::Stop, sel, false, as_json)),
+        NodeCommand::Online(sel) => return acted(node_action(c, NodeAction::Online, sel, false, as_json)),
+        NodeCommand::Offline { nodes, force } => {
+            return acted(node_action(c, NodeAction::Offline, nodes, force, as_json));
+        }
+        NodeCommand::Delete(sel) => return acted(node_action(c, NodeAction::Delete, sel, false, as_json)),
+        NodeCommand::Log { name } => {
+            let log: Vec<NodeLogEntry> = c.get(&format!("/api/v1/nodes/{name}/log"))?;
+            if as_json {
+                show::json(&log);
+            } else {
+                for entry in log {
+                    println!("{}  {}", show::time(Some(entry.at)), entry.message);
+                }
+            }
+        }
+        NodeCommand::Revoke { name } => {
+            let answer: Value = c.post(&format!("/api/v1/nodes/{name}/revoke"), &json!({}))?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                println!(
+                    "revoked {} certificate(s) of {name}: its agent is refused from its next connection until it joins again",
+                    answer["revoked"]
+                );
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,97 @@
+//! `thunderhead task`: the tasks of a job and their output.
+
+use crate::client::Client;
+use crate::show;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde_json::Value;
+use thunderhead_core::view::{JobView, TaskOutput, TaskView};
+
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// List the tasks of a job that have started
+    List {
+        id: u64,
+        /// Only tasks in this state
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Print a task's standard output (or error)
+    Output {
+        /// JOB.INDEX, e.g. 3.17
+        task: String,
+        #[arg(long)]
+        stderr: bool,
+    },
+}
+
+/// The most task rows `task list` prints.
+pub const TASK_LIST_LIMIT: u64 = 100_000;
+
+pub fn parse_task_id(text: &str) -> Result<(u64, u64)> {
+    let parsed = text.split_once('.').and_then(|(j, i)| Some((j.parse().ok()?, i.parse().ok()?)));
+    parsed.with_context(|| format!("task \"{text}\" is not a task id (expected JOB.INDEX, e.g. 3.17)"))
+}
+
+pub fn run(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
+    match command {
+        TaskCommand::List { id, state } => {
+            let mut path = format!("/api/v1/jobs/{id}/tasks?limit={TASK_LIST_LIMIT}");
+            if let Some(s) = &state {
+                path.push_str(&format!("&state={s}"));
+            }
+            let state_given = state;
+            let tasks: Vec<TaskView> = c.get(&path)?;
+            if as_json {
+                show::json(&tasks);
+            } else {
+                show::table(
+                    &["task", "state", "attempt", "node", "exit", "started", "ended"],
+                    tasks
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                t.state.clone(),
+                                t.attempt.to_string(),
+                                show::opt(&t.node),
+                                show::opt(&t.exit_code),
+                                show::time(t.started_at),
+                                show::time(t.ended_at),
+                            ]
+                        })
+                        .collect(),
+                );
+                let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+                let listed = tasks.len() as u64;
+                let whole = state_given.is_none() && listed < TASK_LIST_LIMIT;
+                if whole && job.total_tasks > listed && !tasks.is_empty() {
+                    println!("({} of {} tasks have started; the rest are queued)", listed, job.total_tasks);
+                }
+            }
+        }
+        TaskCommand::Output { task, stderr } => {
+            let (id, index) = parse_task_id(&task)?;
+            let answer: Value = c.get(&format!("/api/v1/jobs/{id}/tasks/{index}"))?;
+            let output: TaskOutput = serde_json::from_value(answer["output"].clone())?;
+            if as_json {
+                show::json(&answer);
+            } else {
+                print!("{}", if stderr { &output.stderr } else { &output.stdout });
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_parse_and_bad_ones_are_explained() {
+        assert_eq!(parse_task_id("3.17").unwrap(), (3, 17));
+        let err = parse_task_id("3-17").unwrap_err().to_string();
+        assert!(err.contains("\"3-17\"") && err.contains("JOB.INDEX"), "{err}");
+    }
+}
