@@ -5,6 +5,7 @@
 //! where there is one, the ratio to a baseline measured right beside it. Run it with the other
 //! core idle; see docs/benchmarks.md.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -100,7 +101,7 @@ impl Head {
     /// Waits until the head node answers a request; returns how long that took.
     fn until_answering(&self, limit: Duration) -> Result<Duration> {
         let start = Instant::now();
-        while self.client.get::<Value>("/api/v1/health").is_err() {
+        while self.client.get::<Value>(&ApiPath::new("health")).is_err() {
             if start.elapsed() > limit {
                 bail!("the head node did not answer within {} s", limit.as_secs());
             }
@@ -122,7 +123,7 @@ impl Head {
     /// Starts `count` light agents in a process of their own, joined with a join token, and
     /// brings them online.
     fn light_agents(&self, count: u32) -> Result<Group> {
-        let joining: Value = self.client.post("/api/v1/join-tokens", &serde_json::json!({}))?;
+        let joining: Value = self.client.post(&ApiPath::new("join-tokens"), &serde_json::json!({}))?;
         let agents = Command::new(std::env::current_exe()?)
             .args(["--server", &format!("https://127.0.0.1:{}", self.port), "--ca"])
             .arg(self.dir.path().join("state").join("ca.pem"))
@@ -137,7 +138,7 @@ impl Head {
         let agents = Group(agents);
         let start = Instant::now();
         let names = loop {
-            let nodes: Vec<NodeView> = self.client.get("/api/v1/nodes")?;
+            let nodes: Vec<NodeView> = self.client.get(&ApiPath::new("nodes"))?;
             if nodes.len() >= count as usize {
                 break nodes.into_iter().map(|n| n.name).collect::<Vec<_>>();
             }
@@ -146,7 +147,9 @@ impl Head {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        let _: Value = self.client.post("/api/v1/nodes/actions", &json!({"action": "online", "names": names}))?;
+        let _: Value = self
+            .client
+            .post(&ApiPath::new("nodes").segment("actions"), &json!({"action": "online", "names": names}))?;
         self.until(Duration::from_secs(120), |nodes| nodes.iter().all(|n| n.state == "Online"))?;
         eprintln!("{count} light agents online after {:.1} s", start.elapsed().as_secs_f64());
         Ok(agents)
@@ -160,15 +163,17 @@ impl Head {
     fn set(&self, count: u32, size: &str) -> Result<Duration> {
         let c = &self.client;
         let _: Value = c.post(
-            "/api/v1/templates",
+            &ApiPath::new("templates"),
             &json!({"name": "bench", "provider": "local", "quota_cores": 100_000, "deploy_rate": 100_000}),
         )?;
-        let _: Value = c.post("/api/v1/nodes", &json!({"template": "bench", "count": count, "size": size}))?;
+        let _: Value = c.post(&ApiPath::new("nodes"), &json!({"template": "bench", "count": count, "size": size}))?;
         let started = Instant::now();
-        let _: Value = c.post("/api/v1/nodes/actions", &json!({"action": "start", "template": "bench"}))?;
+        let _: Value =
+            c.post(&ApiPath::new("nodes").segment("actions"), &json!({"action": "start", "template": "bench"}))?;
         self.until(Duration::from_secs(300), |nodes| nodes.iter().all(|n| n.state == "Offline"))?;
         let took = started.elapsed();
-        let _: Value = c.post("/api/v1/nodes/actions", &json!({"action": "online", "template": "bench"}))?;
+        let _: Value =
+            c.post(&ApiPath::new("nodes").segment("actions"), &json!({"action": "online", "template": "bench"}))?;
         self.until(Duration::from_secs(60), |nodes| nodes.iter().all(|n| n.state == "Online"))?;
         Ok(took)
     }
@@ -176,7 +181,7 @@ impl Head {
     fn until(&self, limit: Duration, done: impl Fn(&[NodeView]) -> bool) -> Result<()> {
         let start = Instant::now();
         loop {
-            let nodes: Vec<NodeView> = self.client.get("/api/v1/nodes")?;
+            let nodes: Vec<NodeView> = self.client.get(&ApiPath::new("nodes"))?;
             if nodes.iter().any(|n| n.state == "Unknown") {
                 bail!("a node failed to deploy");
             }
@@ -193,7 +198,9 @@ impl Head {
 
 impl Drop for Head {
     fn drop(&mut self) {
-        let _ = self.client.post::<Value>("/api/v1/nodes/actions", &json!({"action": "stop", "template": "bench"}));
+        let _ = self
+            .client
+            .post::<Value>(&ApiPath::new("nodes").segment("actions"), &json!({"action": "stop", "template": "bench"}));
         std::thread::sleep(Duration::from_millis(500));
         kill_group(&mut self.child);
         // Agents and proxies of the set, if the stop did not reach them.
@@ -257,7 +264,7 @@ fn wait_job(c: &Client, id: u64) -> Result<JobView> {
 
 fn wait_job_until(c: &Client, id: u64, done: impl Fn(&JobView) -> bool) -> Result<JobView> {
     loop {
-        let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+        let job: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
         if done(&job) {
             return Ok(job);
         }
@@ -272,8 +279,9 @@ fn dispatch(args: &BenchArgs) -> Result<Value> {
     let mut baseline = Vec::new();
     for round in 1..=args.repeat {
         let start = Instant::now();
-        let reply: SubmitReply =
-            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.tasks), "command": ["true"]}))?;
+        let reply: SubmitReply = head
+            .client
+            .post(&ApiPath::new("jobs"), &json!({"sweep": format!("1-{}", args.tasks), "command": ["true"]}))?;
         let job = wait_job(&head.client, reply.id)?;
         if job.tasks.finished != args.tasks {
             bail!("only {} of {} tasks finished", job.tasks.finished, args.tasks);
@@ -315,15 +323,16 @@ fn big_sweep(args: &BenchArgs) -> Result<Value> {
         let head = Head::start()?;
         let before = rss_kib(head.pid());
         let start = Instant::now();
-        let reply: SubmitReply =
-            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
+        let reply: SubmitReply = head
+            .client
+            .post(&ApiPath::new("jobs"), &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
         submit.push(start.elapsed().as_secs_f64());
         std::thread::sleep(Duration::from_millis(200));
         growth.push((rss_kib(head.pid()).saturating_sub(before)) as f64 / 1024.0);
         let mut views = Vec::new();
         for _ in 0..20 {
             let start = Instant::now();
-            let _: JobView = head.client.get(&format!("/api/v1/jobs/{}", reply.id))?;
+            let _: JobView = head.client.get(&ApiPath::new("jobs").segment(reply.id))?;
             views.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         view.push(median(views));
@@ -362,8 +371,9 @@ fn many_nodes(args: &BenchArgs) -> Result<Value> {
     let mut busy = Vec::new();
     for round in 1..=args.repeat {
         let (cpu, start) = (cpu_seconds(head.pid()), Instant::now());
-        let reply: SubmitReply =
-            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
+        let reply: SubmitReply = head
+            .client
+            .post(&ApiPath::new("jobs"), &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
         let job = wait_job(&head.client, reply.id)?;
         if job.tasks.finished != args.indices {
             bail!("only {} of {} tasks finished", job.tasks.finished, args.indices);
@@ -390,14 +400,15 @@ fn restart(args: &BenchArgs) -> Result<Value> {
     for round in 1..=args.repeat {
         let mut head = Head::start()?;
         let agents = head.light_agents(100)?;
-        let reply: SubmitReply =
-            head.client.post("/api/v1/jobs", &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
+        let reply: SubmitReply = head
+            .client
+            .post(&ApiPath::new("jobs"), &json!({"sweep": format!("1-{}", args.indices), "command": ["true"]}))?;
         let half = args.indices / 2;
         wait_job_until(&head.client, reply.id, |job| job.tasks.finished >= half)?;
         drop(agents);
-        let before: JobView = head.client.get(&format!("/api/v1/jobs/{}", reply.id))?;
+        let before: JobView = head.client.get(&ApiPath::new("jobs").segment(reply.id))?;
         took.push(head.kill_and_restart()?.as_secs_f64());
-        let after: JobView = head.client.get(&format!("/api/v1/jobs/{}", reply.id))?;
+        let after: JobView = head.client.get(&ApiPath::new("jobs").segment(reply.id))?;
         if after.tasks.finished < before.tasks.finished {
             bail!("the restart lost finished tasks: {} before, {} after", before.tasks.finished, after.tasks.finished);
         }

@@ -1,5 +1,6 @@
 //! `thunderhead cost`: node-hours and what they cost, per set, per job and in total.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use anyhow::{Result, bail};
@@ -42,17 +43,10 @@ pub fn money(cost: &std::collections::BTreeMap<String, f64>) -> String {
 }
 
 pub fn run(c: &Client, args: CostArgs, as_json: bool) -> Result<i32> {
-    let mut query = Vec::new();
-    if let Some(t) = &args.template {
-        query.push(format!("template={t}"));
-    }
-    if let Some(j) = args.job {
-        query.push(format!("job={j}"));
-    }
-    if let Some(s) = &args.since {
-        query.push(format!("since={}", parse_since(s)?));
-    }
-    let report: CostReport = c.get(&format!("/api/v1/cost?{}", query.join("&")))?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let path =
+        ApiPath::new("cost").query_opt("template", args.template).query_opt("job", args.job).query_opt("since", since);
+    let report: CostReport = c.get(&path)?;
     if as_json {
         show::json(&report);
         return Ok(0);

@@ -1,6 +1,7 @@
 //! `thunderhead job`: submitting jobs (with their local inputs staged to the head node),
 //! following them and fetching their outputs.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::{show, wait};
 use anyhow::{Context, Result, bail};
@@ -118,7 +119,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 submission.outputs = Some(args.outputs);
             }
             submission.upload_on = args.upload_on.or(submission.upload_on);
-            let reply: SubmitReply = c.post("/api/v1/jobs", &submission)?;
+            let reply: SubmitReply = c.post(&ApiPath::new("jobs"), &submission)?;
             if as_json {
                 show::json(&reply);
             } else {
@@ -126,7 +127,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             }
         }
         JobCommand::List => {
-            let jobs: Vec<JobView> = c.get("/api/v1/jobs")?;
+            let jobs: Vec<JobView> = c.get(&ApiPath::new("jobs"))?;
             if as_json {
                 show::json(&jobs);
             } else {
@@ -151,7 +152,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             }
         }
         JobCommand::View { id } => {
-            let j: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+            let j: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
             if as_json {
                 show::json(&j);
             } else {
@@ -160,7 +161,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
         }
         JobCommand::Wait { id } => return wait::wait(c, id, as_json),
         JobCommand::Output { id, to } => {
-            let files: Vec<Value> = c.get_data(&format!("/api/v1/jobs/{id}/outputs"))?;
+            let files: Vec<Value> = c.get_data(&ApiPath::new("jobs").segment(id).segment("outputs"))?;
             for f in &files {
                 let (index, path, location) = (
                     f["index"].as_str().unwrap_or("0"),
@@ -171,7 +172,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
                 }
-                c.download(&format!("/api/v1/blobs?location={}", thunderhead_agent::encode_query(location)), &dest)?;
+                c.download(&ApiPath::new("blobs").query("location", location), &dest)?;
             }
             if as_json {
                 show::json(&files);
@@ -180,7 +181,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             }
         }
         JobCommand::Cancel { id } => {
-            let j: JobView = c.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}))?;
+            let j: JobView = c.post(&ApiPath::new("jobs").segment(id).segment("cancel"), &json!({}))?;
             if as_json {
                 show::json(&j);
             } else {
@@ -188,7 +189,7 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
             }
         }
         JobCommand::Requeue { id } => {
-            let j: JobView = c.post(&format!("/api/v1/jobs/{id}/requeue"), &json!({}))?;
+            let j: JobView = c.post(&ApiPath::new("jobs").segment(id).segment("requeue"), &json!({}))?;
             if as_json {
                 show::json(&j);
             } else {
@@ -217,7 +218,7 @@ pub fn stage_input(c: &Client, input: &str, reserved: &mut Option<u64>) -> Resul
     let id = match reserved {
         Some(id) => *id,
         None => {
-            let reply: SubmitReply = c.post("/api/v1/jobs/reserve", &json!({}))?;
+            let reply: SubmitReply = c.post(&ApiPath::new("jobs").segment("reserve"), &json!({}))?;
             *reserved = Some(reply.id);
             reply.id
         }
@@ -230,7 +231,8 @@ pub fn stage_input(c: &Client, input: &str, reserved: &mut Option<u64>) -> Resul
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type()?.is_file() && matches(&name) {
-            let _: Value = c.put_file(&format!("/api/v1/jobs/{id}/inputs/{name}"), &entry.path())?;
+            let _: Value =
+                c.put_file(&ApiPath::new("jobs").segment(id).segment("inputs").segment(&name), &entry.path())?;
             uploaded += 1;
         }
     }

@@ -4,6 +4,7 @@
 //! Each command group lives in a module of its own, with its arguments and its handler; this
 //! file only parses the command line and hands it to the group.
 
+mod api_path;
 mod bench;
 mod client;
 mod cost;

@@ -1,5 +1,6 @@
 //! `thunderhead node`: compute nodes, burst and on-premises, and the actions on them.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::{show, wait};
 use anyhow::Result;
@@ -87,7 +88,7 @@ pub fn node_action(
     as_json: bool,
 ) -> Result<Vec<NodeActionResult>> {
     let request = NodeActionRequest { action, template: sel.template, names: sel.names, force };
-    let results: Vec<NodeActionResult> = c.post("/api/v1/nodes/actions", &request)?;
+    let results: Vec<NodeActionResult> = c.post(&ApiPath::new("nodes").segment("actions"), &request)?;
     if as_json {
         show::json(&results);
     } else {
@@ -123,7 +124,7 @@ pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
             // Checked here too, so the mistake is named before anything is sent.
             NodeSize::parse_burst(&size).map_err(|e| anyhow::anyhow!(e.message))?;
             let added: Vec<NodeView> =
-                c.post("/api/v1/nodes", &json!({"template": template, "count": count, "size": size}))?;
+                c.post(&ApiPath::new("nodes"), &json!({"template": template, "count": count, "size": size}))?;
             if as_json {
                 show::json(&added);
             } else {
@@ -132,11 +133,7 @@ pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
             }
         }
         NodeCommand::List { template } => {
-            let path = match &template {
-                Some(t) => format!("/api/v1/nodes?template={t}"),
-                None => "/api/v1/nodes".to_string(),
-            };
-            let nodes: Vec<NodeView> = c.get(&path)?;
+            let nodes: Vec<NodeView> = c.get(&ApiPath::new("nodes").query_opt("template", template))?;
             if as_json {
                 show::json(&nodes);
             } else {
@@ -150,7 +147,7 @@ pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
             }
             let names: Vec<&str> = started.iter().filter(|r| r.ok).map(|r| r.node.as_str()).collect();
             let fetch = || -> Result<Vec<NodeView>> {
-                let all: Vec<NodeView> = c.get("/api/v1/nodes")?;
+                let all: Vec<NodeView> = c.get(&ApiPath::new("nodes"))?;
                 Ok(all.into_iter().filter(|n| names.contains(&n.name.as_str())).collect())
             };
             let done = |n: &NodeView| matches!(n.state.as_str(), "Offline" | "Online");
@@ -164,7 +161,7 @@ pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
         }
         NodeCommand::Delete(sel) => return acted(node_action(c, NodeAction::Delete, sel, false, as_json)),
         NodeCommand::Log { name } => {
-            let log: Vec<NodeLogEntry> = c.get(&format!("/api/v1/nodes/{name}/log"))?;
+            let log: Vec<NodeLogEntry> = c.get(&ApiPath::new("nodes").segment(&name).segment("log"))?;
             if as_json {
                 show::json(&log);
             } else {
@@ -174,7 +171,7 @@ pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
             }
         }
         NodeCommand::Revoke { name } => {
-            let answer: Value = c.post(&format!("/api/v1/nodes/{name}/revoke"), &json!({}))?;
+            let answer: Value = c.post(&ApiPath::new("nodes").segment(&name).segment("revoke"), &json!({}))?;
             if as_json {
                 show::json(&answer);
             } else {

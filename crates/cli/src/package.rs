@@ -1,5 +1,6 @@
 //! `thunderhead package`: application files installed on burst nodes.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use anyhow::{Context, Result};
@@ -65,11 +66,8 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
                 let stem = file_name.trim_end_matches(".tar.gz").trim_end_matches(".tgz").trim_end_matches(".zip");
                 stem.to_string()
             });
-            let mut query = format!("file={file_name}");
-            if let Some(t) = &template {
-                query.push_str(&format!("&template={t}"));
-            }
-            let p: PackageView = c.put_file(&format!("/api/v1/packages/{name}?{query}"), &file)?;
+            let path = ApiPath::new("packages").segment(&name).query("file", file_name).query_opt("template", template);
+            let p: PackageView = c.put_file(&path, &file)?;
             if as_json {
                 show::json(&p);
             } else {
@@ -77,7 +75,7 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
             }
         }
         PackageCommand::List => {
-            let list: Vec<PackageView> = c.get("/api/v1/packages")?;
+            let list: Vec<PackageView> = c.get(&ApiPath::new("packages"))?;
             if as_json {
                 show::json(&list);
             } else {
@@ -99,7 +97,7 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
             }
         }
         PackageCommand::View { name } => {
-            let versions: Vec<PackageView> = c.get_data(&format!("/api/v1/packages/{name}"))?;
+            let versions: Vec<PackageView> = c.get_data(&ApiPath::new("packages").segment(&name))?;
             if as_json {
                 show::json(&versions);
             } else {
@@ -121,7 +119,7 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
             }
         }
         PackageCommand::Download { name, version, to } => {
-            let versions: Vec<PackageView> = c.get(&format!("/api/v1/packages/{name}"))?;
+            let versions: Vec<PackageView> = c.get(&ApiPath::new("packages").segment(&name))?;
             let chosen = match version {
                 Some(v) => versions
                     .iter()
@@ -130,16 +128,16 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
                 None => &versions[0],
             };
             let to = to.unwrap_or_else(|| PathBuf::from(&chosen.file_name));
-            let n = c.download(&format!("/api/v1/packages/{name}/download?version={}", chosen.version), &to)?;
+            let n = c.download(
+                &ApiPath::new("packages").segment(&name).segment("download").query("version", chosen.version),
+                &to,
+            )?;
             if !as_json {
                 println!("downloaded {name} version {} to {} ({n} bytes)", chosen.version, to.display());
             }
         }
         PackageCommand::Remove { name, version } => {
-            let mut path = format!("/api/v1/packages/{name}");
-            if let Some(v) = version {
-                path.push_str(&format!("?version={v}"));
-            }
+            let path = ApiPath::new("packages").segment(&name).query_opt("version", version);
             let removed: Value = c.delete_json(&path)?;
             if as_json {
                 show::json(&removed);
@@ -148,7 +146,8 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
             }
         }
         PackageCommand::Install { template } => {
-            let results: Vec<NodeActionResult> = c.post("/api/v1/packages/install", &json!({"template": template}))?;
+            let results: Vec<NodeActionResult> =
+                c.post(&ApiPath::new("packages").segment("install"), &json!({"template": template}))?;
             if as_json {
                 show::json(&results);
             } else {

@@ -1,5 +1,6 @@
 //! `thunderhead task`: the tasks of a job and their output.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use anyhow::{Context, Result};
@@ -36,10 +37,11 @@ pub fn parse_task_id(text: &str) -> Result<(u64, u64)> {
 pub fn run(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
     match command {
         TaskCommand::List { id, state } => {
-            let mut path = format!("/api/v1/jobs/{id}/tasks?limit={TASK_LIST_LIMIT}");
-            if let Some(s) = &state {
-                path.push_str(&format!("&state={s}"));
-            }
+            let path = ApiPath::new("jobs")
+                .segment(id)
+                .segment("tasks")
+                .query("limit", TASK_LIST_LIMIT)
+                .query_opt("state", state.as_ref());
             let state_given = state;
             let tasks: Vec<TaskView> = c.get(&path)?;
             if as_json {
@@ -62,7 +64,7 @@ pub fn run(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
                         })
                         .collect(),
                 );
-                let job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+                let job: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
                 let listed = tasks.len() as u64;
                 let whole = state_given.is_none() && listed < TASK_LIST_LIMIT;
                 if whole && job.total_tasks > listed && !tasks.is_empty() {
@@ -72,7 +74,7 @@ pub fn run(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
         }
         TaskCommand::Output { task, stderr } => {
             let (id, index) = parse_task_id(&task)?;
-            let answer: Value = c.get(&format!("/api/v1/jobs/{id}/tasks/{index}"))?;
+            let answer: Value = c.get(&ApiPath::new("jobs").segment(id).segment("tasks").segment(index))?;
             let output: TaskOutput = serde_json::from_value(answer["output"].clone())?;
             if as_json {
                 show::json(&answer);

@@ -1,5 +1,6 @@
 //! `thunderhead template`: node templates, which say how burst nodes are deployed.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use anyhow::{Context, Result};
@@ -203,7 +204,7 @@ pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
             let mut body = fields.body()?;
             body.insert("name".into(), Value::from(name));
             body.insert("provider".into(), Value::from(provider));
-            let t: TemplateView = c.post("/api/v1/templates", &body)?;
+            let t: TemplateView = c.post(&ApiPath::new("templates"), &body)?;
             if as_json {
                 show::json(&t);
             } else {
@@ -211,7 +212,7 @@ pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
             }
         }
         TemplateCommand::Edit { name, fields } => {
-            let t: TemplateView = c.patch(&format!("/api/v1/templates/{name}"), &fields.body()?)?;
+            let t: TemplateView = c.patch(&ApiPath::new("templates").segment(&name), &fields.body()?)?;
             if as_json {
                 show::json(&t);
             } else {
@@ -222,7 +223,7 @@ pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
             }
         }
         TemplateCommand::Resume { name } => {
-            let t: TemplateView = c.post(&format!("/api/v1/templates/{name}/resume"), &json!({}))?;
+            let t: TemplateView = c.post(&ApiPath::new("templates").segment(&name).segment("resume"), &json!({}))?;
             if as_json {
                 show::json(&t);
             } else {
@@ -230,7 +231,7 @@ pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
             }
         }
         TemplateCommand::List => {
-            let list: Vec<TemplateView> = c.get("/api/v1/templates")?;
+            let list: Vec<TemplateView> = c.get(&ApiPath::new("templates"))?;
             if as_json {
                 show::json(&list);
             } else {
@@ -243,7 +244,7 @@ pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
             }
         }
         TemplateCommand::Show { name } => {
-            let t: TemplateView = c.get(&format!("/api/v1/templates/{name}"))?;
+            let t: TemplateView = c.get(&ApiPath::new("templates").segment(&name))?;
             if as_json {
                 show::json(&t);
             } else {
@@ -306,13 +307,14 @@ pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
             }
         }
         TemplateCommand::Delete { name } => {
-            c.delete(&format!("/api/v1/templates/{name}"))?;
+            c.delete(&ApiPath::new("templates").segment(&name))?;
             if !as_json {
                 println!("deleted template {name}");
             }
         }
         TemplateCommand::Validate { name } => {
-            let checks: Vec<Value> = c.post(&format!("/api/v1/templates/{name}/validate"), &json!({}))?;
+            let checks: Vec<Value> =
+                c.post(&ApiPath::new("templates").segment(&name).segment("validate"), &json!({}))?;
             let ok = checks.iter().all(|c| c["ok"] == Value::Bool(true));
             if as_json {
                 show::json(&checks);

@@ -1,5 +1,6 @@
 //! `thunderhead token`: join tokens, with which agents of on-premises nodes join the cluster.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use anyhow::Result;
@@ -27,7 +28,7 @@ pub fn run(c: &Client, command: TokenCommand, as_json: bool) -> Result<i32> {
     match command {
         TokenCommand::Create { template, expires } => {
             let body = json!({"template": template, "expires_in_secs": expires.as_secs()});
-            let answer: Value = c.post("/api/v1/join-tokens", &body)?;
+            let answer: Value = c.post(&ApiPath::new("join-tokens"), &body)?;
             if as_json {
                 show::json(&answer);
             } else {
@@ -42,7 +43,7 @@ pub fn run(c: &Client, command: TokenCommand, as_json: bool) -> Result<i32> {
             }
         }
         TokenCommand::List => {
-            let tokens: Vec<thunderhead_core::access::JoinTokenView> = c.get("/api/v1/join-tokens")?;
+            let tokens: Vec<thunderhead_core::access::JoinTokenView> = c.get(&ApiPath::new("join-tokens"))?;
             if as_json {
                 show::json(&tokens);
             } else {
@@ -63,7 +64,7 @@ pub fn run(c: &Client, command: TokenCommand, as_json: bool) -> Result<i32> {
             }
         }
         TokenCommand::Remove { id } => {
-            let answer: Value = c.delete_json(&format!("/api/v1/join-tokens/{id}"))?;
+            let answer: Value = c.delete_json(&ApiPath::new("join-tokens").segment(&id))?;
             if as_json {
                 show::json(&answer);
             } else {

@@ -1,5 +1,6 @@
 //! `thunderhead user`: users, their roles and their API tokens.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use anyhow::Result;
@@ -38,15 +39,15 @@ pub fn run(c: &Client, command: UserCommand, as_json: bool) -> Result<i32> {
     };
     match command {
         UserCommand::Add { name, role } => {
-            let answer: Value = c.post("/api/v1/users", &json!({"name": name, "role": role}))?;
+            let answer: Value = c.post(&ApiPath::new("users"), &json!({"name": name, "role": role}))?;
             issued(answer, "added user");
         }
         UserCommand::Token { name } => {
-            let answer: Value = c.post(&format!("/api/v1/users/{name}/token"), &json!({}))?;
+            let answer: Value = c.post(&ApiPath::new("users").segment(&name).segment("token"), &json!({}))?;
             issued(answer, "new token for");
         }
         UserCommand::Remove { name } => {
-            let answer: Value = c.delete_json(&format!("/api/v1/users/{name}"))?;
+            let answer: Value = c.delete_json(&ApiPath::new("users").segment(&name))?;
             if as_json {
                 show::json(&answer);
             } else {
@@ -54,7 +55,7 @@ pub fn run(c: &Client, command: UserCommand, as_json: bool) -> Result<i32> {
             }
         }
         UserCommand::List => {
-            let users: Vec<thunderhead_core::access::UserView> = c.get("/api/v1/users")?;
+            let users: Vec<thunderhead_core::access::UserView> = c.get(&ApiPath::new("users"))?;
             if as_json {
                 show::json(&users);
             } else {
@@ -68,7 +69,7 @@ pub fn run(c: &Client, command: UserCommand, as_json: bool) -> Result<i32> {
             }
         }
         UserCommand::Whoami => {
-            let me: thunderhead_core::access::Caller = c.get("/api/v1/whoami")?;
+            let me: thunderhead_core::access::Caller = c.get(&ApiPath::new("whoami"))?;
             if as_json {
                 show::json(&me);
             } else {

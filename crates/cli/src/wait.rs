@@ -1,6 +1,7 @@
 //! `job wait` and `node start --wait`: a progress bar on a terminal, plain progress lines
 //! otherwise.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use anyhow::Result;
 use anyhow::bail;
@@ -39,7 +40,7 @@ const UNREACHABLE_FOR: Duration = Duration::from_secs(120);
 fn poll(c: &Client, id: u64) -> Result<JobView> {
     let start = Instant::now();
     loop {
-        match c.get(&format!("/api/v1/jobs/{id}")) {
+        match c.get(&ApiPath::new("jobs").segment(id)) {
             Ok(job) => return Ok(job),
             Err(e) if e.to_string().contains("cannot reach the head node") && start.elapsed() < UNREACHABLE_FOR => {
                 std::thread::sleep(Duration::from_millis(500));
@@ -52,7 +53,7 @@ fn poll(c: &Client, id: u64) -> Result<JobView> {
 /// Polls the job until it ends; draws progress on stderr when `progress` is set.
 pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
     let terminal = progress && std::io::stderr().is_terminal();
-    let mut job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+    let mut job: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
     let bar = terminal.then(|| {
         let bar = ProgressBar::new(job.total_tasks);
         bar.set_style(
