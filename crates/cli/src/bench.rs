@@ -7,6 +7,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
@@ -420,7 +421,7 @@ fn restart(args: &BenchArgs) -> Result<Value> {
     )
 }
 
-pub fn run(args: BenchArgs, as_json: bool) -> Result<i32> {
+pub fn run(args: BenchArgs, out: Output) -> Result<i32> {
     if args.repeat == 0 {
         bail!("--repeat 0 measures nothing (give 1 or more)");
     }
@@ -441,10 +442,8 @@ pub fn run(args: BenchArgs, as_json: bool) -> Result<i32> {
     if all || args.which == Which::Restart {
         results.push(restart(&args)?);
     }
-    if as_json {
-        crate::show::json(&results);
-    } else {
-        for r in &results {
+    out.one(&results, |results| {
+        for r in results {
             let fields: Vec<String> = r
                 .as_object()
                 .expect("objects")
@@ -457,6 +456,6 @@ pub fn run(args: BenchArgs, as_json: bool) -> Result<i32> {
                 .collect();
             println!("{}: {}", r["benchmark"].as_str().unwrap_or("?"), fields.join(", "));
         }
-    }
+    });
     Ok(0)
 }

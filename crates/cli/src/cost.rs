@@ -2,6 +2,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::show;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -21,7 +22,7 @@ pub struct CostArgs {
 }
 
 /// Reads `--since`: an RFC 3339 time or date, or a span back from now.
-pub fn parse_since(text: &str) -> Result<u64> {
+fn parse_since(text: &str) -> Result<u64> {
     let now = std::time::SystemTime::now();
     let at = if let Ok(t) = humantime::parse_rfc3339_weak(text) {
         t
@@ -35,22 +36,23 @@ pub fn parse_since(text: &str) -> Result<u64> {
     Ok(at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
 }
 
-pub fn money(cost: &std::collections::BTreeMap<String, f64>) -> String {
+fn money(cost: &std::collections::BTreeMap<String, f64>) -> String {
     if cost.is_empty() {
         return "0.00".into();
     }
     cost.iter().map(|(c, v)| format!("{v:.2} {c}")).collect::<Vec<_>>().join(", ")
 }
 
-pub fn run(c: &Client, args: CostArgs, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, args: CostArgs, out: Output) -> Result<i32> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let path =
         ApiPath::new("cost").query_opt("template", args.template).query_opt("job", args.job).query_opt("since", since);
     let report: CostReport = c.get(&path)?;
-    if as_json {
-        show::json(&report);
-        return Ok(0);
-    }
+    out.one(&report, print_report);
+    Ok(0)
+}
+
+fn print_report(report: &CostReport) {
     println!("from {} to {}", show::time(Some(report.since)), show::time(Some(report.until)));
     if !report.sets.is_empty() {
         show::table(
@@ -80,5 +82,4 @@ pub fn run(c: &Client, args: CostArgs, as_json: bool) -> Result<i32> {
         );
     }
     println!("total: {}", money(&report.total));
-    Ok(0)
 }

@@ -3,6 +3,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::{show, wait};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -68,7 +69,7 @@ pub struct SubmitArgs {
     command: Vec<String>,
 }
 
-pub fn read_job_file(path: &Path) -> Result<JobSubmission> {
+fn read_job_file(path: &Path) -> Result<JobSubmission> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {}", path.display()))?;
     let is_toml = path.extension().is_some_and(|e| e == "toml");
     let parsed = if is_toml {
@@ -81,85 +82,34 @@ pub fn read_job_file(path: &Path) -> Result<JobSubmission> {
     })
 }
 
-pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, command: JobCommand, out: Output) -> Result<i32> {
     match command {
         JobCommand::Submit(args) => {
-            let mut submission = match &args.file {
-                Some(path) => {
-                    if !args.command.is_empty() {
-                        bail!("give either --file or a command after --, not both");
-                    }
-                    read_job_file(path)?
-                }
-                None => {
-                    if args.command.is_empty() {
-                        bail!(
-                            "no command to run (give it after --, e.g. thunderhead job submit --sweep 1-10 -- echo '*')"
-                        );
-                    }
-                    JobSubmission { command: Some(args.command), ..Default::default() }
-                }
-            };
-            submission.name = args.name.or(submission.name);
-            submission.priority = args.priority.or(submission.priority);
-            submission.cores_per_task = args.cores_per_task.or(submission.cores_per_task);
-            submission.sweep = args.sweep.or(submission.sweep);
-            submission.retries = args.retries.or(submission.retries);
-            if !args.inputs.is_empty() {
-                // Local inputs go to the job's area, so the job's id is reserved first.
-                let mut reserved: Option<u64> = None;
-                let mut staged = Vec::new();
-                for input in &args.inputs {
-                    staged.push(stage_input(c, input, &mut reserved)?);
-                }
-                submission.inputs = Some(staged);
-                submission.reserved_id = reserved;
-            }
-            if !args.outputs.is_empty() {
-                submission.outputs = Some(args.outputs);
-            }
-            submission.upload_on = args.upload_on.or(submission.upload_on);
-            let reply: SubmitReply = c.post(&ApiPath::new("jobs"), &submission)?;
-            if as_json {
-                show::json(&reply);
-            } else {
-                println!("{}", reply.id);
-            }
+            let reply = submit(c, args)?;
+            out.one(&reply, |reply| println!("{}", reply.id));
         }
         JobCommand::List => {
             let jobs: Vec<JobView> = c.get(&ApiPath::new("jobs"))?;
-            if as_json {
-                show::json(&jobs);
-            } else {
-                show::table(
-                    &["id", "name", "owner", "state", "priority", "tasks", "finished", "failed", "submitted"],
-                    jobs.iter()
-                        .map(|j| {
-                            vec![
-                                j.id.to_string(),
-                                j.name.clone(),
-                                j.owner.clone(),
-                                j.state.clone(),
-                                j.priority.clone(),
-                                j.total_tasks.to_string(),
-                                j.tasks.finished.to_string(),
-                                j.tasks.failed.to_string(),
-                                show::time(Some(j.submitted_at)),
-                            ]
-                        })
-                        .collect(),
-                );
-            }
+            let headers = ["id", "name", "owner", "state", "priority", "tasks", "finished", "failed", "submitted"];
+            out.list(&jobs, &headers, |j| {
+                vec![
+                    j.id.to_string(),
+                    j.name.clone(),
+                    j.owner.clone(),
+                    j.state.clone(),
+                    j.priority.clone(),
+                    j.total_tasks.to_string(),
+                    j.tasks.finished.to_string(),
+                    j.tasks.failed.to_string(),
+                    show::time(Some(j.submitted_at)),
+                ]
+            });
         }
         JobCommand::View { id } => {
             let j: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
-            if as_json {
-                show::json(&j);
-            } else {
-                print_job(&j);
-            }
+            out.one(&j, print_job);
         }
-        JobCommand::Wait { id } => return wait::wait(c, id, as_json),
+        JobCommand::Wait { id } => return wait::wait(c, id, out),
         JobCommand::Output { id, to } => {
             let files: Vec<Value> = c.get_data(&ApiPath::new("jobs").segment(id).segment("outputs"))?;
             for f in &files {
@@ -174,35 +124,63 @@ pub fn run(c: &Client, command: JobCommand, as_json: bool) -> Result<i32> {
                 }
                 c.download(&ApiPath::new("blobs").query("location", location), &dest)?;
             }
-            if as_json {
-                show::json(&files);
-            } else {
+            out.one(&files, |files| {
                 println!("downloaded {} output file(s) of job {id} into {}", files.len(), to.display());
-            }
+            });
         }
         JobCommand::Cancel { id } => {
             let j: JobView = c.post(&ApiPath::new("jobs").segment(id).segment("cancel"), &json!({}))?;
-            if as_json {
-                show::json(&j);
-            } else {
-                println!("job {id} canceled ({} task(s) canceled)", j.tasks.canceled);
-            }
+            out.one(&j, |j| println!("job {id} canceled ({} task(s) canceled)", j.tasks.canceled));
         }
         JobCommand::Requeue { id } => {
             let j: JobView = c.post(&ApiPath::new("jobs").segment(id).segment("requeue"), &json!({}))?;
-            if as_json {
-                show::json(&j);
-            } else {
-                println!("job {id} requeued ({} task(s) queued again)", j.tasks.queued);
-            }
+            out.one(&j, |j| println!("job {id} requeued ({} task(s) queued again)", j.tasks.queued));
         }
     }
     Ok(0)
 }
 
+/// Submits a job from the command line and its job file, staging its local inputs first.
+fn submit(c: &Client, args: SubmitArgs) -> Result<SubmitReply> {
+    let mut submission = match &args.file {
+        Some(path) => {
+            if !args.command.is_empty() {
+                bail!("give either --file or a command after --, not both");
+            }
+            read_job_file(path)?
+        }
+        None => {
+            if args.command.is_empty() {
+                bail!("no command to run (give it after --, e.g. thunderhead job submit --sweep 1-10 -- echo '*')");
+            }
+            JobSubmission { command: Some(args.command), ..Default::default() }
+        }
+    };
+    submission.name = args.name.or(submission.name);
+    submission.priority = args.priority.or(submission.priority);
+    submission.cores_per_task = args.cores_per_task.or(submission.cores_per_task);
+    submission.sweep = args.sweep.or(submission.sweep);
+    submission.retries = args.retries.or(submission.retries);
+    if !args.inputs.is_empty() {
+        // Local inputs go to the job's area, so the job's id is reserved first.
+        let mut reserved: Option<u64> = None;
+        let mut staged = Vec::new();
+        for input in &args.inputs {
+            staged.push(stage_input(c, input, &mut reserved)?);
+        }
+        submission.inputs = Some(staged);
+        submission.reserved_id = reserved;
+    }
+    if !args.outputs.is_empty() {
+        submission.outputs = Some(args.outputs);
+    }
+    submission.upload_on = args.upload_on.or(submission.upload_on);
+    c.post(&ApiPath::new("jobs"), &submission)
+}
+
 /// An `--input`: a blob location is kept; a local file (its name may hold `*` runs, matched
 /// against the directory's files) is uploaded now and named by its new location.
-pub fn stage_input(c: &Client, input: &str, reserved: &mut Option<u64>) -> Result<String> {
+fn stage_input(c: &Client, input: &str, reserved: &mut Option<u64>) -> Result<String> {
     let (source, local) = thunderhead_core::staging::split_pair(input);
     let is_location = source.starts_with(thunderhead_core::staging::LOCAL_STORE)
         || ["file://", "az://", "s3://"].iter().any(|s| source.starts_with(s));
@@ -246,7 +224,7 @@ pub fn stage_input(c: &Client, input: &str, reserved: &mut Option<u64>) -> Resul
     })
 }
 
-pub fn print_job(j: &JobView) {
+fn print_job(j: &JobView) {
     let t = &j.tasks;
     println!("job:       {} ({})", j.id, j.name);
     println!("state:     {}", j.state);

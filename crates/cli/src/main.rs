@@ -10,6 +10,7 @@ mod client;
 mod cost;
 mod job;
 mod node;
+mod output;
 mod package;
 mod process;
 mod quickstart;
@@ -24,6 +25,7 @@ mod wait;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use client::Client;
+use output::Output;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -129,21 +131,22 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     let client =
         || Client::resolve(cli.server.as_deref(), cli.access.as_deref(), cli.token.as_deref(), cli.ca.as_deref());
+    let out = Output::new(cli.json);
     match cli.command {
         Command::Server(args) => process::serve(args),
         Command::Agent(args) => process::agent(args, cli.server, cli.ca),
         Command::Proxy(args) => process::proxy(args, cli.server),
         Command::LightAgents(args) => process::light_agents(args, cli.server, cli.ca),
         Command::Quickstart(args) => quickstart::run(args),
-        Command::Template(c) => template::run(&client()?, c, cli.json),
-        Command::Node(c) => node::run(&client()?, c, cli.json),
-        Command::Job(c) => job::run(&client()?, c, cli.json),
-        Command::Task(c) => task::run(&client()?, c, cli.json),
-        Command::Cost(args) => cost::run(&client()?, args, cli.json),
-        Command::Package(c) => package::run(&client()?, c, cli.json),
-        Command::User(c) => user::run(&client()?, c, cli.json),
-        Command::Token(c) => token::run(&client()?, c, cli.json),
-        Command::Bench(args) => bench::run(args, cli.json),
+        Command::Template(c) => template::run(&client()?, c, out),
+        Command::Node(c) => node::run(&client()?, c, out),
+        Command::Job(c) => job::run(&client()?, c, out),
+        Command::Task(c) => task::run(&client()?, c, out),
+        Command::Cost(args) => cost::run(&client()?, args, out),
+        Command::Package(c) => package::run(&client()?, c, out),
+        Command::User(c) => user::run(&client()?, c, out),
+        Command::Token(c) => token::run(&client()?, c, out),
+        Command::Bench(args) => bench::run(args, out),
     }
 }
 

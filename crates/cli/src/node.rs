@@ -2,6 +2,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::{show, wait};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -62,46 +63,15 @@ pub enum NodeCommand {
     Revoke { name: String },
 }
 
-pub fn node_rows(nodes: &[NodeView]) -> Vec<Vec<String>> {
-    nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.name.clone(),
-                n.template.clone().unwrap_or_else(|| "(on-premises)".into()),
-                show::opt(&n.size),
-                n.cores.to_string(),
-                n.state.clone(),
-                n.health.clone(),
-                n.running_tasks.to_string(),
-            ]
-        })
-        .collect()
-}
-
 /// Runs a node operation and prints what happened to each node; returns the per-node results.
-pub fn node_action(
-    c: &Client,
-    action: NodeAction,
-    sel: NodeSelection,
-    force: bool,
-    as_json: bool,
-) -> Result<Vec<NodeActionResult>> {
+fn act(c: &Client, action: NodeAction, sel: NodeSelection, force: bool, out: Output) -> Result<Vec<NodeActionResult>> {
     let request = NodeActionRequest { action, template: sel.template, names: sel.names, force };
     let results: Vec<NodeActionResult> = c.post(&ApiPath::new("nodes").segment("actions"), &request)?;
-    if as_json {
-        show::json(&results);
-    } else {
-        show::table(
-            &["node", "result", "state or reason"],
-            results
-                .iter()
-                .map(|r| vec![r.node.clone(), if r.ok { "OK" } else { "FAILED" }.into(), r.message.clone()])
-                .collect(),
-        );
-        if results.is_empty() {
-            println!("no nodes to act on");
-        }
+    out.list(&results, &["node", "result", "state or reason"], |r| {
+        vec![r.node.clone(), if r.ok { "OK" } else { "FAILED" }.into(), r.message.clone()]
+    });
+    if results.is_empty() {
+        out.note("no nodes to act on");
     }
     for r in results.iter().filter(|r| !r.ok) {
         eprintln!("error: {}: {}", r.node, r.message);
@@ -110,38 +80,42 @@ pub fn node_action(
 }
 
 /// Exit code 1 if the operation failed on any node.
-pub fn exit_code(results: &[NodeActionResult]) -> i32 {
+fn exit_code(results: &[NodeActionResult]) -> i32 {
     i32::from(results.iter().any(|r| !r.ok))
 }
 
-pub fn acted(results: Result<Vec<NodeActionResult>>) -> Result<i32> {
+fn acted(results: Result<Vec<NodeActionResult>>) -> Result<i32> {
     results.map(|r| exit_code(&r))
 }
 
-pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, command: NodeCommand, out: Output) -> Result<i32> {
     match command {
         NodeCommand::Add { template, count, size } => {
             // Checked here too, so the mistake is named before anything is sent.
             NodeSize::parse_burst(&size).map_err(|e| anyhow::anyhow!(e.message))?;
             let added: Vec<NodeView> =
                 c.post(&ApiPath::new("nodes"), &json!({"template": template, "count": count, "size": size}))?;
-            if as_json {
-                show::json(&added);
-            } else {
+            out.one(&added, |added| {
                 let names: Vec<&str> = added.iter().map(|n| n.name.as_str()).collect();
                 println!("added {} node(s) from template {template}: {}", added.len(), names.join(", "));
-            }
+            });
         }
         NodeCommand::List { template } => {
             let nodes: Vec<NodeView> = c.get(&ApiPath::new("nodes").query_opt("template", template))?;
-            if as_json {
-                show::json(&nodes);
-            } else {
-                show::table(&["name", "template", "size", "cores", "state", "health", "running"], node_rows(&nodes));
-            }
+            out.list(&nodes, &["name", "template", "size", "cores", "state", "health", "running"], |n| {
+                vec![
+                    n.name.clone(),
+                    n.template.clone().unwrap_or_else(|| "(on-premises)".into()),
+                    show::opt(&n.size),
+                    n.cores.to_string(),
+                    n.state.clone(),
+                    n.health.clone(),
+                    n.running_tasks.to_string(),
+                ]
+            });
         }
         NodeCommand::Start { nodes, wait } => {
-            let started = node_action(c, NodeAction::Start, nodes, false, as_json)?;
+            let started = act(c, NodeAction::Start, nodes, false, out)?;
             if !wait || started.iter().all(|r| !r.ok) {
                 return Ok(exit_code(&started));
             }
@@ -154,32 +128,26 @@ pub fn run(c: &Client, command: NodeCommand, as_json: bool) -> Result<i32> {
             wait::await_nodes(fetch, "Offline", std::time::Duration::from_secs(30 * 60), done)?;
             return Ok(exit_code(&started));
         }
-        NodeCommand::Stop(sel) => return acted(node_action(c, NodeAction::Stop, sel, false, as_json)),
-        NodeCommand::Online(sel) => return acted(node_action(c, NodeAction::Online, sel, false, as_json)),
-        NodeCommand::Offline { nodes, force } => {
-            return acted(node_action(c, NodeAction::Offline, nodes, force, as_json));
-        }
-        NodeCommand::Delete(sel) => return acted(node_action(c, NodeAction::Delete, sel, false, as_json)),
+        NodeCommand::Stop(sel) => return acted(act(c, NodeAction::Stop, sel, false, out)),
+        NodeCommand::Online(sel) => return acted(act(c, NodeAction::Online, sel, false, out)),
+        NodeCommand::Offline { nodes, force } => return acted(act(c, NodeAction::Offline, nodes, force, out)),
+        NodeCommand::Delete(sel) => return acted(act(c, NodeAction::Delete, sel, false, out)),
         NodeCommand::Log { name } => {
             let log: Vec<NodeLogEntry> = c.get(&ApiPath::new("nodes").segment(&name).segment("log"))?;
-            if as_json {
-                show::json(&log);
-            } else {
+            out.one(&log, |log| {
                 for entry in log {
                     println!("{}  {}", show::time(Some(entry.at)), entry.message);
                 }
-            }
+            });
         }
         NodeCommand::Revoke { name } => {
             let answer: Value = c.post(&ApiPath::new("nodes").segment(&name).segment("revoke"), &json!({}))?;
-            if as_json {
-                show::json(&answer);
-            } else {
+            out.one(&answer, |answer| {
                 println!(
                     "revoked {} certificate(s) of {name}: its agent is refused from its next connection until it joins again",
                     answer["revoked"]
                 );
-            }
+            });
         }
     }
     Ok(0)

@@ -2,6 +2,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::show;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -47,7 +48,7 @@ pub enum PackageCommand {
     },
 }
 
-pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, command: PackageCommand, out: Output) -> Result<i32> {
     match command {
         PackageCommand::Upload { path, name, template } => {
             let packed;
@@ -68,55 +69,34 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
             });
             let path = ApiPath::new("packages").segment(&name).query("file", file_name).query_opt("template", template);
             let p: PackageView = c.put_file(&path, &file)?;
-            if as_json {
-                show::json(&p);
-            } else {
+            out.one(&p, |p| {
                 println!("uploaded package {} version {} ({} bytes, sha256 {})", p.name, p.version, p.size, p.sha256);
-            }
+            });
         }
         PackageCommand::List => {
             let list: Vec<PackageView> = c.get(&ApiPath::new("packages"))?;
-            if as_json {
-                show::json(&list);
-            } else {
-                show::table(
-                    &["name", "version", "versions", "template", "size", "uploaded"],
-                    list.iter()
-                        .map(|p| {
-                            vec![
-                                p.name.clone(),
-                                p.version.to_string(),
-                                p.versions.to_string(),
-                                p.template.clone().unwrap_or_else(|| "(all)".into()),
-                                p.size.to_string(),
-                                show::time(Some(p.uploaded_at)),
-                            ]
-                        })
-                        .collect(),
-                );
-            }
+            out.list(&list, &["name", "version", "versions", "template", "size", "uploaded"], |p| {
+                vec![
+                    p.name.clone(),
+                    p.version.to_string(),
+                    p.versions.to_string(),
+                    p.template.clone().unwrap_or_else(|| "(all)".into()),
+                    p.size.to_string(),
+                    show::time(Some(p.uploaded_at)),
+                ]
+            });
         }
         PackageCommand::View { name } => {
             let versions: Vec<PackageView> = c.get_data(&ApiPath::new("packages").segment(&name))?;
-            if as_json {
-                show::json(&versions);
-            } else {
-                show::table(
-                    &["version", "file", "size", "sha256", "uploaded"],
-                    versions
-                        .iter()
-                        .map(|p| {
-                            vec![
-                                p.version.to_string(),
-                                p.file_name.clone(),
-                                p.size.to_string(),
-                                p.sha256.clone(),
-                                show::time(Some(p.uploaded_at)),
-                            ]
-                        })
-                        .collect(),
-                );
-            }
+            out.list(&versions, &["version", "file", "size", "sha256", "uploaded"], |p| {
+                vec![
+                    p.version.to_string(),
+                    p.file_name.clone(),
+                    p.size.to_string(),
+                    p.sha256.clone(),
+                    show::time(Some(p.uploaded_at)),
+                ]
+            });
         }
         PackageCommand::Download { name, version, to } => {
             let versions: Vec<PackageView> = c.get(&ApiPath::new("packages").segment(&name))?;
@@ -132,34 +112,20 @@ pub fn run(c: &Client, command: PackageCommand, as_json: bool) -> Result<i32> {
                 &ApiPath::new("packages").segment(&name).segment("download").query("version", chosen.version),
                 &to,
             )?;
-            if !as_json {
-                println!("downloaded {name} version {} to {} ({n} bytes)", chosen.version, to.display());
-            }
+            out.note(format_args!("downloaded {name} version {} to {} ({n} bytes)", chosen.version, to.display()));
         }
         PackageCommand::Remove { name, version } => {
             let path = ApiPath::new("packages").segment(&name).query_opt("version", version);
             let removed: Value = c.delete_json(&path)?;
-            if as_json {
-                show::json(&removed);
-            } else {
-                println!("removed package {name} versions {}", removed["removed"]);
-            }
+            out.one(&removed, |removed| println!("removed package {name} versions {}", removed["removed"]));
         }
         PackageCommand::Install { template } => {
             let results: Vec<NodeActionResult> =
                 c.post(&ApiPath::new("packages").segment("install"), &json!({"template": template}))?;
-            if as_json {
-                show::json(&results);
-            } else {
-                show::table(
-                    &["node", "result", "detail"],
-                    results
-                        .iter()
-                        .map(|r| vec![r.node.clone(), if r.ok { "OK" } else { "SKIPPED" }.into(), r.message.clone()])
-                        .collect(),
-                );
-                println!("each node's log and `node list --json` (packages) show when the installation is done");
-            }
+            out.list(&results, &["node", "result", "detail"], |r| {
+                vec![r.node.clone(), if r.ok { "OK" } else { "SKIPPED" }.into(), r.message.clone()]
+            });
+            out.note("each node's log and `node list --json` (packages) show when the installation is done");
         }
     }
     Ok(0)

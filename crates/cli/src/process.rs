@@ -182,7 +182,7 @@ pub fn light_agents(args: LightAgentsArgs, server: Option<String>, ca: Option<Pa
 }
 
 /// The cluster's certificate, from `--ca FILE`.
-pub fn read_ca(file: Option<&std::path::Path>) -> Result<Option<String>> {
+fn read_ca(file: Option<&std::path::Path>) -> Result<Option<String>> {
     let Some(path) = file else { return Ok(None) };
     let pem = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the cluster's certificate {} (--ca)", path.display()))?;

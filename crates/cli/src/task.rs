@@ -2,6 +2,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::show;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -27,14 +28,14 @@ pub enum TaskCommand {
 }
 
 /// The most task rows `task list` prints.
-pub const TASK_LIST_LIMIT: u64 = 100_000;
+const TASK_LIST_LIMIT: u64 = 100_000;
 
-pub fn parse_task_id(text: &str) -> Result<(u64, u64)> {
+fn parse_task_id(text: &str) -> Result<(u64, u64)> {
     let parsed = text.split_once('.').and_then(|(j, i)| Some((j.parse().ok()?, i.parse().ok()?)));
     parsed.with_context(|| format!("task \"{text}\" is not a task id (expected JOB.INDEX, e.g. 3.17)"))
 }
 
-pub fn run(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, command: TaskCommand, out: Output) -> Result<i32> {
     match command {
         TaskCommand::List { id, state } => {
             let path = ApiPath::new("jobs")
@@ -42,45 +43,33 @@ pub fn run(c: &Client, command: TaskCommand, as_json: bool) -> Result<i32> {
                 .segment("tasks")
                 .query("limit", TASK_LIST_LIMIT)
                 .query_opt("state", state.as_ref());
-            let state_given = state;
             let tasks: Vec<TaskView> = c.get(&path)?;
-            if as_json {
-                show::json(&tasks);
-            } else {
-                show::table(
-                    &["task", "state", "attempt", "node", "exit", "started", "ended"],
-                    tasks
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.id.clone(),
-                                t.state.clone(),
-                                t.attempt.to_string(),
-                                show::opt(&t.node),
-                                show::opt(&t.exit_code),
-                                show::time(t.started_at),
-                                show::time(t.ended_at),
-                            ]
-                        })
-                        .collect(),
-                );
+            out.list(&tasks, &["task", "state", "attempt", "node", "exit", "started", "ended"], |t| {
+                vec![
+                    t.id.clone(),
+                    t.state.clone(),
+                    t.attempt.to_string(),
+                    show::opt(&t.node),
+                    show::opt(&t.exit_code),
+                    show::time(t.started_at),
+                    show::time(t.ended_at),
+                ]
+            });
+            out.people(|| {
                 let job: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
                 let listed = tasks.len() as u64;
-                let whole = state_given.is_none() && listed < TASK_LIST_LIMIT;
+                let whole = state.is_none() && listed < TASK_LIST_LIMIT;
                 if whole && job.total_tasks > listed && !tasks.is_empty() {
                     println!("({} of {} tasks have started; the rest are queued)", listed, job.total_tasks);
                 }
-            }
+                Ok(())
+            })?;
         }
         TaskCommand::Output { task, stderr } => {
             let (id, index) = parse_task_id(&task)?;
             let answer: Value = c.get(&ApiPath::new("jobs").segment(id).segment("tasks").segment(index))?;
             let output: TaskOutput = serde_json::from_value(answer["output"].clone())?;
-            if as_json {
-                show::json(&answer);
-            } else {
-                print!("{}", if stderr { &output.stderr } else { &output.stdout });
-            }
+            out.one(&answer, |_| print!("{}", if stderr { &output.stderr } else { &output.stdout }));
         }
     }
     Ok(0)

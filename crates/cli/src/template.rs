@@ -2,6 +2,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::show;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -198,143 +199,106 @@ impl TemplateFields {
     }
 }
 
-pub fn run(c: &Client, command: TemplateCommand, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, command: TemplateCommand, out: Output) -> Result<i32> {
     match command {
         TemplateCommand::Create { name, provider, fields } => {
             let mut body = fields.body()?;
             body.insert("name".into(), Value::from(name));
             body.insert("provider".into(), Value::from(provider));
             let t: TemplateView = c.post(&ApiPath::new("templates"), &body)?;
-            if as_json {
-                show::json(&t);
-            } else {
-                println!("created template {} (provider {})", t.name, t.provider);
-            }
+            out.one(&t, |t| println!("created template {} (provider {})", t.name, t.provider));
         }
         TemplateCommand::Edit { name, fields } => {
             let t: TemplateView = c.patch(&ApiPath::new("templates").segment(&name), &fields.body()?)?;
-            if as_json {
-                show::json(&t);
-            } else {
+            out.one(&t, |t| {
                 println!(
                     "changed template {}: deployments from now on use it; an availability policy applies at once",
                     t.name
                 );
-            }
+            });
         }
         TemplateCommand::Resume { name } => {
             let t: TemplateView = c.post(&ApiPath::new("templates").segment(&name).segment("resume"), &json!({}))?;
-            if as_json {
-                show::json(&t);
-            } else {
-                println!("template {} deploys again", t.name);
-            }
+            out.one(&t, |t| println!("template {} deploys again", t.name));
         }
         TemplateCommand::List => {
             let list: Vec<TemplateView> = c.get(&ApiPath::new("templates"))?;
-            if as_json {
-                show::json(&list);
-            } else {
-                show::table(
-                    &["name", "provider", "nodes", "description"],
-                    list.iter()
-                        .map(|t| vec![t.name.clone(), t.provider.clone(), t.nodes.to_string(), t.description.clone()])
-                        .collect(),
-                );
-            }
+            out.list(&list, &["name", "provider", "nodes", "description"], |t| {
+                vec![t.name.clone(), t.provider.clone(), t.nodes.to_string(), t.description.clone()]
+            });
         }
         TemplateCommand::Show { name } => {
             let t: TemplateView = c.get(&ApiPath::new("templates").segment(&name))?;
-            if as_json {
-                show::json(&t);
-            } else {
-                println!("name:        {}", t.name);
-                println!("provider:    {}", t.provider);
-                println!("description: {}", t.description);
-                println!("nodes:       {} ({} cores)", t.nodes, t.node_cores);
-                println!("quota:       {} cores (nodes and proxies)", t.quota_cores);
-                println!("proxies:     {}", t.proxies);
-                println!("names:       {}0001, …", t.series_prefix);
-                println!(
-                    "deploying:   {} per minute, {} retries, pauses after {} failures in a row",
-                    t.deploy_rate, t.deploy_retries, t.pause_after_failures
-                );
-                let rates: Vec<String> = ["Small", "Medium", "Large", "ExtraLarge"]
-                    .iter()
-                    .map(|s| {
-                        let size = NodeSize::parse(s).expect("known size");
-                        let micros = t
-                            .rates
-                            .get(*s)
-                            .copied()
-                            .unwrap_or_else(|| thunderhead_core::cost::default_rate_micros(size));
-                        format!("{s} {}", thunderhead_core::cost::format_money(micros))
-                    })
-                    .collect();
-                println!("prices:      {} {} per hour", rates.join(", "), t.currency);
-                if !t.pins.is_empty() {
-                    let pins: Vec<String> = t.pins.iter().map(|(name, version)| format!("{name}={version}")).collect();
-                    println!("pinned:      {}", pins.join(", "));
-                }
-                match &t.availability {
-                    thunderhead_core::availability::Availability::Manual => println!("availability: manual"),
-                    thunderhead_core::availability::Availability::Schedule {
-                        windows,
-                        timezone,
-                        lead_time,
-                        drain_before_end,
-                    } => {
-                        let windows: Vec<String> = windows.iter().map(ToString::to_string).collect();
-                        println!(
-                            "availability: schedule {} ({timezone}), started {} before, drained {} before the end",
-                            windows.join("; "),
-                            show::duration(*lead_time),
-                            show::duration(*drain_before_end)
-                        );
-                    }
-                }
-                for p in &t.proxy_list {
-                    let detail = p.url.clone().or_else(|| p.cause.clone()).unwrap_or_default();
-                    println!("proxy:       {} {} {detail}", p.name, p.state);
-                }
-                if let Some(why) = &t.paused {
-                    println!("PAUSED:      {why} (thunderhead template resume {})", t.name);
-                }
-                println!("created:     {}", show::time(Some(t.created_at)));
-                for (k, v) in &t.settings {
-                    println!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
-                }
-            }
+            out.one(&t, print_template);
         }
         TemplateCommand::Delete { name } => {
             c.delete(&ApiPath::new("templates").segment(&name))?;
-            if !as_json {
-                println!("deleted template {name}");
-            }
+            out.note(format_args!("deleted template {name}"));
         }
         TemplateCommand::Validate { name } => {
             let checks: Vec<Value> =
                 c.post(&ApiPath::new("templates").segment(&name).segment("validate"), &json!({}))?;
+            out.list(&checks, &["check", "result", "detail"], |c| {
+                vec![
+                    c["name"].as_str().unwrap_or("").to_string(),
+                    if c["ok"] == Value::Bool(true) { "OK" } else { "FAILED" }.to_string(),
+                    c["detail"].as_str().unwrap_or("").to_string(),
+                ]
+            });
             let ok = checks.iter().all(|c| c["ok"] == Value::Bool(true));
-            if as_json {
-                show::json(&checks);
-            } else {
-                show::table(
-                    &["check", "result", "detail"],
-                    checks
-                        .iter()
-                        .map(|c| {
-                            vec![
-                                c["name"].as_str().unwrap_or("").to_string(),
-                                if c["ok"] == Value::Bool(true) { "OK" } else { "FAILED" }.to_string(),
-                                c["detail"].as_str().unwrap_or("").to_string(),
-                            ]
-                        })
-                        .collect(),
-                );
-            }
             return Ok(if ok { 0 } else { 1 });
         }
     }
     Ok(0)
+}
+
+/// A template as `template show` prints it for people.
+fn print_template(t: &TemplateView) {
+    println!("name:        {}", t.name);
+    println!("provider:    {}", t.provider);
+    println!("description: {}", t.description);
+    println!("nodes:       {} ({} cores)", t.nodes, t.node_cores);
+    println!("quota:       {} cores (nodes and proxies)", t.quota_cores);
+    println!("proxies:     {}", t.proxies);
+    println!("names:       {}0001, …", t.series_prefix);
+    println!(
+        "deploying:   {} per minute, {} retries, pauses after {} failures in a row",
+        t.deploy_rate, t.deploy_retries, t.pause_after_failures
+    );
+    let rates: Vec<String> = ["Small", "Medium", "Large", "ExtraLarge"]
+        .iter()
+        .map(|s| {
+            let size = NodeSize::parse(s).expect("known size");
+            let micros = t.rates.get(*s).copied().unwrap_or_else(|| thunderhead_core::cost::default_rate_micros(size));
+            format!("{s} {}", thunderhead_core::cost::format_money(micros))
+        })
+        .collect();
+    println!("prices:      {} {} per hour", rates.join(", "), t.currency);
+    if !t.pins.is_empty() {
+        let pins: Vec<String> = t.pins.iter().map(|(name, version)| format!("{name}={version}")).collect();
+        println!("pinned:      {}", pins.join(", "));
+    }
+    match &t.availability {
+        thunderhead_core::availability::Availability::Manual => println!("availability: manual"),
+        thunderhead_core::availability::Availability::Schedule { windows, timezone, lead_time, drain_before_end } => {
+            let windows: Vec<String> = windows.iter().map(ToString::to_string).collect();
+            println!(
+                "availability: schedule {} ({timezone}), started {} before, drained {} before the end",
+                windows.join("; "),
+                show::duration(*lead_time),
+                show::duration(*drain_before_end)
+            );
+        }
+    }
+    for p in &t.proxy_list {
+        let detail = p.url.clone().or_else(|| p.cause.clone()).unwrap_or_default();
+        println!("proxy:       {} {} {detail}", p.name, p.state);
+    }
+    if let Some(why) = &t.paused {
+        println!("PAUSED:      {why} (thunderhead template resume {})", t.name);
+    }
+    println!("created:     {}", show::time(Some(t.created_at)));
+    for (k, v) in &t.settings {
+        println!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    }
 }

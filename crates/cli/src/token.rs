@@ -2,10 +2,12 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::show;
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
+use thunderhead_core::access::JoinTokenView;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -24,14 +26,12 @@ pub enum TokenCommand {
     Remove { id: String },
 }
 
-pub fn run(c: &Client, command: TokenCommand, as_json: bool) -> Result<i32> {
+pub fn run(c: &Client, command: TokenCommand, out: Output) -> Result<i32> {
     match command {
         TokenCommand::Create { template, expires } => {
             let body = json!({"template": template, "expires_in_secs": expires.as_secs()});
             let answer: Value = c.post(&ApiPath::new("join-tokens"), &body)?;
-            if as_json {
-                show::json(&answer);
-            } else {
+            out.one(&answer, |answer| {
                 let scope = answer["template"].as_str().map_or("any node".to_string(), |t| format!("nodes of {t}"));
                 println!(
                     "join token {} for {scope}, until {}",
@@ -40,36 +40,22 @@ pub fn run(c: &Client, command: TokenCommand, as_json: bool) -> Result<i32> {
                 );
                 println!("token (shown only now; keep it secret): {}", answer["token"].as_str().unwrap_or_default());
                 println!("join a node with: thunderhead agent --server URL --ca ca.pem --join-token <the token>");
-            }
+            });
         }
         TokenCommand::List => {
-            let tokens: Vec<thunderhead_core::access::JoinTokenView> = c.get(&ApiPath::new("join-tokens"))?;
-            if as_json {
-                show::json(&tokens);
-            } else {
-                show::table(
-                    &["id", "for", "expires", "created"],
-                    tokens
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.id.clone(),
-                                t.template.clone().unwrap_or_else(|| "any node".into()),
-                                show::time(Some(t.expires_at)),
-                                show::time(Some(t.created_at)),
-                            ]
-                        })
-                        .collect(),
-                );
-            }
+            let tokens: Vec<JoinTokenView> = c.get(&ApiPath::new("join-tokens"))?;
+            out.list(&tokens, &["id", "for", "expires", "created"], |t| {
+                vec![
+                    t.id.clone(),
+                    t.template.clone().unwrap_or_else(|| "any node".into()),
+                    show::time(Some(t.expires_at)),
+                    show::time(Some(t.created_at)),
+                ]
+            });
         }
         TokenCommand::Remove { id } => {
             let answer: Value = c.delete_json(&ApiPath::new("join-tokens").segment(&id))?;
-            if as_json {
-                show::json(&answer);
-            } else {
-                println!("removed join token {id}");
-            }
+            out.one(&answer, |_| println!("removed join token {id}"));
         }
     }
     Ok(0)

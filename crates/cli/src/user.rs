@@ -2,10 +2,12 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use crate::show;
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
+use thunderhead_core::access::{Caller, UserView};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -26,56 +28,38 @@ pub enum UserCommand {
     Whoami,
 }
 
-pub fn run(c: &Client, command: UserCommand, as_json: bool) -> Result<i32> {
-    let issued = |answer: Value, verb: &str| {
-        if as_json {
-            show::json(&answer);
-            return;
-        }
-        let field = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
-        println!("{verb} {} ({})", field("name"), field("role"));
-        println!("token (shown only now; keep it secret): {}", field("token"));
-        println!("use it with: export THUNDERHEAD_TOKEN=<the token>   (or --token)");
-    };
+pub fn run(c: &Client, command: UserCommand, out: Output) -> Result<i32> {
     match command {
         UserCommand::Add { name, role } => {
             let answer: Value = c.post(&ApiPath::new("users"), &json!({"name": name, "role": role}))?;
-            issued(answer, "added user");
+            out.one(&answer, |answer| print_issued(answer, "added user"));
         }
         UserCommand::Token { name } => {
             let answer: Value = c.post(&ApiPath::new("users").segment(&name).segment("token"), &json!({}))?;
-            issued(answer, "new token for");
+            out.one(&answer, |answer| print_issued(answer, "new token for"));
         }
         UserCommand::Remove { name } => {
             let answer: Value = c.delete_json(&ApiPath::new("users").segment(&name))?;
-            if as_json {
-                show::json(&answer);
-            } else {
-                println!("removed user {name}: their token no longer works");
-            }
+            out.one(&answer, |_| println!("removed user {name}: their token no longer works"));
         }
         UserCommand::List => {
-            let users: Vec<thunderhead_core::access::UserView> = c.get(&ApiPath::new("users"))?;
-            if as_json {
-                show::json(&users);
-            } else {
-                show::table(
-                    &["name", "role", "since"],
-                    users
-                        .iter()
-                        .map(|u| vec![u.name.clone(), u.role.name().to_string(), show::time(Some(u.created_at))])
-                        .collect(),
-                );
-            }
+            let users: Vec<UserView> = c.get(&ApiPath::new("users"))?;
+            out.list(&users, &["name", "role", "since"], |u| {
+                vec![u.name.clone(), u.role.name().to_string(), show::time(Some(u.created_at))]
+            });
         }
         UserCommand::Whoami => {
-            let me: thunderhead_core::access::Caller = c.get(&ApiPath::new("whoami"))?;
-            if as_json {
-                show::json(&me);
-            } else {
-                println!("{} ({})", me.name, me.role.name());
-            }
+            let me: Caller = c.get(&ApiPath::new("whoami"))?;
+            out.one(&me, |me| println!("{} ({})", me.name, me.role.name()));
         }
     }
     Ok(0)
+}
+
+/// A user's new token, shown this once.
+fn print_issued(answer: &Value, verb: &str) {
+    let field = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
+    println!("{verb} {} ({})", field("name"), field("role"));
+    println!("token (shown only now; keep it secret): {}", field("token"));
+    println!("use it with: export THUNDERHEAD_TOKEN=<the token>   (or --token)");
 }

@@ -3,6 +3,7 @@
 
 use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use anyhow::Result;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,13 +24,9 @@ fn summary(j: &JobView) -> String {
 }
 
 /// Waits for job `id` to end, showing progress. Exit code 0 only if it finished.
-pub fn wait(c: &Client, id: u64, as_json: bool) -> Result<i32> {
-    let job = wait_quietly(c, id, !as_json)?;
-    if as_json {
-        crate::show::json(&job);
-    } else {
-        println!("{} -> {}", summary(&job), job.state);
-    }
+pub fn wait(c: &Client, id: u64, out: Output) -> Result<i32> {
+    let job = wait_quietly(c, id, out.for_people())?;
+    out.one(&job, |job| println!("{} -> {}", summary(job), job.state));
     Ok(if job.state == "Finished" { 0 } else { 1 })
 }
 
