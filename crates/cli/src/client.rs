@@ -1,5 +1,7 @@
-//! The HTTP client of the head node's API, and how a client finds the head node.
+//! The HTTP client of the head node's API, and how a client finds the head node. Requests are
+//! addressed by [`ApiPath`], which escapes what goes into a path.
 
+use crate::api_path::ApiPath;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -136,29 +138,29 @@ impl Client {
         }
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub fn get<T: DeserializeOwned>(&self, path: &ApiPath) -> Result<T> {
         let value = self.answer(self.with_token(self.agent.get(format!("{}{path}", self.base))).call())?;
         Ok(serde_json::from_value(value)?)
     }
 
     /// Like [`Client::get`], with the answer as sent: for names and locations the CLI uses.
-    pub fn get_data<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub fn get_data<T: DeserializeOwned>(&self, path: &ApiPath) -> Result<T> {
         let value = self.answer_as_sent(self.with_token(self.agent.get(format!("{}{path}", self.base))).call())?;
         Ok(serde_json::from_value(value)?)
     }
 
-    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+    pub fn post<T: DeserializeOwned>(&self, path: &ApiPath, body: &impl Serialize) -> Result<T> {
         let value = self.answer(self.with_token(self.agent.post(format!("{}{path}", self.base))).send_json(body))?;
         Ok(serde_json::from_value(value)?)
     }
 
-    pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+    pub fn patch<T: DeserializeOwned>(&self, path: &ApiPath, body: &impl Serialize) -> Result<T> {
         let value = self.answer(self.with_token(self.agent.patch(format!("{}{path}", self.base))).send_json(body))?;
         Ok(serde_json::from_value(value)?)
     }
 
     /// Sends a file as the body of a PUT, streamed.
-    pub fn put_file<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
+    pub fn put_file<T: DeserializeOwned>(&self, path: &ApiPath, file: &Path) -> Result<T> {
         let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
         // The head node refuses a bad upload before its body: it is not sent until the head node
         // says to go on.
@@ -168,7 +170,7 @@ impl Client {
     }
 
     /// Downloads the body of a GET into a file, streamed.
-    pub fn download(&self, path: &str, to: &Path) -> Result<u64> {
+    pub fn download(&self, path: &ApiPath, to: &Path) -> Result<u64> {
         let mut response = self
             .with_token(self.agent.get(format!("{}{path}", self.base)))
             .call()
@@ -184,12 +186,12 @@ impl Client {
         Ok(n)
     }
 
-    pub fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub fn delete_json<T: DeserializeOwned>(&self, path: &ApiPath) -> Result<T> {
         let value = self.answer(self.with_token(self.agent.delete(format!("{}{path}", self.base))).call())?;
         Ok(serde_json::from_value(value)?)
     }
 
-    pub fn delete(&self, path: &str) -> Result<()> {
+    pub fn delete(&self, path: &ApiPath) -> Result<()> {
         self.answer(self.with_token(self.agent.delete(format!("{}{path}", self.base))).call())?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! whose tasks each compute something from their index, prints a summary, stops the nodes and
 //! removes the state.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
 use crate::show;
 use crate::wait::await_nodes;
@@ -87,12 +88,12 @@ fn step(text: &str) {
 }
 
 fn nodes(c: &Client) -> Result<Vec<NodeView>> {
-    c.get(&format!("/api/v1/nodes?template={TEMPLATE}"))
+    c.get(&ApiPath::new("nodes").query("template", TEMPLATE))
 }
 
 fn act(c: &Client, action: NodeAction) -> Result<Vec<NodeActionResult>> {
     let results: Vec<NodeActionResult> = c.post(
-        "/api/v1/nodes/actions",
+        &ApiPath::new("nodes").segment("actions"),
         &NodeActionRequest { action, template: Some(TEMPLATE.into()), names: vec![], force: false },
     )?;
     if let Some(bad) = results.iter().find(|r| !r.ok) {
@@ -115,20 +116,20 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
         .prefix("thunderhead-quickstart-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let runtime = crate::runtime()?;
-    let config = crate::server_config(state.path().to_path_buf(), "127.0.0.1:0".parse().expect("address"))?;
+    let runtime = crate::process::runtime()?;
+    let config = crate::process::server_config(state.path().to_path_buf(), "127.0.0.1:0".parse().expect("address"))?;
     let server = runtime.block_on(thunderhead_server::start(config))?;
     end_on_interrupt(&runtime, state.path().to_path_buf());
     step(&format!("head node running at {} (state in {})", server.url, state.path().display()));
     let c = Client::from_access(&state.path().join(thunderhead_server::ACCESS_FILE))?;
 
     c.post::<serde_json::Value>(
-        "/api/v1/templates",
+        &ApiPath::new("templates"),
         &json!({"name": TEMPLATE, "provider": "local", "description": "burst nodes on this machine"}),
     )?;
     step(&format!("created node template {TEMPLATE} (provider local)"));
     let added: Vec<NodeView> =
-        c.post("/api/v1/nodes", &json!({"template": TEMPLATE, "count": args.nodes, "size": args.size}))?;
+        c.post(&ApiPath::new("nodes"), &json!({"template": TEMPLATE, "count": args.nodes, "size": args.size}))?;
     let names: Vec<&str> = added.iter().map(|n| n.name.as_str()).collect();
     step(&format!("added {} {} burst nodes: {}", added.len(), args.size, names.join(", ")));
 
@@ -151,7 +152,7 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     );
 
     let reply: SubmitReply = c.post(
-        "/api/v1/jobs",
+        &ApiPath::new("jobs"),
         &json!({
             "name": "collatz-sweep",
             "sweep": format!("1-{}", args.tasks),
@@ -163,7 +164,8 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     let job = crate::wait::wait_quietly(&c, reply.id, true)?;
     let elapsed = t.elapsed();
 
-    let tasks: Vec<TaskView> = c.get(&format!("/api/v1/jobs/{}/tasks?limit=100000", reply.id))?;
+    let tasks: Vec<TaskView> =
+        c.get(&ApiPath::new("jobs").segment(reply.id).segment("tasks").query("limit", 100_000))?;
     let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
     for t in &tasks {
         *per_node.entry(t.node.clone().unwrap_or_default()).or_default() += 1;
@@ -183,7 +185,8 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     let samples: std::collections::BTreeSet<u64> =
         [1, 27, args.tasks].into_iter().filter(|i| *i <= args.tasks).collect();
     for index in samples {
-        let answer: serde_json::Value = c.get(&format!("/api/v1/jobs/{}/tasks/{index}", reply.id))?;
+        let answer: serde_json::Value =
+            c.get(&ApiPath::new("jobs").segment(reply.id).segment("tasks").segment(index))?;
         println!("    task {}.{index}: {}", reply.id, answer["output"]["stdout"].as_str().unwrap_or("").trim());
     }
 

@@ -1,4 +1,5 @@
-//! How the client prints: aligned tables for people, `--json` for scripts.
+//! How answers look to people: aligned tables, times, durations. Whether people or scripts read
+//! them is [`crate::output`]'s choice.
 
 use comfy_table::{Table, presets};
 use std::time::{Duration, UNIX_EPOCH};
@@ -14,10 +15,6 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     for line in t.to_string().lines() {
         println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line.trim_end()));
     }
-}
-
-pub fn json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values print"));
 }
 
 /// A point in time as RFC 3339, to the second, in UTC.

@@ -1,7 +1,9 @@
 //! `job wait` and `node start --wait`: a progress bar on a terminal, plain progress lines
 //! otherwise.
 
+use crate::api_path::ApiPath;
 use crate::client::Client;
+use crate::output::Output;
 use anyhow::Result;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,13 +24,9 @@ fn summary(j: &JobView) -> String {
 }
 
 /// Waits for job `id` to end, showing progress. Exit code 0 only if it finished.
-pub fn wait(c: &Client, id: u64, as_json: bool) -> Result<i32> {
-    let job = wait_quietly(c, id, !as_json)?;
-    if as_json {
-        crate::show::json(&job);
-    } else {
-        println!("{} -> {}", summary(&job), job.state);
-    }
+pub fn wait(c: &Client, id: u64, out: Output) -> Result<i32> {
+    let job = wait_quietly(c, id, out.for_people())?;
+    out.one(&job, |job| println!("{} -> {}", summary(job), job.state));
     Ok(if job.state == "Finished" { 0 } else { 1 })
 }
 
@@ -39,7 +37,7 @@ const UNREACHABLE_FOR: Duration = Duration::from_secs(120);
 fn poll(c: &Client, id: u64) -> Result<JobView> {
     let start = Instant::now();
     loop {
-        match c.get(&format!("/api/v1/jobs/{id}")) {
+        match c.get(&ApiPath::new("jobs").segment(id)) {
             Ok(job) => return Ok(job),
             Err(e) if e.to_string().contains("cannot reach the head node") && start.elapsed() < UNREACHABLE_FOR => {
                 std::thread::sleep(Duration::from_millis(500));
@@ -52,7 +50,7 @@ fn poll(c: &Client, id: u64) -> Result<JobView> {
 /// Polls the job until it ends; draws progress on stderr when `progress` is set.
 pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
     let terminal = progress && std::io::stderr().is_terminal();
-    let mut job: JobView = c.get(&format!("/api/v1/jobs/{id}"))?;
+    let mut job: JobView = c.get(&ApiPath::new("jobs").segment(id))?;
     let bar = terminal.then(|| {
         let bar = ProgressBar::new(job.total_tasks);
         bar.set_style(
