@@ -4,12 +4,13 @@
 //! carried out by [`crate::task_lifecycle`].
 
 use crate::event_sources::{spawn_connector, spawn_heartbeat, spawn_reader, spawn_signal_watch, websocket_url};
+use crate::held_tasks::HeldTasks;
 use crate::link::{Head, Link, Ws};
 use crate::now_millis;
 use crate::outbox::Outbox;
 use crate::reaper::{Exit, Reaper};
 use crate::task_dir::Slots;
-use crate::task_phase::{PhaseEvent, TaskPhases, not_run};
+use crate::task_phase::{PhaseEvent, not_run};
 use crate::task_spec::TaskSpec;
 use crate::task_user::TaskUser;
 use futures_util::stream::SplitSink;
@@ -98,7 +99,7 @@ pub(crate) struct Agent {
     /// Assigned tasks waiting for cores, in the order they came.
     pub(crate) queue: VecDeque<TaskSpec>,
     /// The tasks given cores, each in its phase, until their result is reported.
-    pub(crate) tasks: TaskPhases,
+    pub(crate) tasks: HeldTasks,
     sink: Option<SplitSink<Ws, Message>>,
     outgoing: Vec<AgentMsg>,
     /// Results of this round, for the outbox.
@@ -167,7 +168,7 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
         reaper: Reaper::start(),
         outbox,
         queue: VecDeque::new(),
-        tasks: TaskPhases::default(),
+        tasks: HeldTasks::default(),
         sink: None,
         outgoing: Vec::new(),
         ended: Vec::new(),

@@ -14,6 +14,7 @@
 pub mod archive;
 mod event_loop;
 mod event_sources;
+mod held_tasks;
 mod install;
 pub mod join_grant;
 mod joining;

@@ -26,7 +26,7 @@
 //! A task with no inputs is launched at once; one whose inputs could not be fetched, or whose
 //! program could not start, is reported as not run. The agent *admits* a task into the map in
 //! the phases it enters from outside ([`TaskPhase::Staging`], [`TaskPhase::Running`] once
-//! launched, [`TaskPhase::Uploading`] once finished) and moves it with [`TaskPhases::apply`],
+//! launched, [`TaskPhase::Uploading`] once finished) and moves it with [`crate::held_tasks::HeldTasks::apply`],
 //! which goes through [`TaskPhase::on`]. That function decides; it does no I/O and reads no
 //! clock: what the agent must do is the [`Action`] it returns. An event the phase does not
 //! allow is a [`PhaseError`], and the task stays as it was.
@@ -34,7 +34,6 @@
 use crate::reaper::Exit;
 use crate::task_dir::{OutputFiles, TaskDir};
 use crate::task_spec::{Outputs, TaskSpec};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use thunderhead_proto::{TaskRef, TaskResult};
 
@@ -96,7 +95,7 @@ pub(crate) enum PhaseEvent {
 }
 
 impl PhaseEvent {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             PhaseEvent::Cancel => "cancel",
             PhaseEvent::StagedIn(_) => "inputs fetched",
@@ -309,84 +308,15 @@ pub(crate) fn exited(
     TaskResult { task, exit_code, message, started_at, ended_at: now, stdout, stderr, staging_error: None }
 }
 
-/// The tasks the agent holds, each in its phase, and the cores they hold between them.
-pub(crate) struct TaskPhases<O = OutputFiles> {
-    phases: HashMap<TaskRef, TaskPhase<O>>,
-    /// The sum of the cores of `phases`.
-    cores: u32,
-}
-
-impl<O> Default for TaskPhases<O> {
-    fn default() -> Self {
-        TaskPhases { phases: HashMap::new(), cores: 0 }
-    }
-}
-
-impl<O> TaskPhases<O> {
-    /// Holds `task` in `phase`, one a task enters from outside the machine: staging (given
-    /// cores, its inputs to fetch), running (launched) or uploading (finished).
-    pub(crate) fn admit(&mut self, task: TaskRef, phase: TaskPhase<O>) -> Result<(), PhaseError> {
-        if let Some(held) = self.phases.get(&task) {
-            return Err(PhaseError::AlreadyHeld { task, phase: held.name() });
-        }
-        match phase {
-            TaskPhase::Staging { .. } | TaskPhase::Running { .. } | TaskPhase::Uploading { .. } => {}
-            TaskPhase::StagingCanceled { .. } | TaskPhase::Canceling { .. } | TaskPhase::Sweeping { .. } => {
-                return Err(PhaseError::NotAnEntry { task, phase: phase.name() });
-            }
-        }
-        self.cores += phase.cores();
-        self.phases.insert(task, phase);
-        Ok(())
-    }
-
-    /// Moves `task` on `event` (see [`TaskPhase::on`]); an event its phase does not allow, or
-    /// one for a task not held, changes nothing.
-    pub(crate) fn apply(&mut self, task: TaskRef, event: PhaseEvent, now: u64) -> Result<Action<O>, PhaseError> {
-        let Some(phase) = self.phases.remove(&task) else {
-            return Err(PhaseError::NotHeld { task, event: event.name() });
-        };
-        self.cores -= phase.cores();
-        let (phase, outcome) = match phase.on(task, event, now) {
-            Ok(Step { phase, action }) => (phase, Ok(action)),
-            Err(refused) => (Some(refused.phase), Err(refused.error)),
-        };
-        if let Some(phase) = phase {
-            self.cores += phase.cores();
-            self.phases.insert(task, phase);
-        }
-        outcome
-    }
-
-    pub(crate) fn holds(&self, task: TaskRef) -> bool {
-        self.phases.contains_key(&task)
-    }
-
-    /// Every task held.
-    pub(crate) fn tasks(&self) -> impl Iterator<Item = TaskRef> + '_ {
-        self.phases.keys().copied()
-    }
-
-    /// The cores held by all tasks.
-    pub(crate) fn cores(&self) -> u32 {
-        self.cores
-    }
-
-    /// The process groups of the tasks whose process runs.
-    pub(crate) fn running_pids(&self) -> impl Iterator<Item = i32> + '_ {
-        self.phases.values().filter_map(TaskPhase::running_pid)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::task_spec::UploadOn;
 
-    const TASK: TaskRef = TaskRef { job: 7, index: 3, attempt: 1 };
-    const NOW: u64 = 5_000;
+    pub(crate) const TASK: TaskRef = TaskRef { job: 7, index: 3, attempt: 1 };
+    pub(crate) const NOW: u64 = 5_000;
 
-    type Phase = TaskPhase<()>;
+    pub(crate) type Phase = TaskPhase<()>;
 
     fn spec() -> TaskSpec {
         TaskSpec {
@@ -403,7 +333,7 @@ mod tests {
         Outputs { files: vec![("*.out".into(), "az://c/out/".into())], upload_on: UploadOn::Success }
     }
 
-    fn dir() -> PathBuf {
+    pub(crate) fn dir() -> PathBuf {
         PathBuf::from("/agent/tasks/7.3.1")
     }
 
@@ -415,25 +345,25 @@ mod tests {
         exited(TASK, 1_000, Some(Exit::Code(0)), ("out".into(), "err".into()), 4_000)
     }
 
-    fn staging() -> Phase {
+    pub(crate) fn staging() -> Phase {
         TaskPhase::Staging { spec: spec(), dir: dir(), cores: 2, started_at: 1_000 }
     }
-    fn staging_canceled() -> Phase {
+    pub(crate) fn staging_canceled() -> Phase {
         TaskPhase::StagingCanceled { dir: dir(), cores: 2 }
     }
-    fn running() -> Phase {
+    pub(crate) fn running() -> Phase {
         TaskPhase::Running { process: process(), outputs: outputs() }
     }
-    fn canceling() -> Phase {
+    pub(crate) fn canceling() -> Phase {
         TaskPhase::Canceling { process: process() }
     }
-    fn sweeping(exit: Option<Exit>) -> Phase {
+    pub(crate) fn sweeping(exit: Option<Exit>) -> Phase {
         TaskPhase::Sweeping { process: process(), ending: Ending::Reports { exit, outputs: outputs() } }
     }
-    fn sweeping_canceled() -> Phase {
+    pub(crate) fn sweeping_canceled() -> Phase {
         TaskPhase::Sweeping { process: process(), ending: Ending::Canceled }
     }
-    fn uploading() -> Phase {
+    pub(crate) fn uploading() -> Phase {
         TaskPhase::Uploading { result: result() }
     }
 
@@ -615,60 +545,5 @@ mod tests {
         assert_eq!((signal.exit_code, signal.message.as_deref()), (None, Some("killed by signal 9")));
         let lost = exited(TASK, 1, None, tails(), 9);
         assert_eq!(lost.message.as_deref(), Some("the agent lost track of the process"));
-    }
-
-    #[test]
-    fn the_map_counts_the_cores_its_tasks_hold() {
-        let mut tasks = TaskPhases::<()>::default();
-        tasks.admit(TASK, staging()).unwrap();
-        assert_eq!(tasks.cores(), 2);
-        assert_eq!(tasks.running_pids().count(), 0);
-        // Canceled while staging: still holds its cores until the fetch ends.
-        assert_eq!(tasks.apply(TASK, PhaseEvent::Cancel, NOW), Ok(Action::Wait));
-        assert_eq!(tasks.cores(), 2);
-        let released = tasks.apply(TASK, PhaseEvent::StagedIn(Ok(())), NOW).unwrap();
-        assert_eq!(released, Action::Release { dir: TaskDir::Own(dir()), result: None });
-        assert!(!tasks.holds(TASK));
-        assert_eq!(tasks.cores(), 0);
-
-        tasks.admit(TASK, running()).unwrap();
-        assert_eq!((tasks.cores(), tasks.running_pids().collect::<Vec<_>>()), (2, vec![4242]));
-        assert_eq!(tasks.apply(TASK, PhaseEvent::Exited(None), NOW), Ok(Action::Sweep(4242)));
-        assert_eq!((tasks.cores(), tasks.running_pids().count()), (2, 0));
-        assert!(matches!(tasks.apply(TASK, PhaseEvent::Swept, NOW), Ok(Action::Finish { .. })));
-        assert_eq!(tasks.cores(), 0);
-
-        // Uploading holds no cores: the next task may use them while outputs go up.
-        tasks.admit(TASK, uploading()).unwrap();
-        assert_eq!((tasks.cores(), tasks.tasks().collect::<Vec<_>>()), (0, vec![TASK]));
-    }
-
-    #[test]
-    fn the_map_refuses_an_illegal_event_and_keeps_the_task_as_it_was() {
-        let mut tasks = TaskPhases::<()>::default();
-        tasks.admit(TASK, running()).unwrap();
-        let error = tasks.apply(TASK, PhaseEvent::StagedOut(Ok(1)), NOW).unwrap_err();
-        assert_eq!(error, PhaseError::Illegal { task: TASK, phase: "running", event: "outputs uploaded" });
-        assert_eq!((tasks.cores(), tasks.running_pids().collect::<Vec<_>>()), (2, vec![4242]));
-    }
-
-    #[test]
-    fn the_map_refuses_events_for_tasks_it_does_not_hold() {
-        let mut tasks = TaskPhases::<()>::default();
-        let error = tasks.apply(TASK, PhaseEvent::Swept, NOW).unwrap_err();
-        assert_eq!(error, PhaseError::NotHeld { task: TASK, event: "leftover processes gone" });
-    }
-
-    #[test]
-    fn the_map_admits_a_task_once_and_only_into_an_entry_phase() {
-        let mut tasks = TaskPhases::<()>::default();
-        for phase in [staging_canceled(), canceling(), sweeping(None), sweeping_canceled()] {
-            let name = phase.name();
-            assert_eq!(tasks.admit(TASK, phase), Err(PhaseError::NotAnEntry { task: TASK, phase: name }));
-        }
-        assert_eq!(tasks.cores(), 0);
-        tasks.admit(TASK, staging()).unwrap();
-        assert_eq!(tasks.admit(TASK, running()), Err(PhaseError::AlreadyHeld { task: TASK, phase: "staging" }));
-        assert_eq!(tasks.cores(), 2);
     }
 }
