@@ -12,26 +12,33 @@
 //! not a running task's is killed as a stray.
 
 pub mod archive;
+mod event_loop;
+mod event_sources;
+mod held_tasks;
 mod install;
 pub mod join_grant;
+mod joining;
 mod light_agent;
 pub mod link;
 mod metrics;
 mod outbox;
 mod reaper;
 mod relay;
-mod runner;
 mod staging;
 mod stray;
+mod task_dir;
 pub mod task_env;
+mod task_lifecycle;
+mod task_phase;
+mod task_spec;
 pub mod task_user;
 
 pub use staging::{encode_query, glob_match};
 
+pub use event_loop::{AgentConfig, AgentError, run};
 pub use join_grant::JoinGrant;
 pub use light_agent::run_light;
 pub use relay::{ProxyConfig, run_proxy};
-pub use runner::{AgentConfig, AgentError, run};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_millis() -> u64 {

@@ -20,7 +20,7 @@ pub async fn run_light(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let urls: Vec<String> =
-        server.split(',').map(str::trim).filter_map(|u| crate::runner::websocket_url(u).ok()).collect();
+        server.split(',').map(str::trim).filter_map(|u| crate::event_sources::websocket_url(u).ok()).collect();
     if urls.is_empty() {
         return;
     }
@@ -29,7 +29,7 @@ pub async fn run_light(
         None => (None, None),
     };
     let link = loop {
-        match crate::runner::establish(&urls, ca, token, &name, None).await {
+        match crate::joining::establish(&urls, ca, token, &name, None).await {
             Ok(link) => break link,
             Err(crate::AgentError::Refused(reason)) => {
                 tracing::warn!(%name, %reason, "a light agent was refused");

@@ -5,7 +5,7 @@
 //! of the protocol: the agent and head node speak to each other end to end through it (over
 //! TLS, the proxy sees only ciphertext).
 
-use crate::runner::AgentError;
+use crate::event_loop::AgentError;
 use std::path::PathBuf;
 use tokio::net::{TcpListener, TcpStream};
 
