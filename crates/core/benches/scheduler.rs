@@ -54,7 +54,10 @@ fn bench_plan(c: &mut Criterion) {
 /// A head node's model with 10,000 connected, online nodes and the queued jobs, not yet
 /// scheduled.
 fn loaded_cluster() -> (Cluster, Effects) {
-    let mut cluster = Cluster::new(Config { queue_ahead: 1, ..Config::default() });
+    let mut cluster = Cluster::new(
+        Config { queue_ahead: 1, ..Config::default() },
+        std::sync::Arc::new(thunderhead_core::provider_rules::TakeAsGiven),
+    );
     let mut fx = Effects::default();
     let now = 1_000;
     let names: Vec<String> = (0..NODES).map(|i| format!("node-{i:05}")).collect();

@@ -30,7 +30,7 @@ pub struct Output {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadOn {
-    /// When the task exits with code 0 (the default, as Azure Batch's `TaskSuccess`).
+    /// When the task exits with code 0 (the default, as in the batch services of the big clouds).
     #[default]
     Success,
     Failure,

@@ -1,15 +1,9 @@
 //! Node templates: which provider deploys a set of burst nodes, and how they are named.
 
 use crate::availability::{Availability, Window};
+use crate::provider_rules::ProviderRules;
 use crate::{Error, Millis, Result};
 use serde::{Deserialize, Serialize};
-
-/// Providers this build can deploy nodes with.
-pub const PROVIDERS: [&str; 3] = ["local", "sim", "azure"];
-
-/// Providers whose nodes this build can deploy; templates of the others are validated and
-/// kept, but their nodes cannot be started yet.
-pub const DEPLOYABLE: [&str; 2] = ["local", "sim"];
 
 /// The core quota of a provider account when the template does not say (as in 2011).
 pub const DEFAULT_QUOTA_CORES: u32 = 20;
@@ -49,7 +43,8 @@ pub struct Template {
     pub provider: String,
     #[serde(default)]
     pub description: String,
-    /// Settings for the provider, validated by it (e.g. `work_root` for `local`).
+    /// Settings for the provider, in the form its rules accept and checked by them; the core
+    /// does not read them.
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
     /// Cores the provider account may run at once: nodes and proxies together.
@@ -82,7 +77,7 @@ pub struct Template {
     /// When the set runs: by hand, or on a weekly schedule.
     #[serde(default)]
     pub availability: Availability,
-    /// The provider's secrets (an Azure management certificate and its password), sealed with
+    /// The provider's secret settings (a management certificate and its password), sealed with
     /// the head node's key. Never shown.
     #[serde(default)]
     pub sealed: Option<String>,
@@ -92,8 +87,8 @@ pub struct Template {
     /// Package versions its nodes install instead of the latest.
     #[serde(default)]
     pub pins: std::collections::BTreeMap<String, u32>,
-    /// The blob store its packages go to; `None` for the head node's (an azure template's is
-    /// its storage account).
+    /// The blob store its packages go to; `None` for the head node's (or the storage account
+    /// its provider derives from its settings).
     #[serde(default)]
     pub blob_store: Option<String>,
     pub created_at: Millis,
@@ -254,7 +249,7 @@ impl AvailabilityInput {
         // The schedule repeats every week: a longer lead or drain time means nothing.
         const WEEK: Millis = 7 * 24 * 3_600_000;
         let duration = |t: &Option<String>, default: Millis| -> Result<Millis> {
-            let value = t.as_deref().map_or(Ok(default), crate::template_settings::parse_duration)?;
+            let value = t.as_deref().map_or(Ok(default), crate::duration::parse_duration)?;
             if value > WEEK {
                 return Err(Error::invalid(format!(
                     "lead or drain time \"{}\" is longer than the limit of 7 days, the length of the weekly schedule \
@@ -313,22 +308,14 @@ pub fn validate_name(what: &str, name: &str) -> Result<()> {
 }
 
 impl NewTemplate {
-    pub fn validate(self, now: Millis) -> Result<Template> {
+    /// The template this request makes, its settings checked by its provider's `rules`.
+    pub fn validate(self, now: Millis, rules: &dyn ProviderRules) -> Result<Template> {
         validate_name("template", &self.name)?;
-        if !PROVIDERS.contains(&self.provider.as_str()) {
-            return Err(Error::invalid(format!(
-                "provider \"{}\" is not available in this build (choose one of: {})",
-                self.provider,
-                PROVIDERS.join(", ")
-            )));
-        }
         let blank = Template { created_at: now, ..Template::new(&self.name, &self.provider) };
         let mut template = blank.apply(self.fields)?;
-        if template.provider == "azure" && template.blob_store.is_none() {
-            // The 2011 template's storage account holds its packages.
-            if let Some(account) = template.settings.get("storage_account").and_then(|v| v.as_str()) {
-                template.blob_store = Some(format!("az://{account}/thunderhead"));
-            }
+        let derived = rules.check(&template.provider, &mut template.settings, template.sealed.is_some())?;
+        if template.blob_store.is_none() {
+            template.blob_store = derived.blob_store;
         }
         template.check()?;
         Ok(template)
@@ -336,14 +323,8 @@ impl NewTemplate {
 }
 
 impl Template {
-    /// Checks every field against its rule.
+    /// Checks every field but the provider's settings against its rule.
     pub fn check(&self) -> Result<()> {
-        crate::template_settings::validate(&self.provider, &self.settings)?;
-        if self.provider == "azure" && self.sealed.is_none() {
-            return Err(Error::invalid(
-                "an azure template needs its management certificate (give --certificate FILE.pfx --certificate-password-file FILE)",
-            ));
-        }
         if self.quota_cores == 0 || self.quota_cores > 1_000_000 {
             return Err(Error::invalid(format!(
                 "quota of {} cores is out of range (give a whole number of cores from 1 to 1000000)",
@@ -403,9 +384,10 @@ impl Template {
         Ok(())
     }
 
-    /// The template after `edit`, checked.
-    pub fn edited(&self, edit: TemplateEdit) -> Result<Template> {
-        let t = self.apply(edit)?;
+    /// The template after `edit`, checked, its settings by its provider's `rules`.
+    pub fn edited(&self, edit: TemplateEdit, rules: &dyn ProviderRules) -> Result<Template> {
+        let mut t = self.apply(edit)?;
+        rules.check(&t.provider, &mut t.settings, t.sealed.is_some())?;
         t.check()?;
         Ok(t)
     }
@@ -424,7 +406,6 @@ impl Template {
                 t.settings.insert(key, value);
             }
         }
-        crate::template_settings::normalize(&t.provider, &mut t.settings);
         if edit.certificate.is_some() || edit.certificate_password.is_some() {
             return Err(Error::invalid("the certificate must be sealed by the head node before it is stored"));
         }
@@ -481,7 +462,7 @@ impl Template {
     }
 }
 
-/// The prefix of the naming series of a provider: `local` → `LocalCN-`, `azure` → `AzureCN-`.
+/// The prefix of the naming series of a provider: `lab` → `LabCN-`.
 pub fn series_prefix(provider: &str) -> String {
     let mut chars = provider.chars();
     let head: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().collect();
@@ -496,63 +477,95 @@ pub fn series_name(prefix: &str, n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider_rules::Derived;
 
     #[test]
     fn series_names_follow_the_2011_pattern() {
-        assert_eq!(series_prefix("local"), "LocalCN-");
-        assert_eq!(series_prefix("azure"), "AzureCN-");
+        assert_eq!(series_prefix("lab"), "LabCN-");
+        assert_eq!(series_prefix("cloud"), "CloudCN-");
         assert_eq!(series_name("LocalCN-", 1), "LocalCN-0001");
         assert_eq!(series_name("LocalCN-", 12345), "LocalCN-12345");
     }
 
+    /// Rules of a build with one provider, `lab`, that takes any setting.
+    #[derive(Debug)]
+    struct Lab;
+
+    impl ProviderRules for Lab {
+        fn check(
+            &self,
+            provider: &str,
+            _: &mut serde_json::Map<String, serde_json::Value>,
+            _: bool,
+        ) -> Result<Derived> {
+            match provider {
+                "lab" => Ok(Derived::default()),
+                other => Err(Error::invalid(format!("provider \"{other}\" is not available (choose lab)"))),
+            }
+        }
+        fn deployable(&self, _: &str) -> bool {
+            true
+        }
+    }
+
+    fn lab() -> Template {
+        NewTemplate { name: "t".into(), provider: "lab".into(), ..Default::default() }.validate(0, &Lab).unwrap()
+    }
+
     #[test]
-    fn unknown_provider_is_refused_with_the_choices() {
-        let err =
-            NewTemplate { name: "t".into(), provider: "gcp".into(), ..Default::default() }.validate(0).unwrap_err();
-        assert!(err.message.contains("\"gcp\"") && err.message.contains("local"), "{err}");
+    fn the_providers_rules_refuse_an_unknown_provider() {
+        let err = NewTemplate { name: "t".into(), provider: "gcp".into(), ..Default::default() }
+            .validate(0, &Lab)
+            .unwrap_err();
+        assert!(err.message.contains("\"gcp\""), "{err}");
     }
 
     #[test]
     fn quota_proxies_and_prefix_are_checked_on_create_and_edit() {
-        let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() }.validate(0).unwrap();
-        assert_eq!((t.quota_cores, t.proxies, t.prefix()), (20, 2, "LocalCN-".to_string()));
-        let err = t.edited(TemplateEdit { proxies: Some(0), ..Default::default() }).unwrap_err();
+        let t = lab();
+        assert_eq!((t.quota_cores, t.proxies, t.prefix()), (20, 2, "LabCN-".to_string()));
+        let err = t.edited(TemplateEdit { proxies: Some(0), ..Default::default() }, &Lab).unwrap_err();
         assert!(err.message.contains("0 proxies") && err.message.contains("from 1"), "{err}");
-        let err = t.edited(TemplateEdit { series_prefix: Some("a b".into()), ..Default::default() }).unwrap_err();
+        let err = t.edited(TemplateEdit { series_prefix: Some("a b".into()), ..Default::default() }, &Lab).unwrap_err();
         assert!(err.message.contains("\"a b\""), "{err}");
-        let e = t.edited(TemplateEdit {
-            series_prefix: Some("Burst-".into()),
-            quota_cores: Some(64),
-            ..Default::default()
-        });
+        let e = t.edited(
+            TemplateEdit { series_prefix: Some("Burst-".into()), quota_cores: Some(64), ..Default::default() },
+            &Lab,
+        );
         let e = e.unwrap();
         assert_eq!((e.prefix(), e.quota_cores), ("Burst-".to_string(), 64));
     }
 
     #[test]
     fn a_rate_set_to_list_and_a_pin_set_to_latest_are_removed() {
-        let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() }.validate(0).unwrap();
+        let t = lab();
         use crate::size::NodeSize;
         let price = |t: &Template| t.rate_micros(NodeSize::Small);
         let t = t
-            .edited(TemplateEdit {
-                rates: Some("Small=0.10,Large=1".into()),
-                pin: Some(vec!["solver=3".into(), " mesh = 1".into()]),
-                ..Default::default()
-            })
+            .edited(
+                TemplateEdit {
+                    rates: Some("Small=0.10,Large=1".into()),
+                    pin: Some(vec!["solver=3".into(), " mesh = 1".into()]),
+                    ..Default::default()
+                },
+                &Lab,
+            )
             .unwrap();
         assert_eq!((price(&t), t.rates.len(), t.pins.len()), (100_000, 2, 2));
         let t = t
-            .edited(TemplateEdit {
-                rates: Some("Small=list".into()),
-                pin: Some(vec!["solver=latest".into()]),
-                ..Default::default()
-            })
+            .edited(
+                TemplateEdit {
+                    rates: Some("Small=list".into()),
+                    pin: Some(vec!["solver=latest".into()]),
+                    ..Default::default()
+                },
+                &Lab,
+            )
             .unwrap();
         assert_eq!(price(&t), crate::cost::default_rate_micros(NodeSize::Small));
         assert_eq!(t.rates.keys().collect::<Vec<_>>(), ["Large"]);
         assert_eq!(t.pins.keys().collect::<Vec<_>>(), ["mesh"]);
-        let err = t.edited(TemplateEdit { pin: Some(vec!["=3".into()]), ..Default::default() }).unwrap_err();
+        let err = t.edited(TemplateEdit { pin: Some(vec!["=3".into()]), ..Default::default() }, &Lab).unwrap_err();
         assert!(err.message.contains("\"=3\"") && err.message.contains("NAME=VERSION"), "{err}");
     }
 

@@ -5,12 +5,13 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use thunderhead_core::TaskKey;
 use thunderhead_core::cluster::packages::Installed;
 use thunderhead_core::cluster::{Cluster, Command, Config, DeployFailure, Effects, Hello, TaskAttempt, TaskResult};
 use thunderhead_core::job::{JobSubmission, TaskDef};
+use thunderhead_core::provider_rules::{Derived, ProviderRules};
 use thunderhead_core::template::NewTemplate;
 use thunderhead_core::view::{AddNodes, NodeAction, NodeActionRequest};
+use thunderhead_core::{Error, Result, TaskKey};
 
 const NODES: [&str; 5] = ["LocalCN-0001", "LocalCN-0002", "SimCN-0001", "onprem", "bad\nname"];
 
@@ -182,12 +183,30 @@ fn handle() -> Value {
     json!({"v": 1, "pid": 1, "start_ticks": 1, "dir": "/nonexistent"})
 }
 
+/// The rules of a build with two providers, `local` and `sim`, that take any setting; other
+/// providers are refused.
+#[derive(Debug)]
+struct TwoProviders;
+
+impl ProviderRules for TwoProviders {
+    fn check(&self, provider: &str, _: &mut serde_json::Map<String, serde_json::Value>, _: bool) -> Result<Derived> {
+        match provider {
+            "local" | "sim" => Ok(Derived::default()),
+            other => Err(Error::invalid(format!("provider \"{other}\" is not available in this build"))),
+        }
+    }
+
+    fn deployable(&self, _: &str) -> bool {
+        true
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
     #[test]
     fn no_input_panics_the_core_and_its_invariants_hold(events in proptest::collection::vec(event(), 1..40)) {
-        let mut c = Cluster::new(Config::default());
+        let mut c = Cluster::new(Config::default(), std::sync::Arc::new(TwoProviders));
         let mut now = 1_800_000_000_000u64;
         let mut assigned: Vec<TaskAttempt> = vec![];
         for event in events {
@@ -241,7 +260,7 @@ proptest! {
                     let result = if ok { Ok(()) } else { Err("cannot remove".to_string()) };
                     c.removed(&mut fx, NODES[node], &handle(), result, now);
                 }
-                Event::DeploymentGone(node) => c.deployment_gone(&mut fx, NODES[node], &handle(), now),
+                Event::DeploymentGone(node) => c.deployment_gone(&mut fx, NODES[node], &handle(), "gone", now),
                 Event::Cancel(job) => { let _ = c.cancel_job(&mut fx, job, now); }
                 Event::Requeue { job, ended, ended_at } => { let _ = c.requeue_job(&mut fx, job, ended_at, &ended); }
                 Event::Tick(ms) => {

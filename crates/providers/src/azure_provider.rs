@@ -2,9 +2,11 @@
 //! needed, validated the way Azure validated it. Deploying Azure nodes is not in this build.
 
 use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, Provider, ProviderError, ProxyRequest, Result};
+use crate::{SettingKind, SettingSpec};
+use serde_json::{Map, Value};
 use sha1::Digest;
+use thunderhead_core::provider_rules::Derived;
 use thunderhead_core::template::Template;
-use thunderhead_core::template_settings::normalize_thumbprint;
 
 /// The smallest RSA key Azure accepted for a management certificate.
 pub const MIN_KEY_BITS: usize = 2048;
@@ -80,14 +82,129 @@ pub fn inspect_certificate(pfx: &[u8], password: &str, thumbprint: Option<&str>)
     Ok(CertificateInfo { thumbprint: computed, subject: x509.subject().to_string(), key_bits })
 }
 
+/// What the `azure` provider declares.
+pub static INFO: crate::ProviderInfo = crate::ProviderInfo {
+    name: "azure",
+    summary: "Azure worker nodes as the 2011 system added them: templates are checked and kept; deploying is not in this build",
+    settings: &[
+        SettingSpec::new(
+            "subscription_id",
+            SettingKind::Text,
+            "the subscription's GUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+        ),
+        SettingSpec::new("service_name", SettingKind::Text, "the cloud service: 3-63 letters, digits and hyphens"),
+        SettingSpec::new(
+            "storage_account",
+            SettingKind::Text,
+            "the storage account: 3-24 lowercase letters and digits",
+        ),
+        SettingSpec::new(
+            "thumbprint",
+            SettingKind::Text,
+            "the SHA-1 thumbprint of the management certificate, 40 hex digits",
+        ),
+        SettingSpec::new(
+            "certificate_subject",
+            SettingKind::Text,
+            "the subject of the management certificate (set from the certificate)",
+        ),
+        SettingSpec::new(
+            "certificate_key_bits",
+            SettingKind::Number,
+            "the RSA key size of the management certificate (set from the certificate)",
+        ),
+        SettingSpec::new(
+            "certificate",
+            SettingKind::Secret,
+            "the management certificate, a PKCS#12 (PFX) file with an RSA key of 2048 bits or more (--certificate FILE.pfx)",
+        ),
+        SettingSpec::new(
+            "certificate_password",
+            SettingKind::Secret,
+            "the certificate's password (--certificate-password-file FILE)",
+        ),
+    ],
+    deployable: false,
+    proxies: true,
+    sizes: None,
+    handle_version: crate::HANDLE_VERSION,
+    gone: "Azure nodes are not deployed by this build",
+};
+
+/// `"ab cd …"` → `"ABCD…"`: spaces and colons removed, upper case.
+pub fn normalize_thumbprint(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && *c != ':').collect::<String>().to_ascii_uppercase()
+}
+
+use crate::settings::text;
+
+/// Checks the settings of an `azure` template against Azure's rules.
+fn validate_azure(settings: &Map<String, Value>) -> thunderhead_core::Result<()> {
+    let required = |key: &str, flag: &str| {
+        text(settings, key).ok_or_else(|| {
+            thunderhead_core::Error::invalid(format!("an azure template needs {flag} (give {flag} VALUE)"))
+        })
+    };
+    let id = required("subscription_id", "--subscription-id")?;
+    let groups: Vec<&str> = id.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens != [8, 4, 4, 4, 12] || !groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Err(thunderhead_core::Error::invalid(format!(
+            "subscription id \"{id}\" is not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx with hex digits; copy it from the Azure portal)"
+        )));
+    }
+    let service = required("service_name", "--service-name")?;
+    let service_ok = (3..=63).contains(&service.len())
+        && service.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && service.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !service.ends_with('-');
+    if !service_ok {
+        return Err(thunderhead_core::Error::invalid(format!(
+            "service name \"{service}\" does not follow Azure's rules (3-63 letters, digits and hyphens, starting with a letter and not ending with a hyphen)"
+        )));
+    }
+    let account = required("storage_account", "--storage-account")?;
+    let account_ok =
+        (3..=24).contains(&account.len()) && account.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !account_ok {
+        return Err(thunderhead_core::Error::invalid(format!(
+            "storage account \"{account}\" does not follow Azure's rules (3-24 lowercase letters and digits, e.g. {})",
+            account.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).take(24).collect::<String>()
+        )));
+    }
+    if let Some(t) = text(settings, "thumbprint")
+        && (t.len() != 40 || !t.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(thunderhead_core::Error::invalid(format!(
+            "thumbprint \"{t}\" is not 40 hex digits (copy the SHA-1 thumbprint of the certificate; spaces are allowed)"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates Azure templates; cannot deploy in this build.
 pub struct AzureProvider;
 
 const NOT_AVAILABLE: &str = "deploying Azure nodes is not available in this build (the template is validated and kept)";
 
 impl Provider for AzureProvider {
-    fn name(&self) -> &'static str {
-        "azure"
+    fn info(&self) -> &'static crate::ProviderInfo {
+        &INFO
+    }
+
+    fn check_settings(&self, settings: &mut Map<String, Value>, sealed: bool) -> thunderhead_core::Result<Derived> {
+        if let Some(Value::String(t)) = settings.get_mut("thumbprint") {
+            *t = normalize_thumbprint(t);
+        }
+        validate_azure(settings)?;
+        if !sealed {
+            return Err(thunderhead_core::Error::invalid(
+                "an azure template needs its management certificate (give --certificate FILE.pfx --certificate-password-file FILE)",
+            ));
+        }
+        // The 2011 template's storage account holds its packages.
+        let blob_store = text(settings, "storage_account").map(|account| format!("az://{account}/thunderhead"));
+        Ok(Derived { blob_store })
     }
 
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
@@ -135,6 +252,37 @@ impl Provider for AzureProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn azure_settings_follow_azure_rules_and_errors_name_the_value() {
+        let good = json!({"subscription_id": "0123abcd-4567-89ab-cdef-0123456789ab", "service_name": "th-burst", "storage_account": "thstore01"});
+        validate_azure(&map(good.clone())).unwrap();
+        for (key, bad, rule) in [
+            ("subscription_id", "12ab", "is not a GUID"),
+            ("service_name", "-bad", "Azure's rules"),
+            ("storage_account", "My_Store", "3-24 lowercase"),
+            ("thumbprint", "abc", "40 hex digits"),
+        ] {
+            let mut m = map(good.clone());
+            m.insert(key.into(), json!(bad));
+            let err = validate_azure(&m).unwrap_err();
+            assert!(err.message.contains(&format!("\"{bad}\"")) && err.message.contains(rule), "{err}");
+        }
+        let mut m = map(good);
+        m.remove("subscription_id");
+        assert!(validate_azure(&m).unwrap_err().message.contains("--subscription-id"));
+    }
+
+    #[test]
+    fn thumbprints_lose_spaces_and_case() {
+        assert_eq!(normalize_thumbprint("ab cd:ef 01"), "ABCDEF01");
+    }
+
     use std::process::Command;
 
     /// Makes a self-signed certificate with an RSA key of `bits` in a PFX with `password`,

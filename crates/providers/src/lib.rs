@@ -1,10 +1,19 @@
 //! Providers deploy and remove burst nodes. One trait, [`Provider`], with few verbs: validate
 //! (a dry run), deploy, batched status, idempotent remove. A deploy returns a handle that the
 //! head node persists, so a restarted head node can check on and remove what it deployed.
+//!
+//! A provider declares everything about itself in its [`ProviderInfo`]: its name, its settings
+//! and their rules, whether this build deploys its nodes. The head node's model names no
+//! provider: it asks [`Providers`], as its [`ProviderRules`], to check a template's settings.
+//! Adding a provider is a module here and one line in [`Providers::standard`].
 
 pub mod azure_provider;
 pub mod local_provider;
+pub mod settings;
 pub mod sim_provider;
+
+pub use settings::{SettingKind, SettingSpec};
+use thunderhead_core::provider_rules::{Derived, ProviderRules};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -83,8 +92,42 @@ pub enum ExternalStatus {
     Gone,
 }
 
+/// What a provider declares about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderInfo {
+    pub name: &'static str,
+    /// What it deploys, in one line.
+    pub summary: &'static str,
+    pub settings: &'static [SettingSpec],
+    /// Whether this build deploys its nodes; templates of the others are checked and kept.
+    pub deployable: bool,
+    /// Whether its sets run proxies that their agents reach the head node through.
+    pub proxies: bool,
+    /// Its sizes: `None` for the standard sizes and list prices (Small to ExtraLarge).
+    pub sizes: Option<&'static [(&'static str, u32)]>,
+    /// The version of the handles it writes; it reads its older ones.
+    pub handle_version: u64,
+    /// What it means when it reports a deployment gone, for the node's log.
+    pub gone: &'static str,
+}
+
 pub trait Provider: Send + Sync {
-    fn name(&self) -> &'static str;
+    /// What it declares about itself.
+    fn info(&self) -> &'static ProviderInfo;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
+    /// Puts settings that passed [`settings::check_declared`] in their one accepted form and
+    /// checks what only this provider knows; `sealed` says whether the template holds sealed
+    /// secret settings.
+    fn check_settings(
+        &self,
+        settings: &mut serde_json::Map<String, serde_json::Value>,
+        sealed: bool,
+    ) -> thunderhead_core::Result<Derived> {
+        let _ = (settings, sealed);
+        Ok(Derived::default())
+    }
     /// Checks credentials and reach without deploying anything.
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>>;
     /// Deploys one node and returns its handle.
@@ -124,7 +167,89 @@ impl Providers {
     pub fn get(&self, name: &str) -> Option<Arc<dyn Provider>> {
         self.providers.iter().find(|p| p.name() == name).cloned()
     }
+
+    /// What each provider of this build declares, in registration order.
+    pub fn infos(&self) -> Vec<&'static ProviderInfo> {
+        self.providers.iter().map(|p| p.info()).collect()
+    }
+
+    fn named(&self, name: &str) -> thunderhead_core::Result<Arc<dyn Provider>> {
+        self.get(name).ok_or_else(|| {
+            let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+            thunderhead_core::Error::invalid(format!(
+                "provider \"{}\" is not available in this build (choose one of: {}; see thunderhead provider list)",
+                thunderhead_core::text::escape(name),
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.providers.iter().map(|p| p.name())).finish()
+    }
+}
+
+impl ProviderRules for Providers {
+    fn check(
+        &self,
+        provider: &str,
+        settings: &mut serde_json::Map<String, serde_json::Value>,
+        sealed: bool,
+    ) -> thunderhead_core::Result<Derived> {
+        let p = self.named(provider)?;
+        settings::check_declared(provider, p.info().settings, settings)?;
+        p.check_settings(settings, sealed)
+    }
+
+    fn deployable(&self, provider: &str) -> bool {
+        self.get(provider).is_some_and(|p| p.info().deployable)
+    }
 }
 
 #[cfg(test)]
 mod contract;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standard() -> Providers {
+        Providers::standard(PathBuf::from("/nonexistent/state"), PathBuf::from("/nonexistent/thunderhead"))
+    }
+
+    #[test]
+    fn every_provider_declares_itself_whole() {
+        let providers = standard();
+        for info in providers.infos() {
+            assert!(providers.get(info.name).is_some_and(|p| p.name() == info.name), "{}", info.name);
+            assert!(!info.summary.is_empty(), "{}", info.name);
+            let mut names: Vec<&str> = info.settings.iter().map(|s| s.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), info.settings.len(), "{}: a setting declared twice", info.name);
+            assert!(info.settings.iter().all(|s| !s.rule.is_empty()), "{}: a setting without its rule", info.name);
+        }
+    }
+
+    #[test]
+    fn an_unknown_provider_is_refused_with_the_choices() {
+        let err = standard().check("gcp", &mut Default::default(), false).unwrap_err();
+        assert!(err.message.contains("\"gcp\"") && err.message.contains("local, sim, azure"), "{err}");
+    }
+
+    #[test]
+    fn unknown_settings_list_the_known_ones() {
+        let mut settings = serde_json::json!({"region": "eu"}).as_object().unwrap().clone();
+        let err = standard().check("local", &mut settings, false).unwrap_err();
+        assert!(err.message.contains("\"region\"") && err.message.contains("work_root"), "{err}");
+    }
+
+    #[test]
+    fn only_providers_this_build_deploys_are_deployable() {
+        let providers = standard();
+        assert!(providers.deployable("local") && providers.deployable("sim"));
+        assert!(!providers.deployable("azure") && !providers.deployable("gcp"));
+    }
+}

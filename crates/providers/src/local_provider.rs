@@ -14,6 +14,7 @@
 use crate::{
     BoxFuture, Check, DeployRequest, ExternalStatus, HANDLE_VERSION, Provider, ProviderError, ProxyRequest, Result,
 };
+use crate::{SettingKind, SettingSpec};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -343,9 +344,22 @@ fn writable(dir: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// What the `local` provider declares.
+pub static INFO: crate::ProviderInfo = crate::ProviderInfo {
+    name: "local",
+    summary: "agent processes on the head node's own machine, one node directory each",
+    settings: &[SettingSpec::new("work_root", SettingKind::File, "a directory where node directories are created")
+        .or("the nodes directory in the head node's state directory")],
+    deployable: true,
+    proxies: true,
+    sizes: None,
+    handle_version: crate::HANDLE_VERSION,
+    gone: "the agent process exited (see agent.log in the node directory)",
+};
+
 impl Provider for LocalProvider {
-    fn name(&self) -> &'static str {
-        "local"
+    fn info(&self) -> &'static crate::ProviderInfo {
+        &INFO
     }
 
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {

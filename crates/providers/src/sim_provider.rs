@@ -10,12 +10,121 @@
 
 use crate::local_provider::{self, LocalProvider};
 use crate::{BoxFuture, Check, DeployRequest, ExternalStatus, Provider, ProviderError, ProxyRequest, Result};
+use crate::{SettingKind, SettingSpec};
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
+use thunderhead_core::Millis;
+use thunderhead_core::provider_rules::Derived;
 use thunderhead_core::template::Template;
-use thunderhead_core::template_settings::SimSettings;
+
+/// What the `sim` provider declares.
+pub static INFO: crate::ProviderInfo = crate::ProviderInfo {
+    name: "sim",
+    summary: "a cloud rehearsal on this machine: deployments take a drawn time, fail at a drawn rate and stop at a capacity",
+    settings: &[
+        SettingSpec::new("work_root", SettingKind::File, "a directory where node directories are created"),
+        SettingSpec::new("deploy_time", SettingKind::Text, "how long a deployment takes, MIN..MAX, e.g. 2s..8s")
+            .or("1s..3s"),
+        SettingSpec::new("failure_rate", SettingKind::Number, "the probability that a deployment fails, 0 to 1")
+            .or("0"),
+        SettingSpec::new("capacity", SettingKind::Number, "the most nodes the simulated cloud holds at once"),
+        SettingSpec::new("seed", SettingKind::Number, "the seed that makes the simulation repeatable").or("0"),
+        SettingSpec::new(
+            "light",
+            SettingKind::Bool,
+            "run nodes as light agents inside the head node that finish each task at once (scale rehearsals)",
+        )
+        .or("false"),
+    ],
+    deployable: true,
+    proxies: true,
+    sizes: None,
+    handle_version: crate::HANDLE_VERSION,
+    gone: "the simulated deployment ended, or its agent process exited (see agent.log in the node directory)",
+};
+
+/// Settings of the `sim` provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimSettings {
+    pub deploy_min: Millis,
+    pub deploy_max: Millis,
+    pub failure_rate: f64,
+    pub capacity: Option<u32>,
+    pub seed: u64,
+    /// Nodes are light in-process agents rather than agent processes.
+    pub light: bool,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings { deploy_min: 1_000, deploy_max: 3_000, failure_rate: 0.0, capacity: None, seed: 0, light: false }
+    }
+}
+
+impl SimSettings {
+    pub fn from_map(settings: &Map<String, Value>) -> thunderhead_core::Result<SimSettings> {
+        let mut s = SimSettings::default();
+        if let Some(v) = settings.get("deploy_time") {
+            let text = v.as_str().ok_or_else(|| {
+                thunderhead_core::Error::invalid(format!("deploy_time {v} is not text (write e.g. 2s..8s)"))
+            })?;
+            let (min, max) = match text.split_once("..") {
+                Some((a, b)) => {
+                    (thunderhead_core::duration::parse_duration(a)?, thunderhead_core::duration::parse_duration(b)?)
+                }
+                None => {
+                    let d = thunderhead_core::duration::parse_duration(text)?;
+                    (d, d)
+                }
+            };
+            if min > max {
+                return Err(thunderhead_core::Error::invalid(format!(
+                    "deploy_time \"{text}\" has its minimum above its maximum (write MIN..MAX)"
+                )));
+            }
+            (s.deploy_min, s.deploy_max) = (min, max);
+        }
+        if let Some(v) = settings.get("failure_rate") {
+            s.failure_rate = v
+                .as_f64()
+                .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    thunderhead_core::Error::invalid(format!(
+                        "failure_rate {v} is not a probability (give a number from 0 to 1)"
+                    ))
+                })?;
+        }
+        if let Some(v) = settings.get("capacity") {
+            let c = v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                .filter(|c| *c >= 1 && *c <= 1_000_000)
+                .ok_or_else(|| {
+                    thunderhead_core::Error::invalid(format!(
+                        "capacity {v} is not a node count (give a whole number from 1)"
+                    ))
+                })?;
+            s.capacity = Some(c as u32);
+        }
+        if let Some(v) = settings.get("light") {
+            s.light = v
+                .as_bool()
+                .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                .ok_or_else(|| thunderhead_core::Error::invalid(format!("light {v} is not true or false")))?;
+        }
+        if let Some(v) = settings.get("seed") {
+            s.seed = v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+                .ok_or_else(|| thunderhead_core::Error::invalid(format!("seed {v} is not a whole number")))?;
+        }
+        Ok(s)
+    }
+}
 
 pub struct SimProvider {
     local: LocalProvider,
@@ -197,8 +306,12 @@ impl SimProvider {
 }
 
 impl Provider for SimProvider {
-    fn name(&self) -> &'static str {
-        "sim"
+    fn info(&self) -> &'static crate::ProviderInfo {
+        &INFO
+    }
+
+    fn check_settings(&self, settings: &mut Map<String, Value>, _sealed: bool) -> thunderhead_core::Result<Derived> {
+        SimSettings::from_map(settings).map(|_| Derived::default())
     }
 
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
@@ -288,6 +401,41 @@ impl Provider for SimProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    /// Checks settings as the head node does: declared kinds first, then the sim's own rules.
+    fn check(v: Value) -> thunderhead_core::Result<SimSettings> {
+        let m = map(v);
+        crate::settings::check_declared("sim", INFO.settings, &m)?;
+        SimSettings::from_map(&m)
+    }
+
+    #[test]
+    fn sim_settings_parse_and_bad_values_are_named() {
+        let s = SimSettings::from_map(&map(
+            json!({"deploy_time": "2s..8s", "failure_rate": 0.25, "capacity": "10", "seed": 7}),
+        ))
+        .unwrap();
+        assert_eq!(
+            s,
+            SimSettings {
+                deploy_min: 2_000,
+                deploy_max: 8_000,
+                failure_rate: 0.25,
+                capacity: Some(10),
+                seed: 7,
+                light: false
+            }
+        );
+        let err = check(json!({"failure_rate": 2})).unwrap_err();
+        assert!(err.message.contains("failure_rate 2") && err.message.contains("0 to 1"), "{err}");
+        let err = check(json!({"deploy_time": "8s..2s"})).unwrap_err();
+        assert!(err.message.contains("minimum above its maximum"), "{err}");
+    }
 
     #[test]
     fn the_same_seed_draws_the_same_rehearsal() {

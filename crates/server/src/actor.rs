@@ -135,16 +135,50 @@ pub type Reply = oneshot::Sender<Result<Value, Error>>;
 
 pub enum Event {
     Api(Box<Request>, Reply),
-    AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
-    AgentResults { session: SessionId, results: Vec<TaskResult> },
-    AgentHeard { session: SessionId, metrics: Option<thunderhead_core::view::NodeMetrics> },
-    AgentInstalled { session: SessionId, results: Vec<thunderhead_core::cluster::packages::Installed> },
-    AgentGone { session: SessionId },
-    Deployed { node: String, result: Result<Value, DeployFailure> },
-    Removed { node: String, handle: Value, result: Result<(), String> },
-    DeploymentGone { node: String, handle: Value },
-    ProxyDeployed { proxy: String, result: Result<(Value, String), String> },
-    ProxyRemoved { proxy: String, handle: Value, result: Result<(), String> },
+    AgentHello {
+        session: SessionId,
+        hello: Hello,
+        tx: AgentTx,
+    },
+    AgentResults {
+        session: SessionId,
+        results: Vec<TaskResult>,
+    },
+    AgentHeard {
+        session: SessionId,
+        metrics: Option<thunderhead_core::view::NodeMetrics>,
+    },
+    AgentInstalled {
+        session: SessionId,
+        results: Vec<thunderhead_core::cluster::packages::Installed>,
+    },
+    AgentGone {
+        session: SessionId,
+    },
+    Deployed {
+        node: String,
+        result: Result<Value, DeployFailure>,
+    },
+    Removed {
+        node: String,
+        handle: Value,
+        result: Result<(), String>,
+    },
+    /// A provider reports a deployment gone; `why` says what that means for it.
+    DeploymentGone {
+        node: String,
+        handle: Value,
+        why: &'static str,
+    },
+    ProxyDeployed {
+        proxy: String,
+        result: Result<(Value, String), String>,
+    },
+    ProxyRemoved {
+        proxy: String,
+        handle: Value,
+        result: Result<(), String>,
+    },
     Tick,
 }
 
@@ -423,10 +457,10 @@ impl Actor {
             }
             Event::Deployed { node, result } => self.cluster.deployed(fx, &node, result, now),
             Event::Removed { node, handle, result } => self.cluster.removed(fx, &node, &handle, result, now),
-            Event::DeploymentGone { node, handle } if self.cluster.is_proxy(&node) => {
+            Event::DeploymentGone { node, handle, .. } if self.cluster.is_proxy(&node) => {
                 self.cluster.proxy_gone(fx, &node, &handle, now)
             }
-            Event::DeploymentGone { node, handle } => self.cluster.deployment_gone(fx, &node, &handle, now),
+            Event::DeploymentGone { node, handle, why } => self.cluster.deployment_gone(fx, &node, &handle, why, now),
             Event::ProxyDeployed { proxy, result } => self.cluster.proxy_deployed(fx, &proxy, result, now),
             Event::ProxyRemoved { proxy, handle, result } => {
                 self.cluster.proxy_removed(fx, &proxy, &handle, result, now)
@@ -513,12 +547,13 @@ impl Actor {
                 continue;
             };
             let events = self.events.clone();
+            let why = provider.info().gone;
             self.runtime.spawn(async move {
                 let handles: Vec<Value> = nodes.iter().map(|(_, h)| h.clone()).collect();
                 let statuses = provider.status(&handles).await;
                 for ((node, handle), status) in nodes.into_iter().zip(statuses) {
                     if status == Ok(thunderhead_providers::ExternalStatus::Gone) {
-                        let _ = events.send(Event::DeploymentGone { node, handle });
+                        let _ = events.send(Event::DeploymentGone { node, handle, why });
                     }
                 }
             });

@@ -153,8 +153,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let url = format!("{}://{addr}", if enrolment.is_some() { "https" } else { "http" });
 
     let mut fx = Effects::default();
-    let cluster = Cluster::restore(config.cluster.clone(), snapshot, &mut fx, now_millis());
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
+    let rules = Arc::new(providers.clone());
+    let cluster = Cluster::restore(config.cluster.clone(), rules, snapshot, &mut fx, now_millis());
     let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone());
     let access = Access {
         url: url.clone(),

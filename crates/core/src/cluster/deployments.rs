@@ -146,10 +146,10 @@ impl Cluster {
             .collect()
     }
 
-    /// The provider reports that a node's deployment no longer exists. A node still waiting
-    /// for its agent fails; a node whose agent went away is lost at once instead of after the
-    /// grace period.
-    pub fn deployment_gone(&mut self, fx: &mut Effects, name: &str, handle: &serde_json::Value, now: Millis) {
+    /// The provider reports that a node's deployment no longer exists, and `why` in its own
+    /// words. A node still waiting for its agent fails; a node whose agent went away is lost at
+    /// once instead of after the grace period.
+    pub fn deployment_gone(&mut self, fx: &mut Effects, name: &str, handle: &Handle, why: &str, now: Millis) {
         let Some(node) = self.nodes.get(name) else {
             return;
         };
@@ -157,7 +157,7 @@ impl Cluster {
         if node.session().is_some() || node.handle() != Some(handle) {
             return;
         }
-        let cause = "the provider reports the deployment gone (for local nodes: the agent process exited; see agent.log in the node directory)".to_string();
+        let cause = format!("the provider reports the deployment gone: {why}");
         match node.state {
             NodeState::Provisioning { .. } => {
                 let _ = self.transition(fx, name, NodeEvent::Failed { cause }, now);

@@ -36,7 +36,7 @@ impl Cluster {
 
     pub(super) fn start_node(&mut self, fx: &mut Effects, name: &str, now: Millis) -> Result<()> {
         let template = self.burst_template(name)?;
-        if !template::DEPLOYABLE.contains(&template.provider.as_str()) {
+        if !self.rules.deployable(&template.provider) {
             return Err(Error::conflict(format!(
                 "provider {} is not available in this build: template {} is validated and kept, but its nodes cannot be started yet",
                 template.provider, template.name

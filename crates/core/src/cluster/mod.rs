@@ -21,6 +21,7 @@ use crate::cost::{Usage, UsageKind};
 use crate::job::{Job, JobState, JobSubmission, TaskState};
 use crate::node_state::{Health, IllegalTransition, NodeEvent, NodeState};
 use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
+use crate::provider_rules::ProviderRules;
 use crate::scheduler::{self, JobDemand, NodeSlots};
 use crate::size::NodeSize;
 use crate::template::{self, NewTemplate, Template, TemplateEdit};
@@ -29,6 +30,7 @@ use crate::view::{
 };
 use crate::{Error, JobId, Millis, Result, TaskKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 pub mod agent_files;
 mod agents;
@@ -136,6 +138,8 @@ pub struct Running {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     config: Config,
+    /// What the providers of this build say of templates' settings.
+    rules: Arc<dyn ProviderRules>,
     templates: BTreeMap<String, Template>,
     series: BTreeMap<String, u64>,
     nodes: BTreeMap<String, Node>,
@@ -172,9 +176,10 @@ fn log(fx: &mut Effects, node: &str, now: Millis, message: impl Into<String>) {
 }
 
 impl Cluster {
-    pub fn new(config: Config) -> Cluster {
+    pub fn new(config: Config, rules: Arc<dyn ProviderRules>) -> Cluster {
         Cluster {
             config,
+            rules,
             templates: BTreeMap::new(),
             series: BTreeMap::new(),
             nodes: BTreeMap::new(),

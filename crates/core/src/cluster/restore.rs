@@ -6,8 +6,14 @@ impl Cluster {
     /// Rebuilds the cluster a head node had when it stopped. Nodes whose agents were connected
     /// get [`Config::reconnect_grace`] to reconnect; running tasks stay running until their agent
     /// says otherwise.
-    pub fn restore(config: Config, snapshot: Snapshot, fx: &mut Effects, now: Millis) -> Cluster {
-        let mut c = Cluster::new(config);
+    pub fn restore(
+        config: Config,
+        rules: Arc<dyn ProviderRules>,
+        snapshot: Snapshot,
+        fx: &mut Effects,
+        now: Millis,
+    ) -> Cluster {
+        let mut c = Cluster::new(config, rules);
         c.templates = snapshot.templates.into_iter().map(|t| (t.name.clone(), t)).collect();
         c.policy = c.templates.values().filter_map(|t| Some((t.name.clone(), t.policy_state.clone()?))).collect();
         c.series = snapshot.series.into_iter().collect();

@@ -4,7 +4,7 @@ use super::*;
 
 impl Cluster {
     pub fn create_template(&mut self, fx: &mut Effects, req: NewTemplate, now: Millis) -> Result<TemplateView> {
-        let template = req.validate(now)?;
+        let template = req.validate(now, self.rules.as_ref())?;
         if self.templates.contains_key(&template.name) {
             return Err(Error::conflict(format!(
                 "template \"{}\" already exists (choose another name, or edit or delete the existing one)",
@@ -90,7 +90,7 @@ impl Cluster {
         edit: TemplateEdit,
         now: Millis,
     ) -> Result<TemplateView> {
-        let edited = self.template_named(name)?.edited(edit)?;
+        let edited = self.template_named(name)?.edited(edit, self.rules.as_ref())?;
         let policy_changed = edited.availability != self.templates[name].availability;
         fx.ops.push(Op::PutTemplate(edited.clone()));
         self.templates.insert(name.to_string(), edited);

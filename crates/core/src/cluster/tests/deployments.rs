@@ -78,13 +78,13 @@ fn deployments_start_no_faster_than_the_template_rate() {
     env.add(5, "Small");
     let req = NodeActionRequest { action: NodeAction::Start, template: Some("t".into()), names: vec![], force: false };
     env.c.node_action(&mut env.fx, req, env.now).unwrap();
-    assert_eq!(deploys(&env.end()), ["LocalCN-0001", "LocalCN-0002"]);
+    assert_eq!(deploys(&env.end()), ["LabCN-0001", "LabCN-0002"]);
     env.now += 30_000;
     assert!(deploys(&env.end()).is_empty(), "still the same minute");
     env.now += 30_000;
-    assert_eq!(deploys(&env.end()), ["LocalCN-0003", "LocalCN-0004"]);
+    assert_eq!(deploys(&env.end()), ["LabCN-0003", "LabCN-0004"]);
     env.now += 60_000;
-    assert_eq!(deploys(&env.end()), ["LocalCN-0005"]);
+    assert_eq!(deploys(&env.end()), ["LabCN-0005"]);
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn a_package_that_fails_to_install_leaves_the_node_unknown_with_the_reason() {
 #[test]
 fn pins_and_template_packages_choose_what_a_node_installs() {
     let mut env = Env::new();
-    let t2 = NewTemplate { name: "t2".into(), provider: "local".into(), ..Default::default() };
+    let t2 = NewTemplate { name: "t2".into(), provider: "lab".into(), ..Default::default() };
     env.c.create_template(&mut env.fx, t2, env.now).unwrap();
     for p in [package("a", 1, None), package("a", 2, None), package("b", 1, Some("t2"))] {
         env.c.register_package(&mut env.fx, p).unwrap();

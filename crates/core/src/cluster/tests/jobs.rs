@@ -60,7 +60,7 @@ fn a_reserved_job_id_is_used_once_and_survives_a_restart() {
     let id = env.c.reserve_job_id(&mut env.fx);
     env.end();
     let mut fx = Effects::default();
-    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now);
+    let mut c = Cluster::restore(Config::default(), rules(), snapshot_of(&env.log), &mut fx, env.now);
     let sub =
         |reserved| JobSubmission { command: Some(vec!["true".into()]), reserved_id: reserved, ..Default::default() };
     let other = c.submit(&mut fx, sub(None), env.now).unwrap();

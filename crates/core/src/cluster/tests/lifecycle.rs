@@ -77,10 +77,10 @@ fn taking_a_node_offline_drains_it_or_requeues_with_force() {
 fn names_in_a_series_are_never_reused() {
     let mut env = Env::new();
     let first = env.add(2, "Small");
-    assert_eq!(first, ["LocalCN-0001", "LocalCN-0002"]);
-    env.act(NodeAction::Delete, &["LocalCN-0002"], false);
+    assert_eq!(first, ["LabCN-0001", "LabCN-0002"]);
+    env.act(NodeAction::Delete, &["LabCN-0002"], false);
     env.end();
-    assert_eq!(env.add(1, "Small"), ["LocalCN-0003"]);
+    assert_eq!(env.add(1, "Small"), ["LabCN-0003"]);
 }
 
 #[test]
@@ -177,7 +177,7 @@ fn a_silent_agent_gets_health_error_its_tasks_requeued_and_ok_when_it_returns() 
 #[test]
 fn one_command_may_not_start_or_stop_two_sets() {
     let mut env = Env::new();
-    let t2 = NewTemplate { name: "t2".into(), provider: "local".into(), ..Default::default() };
+    let t2 = NewTemplate { name: "t2".into(), provider: "lab".into(), ..Default::default() };
     env.c.create_template(&mut env.fx, t2, env.now).unwrap();
     env.add(1, "Small");
     env.c.add_nodes(&mut env.fx, AddNodes { template: "t2".into(), count: 1, size: "Small".into() }, env.now).unwrap();
@@ -185,7 +185,7 @@ fn one_command_may_not_start_or_stop_two_sets() {
     let req = NodeActionRequest {
         action: NodeAction::Start,
         template: None,
-        names: vec!["LocalCN-0001".into(), "LocalCN-0002".into()],
+        names: vec!["LabCN-0001".into(), "LabCN-0002".into()],
         force: false,
     };
     let err = env.c.node_action(&mut env.fx, req, env.now).unwrap_err();

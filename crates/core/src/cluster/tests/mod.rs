@@ -31,7 +31,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let mut env = Env {
-            c: Cluster::new(Config::default()),
+            c: Cluster::new(Config::default(), rules()),
             now: 1_000,
             fx: Effects::default(),
             next_session: 1,
@@ -39,7 +39,7 @@ impl Env {
             log: Vec::new(),
             auto_proxies: true,
         };
-        let t = NewTemplate { name: "t".into(), provider: "local".into(), ..Default::default() };
+        let t = NewTemplate { name: "t".into(), provider: "lab".into(), ..Default::default() };
         env.c.create_template(&mut env.fx, t, env.now).unwrap();
         env.end();
         env
@@ -300,4 +300,9 @@ fn installs(fx: &Effects) -> Vec<(SessionId, Vec<String>)> {
             _ => None,
         })
         .collect()
+}
+
+/// The providers' rules of these tests: every provider and setting taken as given.
+fn rules() -> std::sync::Arc<dyn crate::provider_rules::ProviderRules> {
+    std::sync::Arc::new(crate::provider_rules::TakeAsGiven)
 }

@@ -148,7 +148,7 @@ fn a_person_stopping_a_scheduled_set_is_remembered_across_a_restart() {
     env.end();
     let mut fx = Effects::default();
     let later = env.now + 5 * MIN;
-    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, later);
+    let mut c = Cluster::restore(Config::default(), rules(), snapshot_of(&env.log), &mut fx, later);
     c.tick(&mut fx, later);
     c.end_batch(&mut fx, later);
     assert!(deploys(&fx).is_empty(), "the restarted head node keeps the person's stop");

@@ -15,7 +15,7 @@ fn a_restarted_head_node_keeps_running_tasks_and_requeues_what_agents_do_not_hol
 
     let snapshot = snapshot_of(&env.log);
     let mut fx = Effects::default();
-    let mut c = Cluster::restore(Config::default(), snapshot, &mut fx, env.now);
+    let mut c = Cluster::restore(Config::default(), rules(), snapshot, &mut fx, env.now);
     c.check_invariants().unwrap();
     assert_eq!(c.job(id).unwrap().tasks.running, 4);
     assert_eq!(c.node(&names[0]).unwrap().state, "Online");
@@ -45,7 +45,7 @@ fn a_stop_cut_short_by_a_restart_is_finished_by_removing_the_deployment() {
     env.act(NodeAction::Stop, &[&names[0]], false);
     env.end();
     let mut fx = Effects::default();
-    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now);
+    let mut c = Cluster::restore(Config::default(), rules(), snapshot_of(&env.log), &mut fx, env.now);
     assert_eq!(c.node(&names[0]).unwrap().state, "Stopping");
     let handle = fx.commands.iter().find_map(|cmd| match cmd {
         Command::Remove { node, handle, .. } if node == &names[0] => Some(handle.clone()),
@@ -61,7 +61,7 @@ fn open_paid_stretches_survive_a_restart() {
     let mut env = Env::new();
     let names = env.online(1, "Small");
     let mut fx = Effects::default();
-    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now);
+    let mut c = Cluster::restore(Config::default(), rules(), snapshot_of(&env.log), &mut fx, env.now);
     let req = NodeActionRequest { action: NodeAction::Stop, template: None, names: names.clone(), force: false };
     c.node_action(&mut fx, req, env.now + 1_000).unwrap();
     c.removed(&mut fx, &names[0], &serde_json::json!({"pid": 1}), Ok(()), env.now + 1_000);
@@ -83,7 +83,7 @@ fn deployments_queued_when_the_head_node_stopped_are_made_after_the_restart() {
     env.c.node_action(&mut env.fx, req, env.now).unwrap();
     assert_eq!(deploys(&env.end()).len(), 1, "one a minute");
     let mut fx = Effects::default();
-    let mut c = Cluster::restore(Config::default(), snapshot_of(&env.log), &mut fx, env.now + 61_000);
+    let mut c = Cluster::restore(Config::default(), rules(), snapshot_of(&env.log), &mut fx, env.now + 61_000);
     c.end_batch(&mut fx, env.now + 61_000);
     let again: Vec<String> = deploys(&fx);
     assert_eq!(again.len(), 1, "deployment goes on at the template's rate: {again:?}");
