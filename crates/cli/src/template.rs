@@ -16,7 +16,7 @@ pub enum TemplateCommand {
     /// Create a node template
     Create {
         name: String,
-        /// Provider that deploys the nodes (this build: local, sim)
+        /// Provider that deploys the nodes (see thunderhead provider list)
         #[arg(long)]
         provider: String,
         #[command(flatten)]
@@ -44,6 +44,14 @@ pub enum TemplateCommand {
 pub struct TemplateFields {
     #[arg(long)]
     description: Option<String>,
+    /// A provider setting, KEY=VALUE (repeat for more; KEY= removes it on edit); see
+    /// thunderhead provider show NAME for the settings a provider takes
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Provider settings from a TOML file of KEY = VALUE lines; --set and the provider's own
+    /// options override it
+    #[arg(long, value_name = "FILE.toml")]
+    settings: Option<PathBuf>,
     /// Cores the provider account may run at once, proxies included [default: 20]
     #[arg(long)]
     quota_cores: Option<u32>,
@@ -134,7 +142,14 @@ pub struct TemplateFields {
 impl TemplateFields {
     /// The JSON body of a create or edit request.
     fn body(self) -> Result<serde_json::Map<String, Value>> {
-        let mut settings = serde_json::Map::new();
+        let mut settings = match &self.settings {
+            Some(path) => settings_file(path)?,
+            None => serde_json::Map::new(),
+        };
+        for pair in &self.set {
+            let (key, value) = setting(pair)?;
+            settings.insert(key, value);
+        }
         if let Some(root) = self.work_root {
             let root = std::path::absolute(&root).unwrap_or(root);
             settings.insert("work_root".into(), Value::String(root.display().to_string()));
@@ -197,6 +212,39 @@ impl TemplateFields {
         }
         Ok(body)
     }
+}
+
+/// `KEY=VALUE` of `--set`: the value as text (the provider reads numbers and truth values from
+/// text); an empty value is `null`, which removes the setting on edit.
+fn setting(pair: &str) -> Result<(String, Value)> {
+    let (key, value) = pair.split_once('=').filter(|(k, _)| !k.trim().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!("--set {pair:?} is not KEY=VALUE (e.g. --set work_root=/scratch/nodes; KEY= removes a setting)")
+    })?;
+    let value = if value.is_empty() { Value::Null } else { Value::from(value) };
+    Ok((key.trim().to_string(), value))
+}
+
+/// The settings of a TOML file: one flat table of text, numbers and truth values.
+fn settings_file(path: &std::path::Path) -> Result<serde_json::Map<String, Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("the settings file {} is not TOML", path.display()))?;
+    let mut settings = serde_json::Map::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => Value::from(s),
+            toml::Value::Integer(i) => Value::from(i),
+            toml::Value::Float(f) => Value::from(f),
+            toml::Value::Boolean(b) => Value::from(b),
+            other => anyhow::bail!(
+                "setting {key} in {} is a {}, not text, a number or true/false (write {key} = \"...\")",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        settings.insert(key, value);
+    }
+    Ok(settings)
 }
 
 pub fn run(c: &Client, command: TemplateCommand, out: Output) -> Result<i32> {
@@ -300,5 +348,31 @@ fn print_template(t: &TemplateView) {
     println!("created:     {}", show::time(Some(t.created_at)));
     for (k, v) in &t.settings {
         println!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_takes_key_equals_value_and_an_empty_value_removes() {
+        assert_eq!(setting("capacity=10").unwrap(), ("capacity".to_string(), Value::from("10")));
+        assert_eq!(setting("deploy_time=1s..2s").unwrap().1, Value::from("1s..2s"));
+        assert_eq!(setting("seed=").unwrap().1, Value::Null);
+        for bad in ["capacity", "=10", ""] {
+            assert!(setting(bad).unwrap_err().to_string().contains("KEY=VALUE"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_settings_file_is_one_flat_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sim.toml");
+        std::fs::write(&file, "deploy_time = \"0ms\"\nfailure_rate = 0.5\ncapacity = 3\nlight = true\n").unwrap();
+        let s = settings_file(&file).unwrap();
+        assert_eq!(Value::Object(s), json!({"deploy_time": "0ms", "failure_rate": 0.5, "capacity": 3, "light": true}));
+        std::fs::write(&file, "[nested]\nx = 1\n").unwrap();
+        assert!(settings_file(&file).unwrap_err().to_string().contains("setting nested"));
     }
 }
