@@ -8,11 +8,15 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use thunderhead_core::access::FileUse;
 use thunderhead_core::cluster::{Cluster, Command, DeployFailure, Effects, Hello, SessionId, TaskAttempt, TaskResult};
 use thunderhead_core::feed::{Generations, Topics};
 use thunderhead_core::job::JobSubmission;
-use thunderhead_core::template::{NewTemplate, TemplateEdit};
-use thunderhead_core::view::{AddNodes, NodeActionRequest};
+use thunderhead_core::package::Package;
+use thunderhead_core::template::{NewTemplate, Template, TemplateEdit};
+use thunderhead_core::view::{
+    AddNodes, JobView, NodeActionRequest, NodeActionResult, NodeView, PackageView, SubmitReply, TaskView, TemplateView,
+};
 use thunderhead_core::{Error, JobId, TaskKey};
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
 use thunderhead_providers::{DeployRequest, JoinGrant, ProviderError, Providers, ProxyRequest};
@@ -29,60 +33,87 @@ const PROBE_EVERY_TICKS: u64 = 2;
 /// How often changed node measurements are announced to live clients, in ticks (seconds).
 const MEASUREMENTS_EVERY_TICKS: u64 = 5;
 
-/// What the API asks of the cluster.
-#[derive(Debug)]
+/// Where the actor sends the answer to one request: a value of the request's own type, or the
+/// error the cluster refused it with. It is answered once the request's changes are durable.
+pub struct Reply<T>(oneshot::Sender<Result<T, Error>>);
+
+impl<T: Send + 'static> Reply<T> {
+    /// Answers with `answer` once the batch is committed.
+    fn send(self, follow_ups: &mut Vec<FollowUp>, answer: Result<T, Error>) {
+        follow_ups.push(Box::new(move || {
+            let _ = self.0.send(answer);
+        }));
+    }
+}
+
+/// A request shows only its kind: its fields may hold secrets.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+/// What the API asks of the cluster; each request carries where its typed answer goes.
 pub enum Request {
-    CreateTemplate(NewTemplate),
-    EditTemplate(String, TemplateEdit),
-    ResumeTemplate(String),
-    DeleteTemplate(String),
-    ListTemplates,
-    ShowTemplate(String),
+    CreateTemplate(NewTemplate, Reply<TemplateView>),
+    EditTemplate(String, TemplateEdit, Reply<TemplateView>),
+    ResumeTemplate(String, Reply<TemplateView>),
+    DeleteTemplate(String, Reply<()>),
+    ListTemplates(Reply<Vec<TemplateView>>),
+    ShowTemplate(String, Reply<TemplateView>),
     /// The template with its settings, for a provider check.
-    TemplateForCheck(String),
-    AddNodes(AddNodes),
-    NodeAction(NodeActionRequest),
-    ListNodes(Option<String>),
-    ShowNode(String),
+    TemplateForCheck(String, Reply<Template>),
+    AddNodes(AddNodes, Reply<Vec<NodeView>>),
+    NodeAction(NodeActionRequest, Reply<Vec<NodeActionResult>>),
+    ListNodes(Option<String>, Reply<Vec<NodeView>>),
+    ShowNode(String, Reply<NodeView>),
     /// Checks that a node or proxy of this name exists, for its log.
-    CheckLogName(String),
-    Submit(JobSubmission),
-    CancelJob(JobId),
+    CheckLogName(String, Reply<()>),
+    Submit(JobSubmission, Reply<SubmitReply>),
+    CancelJob(JobId, Reply<JobView>),
     /// Requeues an ended job's failed and canceled tasks: (index, last attempt) of each, read
     /// while the job had ended at `ended_at`.
     RequeueJob {
         id: JobId,
         ended_at: Option<u64>,
         ended: Vec<(u64, u32)>,
+        reply: Reply<JobView>,
     },
     /// The tasks running on a node and those that ended there last; of one owner's jobs only
     /// when an owner is given.
     NodeTasks {
         node: String,
         owner: Option<String>,
+        reply: Reply<Vec<TaskView>>,
     },
-    ListJobs,
-    ShowJob(JobId),
-    CheckTask(JobId, u64),
+    ListJobs(Reply<Vec<JobView>>),
+    ShowJob(JobId, Reply<JobView>),
+    /// Checks that the job has such a task; answers with the job.
+    CheckTask(JobId, u64, Reply<JobView>),
+    /// The next version of a package and the blob store it goes to (`None`: the head node's).
     ReservePackage {
         name: String,
         file: String,
         template: Option<String>,
+        reply: Reply<(u32, Option<String>)>,
     },
-    RegisterPackage(thunderhead_core::package::Package),
-    ReserveJob,
-    ListPackages,
-    ShowPackage(String),
-    PackageFile(String, Option<u32>),
-    RemovePackage(String, Option<u32>),
-    InstallPackages(String),
-    /// Closes the connections of a node's agent.
-    DisconnectNode(String, String),
+    RegisterPackage(Package, Reply<PackageView>),
+    ReserveJob(Reply<SubmitReply>),
+    ListPackages(Reply<Vec<PackageView>>),
+    ShowPackage(String, Reply<Vec<PackageView>>),
+    PackageFile(String, Option<u32>, Reply<Package>),
+    /// Removes a package's records (one version, or all); answers with the removed ones, whose
+    /// files are for the caller to delete.
+    RemovePackage(String, Option<u32>, Reply<Vec<Package>>),
+    InstallPackages(String, Reply<Vec<NodeActionResult>>),
+    /// Closes the connections of a node's agent; answers with how many were closed.
+    DisconnectNode(String, String, Reply<usize>),
     /// Whether the agent of a node may read or write a location: its tasks must name it.
     AgentMayUse {
         node: String,
         location: String,
-        use_: thunderhead_core::access::FileUse,
+        use_: FileUse,
+        reply: Reply<()>,
     },
 }
 
@@ -94,7 +125,7 @@ impl Request {
             Request::EditTemplate(..) => "EditTemplate",
             Request::ResumeTemplate(..) => "ResumeTemplate",
             Request::DeleteTemplate(..) => "DeleteTemplate",
-            Request::ListTemplates => "ListTemplates",
+            Request::ListTemplates(..) => "ListTemplates",
             Request::ShowTemplate(..) => "ShowTemplate",
             Request::TemplateForCheck(..) => "TemplateForCheck",
             Request::AddNodes(..) => "AddNodes",
@@ -106,13 +137,13 @@ impl Request {
             Request::CancelJob(..) => "CancelJob",
             Request::RequeueJob { .. } => "RequeueJob",
             Request::NodeTasks { .. } => "NodeTasks",
-            Request::ListJobs => "ListJobs",
+            Request::ListJobs(..) => "ListJobs",
             Request::ShowJob(..) => "ShowJob",
             Request::CheckTask(..) => "CheckTask",
             Request::ReservePackage { .. } => "ReservePackage",
             Request::RegisterPackage(..) => "RegisterPackage",
-            Request::ReserveJob => "ReserveJob",
-            Request::ListPackages => "ListPackages",
+            Request::ReserveJob(..) => "ReserveJob",
+            Request::ListPackages(..) => "ListPackages",
             Request::ShowPackage(..) => "ShowPackage",
             Request::PackageFile(..) => "PackageFile",
             Request::RemovePackage(..) => "RemovePackage",
@@ -131,10 +162,13 @@ pub enum Outbound {
 }
 
 pub type AgentTx = mpsc::UnboundedSender<Outbound>;
-pub type Reply = oneshot::Sender<Result<Value, Error>>;
+
+/// Where the actor says why a request failed when its handler panicked: the request's own
+/// [`Reply`] went down with the handler, so the failure is told on this untyped channel.
+type Failed = oneshot::Sender<Error>;
 
 pub enum Event {
-    Api(Box<Request>, Reply),
+    Api(Box<Request>, Failed),
     AgentHello { session: SessionId, hello: Hello, tx: AgentTx },
     AgentResults { session: SessionId, results: Vec<TaskResult> },
     AgentHeard { session: SessionId, metrics: Option<thunderhead_core::view::NodeMetrics> },
@@ -166,11 +200,18 @@ impl Handle {
         self.changes.clone()
     }
 
-    /// Sends a request and waits for its answer, which arrives once the request is durable.
-    pub async fn ask(&self, request: Request) -> Result<Value, Error> {
+    /// Sends the request `request` makes with its reply, and waits for the answer, which arrives
+    /// once the request is durable: `handle.ask(|r| Request::ShowJob(id, r))`.
+    pub async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Event::Api(Box::new(request), tx));
-        rx.await.unwrap_or_else(|_| Err(Error::conflict("the head node is shutting down")))
+        let (failed, failure) = oneshot::channel();
+        self.send(Event::Api(Box::new(request(Reply(tx))), failed));
+        match rx.await {
+            Ok(answer) => answer,
+            // The reply was dropped unanswered: its handler panicked (the failure says so), or
+            // the actor is gone.
+            Err(_) => Err(failure.await.unwrap_or_else(|_| Error::conflict("the head node is shutting down"))),
+        }
     }
 }
 
@@ -293,10 +334,6 @@ fn unavailable(provider: &str) -> ProviderError {
     ProviderError::fatal(format!("provider {provider} is not available in this build"))
 }
 
-fn to_value<T: serde::Serialize>(value: T) -> Value {
-    serde_json::to_value(value).expect("views serialise")
-}
-
 /// The most bytes of commands, environment and staging one assignment message carries, well
 /// inside the frame limit agents accept.
 const ASSIGN_BYTES: usize = thunderhead_proto::MAX_MESSAGE_BYTES / 4;
@@ -353,14 +390,16 @@ fn guarded<T>(what: &dyn Fn() -> String, handle: impl FnOnce() -> T) -> Result<T
 impl Actor {
     fn handle(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
         match event {
-            Event::Api(request, reply) => {
+            Event::Api(request, failed) => {
                 let kind = request.kind();
                 let what = || format!("the request {kind}");
-                let answer = guarded(&what, || self.request(*request, fx, now))
-                    .unwrap_or_else(|message| Err(Error::internal(message)));
-                follow_ups.push(Box::new(move || {
-                    let _ = reply.send(answer);
-                }));
+                // A handler answers through the request's own reply; one that panics drops it,
+                // and the failure is told, after the commit, on the request's failure channel.
+                if let Err(message) = guarded(&what, || self.request(*request, fx, follow_ups, now)) {
+                    follow_ups.push(Box::new(move || {
+                        let _ = failed.send(Error::internal(message));
+                    }));
+                }
             }
             event => {
                 let session = match &event {
@@ -447,55 +486,49 @@ impl Actor {
         }
     }
 
-    fn request(&mut self, request: Request, fx: &mut Effects, now: u64) -> Result<Value, Error> {
+    fn request(&mut self, request: Request, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
         let c = &mut self.cluster;
-        Ok(match request {
-            Request::CreateTemplate(t) => to_value(c.create_template(fx, t, now)?),
-            Request::EditTemplate(name, edit) => to_value(c.edit_template(fx, &name, edit, now)?),
-            Request::ResumeTemplate(name) => to_value(c.resume_template(fx, &name)?),
-            Request::DeleteTemplate(name) => {
-                c.delete_template(fx, &name)?;
-                Value::Null
+        let f = follow_ups;
+        match request {
+            Request::CreateTemplate(t, reply) => reply.send(f, c.create_template(fx, t, now)),
+            Request::EditTemplate(name, edit, reply) => reply.send(f, c.edit_template(fx, &name, edit, now)),
+            Request::ResumeTemplate(name, reply) => reply.send(f, c.resume_template(fx, &name)),
+            Request::DeleteTemplate(name, reply) => reply.send(f, c.delete_template(fx, &name)),
+            Request::ListTemplates(reply) => reply.send(f, Ok(c.templates())),
+            Request::ShowTemplate(name, reply) => reply.send(f, c.template(&name)),
+            Request::TemplateForCheck(name, reply) => reply.send(f, c.template_record(&name)),
+            Request::AddNodes(req, reply) => reply.send(f, c.add_nodes(fx, req, now)),
+            Request::NodeAction(req, reply) => reply.send(f, c.node_action(fx, req, now)),
+            Request::ListNodes(template, reply) => reply.send(f, c.nodes(template.as_deref())),
+            Request::ShowNode(name, reply) => reply.send(f, c.node(&name)),
+            Request::DisconnectNode(name, reason, reply) => reply.send(f, Ok(c.disconnect_node(fx, &name, &reason))),
+            Request::CheckLogName(name, reply) => {
+                let known = if c.is_proxy(&name) { Ok(()) } else { c.node(&name).map(drop) };
+                reply.send(f, known)
             }
-            Request::ListTemplates => to_value(c.templates()),
-            Request::ShowTemplate(name) => to_value(c.template(&name)?),
-            Request::TemplateForCheck(name) => to_value(c.template_record(&name)?),
-            Request::AddNodes(req) => to_value(c.add_nodes(fx, req, now)?),
-            Request::NodeAction(req) => to_value(c.node_action(fx, req, now)?),
-            Request::ListNodes(template) => to_value(c.nodes(template.as_deref())?),
-            Request::ShowNode(name) => to_value(c.node(&name)?),
-            Request::DisconnectNode(name, reason) => to_value(c.disconnect_node(fx, &name, &reason)),
-            Request::CheckLogName(name) => {
-                if !c.is_proxy(&name) {
-                    c.node(&name)?;
-                }
-                Value::Null
+            Request::Submit(job, reply) => reply.send(f, c.submit(fx, job, now).map(|id| SubmitReply { id })),
+            Request::CancelJob(id, reply) => reply.send(f, c.cancel_job(fx, id, now)),
+            Request::RequeueJob { id, ended_at, ended, reply } => {
+                reply.send(f, c.requeue_job(fx, id, ended_at, &ended))
             }
-            Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
-            Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
-            Request::RequeueJob { id, ended_at, ended } => to_value(c.requeue_job(fx, id, ended_at, &ended)?),
-            Request::NodeTasks { node, owner } => to_value(c.node_tasks(&node, owner.as_deref())?),
-            Request::ListJobs => to_value(c.jobs()),
-            Request::ShowJob(id) => to_value(c.job(id)?),
-            Request::ReservePackage { name, file, template } => {
-                to_value(c.reserve_package_version(&name, &file, template.as_deref())?)
+            Request::NodeTasks { node, owner, reply } => reply.send(f, c.node_tasks(&node, owner.as_deref())),
+            Request::ListJobs(reply) => reply.send(f, Ok(c.jobs())),
+            Request::ShowJob(id, reply) => reply.send(f, c.job(id)),
+            Request::ReservePackage { name, file, template, reply } => {
+                reply.send(f, c.reserve_package_version(&name, &file, template.as_deref()))
             }
-            Request::RegisterPackage(p) => to_value(c.register_package(fx, p)?),
-            Request::ReserveJob => to_value(thunderhead_core::view::SubmitReply { id: c.reserve_job_id(fx) }),
-            Request::ListPackages => to_value(c.packages_list()),
-            Request::ShowPackage(name) => to_value(c.package(&name)?),
-            Request::PackageFile(name, version) => to_value(c.package_file(&name, version)?),
-            Request::RemovePackage(name, version) => to_value(c.remove_package(fx, &name, version)?),
-            Request::InstallPackages(template) => to_value(c.install_packages(fx, &template, now)?),
-            Request::AgentMayUse { node, location, use_ } => {
-                c.agent_may_use(&node, &location, use_)?;
-                Value::Null
+            Request::RegisterPackage(p, reply) => reply.send(f, c.register_package(fx, p)),
+            Request::ReserveJob(reply) => reply.send(f, Ok(SubmitReply { id: c.reserve_job_id(fx) })),
+            Request::ListPackages(reply) => reply.send(f, Ok(c.packages_list())),
+            Request::ShowPackage(name, reply) => reply.send(f, c.package(&name)),
+            Request::PackageFile(name, version, reply) => reply.send(f, c.package_file(&name, version)),
+            Request::RemovePackage(name, version, reply) => reply.send(f, c.remove_package(fx, &name, version)),
+            Request::InstallPackages(template, reply) => reply.send(f, c.install_packages(fx, &template, now)),
+            Request::AgentMayUse { node, location, use_, reply } => {
+                reply.send(f, c.agent_may_use(&node, &location, use_))
             }
-            Request::CheckTask(id, index) => {
-                c.check_task(id, index)?;
-                to_value(c.job(id)?)
-            }
-        })
+            Request::CheckTask(id, index, reply) => reply.send(f, c.check_task(id, index).and_then(|()| c.job(id))),
+        }
     }
 
     /// Asks the providers about deployments whose agent is not connected; gone ones come back

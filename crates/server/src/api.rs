@@ -5,7 +5,7 @@
 //! token and the role the route needs ([`thunderhead_core::access::need`]), and job routes check
 //! that the caller may act on the job.
 
-use crate::actor::{Handle, Request};
+use crate::actor::{Handle, Reply, Request};
 use crate::enrol::Enrolment;
 use crate::locations::{Locations, Target, Who};
 use crate::secrets::{SecretKey, unhex};
@@ -24,14 +24,15 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use thunderhead_blob::{BlobError, BlobStore};
-use thunderhead_core::access::{self, Caller, FileUse, Need, Role, UserView};
+use thunderhead_core::access::{self, Caller, FileUse, JoinTokenView, Need, Role, UserView};
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::package::Package;
 use thunderhead_core::persist::Op;
 use thunderhead_core::persist::TaskRow;
-use thunderhead_core::template::{NewTemplate, Secret, Template, TemplateEdit};
+use thunderhead_core::template::{NewTemplate, Secret, TemplateEdit};
 use thunderhead_core::view::{
-    AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, TaskOutput,
+    AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, NodeActionResult, NodeLogEntry,
+    NodeView, PackageView, SubmitReply, TaskOutput, TaskView, TemplateView,
 };
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
@@ -301,10 +302,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Json<Value>, ApiError>;
+/// What a handler answers: a typed value, serialised once here, or an error.
+type Answer<T = Value> = Result<Json<T>, ApiError>;
 
-async fn ask(api: &Api, request: Request) -> Answer {
+/// Asks the actor and answers with its typed reply.
+async fn ask<T>(api: &Api, request: impl FnOnce(Reply<T>) -> Request) -> Answer<T> {
     Ok(Json(api.handle.ask(request).await?))
+}
+
+/// Runs blocking work (the store, key derivation) off the async workers; a panic in it fails
+/// this request alone, with an internal error.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking work of a request failed; the request was refused and the head node goes on");
+        ApiError(Error::internal(format!(
+            "the head node failed while handling this request ({e}); nothing else was affected: please report it"
+        )))
+    })
 }
 
 async fn not_found() -> ApiError {
@@ -390,16 +404,19 @@ async fn events(State(api): State<Api>, Extension(caller): Extension<Caller>) ->
     Ok(response)
 }
 
-async fn list_templates(State(api): State<Api>) -> Answer {
+async fn list_templates(State(api): State<Api>) -> Answer<Vec<TemplateView>> {
     ask(&api, Request::ListTemplates).await
 }
 
-async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>, JsonRejection>) -> Answer {
+async fn create_template(
+    State(api): State<Api>,
+    body: Result<Json<NewTemplate>, JsonRejection>,
+) -> Answer<TemplateView> {
     let mut t = body?.0;
     let f = &mut t.fields;
     let (cert, pw) = (f.certificate.take(), f.certificate_password.take());
     f.sealed = seal_certificate(&api, true, &t.provider, &mut f.settings, cert, pw).await?;
-    ask(&api, Request::CreateTemplate(t)).await
+    ask(&api, |r| Request::CreateTemplate(t, r)).await
 }
 
 /// Checks a certificate a client sent and seals it with its password, so that only the sealed
@@ -456,19 +473,18 @@ async fn seal_certificate(
     Ok(Some(api.secrets.seal(plain.as_bytes())))
 }
 
-async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ShowTemplate(name)).await
+async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer<TemplateView> {
+    ask(&api, |r| Request::ShowTemplate(name, r)).await
 }
 
 async fn edit_template(
     State(api): State<Api>,
     Path(name): Path<String>,
     body: Result<Json<TemplateEdit>, JsonRejection>,
-) -> Answer {
+) -> Answer<TemplateView> {
     let mut edit = body?.0;
     if edit.certificate.is_some() || edit.certificate_password.is_some() {
-        let current: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name.clone())).await?)
-            .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
+        let current = api.handle.ask(|r| Request::TemplateForCheck(name.clone(), r)).await?;
         let mut settings = current.settings.clone();
         settings.extend(edit.settings.clone());
         let (cert, pw) = (edit.certificate.take(), edit.certificate_password.take());
@@ -481,20 +497,22 @@ async fn edit_template(
         // Without a certificate, what it says of itself cannot change.
         seal_certificate(&api, false, "", &mut edit.settings.clone(), None, None).await?;
     }
-    ask(&api, Request::EditTemplate(name, edit)).await
+    ask(&api, |r| Request::EditTemplate(name, edit, r)).await
 }
 
-async fn resume_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ResumeTemplate(name)).await
+async fn resume_template(State(api): State<Api>, Path(name): Path<String>) -> Answer<TemplateView> {
+    ask(&api, |r| Request::ResumeTemplate(name, r)).await
 }
 
-async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::DeleteTemplate(name)).await
+async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> Answer<()> {
+    ask(&api, |r| Request::DeleteTemplate(name, r)).await
 }
 
-async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let template: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name)).await?)
-        .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
+async fn validate_template(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Answer<Vec<thunderhead_providers::Check>> {
+    let template = api.handle.ask(|r| Request::TemplateForCheck(name, r)).await?;
     let mut checks = match api.providers.get(&template.provider) {
         Some(p) => p.validate(&template).await,
         None => vec![thunderhead_providers::Check {
@@ -515,7 +533,7 @@ async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> 
             },
         });
     }
-    Ok(Json(serde_json::to_value(checks).expect("checks serialise")))
+    Ok(Json(checks))
 }
 
 #[derive(Deserialize)]
@@ -523,65 +541,74 @@ struct NodeFilter {
     template: Option<String>,
 }
 
-async fn list_nodes(State(api): State<Api>, Query(filter): Query<NodeFilter>) -> Answer {
-    ask(&api, Request::ListNodes(filter.template)).await
+async fn list_nodes(State(api): State<Api>, Query(filter): Query<NodeFilter>) -> Answer<Vec<NodeView>> {
+    ask(&api, |r| Request::ListNodes(filter.template, r)).await
 }
 
-async fn add_nodes(State(api): State<Api>, body: Result<Json<AddNodes>, JsonRejection>) -> Answer {
-    ask(&api, Request::AddNodes(body?.0)).await
+async fn add_nodes(State(api): State<Api>, body: Result<Json<AddNodes>, JsonRejection>) -> Answer<Vec<NodeView>> {
+    let req = body?.0;
+    ask(&api, |r| Request::AddNodes(req, r)).await
 }
 
-async fn node_action(State(api): State<Api>, body: Result<Json<NodeActionRequest>, JsonRejection>) -> Answer {
-    ask(&api, Request::NodeAction(body?.0)).await
+async fn node_action(
+    State(api): State<Api>,
+    body: Result<Json<NodeActionRequest>, JsonRejection>,
+) -> Answer<Vec<NodeActionResult>> {
+    let req = body?.0;
+    ask(&api, |r| Request::NodeAction(req, r)).await
 }
 
-async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ShowNode(name)).await
+async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer<NodeView> {
+    ask(&api, |r| Request::ShowNode(name, r)).await
 }
 
-async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
+async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer<Vec<NodeLogEntry>> {
     // A proxy's log outlives the proxy: answer with it while there is one.
-    let known = api.handle.ask(Request::CheckLogName(name.clone())).await;
+    let known = api.handle.ask(|r| Request::CheckLogName(name.clone(), r)).await;
     let store = api.store.clone();
-    let log = tokio::task::spawn_blocking(move || store.node_log(&name)).await.expect("no panic")?;
+    let log = blocking(move || store.node_log(&name)).await??;
     if let Err(e) = known
         && log.is_empty()
     {
         return Err(e.into());
     }
-    Ok(Json(serde_json::to_value(log).expect("log serialises")))
+    Ok(Json(log))
 }
 
 /// The tasks running on a node and the last that ended there; a User sees only their own.
-async fn node_tasks(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
+async fn node_tasks(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Answer<Vec<TaskView>> {
     // The same rule as `Caller::may_manage_job`, applied by the cluster, which knows each
     // task's owner.
     let owner = (caller.role < Role::JobAdministrator).then(|| caller.name.clone());
-    ask(&api, Request::NodeTasks { node: name, owner }).await
+    ask(&api, |reply| Request::NodeTasks { node: name, owner, reply }).await
 }
 
 /// The jobs the caller may see: a User's own, every job for the administrators.
 async fn visible_jobs(api: &Api, caller: &Caller) -> Result<Vec<JobView>, ApiError> {
-    let jobs: Vec<JobView> = serde_json::from_value(api.handle.ask(Request::ListJobs).await?).expect("job views");
+    let jobs = api.handle.ask(Request::ListJobs).await?;
     Ok(jobs.into_iter().filter(|j| caller.may_manage_job(&j.owner)).collect())
 }
 
 /// Job `id`, if the caller may act on it.
 async fn own_job(api: &Api, caller: &Caller, id: u64) -> Result<JobView, ApiError> {
-    let job: JobView = serde_json::from_value(api.handle.ask(Request::ShowJob(id)).await?).expect("job view");
+    let job = api.handle.ask(|r| Request::ShowJob(id, r)).await?;
     caller.check_job(id, &job.owner)?;
     Ok(job)
 }
 
-async fn list_jobs(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer {
-    Ok(Json(serde_json::to_value(visible_jobs(&api, &caller).await?).expect("views serialise")))
+async fn list_jobs(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer<Vec<JobView>> {
+    Ok(Json(visible_jobs(&api, &caller).await?))
 }
 
 async fn submit_job(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
     body: Result<Json<JobSubmission>, JsonRejection>,
-) -> Answer {
+) -> Answer<SubmitReply> {
     let mut submission = body?.0;
     if let Some(id) = submission.reserved_id {
         let reserver = api.reserved.lock().expect("reservations lock").get(&id).cloned();
@@ -600,7 +627,7 @@ async fn submit_job(
     submission.owner = caller.name.clone();
     check_staging(&api, &caller, &submission).await?;
     let reserved = submission.reserved_id;
-    let answer = ask(&api, Request::Submit(submission)).await?;
+    let answer = ask(&api, |r| Request::Submit(submission, r)).await?;
     if let Some(id) = reserved {
         api.reserved.lock().expect("reservations lock").remove(&id);
     }
@@ -622,20 +649,32 @@ async fn check_staging(api: &Api, caller: &Caller, submission: &JobSubmission) -
     Ok(())
 }
 
-async fn show_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
-    Ok(Json(serde_json::to_value(own_job(&api, &caller, id).await?).expect("view serialises")))
+async fn show_job(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Answer<JobView> {
+    Ok(Json(own_job(&api, &caller, id).await?))
 }
 
-async fn cancel_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
+async fn cancel_job(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Answer<JobView> {
     own_job(&api, &caller, id).await?;
-    ask(&api, Request::CancelJob(id)).await
+    ask(&api, |r| Request::CancelJob(id, r)).await
 }
 
 /// Puts the failed and canceled tasks of an ended job back in the queue.
-async fn requeue_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
+async fn requeue_job(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Answer<JobView> {
     let seen = own_job(&api, &caller, id).await?;
     let store = api.store.clone();
-    let ended = tokio::task::spawn_blocking(move || {
+    let ended = blocking(move || {
         let mut ended = Vec::new();
         for state in [TaskState::Failed, TaskState::Canceled] {
             let mut after = None;
@@ -651,9 +690,8 @@ async fn requeue_job(State(api): State<Api>, Extension(caller): Extension<Caller
         ended.sort_unstable();
         Ok::<_, thunderhead_store::StoreError>(ended)
     })
-    .await
-    .expect("no panic")?;
-    ask(&api, Request::RequeueJob { id, ended_at: seen.ended_at, ended }).await
+    .await??;
+    ask(&api, |reply| Request::RequeueJob { id, ended_at: seen.ended_at, ended, reply }).await
 }
 
 #[derive(Deserialize)]
@@ -670,7 +708,7 @@ async fn list_tasks(
     Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     Query(filter): Query<TaskFilter>,
-) -> Answer {
+) -> Answer<Vec<TaskView>> {
     own_job(&api, &caller, id).await?;
     let state = match filter.state.as_deref() {
         None => None,
@@ -682,8 +720,8 @@ async fn list_tasks(
     };
     let query = TaskQuery { job: id, after: filter.after, limit: filter.limit.unwrap_or(10_000).min(100_000), state };
     let store = api.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.tasks(query)).await.expect("no panic")?;
-    Ok(Json(serde_json::to_value(rows.iter().map(TaskRow::view).collect::<Vec<_>>()).expect("views serialise")))
+    let rows = blocking(move || store.tasks(query)).await??;
+    Ok(Json(rows.iter().map(TaskRow::view).collect()))
 }
 
 async fn show_task(
@@ -692,9 +730,9 @@ async fn show_task(
     Path((id, index)): Path<(u64, u64)>,
 ) -> Answer {
     own_job(&api, &caller, id).await?;
-    api.handle.ask(Request::CheckTask(id, index)).await?;
+    api.handle.ask(|r| Request::CheckTask(id, index, r)).await?;
     let store = api.store.clone();
-    let row = tokio::task::spawn_blocking(move || store.task(id, index)).await.expect("no panic")?;
+    let row = blocking(move || store.task(id, index)).await??;
     let row = row.unwrap_or_else(|| thunderhead_core::persist::TaskRow::new(id, index));
     let view = serde_json::json!({
         "task": row.view(),
@@ -722,18 +760,18 @@ async fn cost(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
     Query(filter): Query<CostFilter>,
-) -> Answer {
+) -> Answer<CostReport> {
     let until = crate::now_millis();
     let since = filter.since.unwrap_or(0);
     if let Some(t) = &filter.template {
-        api.handle.ask(Request::ShowTemplate(t.clone())).await?;
+        api.handle.ask(|r| Request::ShowTemplate(t.clone(), r)).await?;
     }
     let jobs = match filter.job {
         Some(id) => vec![own_job(&api, &caller, id).await?],
         None => visible_jobs(&api, &caller).await?,
     };
     let store = api.store.clone();
-    let usage = tokio::task::spawn_blocking(move || store.usage(since)).await.expect("no panic")?;
+    let usage = blocking(move || store.usage(since)).await??;
     let mut sets = thunderhead_core::cost::summarize(&usage, since, until);
     sets.retain(|s| filter.template.as_deref().is_none_or(|t| t == s.template));
     let jobs: Vec<JobCost> = jobs
@@ -760,7 +798,7 @@ async fn cost(
         jobs: if filter.template.is_some() { vec![] } else { jobs },
         total,
     };
-    Ok(Json(serde_json::to_value(report).expect("reports serialise")))
+    Ok(Json(report))
 }
 
 #[derive(Deserialize)]
@@ -802,7 +840,7 @@ async fn cost_series(
     let store = api.store.clone();
     let times = cost::chart_times(since, until, points as usize);
     // Reading the stretches and samples and adding them up both stay off the async workers.
-    let (set_lines, job_lines, times) = tokio::task::spawn_blocking(move || {
+    let (set_lines, job_lines, times) = blocking(move || {
         let (usage, samples) = (store.usage(since)?, store.job_cost(since, until)?);
         Ok::<_, thunderhead_store::StoreError>((
             cost::set_lines(&usage, &times),
@@ -810,8 +848,7 @@ async fn cost_series(
             times,
         ))
     })
-    .await
-    .expect("no panic")?;
+    .await??;
     let sets: Vec<Value> = set_lines
         .into_iter()
         .map(|l| serde_json::json!({"template": l.key, "currency": l.currency, "values": l.values}))
@@ -852,13 +889,10 @@ async fn upload_package(
     Path(name): Path<String>,
     Query(q): Query<UploadQuery>,
     body: Body,
-) -> Answer {
-    let (version, store): (u32, Option<String>) = serde_json::from_value(
-        api.handle
-            .ask(Request::ReservePackage { name: name.clone(), file: q.file.clone(), template: q.template.clone() })
-            .await?,
-    )
-    .expect("a version");
+) -> Answer<PackageView> {
+    let (file, template) = (q.file.clone(), q.template.clone());
+    let (version, store) =
+        api.handle.ask(|reply| Request::ReservePackage { name: name.clone(), file, template, reply }).await?;
     let mut package = Package {
         name,
         version,
@@ -874,15 +908,15 @@ async fn upload_package(
     let info = blobs.put_stream(&key, body.into_data_stream()).await?;
     package.size = info.size;
     package.sha256 = info.sha256;
-    ask(&api, Request::RegisterPackage(package)).await
+    ask(&api, |r| Request::RegisterPackage(package, r)).await
 }
 
-async fn list_packages(State(api): State<Api>) -> Answer {
+async fn list_packages(State(api): State<Api>) -> Answer<Vec<PackageView>> {
     ask(&api, Request::ListPackages).await
 }
 
-async fn show_package(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ShowPackage(name)).await
+async fn show_package(State(api): State<Api>, Path(name): Path<String>) -> Answer<Vec<PackageView>> {
+    ask(&api, |r| Request::ShowPackage(name, r)).await
 }
 
 #[derive(Deserialize)]
@@ -891,8 +925,7 @@ struct VersionQuery {
 }
 
 async fn remove_package(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> Answer {
-    let gone: Vec<Package> =
-        serde_json::from_value(api.handle.ask(Request::RemovePackage(name, q.version)).await?).expect("packages");
+    let gone = api.handle.ask(|r| Request::RemovePackage(name, q.version, r)).await?;
     // The records are gone (durably); the files follow.
     for p in &gone {
         let deleted = match locate(&api, &p.location(), FileUse::Write, Who::HeadNode).await {
@@ -911,8 +944,7 @@ async fn download_package(
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> Result<Response, ApiError> {
-    let package: Package =
-        serde_json::from_value(api.handle.ask(Request::PackageFile(name, q.version)).await?).expect("a package");
+    let package = api.handle.ask(|r| Request::PackageFile(name, q.version, r)).await?;
     let (blobs, key) = locate(&api, &package.location(), FileUse::Read, Who::HeadNode).await?;
     stream_from(&blobs, &key).await
 }
@@ -922,8 +954,12 @@ struct InstallRequest {
     template: String,
 }
 
-async fn install_packages(State(api): State<Api>, body: Result<Json<InstallRequest>, JsonRejection>) -> Answer {
-    ask(&api, Request::InstallPackages(body?.0.template)).await
+async fn install_packages(
+    State(api): State<Api>,
+    body: Result<Json<InstallRequest>, JsonRejection>,
+) -> Answer<Vec<NodeActionResult>> {
+    let template = body?.0.template;
+    ask(&api, |r| Request::InstallPackages(template, r)).await
 }
 
 /// What an agent fetches: package files.
@@ -955,8 +991,7 @@ async fn job_owner(api: &Api, id: u64) -> Option<String> {
     if let Some(reserver) = api.reserved.lock().expect("reservations lock").get(&id).cloned() {
         return Some(reserver);
     }
-    let job = api.handle.ask(Request::ShowJob(id)).await.ok()?;
-    job.get("owner").and_then(Value::as_str).map(str::to_string)
+    api.handle.ask(|r| Request::ShowJob(id, r)).await.ok().map(|job| job.owner)
 }
 
 /// Where `location` leads, if `who` may `use_` it: the one ownership check of every path into a
@@ -973,8 +1008,7 @@ async fn check_location(api: &Api, location: &str, use_: FileUse, who: Who<'_>) 
     };
     let elsewhere = location.starts_with("s3://") || location.starts_with("az://");
     if elsewhere && !api.locations.templates_fresh() {
-        let templates: Vec<thunderhead_core::view::TemplateView> =
-            serde_json::from_value(api.handle.ask(Request::ListTemplates).await?).unwrap_or_default();
+        let templates = api.handle.ask(Request::ListTemplates).await?;
         api.locations.set_template_stores(templates.into_iter().filter_map(|t| t.blob_store).collect());
     }
     Ok(api.locations.resolve(location, use_, who)?)
@@ -990,7 +1024,8 @@ async fn locate(api: &Api, location: &str, use_: FileUse, who: Who<'_>) -> Resul
 /// told apart, so none is refused).
 async fn agent_may(api: &Api, node: &AgentNode, location: &str, use_: FileUse) -> Result<(), ApiError> {
     let AgentNode(Some(node)) = node else { return Ok(()) };
-    api.handle.ask(Request::AgentMayUse { node: node.clone(), location: location.to_string(), use_ }).await?;
+    let (node, location) = (node.clone(), location.to_string());
+    api.handle.ask(|reply| Request::AgentMayUse { node, location, use_, reply }).await?;
     Ok(())
 }
 
@@ -1037,11 +1072,9 @@ async fn store_location(
 }
 
 /// A job id for a submission to come, so its input files can go to its area first.
-async fn reserve_job(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer {
+async fn reserve_job(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer<SubmitReply> {
     let answer = ask(&api, Request::ReserveJob).await?;
-    if let Some(id) = answer.0.get("id").and_then(Value::as_u64) {
-        api.reserved.lock().expect("reservations lock").insert(id, caller.name);
-    }
+    api.reserved.lock().expect("reservations lock").insert(answer.0.id, caller.name);
     Ok(answer)
 }
 
@@ -1097,7 +1130,7 @@ struct NewUser {
 async fn put_user(api: &Api, record: access::UserRecord, token: String) -> Answer {
     let store = api.store.clone();
     let op = Op::PutUser(record.clone());
-    tokio::task::spawn_blocking(move || store.apply(&[op])).await.expect("no panic")?;
+    blocking(move || store.apply(&[op])).await??;
     let view = UserView::from(&record);
     api.users.put(record);
     Ok(Json(serde_json::json!({"name": view.name, "role": view.role, "created_at": view.created_at, "token": token})))
@@ -1133,7 +1166,11 @@ fn no_user(name: &str) -> Error {
     Error::not_found(format!("user {name} does not exist (see thunderhead user list)"))
 }
 
-async fn remove_user(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
+async fn remove_user(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Answer<UserView> {
     let user = api.users.get(&name).ok_or_else(|| no_user(&name))?;
     let name = user.name.clone();
     if name == caller.name {
@@ -1141,10 +1178,10 @@ async fn remove_user(State(api): State<Api>, Extension(caller): Extension<Caller
     }
     let store = api.store.clone();
     let op = Op::DeleteUser(name.clone());
-    tokio::task::spawn_blocking(move || store.apply(&[op])).await.expect("no panic")?;
+    blocking(move || store.apply(&[op])).await??;
     api.users.remove(&name);
     tracing::info!(user = %name, "user removed");
-    Ok(Json(serde_json::to_value(UserView::from(&user)).expect("view serialises")))
+    Ok(Json(UserView::from(&user)))
 }
 
 fn enrolment(api: &Api) -> Result<Arc<Enrolment>, ApiError> {
@@ -1155,8 +1192,8 @@ fn enrolment(api: &Api) -> Result<Arc<Enrolment>, ApiError> {
     })
 }
 
-async fn list_join_tokens(State(api): State<Api>) -> Answer {
-    Ok(Json(serde_json::to_value(enrolment(&api)?.list_tokens()).expect("views serialise")))
+async fn list_join_tokens(State(api): State<Api>) -> Answer<Vec<JoinTokenView>> {
+    Ok(Json(enrolment(&api)?.list_tokens()))
 }
 
 #[derive(Deserialize)]
@@ -1167,12 +1204,23 @@ struct NewJoinToken {
     expires_in_secs: Option<u64>,
 }
 
+/// A record with the token it was issued, which is shown this once.
+#[derive(serde::Serialize)]
+struct Shown<V> {
+    #[serde(flatten)]
+    view: V,
+    token: String,
+}
+
 /// A join token, shown this once.
-async fn create_join_token(State(api): State<Api>, body: Result<Json<NewJoinToken>, JsonRejection>) -> Answer {
+async fn create_join_token(
+    State(api): State<Api>,
+    body: Result<Json<NewJoinToken>, JsonRejection>,
+) -> Answer<Shown<JoinTokenView>> {
     let NewJoinToken { template, expires_in_secs } = body?.0;
     let enrolment = enrolment(&api)?;
     if let Some(t) = &template {
-        api.handle.ask(Request::ShowTemplate(t.clone())).await?;
+        api.handle.ask(|r| Request::ShowTemplate(t.clone(), r)).await?;
     }
     let secs = expires_in_secs.unwrap_or(24 * 3600);
     if secs == 0 || secs > 366 * 24 * 3600 {
@@ -1182,19 +1230,15 @@ async fn create_join_token(State(api): State<Api>, body: Result<Json<NewJoinToke
         .into());
     }
     let now = crate::now_millis();
-    let (view, token) = tokio::task::spawn_blocking(move || enrolment.create_token(template, secs * 1000, now))
-        .await
-        .expect("no panic")?;
+    let (view, token) = blocking(move || enrolment.create_token(template, secs * 1000, now)).await??;
     tracing::info!(id = %view.id, template = ?view.template, "join token created");
-    let mut answer = serde_json::to_value(view).expect("view serialises");
-    answer["token"] = Value::from(token);
-    Ok(Json(answer))
+    Ok(Json(Shown { view, token }))
 }
 
 async fn delete_join_token(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     let enrolment = enrolment(&api)?;
     let gone = id.clone();
-    tokio::task::spawn_blocking(move || enrolment.delete_token(&gone)).await.expect("no panic")?;
+    blocking(move || enrolment.delete_token(&gone)).await??;
     tracing::info!(%id, "join token removed");
     Ok(Json(serde_json::json!({"id": id})))
 }
@@ -1204,9 +1248,9 @@ async fn delete_join_token(State(api): State<Api>, Path(id): Path<String>) -> An
 async fn revoke_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
     let enrolment = enrolment(&api)?;
     let node = name.clone();
-    let revoked = tokio::task::spawn_blocking(move || enrolment.revoke_node(&node)).await.expect("no panic")?;
+    let revoked = blocking(move || enrolment.revoke_node(&node)).await??;
     let reason = "its node certificate was revoked".to_string();
-    let closed = api.handle.ask(Request::DisconnectNode(name.clone(), reason)).await?;
+    let closed = api.handle.ask(|r| Request::DisconnectNode(name.clone(), reason, r)).await?;
     tracing::info!(node = %name, revoked, "node certificates revoked");
     Ok(Json(serde_json::json!({"node": name, "revoked": revoked, "disconnected": closed})))
 }
@@ -1216,23 +1260,21 @@ async fn join(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     body: Result<Json<thunderhead_proto::JoinRequest>, JsonRejection>,
-) -> Answer {
+) -> Answer<thunderhead_proto::JoinReply> {
     let request = body?.0;
     let enrolment = enrolment(&api)?;
-    let known = match api.handle.ask(Request::ShowNode(request.name.clone())).await {
-        Ok(node) => access::NameAtJoin {
-            template: node.get("template").and_then(Value::as_str).map(str::to_string),
-            deploying: node.get("state").and_then(Value::as_str) == Some("Provisioning"),
-            certified: false,
-        },
+    let known = match api.handle.ask(|r| Request::ShowNode(request.name.clone(), r)).await {
+        Ok(node) => {
+            access::NameAtJoin { template: node.template, deploying: node.state == "Provisioning", certified: false }
+        }
         Err(e) if e.kind == ErrorKind::NotFound => access::NameAtJoin::default(),
         Err(e) => return Err(e.into()),
     };
     let name = request.name.clone();
     let now = crate::now_millis();
-    let joined = tokio::task::spawn_blocking(move || enrolment.join(&request, known, now)).await.expect("no panic");
+    let joined = blocking(move || enrolment.join(&request, known, now)).await?;
     match joined {
-        Ok(reply) => Ok(Json(serde_json::to_value(reply).expect("reply serialises"))),
+        Ok(reply) => Ok(Json(reply)),
         Err(e) => {
             tracing::warn!(peer = %peer.addr, node = %name, reason = %e.message, "refused a join");
             Err(e.into())

@@ -31,7 +31,7 @@ use thunderhead_providers::Providers;
 use thunderhead_store::Store;
 use thunderhead_store::sqlite::SqliteStore;
 
-pub use actor::Request;
+pub use actor::{Reply, Request};
 pub use connections::raise_fd_limit;
 pub use openapi::{PUBLIC as PUBLIC_ROUTES, ROUTES as API_ROUTES};
 
