@@ -2,24 +2,30 @@
 //! each batch with a scheduling round, and hands the batch to the commit thread together with
 //! what must happen after the commit.
 
+mod access;
+
 use crate::commit::{self, Batch, FollowUp};
+use crate::enrol::Enrolment;
 use crate::now_millis;
+use crate::tls::Issued;
+use crate::users::{Shown, Users};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use thunderhead_core::access::FileUse;
+use thunderhead_core::access::{FileUse, JoinTokenView, Role, UserView};
 use thunderhead_core::cluster::{Cluster, Command, DeployFailure, Effects, Hello, SessionId, TaskAttempt, TaskResult};
 use thunderhead_core::feed::{Generations, Topics};
 use thunderhead_core::job::JobSubmission;
 use thunderhead_core::package::Package;
+use thunderhead_core::persist::Op;
 use thunderhead_core::template::{NewTemplate, Template, TemplateEdit};
 use thunderhead_core::view::{
     AddNodes, JobView, NodeActionRequest, NodeActionResult, NodeView, PackageView, SubmitReply, TaskView, TemplateView,
 };
-use thunderhead_core::{Error, JobId, TaskKey};
-use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
-use thunderhead_providers::{DeployRequest, JoinGrant, ProviderError, Providers, ProxyRequest};
+use thunderhead_core::{Error, JobId, Millis, TaskKey};
+use thunderhead_proto::{Assignment, JoinReply, JoinRequest, ServerMsg, TaskRef};
+use thunderhead_providers::{DeployRequest, ProviderError, Providers, ProxyRequest};
 use thunderhead_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -98,7 +104,15 @@ pub enum Request {
         reply: Reply<(u32, Option<String>)>,
     },
     RegisterPackage(Package, Reply<PackageView>),
-    ReserveJob(Reply<SubmitReply>),
+    /// Hands out a job id ahead of its submission, reserved for `owner`.
+    ReserveJob {
+        owner: String,
+        reply: Reply<SubmitReply>,
+    },
+    /// Who reserved a job id for a submission to come, if anyone did.
+    ReservedBy(JobId, Reply<Option<String>>),
+    /// The owner of a job, or whoever reserved its id; `None` if neither.
+    JobOwner(JobId, Reply<Option<String>>),
     ListPackages(Reply<Vec<PackageView>>),
     ShowPackage(String, Reply<Vec<PackageView>>),
     PackageFile(String, Option<u32>, Reply<Package>),
@@ -114,6 +128,33 @@ pub enum Request {
         location: String,
         use_: FileUse,
         reply: Reply<()>,
+    },
+    AddUser {
+        name: String,
+        role: Role,
+        reply: Reply<Shown<UserView>>,
+    },
+    /// Gives a user a new token.
+    RotateToken(String, Reply<Shown<UserView>>),
+    /// Removes a user; `by`, who asks, may not remove themself.
+    RemoveUser {
+        name: String,
+        by: String,
+        reply: Reply<UserView>,
+    },
+    CreateJoinToken {
+        template: Option<String>,
+        ttl: Millis,
+        reply: Reply<Shown<JoinTokenView>>,
+    },
+    DeleteJoinToken(String, Reply<()>),
+    /// Revokes a node's certificates and closes its agent's connections: (revoked, closed).
+    RevokeNode(String, Reply<(usize, usize)>),
+    /// Records a node certificate made for a join request, if the request still holds.
+    Join {
+        request: JoinRequest,
+        issued: Issued,
+        reply: Reply<JoinReply>,
     },
 }
 
@@ -142,7 +183,9 @@ impl Request {
             Request::CheckTask(..) => "CheckTask",
             Request::ReservePackage { .. } => "ReservePackage",
             Request::RegisterPackage(..) => "RegisterPackage",
-            Request::ReserveJob(..) => "ReserveJob",
+            Request::ReserveJob { .. } => "ReserveJob",
+            Request::ReservedBy(..) => "ReservedBy",
+            Request::JobOwner(..) => "JobOwner",
             Request::ListPackages(..) => "ListPackages",
             Request::ShowPackage(..) => "ShowPackage",
             Request::PackageFile(..) => "PackageFile",
@@ -150,6 +193,13 @@ impl Request {
             Request::InstallPackages(..) => "InstallPackages",
             Request::DisconnectNode(..) => "DisconnectNode",
             Request::AgentMayUse { .. } => "AgentMayUse",
+            Request::AddUser { .. } => "AddUser",
+            Request::RotateToken(..) => "RotateToken",
+            Request::RemoveUser { .. } => "RemoveUser",
+            Request::CreateJoinToken { .. } => "CreateJoinToken",
+            Request::DeleteJoinToken(..) => "DeleteJoinToken",
+            Request::RevokeNode(..) => "RevokeNode",
+            Request::Join { .. } => "Join",
         }
     }
 }
@@ -221,8 +271,14 @@ struct Actor {
     agents: HashMap<SessionId, AgentTx>,
     providers: Providers,
     url: String,
-    /// Hands burst nodes their join tokens; `None` over plain HTTP.
-    enrolment: Option<Arc<crate::enrol::Enrolment>>,
+    /// Join tokens and node certificates; `None` over plain HTTP.
+    enrolment: Option<Arc<Enrolment>>,
+    /// The users and their tokens, which the API reads to check every request.
+    users: Arc<Users>,
+    /// Who reserved each job id handed out ahead of its submission, until it is submitted.
+    /// Kept in memory only: the ids themselves are durable (never handed out twice), but an
+    /// owner is not, so after a restart only an administrator may submit to an old reservation.
+    reserved: HashMap<JobId, String>,
     events: mpsc::UnboundedSender<Event>,
     runtime: tokio::runtime::Handle,
     ticks: u64,
@@ -240,7 +296,8 @@ pub fn spawn(
     store: Arc<dyn Store>,
     providers: Providers,
     url: String,
-    enrolment: Option<Arc<crate::enrol::Enrolment>>,
+    enrolment: Option<Arc<Enrolment>>,
+    users: Arc<Users>,
 ) -> Handle {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (changes, following) = watch::channel(Generations::default());
@@ -251,6 +308,8 @@ pub fn spawn(
         providers,
         url,
         enrolment,
+        users,
+        reserved: HashMap::new(),
         events: tx.clone(),
         runtime: tokio::runtime::Handle::current(),
         ticks: 0,
@@ -289,25 +348,6 @@ pub fn spawn(
         }
     });
     Handle { events: tx, changes: following }
-}
-
-/// What a deployment of `node` of `template` hands its agent to join with: a token of the
-/// template (made durable off the actor, if none is at hand) and the cluster's certificate;
-/// `None` over plain HTTP. The node's earlier certificates are revoked first, so only this
-/// deployment's agent joins as the node.
-async fn join_grant(
-    enrolment: Option<Arc<crate::enrol::Enrolment>>,
-    node: String,
-    template: String,
-) -> Result<Option<JoinGrant>, ProviderError> {
-    let Some(e) = enrolment else { return Ok(None) };
-    tokio::task::spawn_blocking(move || {
-        e.revoke_node(&node).map_err(|err| ProviderError::transient(err.message))?;
-        let token = e.deploy_token(&template, now_millis()).map_err(|err| ProviderError::transient(err.message))?;
-        Ok(Some(JoinGrant { ca_pem: e.ca.cert_pem.clone(), token }))
-    })
-    .await
-    .map_err(|err| ProviderError::transient(format!("the deployment was interrupted: {err}")))?
 }
 
 /// The longest a provider may take to deploy one node.
@@ -506,7 +546,7 @@ impl Actor {
                 let known = if c.is_proxy(&name) { Ok(()) } else { c.node(&name).map(drop) };
                 reply.send(f, known)
             }
-            Request::Submit(job, reply) => reply.send(f, c.submit(fx, job, now).map(|id| SubmitReply { id })),
+            Request::Submit(job, reply) => reply.send(f, self.submit_job(fx, job, now)),
             Request::CancelJob(id, reply) => reply.send(f, c.cancel_job(fx, id, now)),
             Request::RequeueJob { id, ended_at, ended, reply } => {
                 reply.send(f, c.requeue_job(fx, id, ended_at, &ended))
@@ -518,7 +558,9 @@ impl Actor {
                 reply.send(f, c.reserve_package_version(&name, &file, template.as_deref()))
             }
             Request::RegisterPackage(p, reply) => reply.send(f, c.register_package(fx, p)),
-            Request::ReserveJob(reply) => reply.send(f, Ok(SubmitReply { id: c.reserve_job_id(fx) })),
+            Request::ReserveJob { owner, reply } => reply.send(f, Ok(self.reserve_job(fx, owner))),
+            Request::ReservedBy(id, reply) => reply.send(f, Ok(self.reserved.get(&id).cloned())),
+            Request::JobOwner(id, reply) => reply.send(f, Ok(self.job_owner(id))),
             Request::ListPackages(reply) => reply.send(f, Ok(c.packages_list())),
             Request::ShowPackage(name, reply) => reply.send(f, c.package(&name)),
             Request::PackageFile(name, version, reply) => reply.send(f, c.package_file(&name, version)),
@@ -528,6 +570,15 @@ impl Actor {
                 reply.send(f, c.agent_may_use(&node, &location, use_))
             }
             Request::CheckTask(id, index, reply) => reply.send(f, c.check_task(id, index).and_then(|()| c.job(id))),
+            Request::AddUser { name, role, reply } => reply.send(f, self.add_user(fx, &name, role, now)),
+            Request::RotateToken(name, reply) => reply.send(f, self.rotate_token(fx, &name, now)),
+            Request::RemoveUser { name, by, reply } => reply.send(f, self.remove_user(fx, &name, &by)),
+            Request::CreateJoinToken { template, ttl, reply } => {
+                reply.send(f, self.create_join_token(fx, template, ttl, now))
+            }
+            Request::DeleteJoinToken(id, reply) => reply.send(f, self.delete_join_token(fx, &id)),
+            Request::RevokeNode(node, reply) => reply.send(f, self.revoke_node(fx, &node)),
+            Request::Join { request, issued, reply } => reply.send(f, self.join(fx, &request, issued, now)),
         }
     }
 
@@ -570,15 +621,16 @@ impl Actor {
 
     /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.
     fn submit(&mut self, fx: Effects, mut follow_ups: Vec<FollowUp>) {
-        for command in fx.commands {
-            if let Some(f) = self.follow_up(command) {
+        let Effects { mut ops, commands } = fx;
+        for command in commands {
+            if let Some(f) = self.follow_up(command, &mut ops) {
                 follow_ups.push(f);
             }
         }
-        if fx.ops.is_empty() && follow_ups.is_empty() {
+        if ops.is_empty() && follow_ups.is_empty() {
             return;
         }
-        let _ = self.commits.send(Batch { ops: fx.ops, follow_ups });
+        let _ = self.commits.send(Batch { ops, follow_ups });
     }
 
     /// A follow-up that runs `call` with the named provider (or why there is none) on the
@@ -604,7 +656,9 @@ impl Actor {
         }))
     }
 
-    fn follow_up(&mut self, command: Command) -> Option<FollowUp> {
+    /// The follow-up that carries out `command` once the batch is durable; ops the command
+    /// needs first (a deployment's join token) go to `ops`.
+    fn follow_up(&mut self, command: Command, ops: &mut Vec<Op>) -> Option<FollowUp> {
         match command {
             Command::Assign { session, tasks } => {
                 let tasks = tasks
@@ -687,15 +741,14 @@ impl Actor {
             Command::Deploy { node, template, size, via } => {
                 // Agents of burst nodes reach the head node through their set's proxies.
                 let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
-                let (provider, enrolment) = (template.provider.clone(), self.enrolment.clone());
-                self.provider_call(&provider, move |p| async move {
-                    let join = join_grant(enrolment, node.clone(), template.name.clone()).await;
-                    let result = match (p, join) {
-                        (Ok(p), Ok(join)) => {
+                let join = self.join_grant(ops, &node, &template.name, now_millis());
+                self.provider_call(&template.provider.clone(), move |p| async move {
+                    let result = match p {
+                        Ok(p) => {
                             let request = DeployRequest { node: node.clone(), template, size, server_url, join };
                             bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await
                         }
-                        (Err(e), _) | (_, Err(e)) => Err(e),
+                        Err(e) => Err(e),
                     };
                     let result = result.map_err(|e| DeployFailure { message: e.message, transient: e.transient });
                     Event::Deployed { node, result }

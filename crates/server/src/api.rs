@@ -10,7 +10,7 @@ use crate::enrol::Enrolment;
 use crate::locations::{Locations, Target, Who};
 use crate::secrets::{SecretKey, unhex};
 use crate::tls::Peer;
-use crate::users::Users;
+use crate::users::{Shown, Users};
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, State};
@@ -27,7 +27,6 @@ use thunderhead_blob::{BlobError, BlobStore};
 use thunderhead_core::access::{self, Caller, FileUse, JoinTokenView, Need, Role, UserView};
 use thunderhead_core::job::{JobSubmission, TaskState};
 use thunderhead_core::package::Package;
-use thunderhead_core::persist::Op;
 use thunderhead_core::persist::TaskRow;
 use thunderhead_core::template::{NewTemplate, Secret, TemplateEdit};
 use thunderhead_core::view::{
@@ -56,8 +55,6 @@ struct Api {
     enrolment: Option<Arc<Enrolment>>,
     /// Where every location is checked and opened.
     locations: Arc<Locations>,
-    /// Job ids reserved for a submission to come, and who reserved them.
-    reserved: Arc<Mutex<HashMap<u64, String>>>,
     /// Event streams open right now.
     streams: Arc<std::sync::atomic::AtomicUsize>,
     /// Event streams open right now, by user.
@@ -86,7 +83,6 @@ pub fn router(parts: Parts) -> Router {
         users,
         enrolment,
         locations,
-        reserved: Default::default(),
         streams: Default::default(),
         stream_users: Default::default(),
     };
@@ -611,8 +607,7 @@ async fn submit_job(
 ) -> Answer<SubmitReply> {
     let mut submission = body?.0;
     if let Some(id) = submission.reserved_id {
-        let reserver = api.reserved.lock().expect("reservations lock").get(&id).cloned();
-        match reserver {
+        match api.handle.ask(|r| Request::ReservedBy(id, r)).await? {
             Some(reserver) => caller.check_job(id, &reserver)?,
             // Reservations are kept in memory: one made before a restart has no known owner.
             None if caller.role < Role::JobAdministrator => {
@@ -626,12 +621,7 @@ async fn submit_job(
     }
     submission.owner = caller.name.clone();
     check_staging(&api, &caller, &submission).await?;
-    let reserved = submission.reserved_id;
-    let answer = ask(&api, |r| Request::Submit(submission, r)).await?;
-    if let Some(id) = reserved {
-        api.reserved.lock().expect("reservations lock").remove(&id);
-    }
-    Ok(answer)
+    ask(&api, |r| Request::Submit(submission, r)).await
 }
 
 /// Every location a submission names, through the one check: inputs are read, output prefixes
@@ -988,10 +978,7 @@ struct LocationQuery {
 
 /// The owner of job `id` (or whoever reserved its id), if there is such a job.
 async fn job_owner(api: &Api, id: u64) -> Option<String> {
-    if let Some(reserver) = api.reserved.lock().expect("reservations lock").get(&id).cloned() {
-        return Some(reserver);
-    }
-    api.handle.ask(|r| Request::ShowJob(id, r)).await.ok().map(|job| job.owner)
+    api.handle.ask(|r| Request::JobOwner(id, r)).await.ok().flatten()
 }
 
 /// Where `location` leads, if `who` may `use_` it: the one ownership check of every path into a
@@ -1073,9 +1060,7 @@ async fn store_location(
 
 /// A job id for a submission to come, so its input files can go to its area first.
 async fn reserve_job(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer<SubmitReply> {
-    let answer = ask(&api, Request::ReserveJob).await?;
-    api.reserved.lock().expect("reservations lock").insert(answer.0.id, caller.name);
-    Ok(answer)
+    ask(&api, |reply| Request::ReserveJob { owner: caller.name, reply }).await
 }
 
 /// Stores a file a client stages as a task input, in the job's area: `jobs/JOB/inputs/PATH`.
@@ -1125,45 +1110,17 @@ struct NewUser {
     role: String,
 }
 
-/// Stores a user (durably, before answering) and answers with their token, the only time it
-/// is shown.
-async fn put_user(api: &Api, record: access::UserRecord, token: String) -> Answer {
-    let store = api.store.clone();
-    let op = Op::PutUser(record.clone());
-    blocking(move || store.apply(&[op])).await??;
-    let view = UserView::from(&record);
-    api.users.put(record);
-    Ok(Json(serde_json::json!({"name": view.name, "role": view.role, "created_at": view.created_at, "token": token})))
-}
-
-async fn add_user(State(api): State<Api>, body: Result<Json<NewUser>, JsonRejection>) -> Answer {
+/// Adds a user (durably, before answering) and answers with their token, the only time it is
+/// shown.
+async fn add_user(State(api): State<Api>, body: Result<Json<NewUser>, JsonRejection>) -> Answer<Shown<UserView>> {
     let NewUser { name, role } = body?.0;
     access::check_user_name(&name)?;
     let role = Role::parse(&role)?;
-    if let Some(existing) = api.users.get(&name) {
-        let existing = existing.name;
-        return Err(Error::conflict(format!(
-            "user {existing} exists (names do not differ by case; give them a new token with: thunderhead user token {existing})"
-        ))
-        .into());
-    }
-    let (record, token) = crate::users::issue(&name, role, crate::now_millis());
-    tracing::info!(user = %name, role = role.name(), "user added");
-    put_user(&api, record, token).await
+    ask(&api, |reply| Request::AddUser { name, role, reply }).await
 }
 
-async fn rotate_token(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let old = api.users.get(&name).ok_or_else(|| no_user(&name))?;
-    let name = old.name.clone();
-    let (mut record, token) = crate::users::issue(&name, old.role, crate::now_millis());
-    record.created_at = old.created_at;
-    tracing::info!(user = %name, "token replaced");
-    put_user(&api, record, token).await
-}
-
-fn no_user(name: &str) -> Error {
-    let name = thunderhead_core::text::escape(name);
-    Error::not_found(format!("user {name} does not exist (see thunderhead user list)"))
+async fn rotate_token(State(api): State<Api>, Path(name): Path<String>) -> Answer<Shown<UserView>> {
+    ask(&api, |r| Request::RotateToken(name, r)).await
 }
 
 async fn remove_user(
@@ -1171,25 +1128,11 @@ async fn remove_user(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Answer<UserView> {
-    let user = api.users.get(&name).ok_or_else(|| no_user(&name))?;
-    let name = user.name.clone();
-    if name == caller.name {
-        return Err(Error::conflict(format!("you cannot remove yourself ({name}); another Administrator can")).into());
-    }
-    let store = api.store.clone();
-    let op = Op::DeleteUser(name.clone());
-    blocking(move || store.apply(&[op])).await??;
-    api.users.remove(&name);
-    tracing::info!(user = %name, "user removed");
-    Ok(Json(UserView::from(&user)))
+    ask(&api, |reply| Request::RemoveUser { name, by: caller.name, reply }).await
 }
 
 fn enrolment(api: &Api) -> Result<Arc<Enrolment>, ApiError> {
-    api.enrolment.clone().ok_or_else(|| {
-        ApiError(Error::conflict(
-            "this head node serves plain HTTP (--insecure-http): agents connect without joining, so there are no join tokens or node certificates",
-        ))
-    })
+    api.enrolment.clone().ok_or_else(|| ApiError(crate::enrol::plain_http()))
 }
 
 async fn list_join_tokens(State(api): State<Api>) -> Answer<Vec<JoinTokenView>> {
@@ -1204,21 +1147,13 @@ struct NewJoinToken {
     expires_in_secs: Option<u64>,
 }
 
-/// A record with the token it was issued, which is shown this once.
-#[derive(serde::Serialize)]
-struct Shown<V> {
-    #[serde(flatten)]
-    view: V,
-    token: String,
-}
-
 /// A join token, shown this once.
 async fn create_join_token(
     State(api): State<Api>,
     body: Result<Json<NewJoinToken>, JsonRejection>,
 ) -> Answer<Shown<JoinTokenView>> {
     let NewJoinToken { template, expires_in_secs } = body?.0;
-    let enrolment = enrolment(&api)?;
+    enrolment(&api)?;
     if let Some(t) = &template {
         api.handle.ask(|r| Request::ShowTemplate(t.clone(), r)).await?;
     }
@@ -1229,29 +1164,20 @@ async fn create_join_token(
         ))
         .into());
     }
-    let now = crate::now_millis();
-    let (view, token) = blocking(move || enrolment.create_token(template, secs * 1000, now)).await??;
-    tracing::info!(id = %view.id, template = ?view.template, "join token created");
-    Ok(Json(Shown { view, token }))
+    ask(&api, |reply| Request::CreateJoinToken { template, ttl: secs * 1000, reply }).await
 }
 
 async fn delete_join_token(State(api): State<Api>, Path(id): Path<String>) -> Answer {
-    let enrolment = enrolment(&api)?;
-    let gone = id.clone();
-    blocking(move || enrolment.delete_token(&gone)).await??;
-    tracing::info!(%id, "join token removed");
+    enrolment(&api)?;
+    api.handle.ask(|r| Request::DeleteJoinToken(id.clone(), r)).await?;
     Ok(Json(serde_json::json!({"id": id})))
 }
 
 /// Revokes a node's certificates and closes its agent's connection: it is refused from then on,
 /// until it joins again with a new token.
 async fn revoke_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let enrolment = enrolment(&api)?;
-    let node = name.clone();
-    let revoked = blocking(move || enrolment.revoke_node(&node)).await??;
-    let reason = "its node certificate was revoked".to_string();
-    let closed = api.handle.ask(|r| Request::DisconnectNode(name.clone(), reason, r)).await?;
-    tracing::info!(node = %name, revoked, "node certificates revoked");
+    enrolment(&api)?;
+    let (revoked, closed) = api.handle.ask(|r| Request::RevokeNode(name.clone(), r)).await?;
     Ok(Json(serde_json::json!({"node": name, "revoked": revoked, "disconnected": closed})))
 }
 
@@ -1263,21 +1189,20 @@ async fn join(
 ) -> Answer<thunderhead_proto::JoinReply> {
     let request = body?.0;
     let enrolment = enrolment(&api)?;
-    let known = match api.handle.ask(|r| Request::ShowNode(request.name.clone(), r)).await {
-        Ok(node) => {
-            access::NameAtJoin { template: node.template, deploying: node.state == "Provisioning", certified: false }
-        }
-        Err(e) if e.kind == ErrorKind::NotFound => access::NameAtJoin::default(),
-        Err(e) => return Err(e.into()),
-    };
     let name = request.name.clone();
-    let now = crate::now_millis();
-    let joined = blocking(move || enrolment.join(&request, known, now)).await?;
-    match joined {
+    let joined = async {
+        // The token is checked before a certificate is made for it, and again by the actor,
+        // which records the certificate; making its key is left off the actor.
+        enrolment.check_join(&request)?;
+        let node = request.name.clone();
+        let issued = blocking(move || enrolment.ca.issue_node(&node)).await?.map_err(Error::conflict)?;
+        api.handle.ask(|reply| Request::Join { request, issued, reply }).await.map_err(ApiError)
+    };
+    match joined.await {
         Ok(reply) => Ok(Json(reply)),
         Err(e) => {
-            tracing::warn!(peer = %peer.addr, node = %name, reason = %e.message, "refused a join");
-            Err(e.into())
+            tracing::warn!(peer = %peer.addr, node = %name, reason = %e.0.message, "refused a join");
+            Err(e)
         }
     }
 }

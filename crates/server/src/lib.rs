@@ -148,14 +148,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         let ca = tls::ClusterCa::load_or_create(&config.state_dir, &secrets).map_err(ServerError::Tls)?;
         let tokens = std::mem::take(&mut snapshot.join_tokens);
         let certs = std::mem::take(&mut snapshot.node_certs);
-        Some(Arc::new(enrol::Enrolment::new(ca, store.clone(), tokens, certs)))
+        Some(Arc::new(enrol::Enrolment::new(ca, tokens, certs)))
     };
     let url = format!("{}://{addr}", if enrolment.is_some() { "https" } else { "http" });
 
     let mut fx = Effects::default();
     let cluster = Cluster::restore(config.cluster.clone(), snapshot, &mut fx, now_millis());
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
-    let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone());
+    let handle =
+        actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone(), users.clone());
     let access = Access {
         url: url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
