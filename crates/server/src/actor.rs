@@ -197,19 +197,28 @@ fn guarded<T>(what: &dyn Fn() -> String, handle: impl FnOnce() -> T) -> Result<T
     })
 }
 
+/// Handles one request with `handle`, which answers through the request's own reply. A handler
+/// that panics drops that reply; the request is then answered, after the commit like any
+/// answer, with an internal error on its failure channel.
+fn contain_request(
+    kind: &str,
+    failed: Failed,
+    follow_ups: &mut Vec<FollowUp>,
+    handle: impl FnOnce(&mut Vec<FollowUp>),
+) {
+    let what = || format!("the request {kind}");
+    if let Err(message) = guarded(&what, || handle(follow_ups)) {
+        follow_ups.push(Box::new(move || {
+            let _ = failed.send(Error::internal(message));
+        }));
+    }
+}
+
 impl Actor {
     fn handle(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
         match event {
             Event::Api(request, failed) => {
-                let kind = request.kind();
-                let what = || format!("the request {kind}");
-                // A handler answers through the request's own reply; one that panics drops it,
-                // and the failure is told, after the commit, on the request's failure channel.
-                if let Err(message) = guarded(&what, || self.request(*request, fx, follow_ups, now)) {
-                    follow_ups.push(Box::new(move || {
-                        let _ = failed.send(Error::internal(message));
-                    }));
-                }
+                contain_request(request.kind(), failed, follow_ups, |f| self.request(*request, fx, f, now))
             }
             event => {
                 let session = match &event {
@@ -359,5 +368,51 @@ mod tests {
         let message = refused.unwrap_err();
         assert!(message.contains("the request Submit") && message.contains("index out of bounds"), "{message}");
         assert_eq!(guarded(&what, || 7), Ok(7), "a handler that returns is untouched");
+    }
+
+    /// A test handle, and the events it sends.
+    fn handle() -> (Handle, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let (_, changes) = watch::channel(Generations::default());
+        (Handle { events, changes }, rx)
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_handler_panics_is_answered_with_an_internal_error_after_the_commit() {
+        let (handle, mut events) = handle();
+        let asked = tokio::spawn(async move { handle.ask(Request::ListJobs).await });
+        let Some(Event::Api(request, failed)) = events.recv().await else { panic!("a request") };
+        let mut follow_ups = Vec::new();
+        contain_request(request.kind(), failed, &mut follow_ups, |_| {
+            let _reply_goes_down_with_the_handler = request;
+            panic!("index out of bounds: the len is 3");
+        });
+        assert_eq!(follow_ups.len(), 1, "the failure waits for the commit");
+        follow_ups.into_iter().for_each(|f| f());
+        let error = asked.await.unwrap().unwrap_err();
+        assert_eq!(error.kind, thunderhead_core::ErrorKind::Internal);
+        assert!(
+            error.message.contains("the request ListJobs") && error.message.contains("index out of bounds"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_is_answered_with_its_typed_reply_and_a_gone_actor_with_a_conflict() {
+        let (handle, mut events) = handle();
+        let asking = handle.clone();
+        let asked = tokio::spawn(async move { asking.ask(|r| Request::ReservedBy(7, r)).await });
+        let Some(Event::Api(request, failed)) = events.recv().await else { panic!("a request") };
+        let mut follow_ups = Vec::new();
+        contain_request(request.kind(), failed, &mut follow_ups, |f| match *request {
+            Request::ReservedBy(7, reply) => reply.send(f, Ok(Some("alice".into()))),
+            other => panic!("unexpected {other:?}"),
+        });
+        follow_ups.into_iter().for_each(|f| f());
+        assert_eq!(asked.await.unwrap(), Ok(Some("alice".to_string())));
+        drop(events);
+        let error = handle.ask(Request::ListJobs).await.unwrap_err();
+        assert_eq!(error.kind, thunderhead_core::ErrorKind::Conflict, "{}", error.message);
     }
 }

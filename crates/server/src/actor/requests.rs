@@ -23,7 +23,7 @@ pub struct Reply<T>(pub(super) oneshot::Sender<Result<T, Error>>);
 
 impl<T: Send + 'static> Reply<T> {
     /// Answers with `answer` once the batch is committed.
-    fn send(self, follow_ups: &mut Vec<FollowUp>, answer: Result<T, Error>) {
+    pub(super) fn send(self, follow_ups: &mut Vec<FollowUp>, answer: Result<T, Error>) {
         follow_ups.push(Box::new(move || {
             let _ = self.0.send(answer);
         }));
