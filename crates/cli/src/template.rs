@@ -226,7 +226,8 @@ fn setting(pair: &str) -> Result<(String, Value)> {
 
 /// The settings of a TOML file: one flat table of text, numbers and truth values.
 fn settings_file(path: &std::path::Path) -> Result<serde_json::Map<String, Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the settings file {}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("the settings file {} is not TOML", path.display()))?;
     let mut settings = serde_json::Map::new();

@@ -2,20 +2,26 @@
 //! each batch with a scheduling round, and hands the batch to the commit thread together with
 //! what must happen after the commit.
 
+mod access;
+mod commands;
+mod requests;
+
+pub use commands::task_attempt;
+pub use requests::{Reply, Request};
+
 use crate::commit::{self, Batch, FollowUp};
+use crate::enrol::Enrolment;
 use crate::now_millis;
+use crate::users::Users;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use thunderhead_core::cluster::{Cluster, Command, DeployFailure, Effects, Hello, SessionId, TaskAttempt, TaskResult};
+use thunderhead_core::cluster::{Cluster, DeployFailure, Effects, Hello, SessionId, TaskResult};
 use thunderhead_core::feed::{Generations, Topics};
-use thunderhead_core::job::JobSubmission;
-use thunderhead_core::template::{NewTemplate, TemplateEdit};
-use thunderhead_core::view::{AddNodes, NodeActionRequest};
-use thunderhead_core::{Error, JobId, TaskKey};
-use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
-use thunderhead_providers::{DeployRequest, JoinGrant, ProviderError, Providers, ProxyRequest};
+use thunderhead_core::{Error, JobId};
+use thunderhead_proto::ServerMsg;
+use thunderhead_providers::Providers;
 use thunderhead_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,100 +35,6 @@ const PROBE_EVERY_TICKS: u64 = 2;
 /// How often changed node measurements are announced to live clients, in ticks (seconds).
 const MEASUREMENTS_EVERY_TICKS: u64 = 5;
 
-/// What the API asks of the cluster.
-#[derive(Debug)]
-pub enum Request {
-    CreateTemplate(NewTemplate),
-    EditTemplate(String, TemplateEdit),
-    ResumeTemplate(String),
-    DeleteTemplate(String),
-    ListTemplates,
-    ShowTemplate(String),
-    /// The template with its settings, for a provider check.
-    TemplateForCheck(String),
-    AddNodes(AddNodes),
-    NodeAction(NodeActionRequest),
-    ListNodes(Option<String>),
-    ShowNode(String),
-    /// Checks that a node or proxy of this name exists, for its log.
-    CheckLogName(String),
-    Submit(JobSubmission),
-    CancelJob(JobId),
-    /// Requeues an ended job's failed and canceled tasks: (index, last attempt) of each, read
-    /// while the job had ended at `ended_at`.
-    RequeueJob {
-        id: JobId,
-        ended_at: Option<u64>,
-        ended: Vec<(u64, u32)>,
-    },
-    /// The tasks running on a node and those that ended there last; of one owner's jobs only
-    /// when an owner is given.
-    NodeTasks {
-        node: String,
-        owner: Option<String>,
-    },
-    ListJobs,
-    ShowJob(JobId),
-    CheckTask(JobId, u64),
-    ReservePackage {
-        name: String,
-        file: String,
-        template: Option<String>,
-    },
-    RegisterPackage(thunderhead_core::package::Package),
-    ReserveJob,
-    ListPackages,
-    ShowPackage(String),
-    PackageFile(String, Option<u32>),
-    RemovePackage(String, Option<u32>),
-    InstallPackages(String),
-    /// Closes the connections of a node's agent.
-    DisconnectNode(String, String),
-    /// Whether the agent of a node may read or write a location: its tasks must name it.
-    AgentMayUse {
-        node: String,
-        location: String,
-        use_: thunderhead_core::access::FileUse,
-    },
-}
-
-impl Request {
-    /// The request's name, for messages: never its fields, which may hold secrets.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::CreateTemplate(..) => "CreateTemplate",
-            Request::EditTemplate(..) => "EditTemplate",
-            Request::ResumeTemplate(..) => "ResumeTemplate",
-            Request::DeleteTemplate(..) => "DeleteTemplate",
-            Request::ListTemplates => "ListTemplates",
-            Request::ShowTemplate(..) => "ShowTemplate",
-            Request::TemplateForCheck(..) => "TemplateForCheck",
-            Request::AddNodes(..) => "AddNodes",
-            Request::NodeAction(..) => "NodeAction",
-            Request::ListNodes(..) => "ListNodes",
-            Request::ShowNode(..) => "ShowNode",
-            Request::CheckLogName(..) => "CheckLogName",
-            Request::Submit(..) => "Submit",
-            Request::CancelJob(..) => "CancelJob",
-            Request::RequeueJob { .. } => "RequeueJob",
-            Request::NodeTasks { .. } => "NodeTasks",
-            Request::ListJobs => "ListJobs",
-            Request::ShowJob(..) => "ShowJob",
-            Request::CheckTask(..) => "CheckTask",
-            Request::ReservePackage { .. } => "ReservePackage",
-            Request::RegisterPackage(..) => "RegisterPackage",
-            Request::ReserveJob => "ReserveJob",
-            Request::ListPackages => "ListPackages",
-            Request::ShowPackage(..) => "ShowPackage",
-            Request::PackageFile(..) => "PackageFile",
-            Request::RemovePackage(..) => "RemovePackage",
-            Request::InstallPackages(..) => "InstallPackages",
-            Request::DisconnectNode(..) => "DisconnectNode",
-            Request::AgentMayUse { .. } => "AgentMayUse",
-        }
-    }
-}
-
 /// Messages to one agent connection.
 #[derive(Debug)]
 pub enum Outbound {
@@ -131,10 +43,13 @@ pub enum Outbound {
 }
 
 pub type AgentTx = mpsc::UnboundedSender<Outbound>;
-pub type Reply = oneshot::Sender<Result<Value, Error>>;
+
+/// Where the actor says why a request failed when its handler panicked: the request's own
+/// [`Reply`] went down with the handler, so the failure is told on this untyped channel.
+type Failed = oneshot::Sender<Error>;
 
 pub enum Event {
-    Api(Box<Request>, Reply),
+    Api(Box<Request>, Failed),
     AgentHello {
         session: SessionId,
         hello: Hello,
@@ -200,11 +115,18 @@ impl Handle {
         self.changes.clone()
     }
 
-    /// Sends a request and waits for its answer, which arrives once the request is durable.
-    pub async fn ask(&self, request: Request) -> Result<Value, Error> {
+    /// Sends the request `request` makes with its reply, and waits for the answer, which arrives
+    /// once the request is durable: `handle.ask(|r| Request::ShowJob(id, r))`.
+    pub async fn ask<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Event::Api(Box::new(request), tx));
-        rx.await.unwrap_or_else(|_| Err(Error::conflict("the head node is shutting down")))
+        let (failed, failure) = oneshot::channel();
+        self.send(Event::Api(Box::new(request(Reply(tx))), failed));
+        match rx.await {
+            Ok(answer) => answer,
+            // The reply was dropped unanswered: its handler panicked (the failure says so), or
+            // the actor is gone.
+            Err(_) => Err(failure.await.unwrap_or_else(|_| Error::conflict("the head node is shutting down"))),
+        }
     }
 }
 
@@ -214,8 +136,14 @@ struct Actor {
     agents: HashMap<SessionId, AgentTx>,
     providers: Providers,
     url: String,
-    /// Hands burst nodes their join tokens; `None` over plain HTTP.
-    enrolment: Option<Arc<crate::enrol::Enrolment>>,
+    /// Join tokens and node certificates; `None` over plain HTTP.
+    enrolment: Option<Arc<Enrolment>>,
+    /// The users and their tokens, which the API reads to check every request.
+    users: Arc<Users>,
+    /// Who reserved each job id handed out ahead of its submission, until it is submitted.
+    /// Kept in memory only: the ids themselves are durable (never handed out twice), but an
+    /// owner is not, so after a restart only an administrator may submit to an old reservation.
+    reserved: HashMap<JobId, String>,
     events: mpsc::UnboundedSender<Event>,
     runtime: tokio::runtime::Handle,
     ticks: u64,
@@ -233,7 +161,8 @@ pub fn spawn(
     store: Arc<dyn Store>,
     providers: Providers,
     url: String,
-    enrolment: Option<Arc<crate::enrol::Enrolment>>,
+    enrolment: Option<Arc<Enrolment>>,
+    users: Arc<Users>,
 ) -> Handle {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (changes, following) = watch::channel(Generations::default());
@@ -244,6 +173,8 @@ pub fn spawn(
         providers,
         url,
         enrolment,
+        users,
+        reserved: HashMap::new(),
         events: tx.clone(),
         runtime: tokio::runtime::Handle::current(),
         ticks: 0,
@@ -284,90 +215,6 @@ pub fn spawn(
     Handle { events: tx, changes: following }
 }
 
-/// What a deployment of `node` of `template` hands its agent to join with: a token of the
-/// template (made durable off the actor, if none is at hand) and the cluster's certificate;
-/// `None` over plain HTTP. The node's earlier certificates are revoked first, so only this
-/// deployment's agent joins as the node.
-async fn join_grant(
-    enrolment: Option<Arc<crate::enrol::Enrolment>>,
-    node: String,
-    template: String,
-) -> Result<Option<JoinGrant>, ProviderError> {
-    let Some(e) = enrolment else { return Ok(None) };
-    tokio::task::spawn_blocking(move || {
-        e.revoke_node(&node).map_err(|err| ProviderError::transient(err.message))?;
-        let token = e.deploy_token(&template, now_millis()).map_err(|err| ProviderError::transient(err.message))?;
-        Ok(Some(JoinGrant { ca_pem: e.ca.cert_pem.clone(), token }))
-    })
-    .await
-    .map_err(|err| ProviderError::transient(format!("the deployment was interrupted: {err}")))?
-}
-
-/// The longest a provider may take to deploy one node.
-const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// The longest a provider may take to remove one node.
-const REMOVE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-
-/// A provider call that gives up after `limit`, so no node waits forever on a provider that
-/// does not answer.
-async fn bounded<T>(
-    limit: Duration,
-    verb: &str,
-    call: impl std::future::Future<Output = Result<T, ProviderError>>,
-) -> Result<T, ProviderError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result,
-        Err(_) => {
-            Err(ProviderError::transient(format!("the provider did not {verb} the node within {} s", limit.as_secs())))
-        }
-    }
-}
-
-fn unavailable(provider: &str) -> ProviderError {
-    ProviderError::fatal(format!("provider {provider} is not available in this build"))
-}
-
-fn to_value<T: serde::Serialize>(value: T) -> Value {
-    serde_json::to_value(value).expect("views serialise")
-}
-
-/// The most bytes of commands, environment and staging one assignment message carries, well
-/// inside the frame limit agents accept.
-const ASSIGN_BYTES: usize = thunderhead_proto::MAX_MESSAGE_BYTES / 4;
-
-/// Splits assignments into messages of at most [`ASSIGN_BYTES`] each (a single task's limits keep
-/// it far below that), so no message is too large for the agent to read.
-fn assign_batches(tasks: Vec<Assignment>) -> Vec<Vec<Assignment>> {
-    let size = |a: &Assignment| {
-        let strings = |v: &[String]| v.iter().map(|s| s.len() + 8).sum::<usize>();
-        let pairs = |v: &[(String, String)]| v.iter().map(|(a, b)| a.len() + b.len() + 16).sum::<usize>();
-        256 + strings(&a.command) + pairs(&a.env) + pairs(&a.inputs) + pairs(&a.outputs)
-    };
-    let mut batches = vec![];
-    let (mut batch, mut bytes) = (Vec::new(), 0);
-    for task in tasks {
-        let n = size(&task);
-        if !batch.is_empty() && bytes + n > ASSIGN_BYTES {
-            batches.push(std::mem::take(&mut batch));
-            bytes = 0;
-        }
-        bytes += n;
-        batch.push(task);
-    }
-    if !batch.is_empty() {
-        batches.push(batch);
-    }
-    batches
-}
-
-fn task_ref(t: TaskAttempt) -> TaskRef {
-    TaskRef { job: t.key.job, index: t.key.index, attempt: t.attempt }
-}
-
-pub fn task_attempt(t: TaskRef) -> TaskAttempt {
-    TaskAttempt { key: TaskKey { job: t.job, index: t.index }, attempt: t.attempt }
-}
-
 /// Runs `handle` and turns a panic inside it into an error that names what was being handled, so
 /// one bad request, agent message or provider answer fails alone and the head node goes on. What
 /// the handler changed before it panicked stays, with its ops: memory and store agree.
@@ -384,17 +231,28 @@ fn guarded<T>(what: &dyn Fn() -> String, handle: impl FnOnce() -> T) -> Result<T
     })
 }
 
+/// Handles one request with `handle`, which answers through the request's own reply. A handler
+/// that panics drops that reply; the request is then answered, after the commit like any
+/// answer, with an internal error on its failure channel.
+fn contain_request(
+    kind: &str,
+    failed: Failed,
+    follow_ups: &mut Vec<FollowUp>,
+    handle: impl FnOnce(&mut Vec<FollowUp>),
+) {
+    let what = || format!("the request {kind}");
+    if let Err(message) = guarded(&what, || handle(follow_ups)) {
+        follow_ups.push(Box::new(move || {
+            let _ = failed.send(Error::internal(message));
+        }));
+    }
+}
+
 impl Actor {
     fn handle(&mut self, event: Event, fx: &mut Effects, follow_ups: &mut Vec<FollowUp>, now: u64) {
         match event {
-            Event::Api(request, reply) => {
-                let kind = request.kind();
-                let what = || format!("the request {kind}");
-                let answer = guarded(&what, || self.request(*request, fx, now))
-                    .unwrap_or_else(|message| Err(Error::internal(message)));
-                follow_ups.push(Box::new(move || {
-                    let _ = reply.send(answer);
-                }));
+            Event::Api(request, failed) => {
+                contain_request(request.kind(), failed, follow_ups, |f| self.request(*request, fx, f, now))
             }
             event => {
                 let session = match &event {
@@ -481,57 +339,6 @@ impl Actor {
         }
     }
 
-    fn request(&mut self, request: Request, fx: &mut Effects, now: u64) -> Result<Value, Error> {
-        let c = &mut self.cluster;
-        Ok(match request {
-            Request::CreateTemplate(t) => to_value(c.create_template(fx, t, now)?),
-            Request::EditTemplate(name, edit) => to_value(c.edit_template(fx, &name, edit, now)?),
-            Request::ResumeTemplate(name) => to_value(c.resume_template(fx, &name)?),
-            Request::DeleteTemplate(name) => {
-                c.delete_template(fx, &name)?;
-                Value::Null
-            }
-            Request::ListTemplates => to_value(c.templates()),
-            Request::ShowTemplate(name) => to_value(c.template(&name)?),
-            Request::TemplateForCheck(name) => to_value(c.template_record(&name)?),
-            Request::AddNodes(req) => to_value(c.add_nodes(fx, req, now)?),
-            Request::NodeAction(req) => to_value(c.node_action(fx, req, now)?),
-            Request::ListNodes(template) => to_value(c.nodes(template.as_deref())?),
-            Request::ShowNode(name) => to_value(c.node(&name)?),
-            Request::DisconnectNode(name, reason) => to_value(c.disconnect_node(fx, &name, &reason)),
-            Request::CheckLogName(name) => {
-                if !c.is_proxy(&name) {
-                    c.node(&name)?;
-                }
-                Value::Null
-            }
-            Request::Submit(job) => to_value(thunderhead_core::view::SubmitReply { id: c.submit(fx, job, now)? }),
-            Request::CancelJob(id) => to_value(c.cancel_job(fx, id, now)?),
-            Request::RequeueJob { id, ended_at, ended } => to_value(c.requeue_job(fx, id, ended_at, &ended)?),
-            Request::NodeTasks { node, owner } => to_value(c.node_tasks(&node, owner.as_deref())?),
-            Request::ListJobs => to_value(c.jobs()),
-            Request::ShowJob(id) => to_value(c.job(id)?),
-            Request::ReservePackage { name, file, template } => {
-                to_value(c.reserve_package_version(&name, &file, template.as_deref())?)
-            }
-            Request::RegisterPackage(p) => to_value(c.register_package(fx, p)?),
-            Request::ReserveJob => to_value(thunderhead_core::view::SubmitReply { id: c.reserve_job_id(fx) }),
-            Request::ListPackages => to_value(c.packages_list()),
-            Request::ShowPackage(name) => to_value(c.package(&name)?),
-            Request::PackageFile(name, version) => to_value(c.package_file(&name, version)?),
-            Request::RemovePackage(name, version) => to_value(c.remove_package(fx, &name, version)?),
-            Request::InstallPackages(template) => to_value(c.install_packages(fx, &template, now)?),
-            Request::AgentMayUse { node, location, use_ } => {
-                c.agent_may_use(&node, &location, use_)?;
-                Value::Null
-            }
-            Request::CheckTask(id, index) => {
-                c.check_task(id, index)?;
-                to_value(c.job(id)?)
-            }
-        })
-    }
-
     /// Asks the providers about deployments whose agent is not connected; gone ones come back
     /// as events.
     fn probe_deployments(&self) {
@@ -572,163 +379,22 @@ impl Actor {
 
     /// Turns the batch's commands into follow-ups and hands the batch to the commit thread.
     fn submit(&mut self, fx: Effects, mut follow_ups: Vec<FollowUp>) {
-        for command in fx.commands {
-            if let Some(f) = self.follow_up(command) {
+        let Effects { mut ops, commands } = fx;
+        for command in commands {
+            if let Some(f) = self.follow_up(command, &mut ops) {
                 follow_ups.push(f);
             }
         }
-        if fx.ops.is_empty() && follow_ups.is_empty() {
+        if ops.is_empty() && follow_ups.is_empty() {
             return;
         }
-        let _ = self.commits.send(Batch { ops: fx.ops, follow_ups });
-    }
-
-    /// A follow-up that runs `call` with the named provider (or why there is none) on the
-    /// runtime, and sends the event it makes back to the actor.
-    fn provider_call<F, Fut>(&self, provider: &str, call: F) -> Option<FollowUp>
-    where
-        F: FnOnce(Result<std::sync::Arc<dyn thunderhead_providers::Provider>, ProviderError>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Event> + Send + 'static,
-    {
-        let found = self.providers.get(provider).ok_or_else(|| unavailable(provider));
-        let (events, runtime) = (self.events.clone(), self.runtime.clone());
-        Some(Box::new(move || {
-            runtime.spawn(async move {
-                let _ = events.send(call(found).await);
-            });
-        }))
-    }
-
-    fn to_agent(&self, session: SessionId, msg: Outbound) -> Option<FollowUp> {
-        let tx = self.agents.get(&session)?.clone();
-        Some(Box::new(move || {
-            let _ = tx.send(msg);
-        }))
-    }
-
-    fn follow_up(&mut self, command: Command) -> Option<FollowUp> {
-        match command {
-            Command::Assign { session, tasks } => {
-                let tasks = tasks
-                    .into_iter()
-                    .map(|d| Assignment {
-                        task: TaskRef { job: d.key.job, index: d.key.index, attempt: d.attempt },
-                        command: d.command,
-                        env: d.env,
-                        cores: d.cores,
-                        inputs: d.staging.inputs.into_iter().map(|i| (i.source, i.local)).collect(),
-                        outputs: d
-                            .staging
-                            .outputs
-                            .into_iter()
-                            .map(|o| (o.glob, o.prefix.unwrap_or_default()))
-                            .collect(),
-                        upload_on: match d.staging.upload_on {
-                            thunderhead_core::staging::UploadOn::Success => "success",
-                            thunderhead_core::staging::UploadOn::Failure => "failure",
-                            thunderhead_core::staging::UploadOn::Always => "always",
-                        }
-                        .to_string(),
-                    })
-                    .collect();
-                let tx = self.agents.get(&session)?.clone();
-                let batches = assign_batches(tasks);
-                Some(Box::new(move || {
-                    for tasks in batches {
-                        let _ = tx.send(Outbound::Msg(ServerMsg::Assign { tasks }));
-                    }
-                }))
-            }
-            Command::Cancel { session, tasks } => {
-                let tasks = tasks.into_iter().map(task_ref).collect();
-                self.to_agent(session, Outbound::Msg(ServerMsg::Cancel { tasks }))
-            }
-            Command::Ack { session, tasks } => {
-                let tasks = tasks.into_iter().map(task_ref).collect();
-                self.to_agent(session, Outbound::Msg(ServerMsg::Ack { tasks }))
-            }
-            Command::Shutdown { session } => self.to_agent(session, Outbound::Msg(ServerMsg::Shutdown)),
-            Command::Install { session, packages } => {
-                let packages = packages
-                    .into_iter()
-                    .map(|p| thunderhead_proto::PackageRef {
-                        key: p.key(),
-                        location: p.location(),
-                        name: p.name,
-                        version: p.version,
-                        sha256: p.sha256,
-                        size: p.size,
-                    })
-                    .collect();
-                self.to_agent(session, Outbound::Msg(ServerMsg::Install { packages }))
-            }
-            Command::Disconnect { session, reason } => {
-                let f = self.to_agent(session, Outbound::Close(reason));
-                self.agents.remove(&session);
-                f
-            }
-            Command::DeployProxy { proxy, template, address } => {
-                let request = ProxyRequest { proxy: proxy.clone(), template, server_url: self.url.clone(), address };
-                self.provider_call(&request.template.provider.clone(), move |p| async move {
-                    let result = match p {
-                        Ok(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy_proxy(&request)).await,
-                        Err(e) => Err(e),
-                    };
-                    Event::ProxyDeployed { proxy, result: result.map_err(|e| e.message) }
-                })
-            }
-            Command::RemoveProxy { proxy, template, handle } => {
-                self.provider_call(&template.provider, move |p| async move {
-                    let result = match p {
-                        Ok(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
-                        Err(e) => Err(e),
-                    };
-                    Event::ProxyRemoved { proxy, handle, result: result.map_err(|e| e.message) }
-                })
-            }
-            Command::Deploy { node, template, size, via } => {
-                // Agents of burst nodes reach the head node through their set's proxies.
-                let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
-                let (provider, enrolment) = (template.provider.clone(), self.enrolment.clone());
-                self.provider_call(&provider, move |p| async move {
-                    let join = join_grant(enrolment, node.clone(), template.name.clone()).await;
-                    let result = match (p, join) {
-                        (Ok(p), Ok(join)) => {
-                            let request = DeployRequest { node: node.clone(), template, size, server_url, join };
-                            bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await
-                        }
-                        (Err(e), _) | (_, Err(e)) => Err(e),
-                    };
-                    let result = result.map_err(|e| DeployFailure { message: e.message, transient: e.transient });
-                    Event::Deployed { node, result }
-                })
-            }
-            Command::Remove { node, template, handle } => self.provider_call(&template.provider, move |p| async move {
-                let result = match p {
-                    Ok(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
-                    Err(e) => Err(e),
-                };
-                Event::Removed { node, handle, result: result.map_err(|e| e.message) }
-            }),
-        }
+        let _ = self.commits.send(Batch { ops, follow_ups });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn task(index: u64, arg_bytes: usize) -> Assignment {
-        Assignment {
-            task: TaskRef { job: 1, index, attempt: 1 },
-            command: vec!["echo".into(), "x".repeat(arg_bytes)],
-            env: vec![],
-            cores: 1,
-            inputs: vec![],
-            outputs: vec![],
-            upload_on: "success".into(),
-        }
-    }
 
     #[test]
     fn a_panicking_handler_fails_its_event_alone() {
@@ -739,19 +405,49 @@ mod tests {
         assert_eq!(guarded(&what, || 7), Ok(7), "a handler that returns is untouched");
     }
 
-    #[test]
-    fn large_assignments_are_split_into_messages_an_agent_can_read() {
-        // 136 tasks of 128 KiB commands: 17 MiB in one message once cut an agent off for good.
-        let tasks: Vec<Assignment> = (1..=136).map(|i| task(i, 128 * 1024)).collect();
-        let batches = assign_batches(tasks);
-        assert!(batches.len() >= 5, "{} messages", batches.len());
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 136);
-        let indices: Vec<u64> = batches.iter().flatten().map(|a| a.task.index).collect();
-        assert_eq!(indices, (1..=136).collect::<Vec<_>>(), "order kept");
-        for batch in &batches {
-            let encoded = serde_json::to_string(&ServerMsg::Assign { tasks: batch.clone() }).unwrap();
-            assert!(encoded.len() <= thunderhead_proto::MAX_MESSAGE_BYTES / 2, "{} bytes", encoded.len());
-        }
-        assert_eq!(assign_batches((1..=50).map(|i| task(i, 10)).collect()).len(), 1, "small ones go together");
+    /// A test handle, and the events it sends.
+    fn handle() -> (Handle, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let (_, changes) = watch::channel(Generations::default());
+        (Handle { events, changes }, rx)
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_handler_panics_is_answered_with_an_internal_error_after_the_commit() {
+        let (handle, mut events) = handle();
+        let asked = tokio::spawn(async move { handle.ask(Request::ListJobs).await });
+        let Some(Event::Api(request, failed)) = events.recv().await else { panic!("a request") };
+        let mut follow_ups = Vec::new();
+        contain_request(request.kind(), failed, &mut follow_ups, |_| {
+            let _reply_goes_down_with_the_handler = request;
+            panic!("index out of bounds: the len is 3");
+        });
+        assert_eq!(follow_ups.len(), 1, "the failure waits for the commit");
+        follow_ups.into_iter().for_each(|f| f());
+        let error = asked.await.unwrap().unwrap_err();
+        assert_eq!(error.kind, thunderhead_core::ErrorKind::Internal);
+        assert!(
+            error.message.contains("the request ListJobs") && error.message.contains("index out of bounds"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_is_answered_with_its_typed_reply_and_a_gone_actor_with_a_conflict() {
+        let (handle, mut events) = handle();
+        let asking = handle.clone();
+        let asked = tokio::spawn(async move { asking.ask(|r| Request::ReservedBy(7, r)).await });
+        let Some(Event::Api(request, failed)) = events.recv().await else { panic!("a request") };
+        let mut follow_ups = Vec::new();
+        contain_request(request.kind(), failed, &mut follow_ups, |f| match *request {
+            Request::ReservedBy(7, reply) => reply.send(f, Ok(Some("alice".into()))),
+            other => panic!("unexpected {other:?}"),
+        });
+        follow_ups.into_iter().for_each(|f| f());
+        assert_eq!(asked.await.unwrap(), Ok(Some("alice".to_string())));
+        drop(events);
+        let error = handle.ask(Request::ListJobs).await.unwrap_err();
+        assert_eq!(error.kind, thunderhead_core::ErrorKind::Conflict, "{}", error.message);
     }
 }

@@ -5,38 +5,38 @@
 //! token and the role the route needs ([`thunderhead_core::access::need`]), and job routes check
 //! that the caller may act on the job.
 
-use crate::actor::{Handle, Request};
+mod blobs;
+mod cost;
+mod enrolment;
+mod events;
+mod jobs;
+mod nodes;
+mod packages;
+mod templates;
+mod users;
+
+use crate::actor::{Handle, Reply, Request};
 use crate::enrol::Enrolment;
-use crate::locations::{Locations, Target, Who};
-use crate::secrets::{SecretKey, unhex};
+use crate::locations::Locations;
+use crate::secrets::SecretKey;
 use crate::tls::Peer;
 use crate::users::Users;
-use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
-use serde::Deserialize;
+use axum::{Json, Router};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use thunderhead_blob::{BlobError, BlobStore};
-use thunderhead_core::access::{self, Caller, FileUse, Need, Role, UserView};
-use thunderhead_core::job::{JobSubmission, TaskState};
-use thunderhead_core::package::Package;
-use thunderhead_core::persist::Op;
-use thunderhead_core::persist::TaskRow;
-use thunderhead_core::template::{NewTemplate, Secret, Template, TemplateEdit};
-use thunderhead_core::view::{
-    AddNodes, CostReport, ErrorBody, ErrorDetail, JobCost, JobView, NodeActionRequest, TaskOutput,
-};
+use thunderhead_blob::BlobStore;
+use thunderhead_core::access::{self, Need};
+use thunderhead_core::view::{ErrorBody, ErrorDetail};
 use thunderhead_core::{Error, ErrorKind};
 use thunderhead_providers::Providers;
-use thunderhead_providers::azure_provider::inspect_certificate;
-use thunderhead_store::{Store, TaskQuery};
+use thunderhead_store::Store;
 
 /// The largest request body accepted (a job file with many tasks).
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -55,8 +55,6 @@ struct Api {
     enrolment: Option<Arc<Enrolment>>,
     /// Where every location is checked and opened.
     locations: Arc<Locations>,
-    /// Job ids reserved for a submission to come, and who reserved them.
-    reserved: Arc<Mutex<HashMap<u64, String>>>,
     /// Event streams open right now.
     streams: Arc<std::sync::atomic::AtomicUsize>,
     /// Event streams open right now, by user.
@@ -85,49 +83,54 @@ pub fn router(parts: Parts) -> Router {
         users,
         enrolment,
         locations,
-        reserved: Default::default(),
         streams: Default::default(),
         stream_users: Default::default(),
     };
     Router::new()
         .route("/api/v1/health", get(health))
-        .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/users", get(list_users).post(add_user))
-        .route("/api/v1/users/{name}", axum::routing::delete(remove_user))
-        .route("/api/v1/users/{name}/token", post(rotate_token))
-        .route("/api/v1/join-tokens", get(list_join_tokens).post(create_join_token))
-        .route("/api/v1/join-tokens/{id}", axum::routing::delete(delete_join_token))
-        .route("/api/v1/nodes/{name}/revoke", post(revoke_node))
+        .route("/api/v1/whoami", get(users::whoami))
+        .route("/api/v1/users", get(users::list_users).post(users::add_user))
+        .route("/api/v1/users/{name}", axum::routing::delete(users::remove_user))
+        .route("/api/v1/users/{name}/token", post(users::rotate_token))
+        .route("/api/v1/join-tokens", get(enrolment::list_join_tokens).post(enrolment::create_join_token))
+        .route("/api/v1/join-tokens/{id}", axum::routing::delete(enrolment::delete_join_token))
+        .route("/api/v1/nodes/{name}/revoke", post(enrolment::revoke_node))
         // Anyone may call it: its body is small, and a large one is refused before it is read.
-        .route(thunderhead_proto::JOIN_PATH, post(join).layer(DefaultBodyLimit::max(JOIN_BODY_BYTES)))
-        .route("/api/v1/templates", get(list_templates).post(create_template))
-        .route("/api/v1/templates/{name}", get(show_template).patch(edit_template).delete(delete_template))
-        .route("/api/v1/templates/{name}/validate", post(validate_template))
-        .route("/api/v1/templates/{name}/resume", post(resume_template))
-        .route("/api/v1/nodes", get(list_nodes).post(add_nodes))
-        .route("/api/v1/nodes/actions", post(node_action))
-        .route("/api/v1/nodes/{name}", get(show_node))
-        .route("/api/v1/nodes/{name}/log", get(node_log))
-        .route("/api/v1/nodes/{name}/tasks", get(node_tasks))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/cost", get(cost))
-        .route("/api/v1/cost/series", get(cost_series))
-        .route("/api/v1/packages", get(list_packages))
-        .route("/api/v1/packages/install", post(install_packages))
-        .route("/api/v1/packages/{name}", get(show_package).put(upload_package).delete(remove_package))
-        .route("/api/v1/packages/{name}/download", get(download_package))
-        .route(&format!("{}/{{*key}}", thunderhead_proto::BLOB_PATH), get(agent_blob))
-        .route(thunderhead_proto::BLOB_PATH, get(agent_fetch_location).put(store_location))
-        .route("/api/v1/blobs", get(fetch_location))
-        .route("/api/v1/jobs/reserve", post(reserve_job))
-        .route("/api/v1/jobs/{id}/inputs/{*path}", put(upload_input))
-        .route("/api/v1/jobs/{id}/outputs", get(job_outputs))
-        .route("/api/v1/jobs", get(list_jobs).post(submit_job))
-        .route("/api/v1/jobs/{id}", get(show_job))
-        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/api/v1/jobs/{id}/requeue", post(requeue_job))
-        .route("/api/v1/jobs/{id}/tasks", get(list_tasks))
-        .route("/api/v1/jobs/{id}/tasks/{index}", get(show_task))
+        .route(thunderhead_proto::JOIN_PATH, post(enrolment::join).layer(DefaultBodyLimit::max(JOIN_BODY_BYTES)))
+        .route("/api/v1/templates", get(templates::list_templates).post(templates::create_template))
+        .route(
+            "/api/v1/templates/{name}",
+            get(templates::show_template).patch(templates::edit_template).delete(templates::delete_template),
+        )
+        .route("/api/v1/templates/{name}/validate", post(templates::validate_template))
+        .route("/api/v1/templates/{name}/resume", post(templates::resume_template))
+        .route("/api/v1/nodes", get(nodes::list_nodes).post(nodes::add_nodes))
+        .route("/api/v1/nodes/actions", post(nodes::node_action))
+        .route("/api/v1/nodes/{name}", get(nodes::show_node))
+        .route("/api/v1/nodes/{name}/log", get(nodes::node_log))
+        .route("/api/v1/nodes/{name}/tasks", get(nodes::node_tasks))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/cost", get(cost::cost))
+        .route("/api/v1/cost/series", get(cost::cost_series))
+        .route("/api/v1/packages", get(packages::list_packages))
+        .route("/api/v1/packages/install", post(packages::install_packages))
+        .route(
+            "/api/v1/packages/{name}",
+            get(packages::show_package).put(packages::upload_package).delete(packages::remove_package),
+        )
+        .route("/api/v1/packages/{name}/download", get(packages::download_package))
+        .route(&format!("{}/{{*key}}", thunderhead_proto::BLOB_PATH), get(blobs::agent_blob))
+        .route(thunderhead_proto::BLOB_PATH, get(blobs::agent_fetch_location).put(blobs::store_location))
+        .route("/api/v1/blobs", get(blobs::fetch_location))
+        .route("/api/v1/jobs/reserve", post(jobs::reserve_job))
+        .route("/api/v1/jobs/{id}/inputs/{*path}", put(jobs::upload_input))
+        .route("/api/v1/jobs/{id}/outputs", get(jobs::job_outputs))
+        .route("/api/v1/jobs", get(jobs::list_jobs).post(jobs::submit_job))
+        .route("/api/v1/jobs/{id}", get(jobs::show_job))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel_job))
+        .route("/api/v1/jobs/{id}/requeue", post(jobs::requeue_job))
+        .route("/api/v1/jobs/{id}/tasks", get(jobs::list_tasks))
+        .route("/api/v1/jobs/{id}/tasks/{index}", get(jobs::show_task))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
@@ -189,13 +192,13 @@ async fn json_errors(response: Response) -> Response {
     answer
 }
 
-/// Checks the caller's token and that its role covers the route, before the route runs; the
-/// handler finds the [`Caller`] among the request's extensions.
 /// The node an agent request comes from, proved by its certificate; `None` over plain HTTP,
 /// where agents are not checked.
 #[derive(Clone)]
 struct AgentNode(Option<String>);
 
+/// Checks the caller's token and that its role covers the route, before the route runs; the
+/// handler finds the [`Caller`] among the request's extensions.
 async fn authenticate(
     State(api): State<Api>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -301,10 +304,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Json<Value>, ApiError>;
+/// What a handler answers: a typed value, serialised once here, or an error.
+type Answer<T = Value> = Result<Json<T>, ApiError>;
 
-async fn ask(api: &Api, request: Request) -> Answer {
+/// Asks the actor and answers with its typed reply.
+async fn ask<T>(api: &Api, request: impl FnOnce(Reply<T>) -> Request) -> Answer<T> {
     Ok(Json(api.handle.ask(request).await?))
+}
+
+/// Runs blocking work (the store, key derivation) off the async workers; a panic in it fails
+/// this request alone, with an internal error.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking work of a request failed; the request was refused and the head node goes on");
+        ApiError(Error::internal(format!(
+            "the head node failed while handling this request ({e}); nothing else was affected: please report it"
+        )))
+    })
 }
 
 async fn not_found() -> ApiError {
@@ -316,928 +332,9 @@ async fn health(State(api): State<Api>) -> Json<Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "event_streams": streams}))
 }
 
-/// How long a stream of events waits after a change for more, to send one event for a burst.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The most event streams one user may hold open: a page needs one, a user several pages.
-const STREAMS_PER_USER: usize = 16;
-
-/// Counts an open event stream, in all and for its user, while it lives.
-struct StreamGuard {
-    all: Arc<std::sync::atomic::AtomicUsize>,
-    per_user: Arc<Mutex<HashMap<String, usize>>>,
-    user: String,
-}
-
-impl StreamGuard {
-    /// Opens a stream for `user`, unless they hold [`STREAMS_PER_USER`] already.
-    fn open(api: &Api, user: &str) -> Result<StreamGuard, ApiError> {
-        let mut per_user = api.stream_users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held = per_user.entry(user.to_string()).or_default();
-        if *held >= STREAMS_PER_USER {
-            return Err(Error::conflict(format!(
-                "user {user} holds {held} event streams open already, the most one user may (close a page, or wait \
-                 for a closed one to be noticed)"
-            ))
-            .into());
-        }
-        *held += 1;
-        api.streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(StreamGuard { all: api.streams.clone(), per_user: api.stream_users.clone(), user: user.to_string() })
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.all.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let mut per_user = self.per_user.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(held) = per_user.get_mut(&self.user) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                per_user.remove(&self.user);
-            }
-        }
-    }
-}
-
-/// Server-sent events for live pages: `change` events whose data is `{"seq", "topics"}`, the
-/// topics (`nodes`, `jobs`, `templates`, `packages`, `cost`) whose resources changed since the
-/// last event. The first event names every topic. A burst of changes makes one event.
-async fn events(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use thunderhead_core::feed::{Generations, Topics};
-    let start = (api.handle.follow(), None::<Generations>, StreamGuard::open(&api, &caller.name)?);
-    let stream = futures_util::stream::unfold(start, |(mut changes, seen, guard)| async move {
-        let (topics, now) = match seen {
-            None => (Topics::ALL, *changes.borrow_and_update()),
-            Some(seen) => loop {
-                changes.changed().await.ok()?;
-                tokio::time::sleep(COALESCE).await;
-                let now = *changes.borrow_and_update();
-                let topics = now.since(&seen);
-                if !topics.is_empty() {
-                    break (topics, now);
-                }
-            },
-        };
-        let data = serde_json::json!({"seq": now.seq(), "topics": topics.names()}).to_string();
-        let event = Event::default().event("change").data(data);
-        Some((Ok::<_, std::convert::Infallible>(event), (changes, Some(now), guard)))
-    });
-    let mut response =
-        Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))).into_response();
-    response.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
-    Ok(response)
-}
-
-async fn list_templates(State(api): State<Api>) -> Answer {
-    ask(&api, Request::ListTemplates).await
-}
-
-async fn create_template(State(api): State<Api>, body: Result<Json<NewTemplate>, JsonRejection>) -> Answer {
-    let mut t = body?.0;
-    let f = &mut t.fields;
-    let (cert, pw) = (f.certificate.take(), f.certificate_password.take());
-    f.sealed = seal_certificate(&api, true, &t.provider, &mut f.settings, cert, pw).await?;
-    ask(&api, Request::CreateTemplate(t)).await
-}
-
-/// Checks a certificate a client sent and seals it with its password, so that only the sealed
-/// form is ever stored; sets the certificate's thumbprint, subject and key size in `settings`.
-async fn seal_certificate(
-    api: &Api,
-    creating: bool,
-    provider: &str,
-    settings: &mut serde_json::Map<String, Value>,
-    certificate: Option<Secret>,
-    password: Option<Secret>,
-) -> Result<Option<String>, ApiError> {
-    let (certificate, password) = match (certificate, password) {
-        (None, None) => {
-            // What the certificate says of itself cannot be set apart from it.
-            if let Some(key) = ["thumbprint", "certificate_subject", "certificate_key_bits"]
-                .into_iter()
-                .find(|k| settings.contains_key(*k) && (*k != "thumbprint" || !creating))
-            {
-                return Err(Error::invalid(format!(
-                    "setting {key} comes from the certificate (give --certificate FILE.pfx --certificate-password-file FILE to change it)"
-                ))
-                .into());
-            }
-            return Ok(None);
-        }
-        (Some(c), Some(p)) => (c, p),
-        _ => {
-            return Err(Error::invalid(
-                "give the certificate and its password together (--certificate FILE.pfx --certificate-password-file FILE)",
-            )
-            .into());
-        }
-    };
-    if provider != "azure" {
-        return Err(
-            Error::invalid(format!("provider {provider} takes no certificate (only azure templates do)")).into()
-        );
-    }
-    let pfx = unhex(&certificate.0).ok_or_else(|| {
-        Error::invalid("the certificate is not hex-encoded PKCS#12 data (send the PFX file's bytes as hex)")
-    })?;
-    let given = settings.get("thumbprint").and_then(Value::as_str).map(str::to_string);
-    // Opening a PKCS#12 file derives keys the file says how hard to derive: off the runtime.
-    let pw = password.0.clone();
-    let info = tokio::task::spawn_blocking(move || inspect_certificate(&pfx, &pw, given.as_deref()))
-        .await
-        .map_err(|e| Error::conflict(format!("the certificate check was interrupted: {e}")))?
-        .map_err(|e| Error::invalid(e.message))?;
-    settings.insert("thumbprint".into(), Value::from(info.thumbprint));
-    settings.insert("certificate_subject".into(), Value::from(info.subject));
-    settings.insert("certificate_key_bits".into(), Value::from(info.key_bits));
-    let plain = serde_json::json!({"pfx": certificate.0, "password": password.0}).to_string();
-    Ok(Some(api.secrets.seal(plain.as_bytes())))
-}
-
-async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ShowTemplate(name)).await
-}
-
-async fn edit_template(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    body: Result<Json<TemplateEdit>, JsonRejection>,
-) -> Answer {
-    let mut edit = body?.0;
-    if edit.certificate.is_some() || edit.certificate_password.is_some() {
-        let current: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name.clone())).await?)
-            .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
-        let mut settings = current.settings.clone();
-        settings.extend(edit.settings.clone());
-        let (cert, pw) = (edit.certificate.take(), edit.certificate_password.take());
-        let sealed = seal_certificate(&api, false, &current.provider, &mut settings, cert, pw).await?;
-        for key in ["thumbprint", "certificate_subject", "certificate_key_bits"] {
-            edit.settings.insert(key.into(), settings[key].clone());
-        }
-        edit.sealed = sealed;
-    } else {
-        // Without a certificate, what it says of itself cannot change.
-        seal_certificate(&api, false, "", &mut edit.settings.clone(), None, None).await?;
-    }
-    ask(&api, Request::EditTemplate(name, edit)).await
-}
-
-async fn resume_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ResumeTemplate(name)).await
-}
-
-async fn delete_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::DeleteTemplate(name)).await
-}
-
-async fn validate_template(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let template: Template = serde_json::from_value(api.handle.ask(Request::TemplateForCheck(name)).await?)
-        .map_err(|e| Error::conflict(format!("cannot read the template: {e}")))?;
-    let mut checks = match api.providers.get(&template.provider) {
-        Some(p) => p.validate(&template).await,
-        None => vec![thunderhead_providers::Check {
-            name: "provider".into(),
-            ok: false,
-            detail: format!("provider {} is not available in this build", template.provider),
-        }],
-    };
-    if let Some(sealed) = &template.sealed {
-        let opens = api.secrets.open(sealed).is_some();
-        checks.push(thunderhead_providers::Check {
-            name: "stored secrets".into(),
-            ok: opens,
-            detail: if opens {
-                "sealed at rest; they open with this head node's key".into()
-            } else {
-                "they do not open with this head node's key (was secret.key replaced?); give the certificate again with template edit".into()
-            },
-        });
-    }
-    Ok(Json(serde_json::to_value(checks).expect("checks serialise")))
-}
-
-#[derive(Deserialize)]
-struct NodeFilter {
-    template: Option<String>,
-}
-
-async fn list_nodes(State(api): State<Api>, Query(filter): Query<NodeFilter>) -> Answer {
-    ask(&api, Request::ListNodes(filter.template)).await
-}
-
-async fn add_nodes(State(api): State<Api>, body: Result<Json<AddNodes>, JsonRejection>) -> Answer {
-    ask(&api, Request::AddNodes(body?.0)).await
-}
-
-async fn node_action(State(api): State<Api>, body: Result<Json<NodeActionRequest>, JsonRejection>) -> Answer {
-    ask(&api, Request::NodeAction(body?.0)).await
-}
-
-async fn show_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ShowNode(name)).await
-}
-
-async fn node_log(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    // A proxy's log outlives the proxy: answer with it while there is one.
-    let known = api.handle.ask(Request::CheckLogName(name.clone())).await;
-    let store = api.store.clone();
-    let log = tokio::task::spawn_blocking(move || store.node_log(&name)).await.expect("no panic")?;
-    if let Err(e) = known
-        && log.is_empty()
-    {
-        return Err(e.into());
-    }
-    Ok(Json(serde_json::to_value(log).expect("log serialises")))
-}
-
-/// The tasks running on a node and the last that ended there; a User sees only their own.
-async fn node_tasks(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
-    // The same rule as `Caller::may_manage_job`, applied by the cluster, which knows each
-    // task's owner.
-    let owner = (caller.role < Role::JobAdministrator).then(|| caller.name.clone());
-    ask(&api, Request::NodeTasks { node: name, owner }).await
-}
-
-/// The jobs the caller may see: a User's own, every job for the administrators.
-async fn visible_jobs(api: &Api, caller: &Caller) -> Result<Vec<JobView>, ApiError> {
-    let jobs: Vec<JobView> = serde_json::from_value(api.handle.ask(Request::ListJobs).await?).expect("job views");
-    Ok(jobs.into_iter().filter(|j| caller.may_manage_job(&j.owner)).collect())
-}
-
-/// Job `id`, if the caller may act on it.
-async fn own_job(api: &Api, caller: &Caller, id: u64) -> Result<JobView, ApiError> {
-    let job: JobView = serde_json::from_value(api.handle.ask(Request::ShowJob(id)).await?).expect("job view");
-    caller.check_job(id, &job.owner)?;
-    Ok(job)
-}
-
-async fn list_jobs(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer {
-    Ok(Json(serde_json::to_value(visible_jobs(&api, &caller).await?).expect("views serialise")))
-}
-
-async fn submit_job(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    body: Result<Json<JobSubmission>, JsonRejection>,
-) -> Answer {
-    let mut submission = body?.0;
-    if let Some(id) = submission.reserved_id {
-        let reserver = api.reserved.lock().expect("reservations lock").get(&id).cloned();
-        match reserver {
-            Some(reserver) => caller.check_job(id, &reserver)?,
-            // Reservations are kept in memory: one made before a restart has no known owner.
-            None if caller.role < Role::JobAdministrator => {
-                return Err(Error::conflict(format!(
-                    "job id {id} is not reserved by you (it may have been reserved before the head node restarted); submit again: the client reserves a new one"
-                ))
-                .into());
-            }
-            None => {}
-        }
-    }
-    submission.owner = caller.name.clone();
-    check_staging(&api, &caller, &submission).await?;
-    let reserved = submission.reserved_id;
-    let answer = ask(&api, Request::Submit(submission)).await?;
-    if let Some(id) = reserved {
-        api.reserved.lock().expect("reservations lock").remove(&id);
-    }
-    Ok(answer)
-}
-
-/// Every location a submission names, through the one check: inputs are read, output prefixes
-/// written, by the submitting user. Entries that do not parse are left to the job's validation.
-async fn check_staging(api: &Api, caller: &Caller, submission: &JobSubmission) -> Result<(), ApiError> {
-    use thunderhead_core::staging::{parse_input, parse_output};
-    let inputs =
-        submission.inputs.iter().flatten().filter_map(|i| parse_input(i).ok()).map(|i| (i.source, FileUse::Read));
-    let outputs =
-        submission.outputs.iter().flatten().filter_map(|o| parse_output(o).ok()?.prefix).map(|p| (p, FileUse::Write));
-    for (location, use_) in inputs.chain(outputs).collect::<Vec<_>>() {
-        // A `*` stands for the sweep index: a job's area must be named by its number.
-        check_location(api, &location, use_, Who::User(caller, None)).await?;
-    }
-    Ok(())
-}
-
-async fn show_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
-    Ok(Json(serde_json::to_value(own_job(&api, &caller, id).await?).expect("view serialises")))
-}
-
-async fn cancel_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
-    own_job(&api, &caller, id).await?;
-    ask(&api, Request::CancelJob(id)).await
-}
-
-/// Puts the failed and canceled tasks of an ended job back in the queue.
-async fn requeue_job(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
-    let seen = own_job(&api, &caller, id).await?;
-    let store = api.store.clone();
-    let ended = tokio::task::spawn_blocking(move || {
-        let mut ended = Vec::new();
-        for state in [TaskState::Failed, TaskState::Canceled] {
-            let mut after = None;
-            loop {
-                let rows = store.tasks(TaskQuery { job: id, after, limit: 10_000, state: Some(state) })?;
-                ended.extend(rows.iter().map(|r| (r.index, r.attempt)));
-                match rows.last() {
-                    Some(last) if rows.len() == 10_000 => after = Some(last.index),
-                    _ => break,
-                }
-            }
-        }
-        ended.sort_unstable();
-        Ok::<_, thunderhead_store::StoreError>(ended)
-    })
-    .await
-    .expect("no panic")?;
-    ask(&api, Request::RequeueJob { id, ended_at: seen.ended_at, ended }).await
-}
-
-#[derive(Deserialize)]
-struct TaskFilter {
-    after: Option<u64>,
-    limit: Option<u32>,
-    state: Option<String>,
-}
-
-/// Rows of tasks that have started at least once (and of every task of a job with explicit
-/// tasks), a page at a time: `?after=INDEX&limit=N&state=Failed`.
-async fn list_tasks(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<u64>,
-    Query(filter): Query<TaskFilter>,
-) -> Answer {
-    own_job(&api, &caller, id).await?;
-    let state = match filter.state.as_deref() {
-        None => None,
-        Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
-            Error::invalid(format!(
-                "task state \"{s}\" is not known (use Queued, Running, Finished, Failed or Canceled)"
-            ))
-        })?),
-    };
-    let query = TaskQuery { job: id, after: filter.after, limit: filter.limit.unwrap_or(10_000).min(100_000), state };
-    let store = api.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.tasks(query)).await.expect("no panic")?;
-    Ok(Json(serde_json::to_value(rows.iter().map(TaskRow::view).collect::<Vec<_>>()).expect("views serialise")))
-}
-
-async fn show_task(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Path((id, index)): Path<(u64, u64)>,
-) -> Answer {
-    own_job(&api, &caller, id).await?;
-    api.handle.ask(Request::CheckTask(id, index)).await?;
-    let store = api.store.clone();
-    let row = tokio::task::spawn_blocking(move || store.task(id, index)).await.expect("no panic")?;
-    let row = row.unwrap_or_else(|| thunderhead_core::persist::TaskRow::new(id, index));
-    let view = serde_json::json!({
-        "task": row.view(),
-        "output": TaskOutput {
-            id: format!("{id}.{index}"),
-            state: row.state.name().to_string(),
-            exit_code: row.exit_code,
-            stdout: row.stdout.clone().unwrap_or_default(),
-            stderr: row.stderr.clone().unwrap_or_default(),
-        },
-    });
-    Ok(Json(view))
-}
-
-#[derive(Deserialize)]
-struct CostFilter {
-    template: Option<String>,
-    job: Option<u64>,
-    /// Milliseconds since the epoch; default: everything.
-    since: Option<u64>,
-}
-
-/// Node-hours and cost per set from the usage records, and cost per job from the jobs.
-async fn cost(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Query(filter): Query<CostFilter>,
-) -> Answer {
-    let until = crate::now_millis();
-    let since = filter.since.unwrap_or(0);
-    if let Some(t) = &filter.template {
-        api.handle.ask(Request::ShowTemplate(t.clone())).await?;
-    }
-    let jobs = match filter.job {
-        Some(id) => vec![own_job(&api, &caller, id).await?],
-        None => visible_jobs(&api, &caller).await?,
-    };
-    let store = api.store.clone();
-    let usage = tokio::task::spawn_blocking(move || store.usage(since)).await.expect("no panic")?;
-    let mut sets = thunderhead_core::cost::summarize(&usage, since, until);
-    sets.retain(|s| filter.template.as_deref().is_none_or(|t| t == s.template));
-    let jobs: Vec<JobCost> = jobs
-        .into_iter()
-        .filter(|j| filter.job.is_none_or(|id| id == j.id))
-        .filter(|j| j.ended_at.is_none_or(|e| e >= since))
-        .map(|j| JobCost { id: j.id, name: j.name, core_hours: j.core_hours, cost: j.cost })
-        .collect();
-    let mut total: BTreeMap<String, f64> = BTreeMap::new();
-    let spent: Vec<&BTreeMap<String, f64>> = if filter.job.is_some() {
-        jobs.iter().map(|j| &j.cost).collect()
-    } else {
-        sets.iter().map(|s| &s.cost).collect()
-    };
-    for cost in spent {
-        for (currency, amount) in cost {
-            *total.entry(currency.clone()).or_default() += amount;
-        }
-    }
-    let report = CostReport {
-        since,
-        until,
-        sets: if filter.job.is_some() { vec![] } else { sets },
-        jobs: if filter.template.is_some() { vec![] } else { jobs },
-        total,
-    };
-    Ok(Json(serde_json::to_value(report).expect("reports serialise")))
-}
-
-#[derive(Deserialize)]
-struct SeriesFilter {
-    since: Option<u64>,
-    until: Option<u64>,
-    points: Option<u32>,
-}
-
-/// The most points a cost chart may have.
-const MAX_CHART_POINTS: u32 = 1_000;
-
-/// What each set and each job the caller may see spent over a period, as chart lines: the
-/// amount spent from `since` to each of `times`.
-async fn cost_series(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Query(filter): Query<SeriesFilter>,
-) -> Answer {
-    use thunderhead_core::cost;
-    let now = crate::now_millis();
-    let until = filter.until.unwrap_or(now).min(now);
-    let since = filter.since.unwrap_or(until.saturating_sub(24 * 3_600_000));
-    if since >= until {
-        return Err(Error::invalid(format!(
-            "since ({since}) is not before until ({until}): give a period that ends after it begins, in milliseconds since the epoch"
-        ))
-        .into());
-    }
-    let points = filter.points.unwrap_or(60);
-    if !(2..=MAX_CHART_POINTS).contains(&points) {
-        return Err(Error::invalid(format!(
-            "points {points} is outside 2..={MAX_CHART_POINTS} (a chart needs 2 to {MAX_CHART_POINTS} points)"
-        ))
-        .into());
-    }
-    let jobs: BTreeMap<String, String> =
-        visible_jobs(&api, &caller).await?.into_iter().map(|j| (j.id.to_string(), j.name)).collect();
-    let store = api.store.clone();
-    let times = cost::chart_times(since, until, points as usize);
-    // Reading the stretches and samples and adding them up both stay off the async workers.
-    let (set_lines, job_lines, times) = tokio::task::spawn_blocking(move || {
-        let (usage, samples) = (store.usage(since)?, store.job_cost(since, until)?);
-        Ok::<_, thunderhead_store::StoreError>((
-            cost::set_lines(&usage, &times),
-            cost::job_lines(&samples, &times),
-            times,
-        ))
-    })
-    .await
-    .expect("no panic")?;
-    let sets: Vec<Value> = set_lines
-        .into_iter()
-        .map(|l| serde_json::json!({"template": l.key, "currency": l.currency, "values": l.values}))
-        .collect();
-    let jobs: Vec<Value> = job_lines
-        .into_iter()
-        .filter_map(|l| {
-            let name = jobs.get(&l.key)?;
-            let id: u64 = l.key.parse().ok()?;
-            Some(serde_json::json!({"id": id, "name": name, "currency": l.currency, "values": l.values}))
-        })
-        .collect();
-    Ok(Json(serde_json::json!({"since": since, "until": until, "times": times, "sets": sets, "jobs": jobs})))
-}
-
-impl From<BlobError> for ApiError {
-    fn from(e: BlobError) -> Self {
-        let kind = match e {
-            BlobError::NotFound { .. } => ErrorKind::NotFound,
-            BlobError::BadUri { .. } => ErrorKind::Invalid,
-            BlobError::Checksum { .. } | BlobError::Transfer { .. } | BlobError::Local { .. } => ErrorKind::Conflict,
-        };
-        ApiError(Error { kind, message: e.to_string() })
-    }
-}
-
-#[derive(Deserialize)]
-struct UploadQuery {
-    /// The uploaded file's name, e.g. `solver.tar.gz`.
-    file: String,
-    template: Option<String>,
-}
-
-/// Receives a package file, streamed, into the blob store; then records it as the next
-/// version of the package.
-async fn upload_package(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    Query(q): Query<UploadQuery>,
-    body: Body,
-) -> Answer {
-    let (version, store): (u32, Option<String>) = serde_json::from_value(
-        api.handle
-            .ask(Request::ReservePackage { name: name.clone(), file: q.file.clone(), template: q.template.clone() })
-            .await?,
-    )
-    .expect("a version");
-    let mut package = Package {
-        name,
-        version,
-        file_name: q.file,
-        size: 0,
-        sha256: String::new(),
-        template: q.template,
-        store,
-        uploaded_at: crate::now_millis(),
-    };
-    // The template's store if it names one, else the head node's.
-    let (blobs, key) = locate(&api, &package.location(), FileUse::Write, Who::HeadNode).await?;
-    let info = blobs.put_stream(&key, body.into_data_stream()).await?;
-    package.size = info.size;
-    package.sha256 = info.sha256;
-    ask(&api, Request::RegisterPackage(package)).await
-}
-
-async fn list_packages(State(api): State<Api>) -> Answer {
-    ask(&api, Request::ListPackages).await
-}
-
-async fn show_package(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    ask(&api, Request::ShowPackage(name)).await
-}
-
-#[derive(Deserialize)]
-struct VersionQuery {
-    version: Option<u32>,
-}
-
-async fn remove_package(State(api): State<Api>, Path(name): Path<String>, Query(q): Query<VersionQuery>) -> Answer {
-    let gone: Vec<Package> =
-        serde_json::from_value(api.handle.ask(Request::RemovePackage(name, q.version)).await?).expect("packages");
-    // The records are gone (durably); the files follow.
-    for p in &gone {
-        let deleted = match locate(&api, &p.location(), FileUse::Write, Who::HeadNode).await {
-            Ok((blobs, key)) => blobs.delete(&key).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.0.message),
-        };
-        if let Err(e) = deleted {
-            tracing::warn!(error = %e, "a removed package's file stays in the blob store");
-        }
-    }
-    Ok(Json(serde_json::json!({"removed": gone.iter().map(|p| p.version).collect::<Vec<_>>()})))
-}
-
-async fn download_package(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    Query(q): Query<VersionQuery>,
-) -> Result<Response, ApiError> {
-    let package: Package =
-        serde_json::from_value(api.handle.ask(Request::PackageFile(name, q.version)).await?).expect("a package");
-    let (blobs, key) = locate(&api, &package.location(), FileUse::Read, Who::HeadNode).await?;
-    stream_from(&blobs, &key).await
-}
-
-#[derive(Deserialize)]
-struct InstallRequest {
-    template: String,
-}
-
-async fn install_packages(State(api): State<Api>, body: Result<Json<InstallRequest>, JsonRejection>) -> Answer {
-    ask(&api, Request::InstallPackages(body?.0.template)).await
-}
-
-/// What an agent fetches: package files.
-async fn agent_blob(State(api): State<Api>, Path(key): Path<String>) -> Result<Response, ApiError> {
-    if !key.starts_with("packages/") || key.split('/').any(|p| p == "..") {
-        return Err(Error::not_found(format!("blob {key} is not one agents may fetch")).into());
-    }
-    stream_blob(&api, &key).await
-}
-
-async fn stream_blob(api: &Api, key: &str) -> Result<Response, ApiError> {
-    stream_from(&api.blobs, key).await
-}
-
-async fn stream_from(blobs: &BlobStore, key: &str) -> Result<Response, ApiError> {
-    let (size, stream) = blobs.get_stream(key).await?;
-    let mut response = Body::from_stream(stream).into_response();
-    response.headers_mut().insert(axum::http::header::CONTENT_LENGTH, size.into());
-    Ok(response)
-}
-
-#[derive(Deserialize)]
-struct LocationQuery {
-    location: String,
-}
-
-/// The owner of job `id` (or whoever reserved its id), if there is such a job.
-async fn job_owner(api: &Api, id: u64) -> Option<String> {
-    if let Some(reserver) = api.reserved.lock().expect("reservations lock").get(&id).cloned() {
-        return Some(reserver);
-    }
-    let job = api.handle.ask(Request::ShowJob(id)).await.ok()?;
-    job.get("owner").and_then(Value::as_str).map(str::to_string)
-}
-
-/// Where `location` leads, if `who` may `use_` it: the one ownership check of every path into a
-/// blob store ([`crate::locations::Locations::resolve`]). A user's owner is filled in here from
-/// the job the location names; the templates' stores are read again when they may be stale.
-async fn check_location(api: &Api, location: &str, use_: FileUse, who: Who<'_>) -> Result<Target, ApiError> {
-    let owner = match (who, api.locations.job_of(location)) {
-        (Who::User(..), Some(id)) => job_owner(api, id).await,
-        _ => None,
-    };
-    let who = match who {
-        Who::User(caller, _) => Who::User(caller, owner.as_deref()),
-        other => other,
-    };
-    let elsewhere = location.starts_with("s3://") || location.starts_with("az://");
-    if elsewhere && !api.locations.templates_fresh() {
-        let templates: Vec<thunderhead_core::view::TemplateView> =
-            serde_json::from_value(api.handle.ask(Request::ListTemplates).await?).unwrap_or_default();
-        api.locations.set_template_stores(templates.into_iter().filter_map(|t| t.blob_store).collect());
-    }
-    Ok(api.locations.resolve(location, use_, who)?)
-}
-
-/// The store and key `location` names, opened, if `who` may `use_` it.
-async fn locate(api: &Api, location: &str, use_: FileUse, who: Who<'_>) -> Result<(BlobStore, String), ApiError> {
-    let target = check_location(api, location, use_, who).await?;
-    Ok(api.locations.open(target)?)
-}
-
-/// Refuses an agent a location none of its node's tasks names (over plain HTTP agents are not
-/// told apart, so none is refused).
-async fn agent_may(api: &Api, node: &AgentNode, location: &str, use_: FileUse) -> Result<(), ApiError> {
-    let AgentNode(Some(node)) = node else { return Ok(()) };
-    api.handle.ask(Request::AgentMayUse { node: node.clone(), location: location.to_string(), use_ }).await?;
-    Ok(())
-}
-
-/// A blob by location, streamed: task outputs for clients. A User reads their own jobs' areas
-/// and packages; other locations are for the administrators.
-async fn fetch_location(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Query(q): Query<LocationQuery>,
-) -> Result<Response, ApiError> {
-    if caller.role < Role::JobAdministrator && !q.location.starts_with(thunderhead_core::staging::LOCAL_STORE) {
-        return Err(Error::forbidden(format!(
-            "location \"{}\" is outside your jobs' files; a User reads only those (ask a JobAdministrator)",
-            thunderhead_core::text::escape(&q.location)
-        ))
-        .into());
-    }
-    let (store, key) = locate(&api, &q.location, FileUse::Read, Who::User(&caller, None)).await?;
-    stream_from(&store, &key).await
-}
-
-/// What an agent fetches by location: its tasks' input files.
-async fn agent_fetch_location(
-    State(api): State<Api>,
-    Extension(node): Extension<AgentNode>,
-    Query(q): Query<LocationQuery>,
-) -> Result<Response, ApiError> {
-    agent_may(&api, &node, &q.location, FileUse::Read).await?;
-    let (store, key) = locate(&api, &q.location, FileUse::Read, Who::Agent).await?;
-    stream_from(&store, &key).await
-}
-
-/// Stores a task output an agent sends, streamed, checksummed.
-async fn store_location(
-    State(api): State<Api>,
-    Extension(node): Extension<AgentNode>,
-    Query(q): Query<LocationQuery>,
-    body: Body,
-) -> Answer {
-    agent_may(&api, &node, &q.location, FileUse::Write).await?;
-    let (store, key) = locate(&api, &q.location, FileUse::Write, Who::Agent).await?;
-    let info = store.put_stream(&key, body.into_data_stream()).await?;
-    Ok(Json(serde_json::json!({"location": q.location, "size": info.size, "sha256": info.sha256})))
-}
-
-/// A job id for a submission to come, so its input files can go to its area first.
-async fn reserve_job(State(api): State<Api>, Extension(caller): Extension<Caller>) -> Answer {
-    let answer = ask(&api, Request::ReserveJob).await?;
-    if let Some(id) = answer.0.get("id").and_then(Value::as_u64) {
-        api.reserved.lock().expect("reservations lock").insert(id, caller.name);
-    }
-    Ok(answer)
-}
-
-/// Stores a file a client stages as a task input, in the job's area: `jobs/JOB/inputs/PATH`.
-async fn upload_input(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Path((id, path)): Path<(u64, String)>,
-    body: Body,
-) -> Answer {
-    if path.split('/').any(|p| p.is_empty() || p == "..") {
-        let path = thunderhead_core::text::escape(&path);
-        return Err(Error::invalid(format!("upload path \"{path}\" is not a relative path")).into());
-    }
-    let key = format!("{}/inputs/{path}", thunderhead_core::package::job_area(id));
-    let (store, key) = locate(&api, &format!("thunderhead:{key}"), FileUse::Write, Who::User(&caller, None)).await?;
-    let info = store.put_stream(&key, body.into_data_stream()).await?;
-    Ok(Json(serde_json::json!({"location": format!("thunderhead:{key}"), "size": info.size})))
-}
-
-/// The files a job's tasks uploaded to its area: `[{index, path, size, location}]`.
-async fn job_outputs(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(id): Path<u64>) -> Answer {
-    own_job(&api, &caller, id).await?;
-    let area = format!("{}/", thunderhead_core::package::job_area(id));
-    let listed = api.blobs.list(&area).await?;
-    let files: Vec<Value> = listed
-        .into_iter()
-        .filter_map(|(key, size)| {
-            let rest = key.strip_prefix(&area)?;
-            let (index, path) = rest.split_once('/').filter(|(i, _)| i.parse::<u64>().is_ok())?;
-            Some(serde_json::json!({"index": index, "path": path, "size": size, "location": format!("thunderhead:{key}")}))
-        })
-        .collect();
-    Ok(Json(Value::Array(files)))
-}
-
-async fn whoami(Extension(caller): Extension<Caller>) -> Json<Caller> {
-    Json(caller)
-}
-
-async fn list_users(State(api): State<Api>) -> Json<Vec<UserView>> {
-    Json(api.users.list().iter().map(UserView::from).collect())
-}
-
-#[derive(Deserialize)]
-struct NewUser {
-    name: String,
-    role: String,
-}
-
-/// Stores a user (durably, before answering) and answers with their token, the only time it
-/// is shown.
-async fn put_user(api: &Api, record: access::UserRecord, token: String) -> Answer {
-    let store = api.store.clone();
-    let op = Op::PutUser(record.clone());
-    tokio::task::spawn_blocking(move || store.apply(&[op])).await.expect("no panic")?;
-    let view = UserView::from(&record);
-    api.users.put(record);
-    Ok(Json(serde_json::json!({"name": view.name, "role": view.role, "created_at": view.created_at, "token": token})))
-}
-
-async fn add_user(State(api): State<Api>, body: Result<Json<NewUser>, JsonRejection>) -> Answer {
-    let NewUser { name, role } = body?.0;
-    access::check_user_name(&name)?;
-    let role = Role::parse(&role)?;
-    if let Some(existing) = api.users.get(&name) {
-        let existing = existing.name;
-        return Err(Error::conflict(format!(
-            "user {existing} exists (names do not differ by case; give them a new token with: thunderhead user token {existing})"
-        ))
-        .into());
-    }
-    let (record, token) = crate::users::issue(&name, role, crate::now_millis());
-    tracing::info!(user = %name, role = role.name(), "user added");
-    put_user(&api, record, token).await
-}
-
-async fn rotate_token(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let old = api.users.get(&name).ok_or_else(|| no_user(&name))?;
-    let name = old.name.clone();
-    let (mut record, token) = crate::users::issue(&name, old.role, crate::now_millis());
-    record.created_at = old.created_at;
-    tracing::info!(user = %name, "token replaced");
-    put_user(&api, record, token).await
-}
-
-fn no_user(name: &str) -> Error {
-    let name = thunderhead_core::text::escape(name);
-    Error::not_found(format!("user {name} does not exist (see thunderhead user list)"))
-}
-
-async fn remove_user(State(api): State<Api>, Extension(caller): Extension<Caller>, Path(name): Path<String>) -> Answer {
-    let user = api.users.get(&name).ok_or_else(|| no_user(&name))?;
-    let name = user.name.clone();
-    if name == caller.name {
-        return Err(Error::conflict(format!("you cannot remove yourself ({name}); another Administrator can")).into());
-    }
-    let store = api.store.clone();
-    let op = Op::DeleteUser(name.clone());
-    tokio::task::spawn_blocking(move || store.apply(&[op])).await.expect("no panic")?;
-    api.users.remove(&name);
-    tracing::info!(user = %name, "user removed");
-    Ok(Json(serde_json::to_value(UserView::from(&user)).expect("view serialises")))
-}
-
-fn enrolment(api: &Api) -> Result<Arc<Enrolment>, ApiError> {
-    api.enrolment.clone().ok_or_else(|| {
-        ApiError(Error::conflict(
-            "this head node serves plain HTTP (--insecure-http): agents connect without joining, so there are no join tokens or node certificates",
-        ))
-    })
-}
-
-async fn list_join_tokens(State(api): State<Api>) -> Answer {
-    Ok(Json(serde_json::to_value(enrolment(&api)?.list_tokens()).expect("views serialise")))
-}
-
-#[derive(Deserialize)]
-struct NewJoinToken {
-    /// Only nodes of this template may join with it.
-    template: Option<String>,
-    /// How long it is honoured; default one day.
-    expires_in_secs: Option<u64>,
-}
-
-/// A join token, shown this once.
-async fn create_join_token(State(api): State<Api>, body: Result<Json<NewJoinToken>, JsonRejection>) -> Answer {
-    let NewJoinToken { template, expires_in_secs } = body?.0;
-    let enrolment = enrolment(&api)?;
-    if let Some(t) = &template {
-        api.handle.ask(Request::ShowTemplate(t.clone())).await?;
-    }
-    let secs = expires_in_secs.unwrap_or(24 * 3600);
-    if secs == 0 || secs > 366 * 24 * 3600 {
-        return Err(Error::invalid(format!(
-            "a join token lasting {secs} s is not allowed (give 1 s to 366 days, e.g. --expires 24h)"
-        ))
-        .into());
-    }
-    let now = crate::now_millis();
-    let (view, token) = tokio::task::spawn_blocking(move || enrolment.create_token(template, secs * 1000, now))
-        .await
-        .expect("no panic")?;
-    tracing::info!(id = %view.id, template = ?view.template, "join token created");
-    let mut answer = serde_json::to_value(view).expect("view serialises");
-    answer["token"] = Value::from(token);
-    Ok(Json(answer))
-}
-
-async fn delete_join_token(State(api): State<Api>, Path(id): Path<String>) -> Answer {
-    let enrolment = enrolment(&api)?;
-    let gone = id.clone();
-    tokio::task::spawn_blocking(move || enrolment.delete_token(&gone)).await.expect("no panic")?;
-    tracing::info!(%id, "join token removed");
-    Ok(Json(serde_json::json!({"id": id})))
-}
-
-/// Revokes a node's certificates and closes its agent's connection: it is refused from then on,
-/// until it joins again with a new token.
-async fn revoke_node(State(api): State<Api>, Path(name): Path<String>) -> Answer {
-    let enrolment = enrolment(&api)?;
-    let node = name.clone();
-    let revoked = tokio::task::spawn_blocking(move || enrolment.revoke_node(&node)).await.expect("no panic")?;
-    let reason = "its node certificate was revoked".to_string();
-    let closed = api.handle.ask(Request::DisconnectNode(name.clone(), reason)).await?;
-    tracing::info!(node = %name, revoked, "node certificates revoked");
-    Ok(Json(serde_json::json!({"node": name, "revoked": revoked, "disconnected": closed})))
-}
-
-/// An agent trades its join token for a node certificate.
-async fn join(
-    State(api): State<Api>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    body: Result<Json<thunderhead_proto::JoinRequest>, JsonRejection>,
-) -> Answer {
-    let request = body?.0;
-    let enrolment = enrolment(&api)?;
-    let known = match api.handle.ask(Request::ShowNode(request.name.clone())).await {
-        Ok(node) => access::NameAtJoin {
-            template: node.get("template").and_then(Value::as_str).map(str::to_string),
-            deploying: node.get("state").and_then(Value::as_str) == Some("Provisioning"),
-            certified: false,
-        },
-        Err(e) if e.kind == ErrorKind::NotFound => access::NameAtJoin::default(),
-        Err(e) => return Err(e.into()),
-    };
-    let name = request.name.clone();
-    let now = crate::now_millis();
-    let joined = tokio::task::spawn_blocking(move || enrolment.join(&request, known, now)).await.expect("no panic");
-    match joined {
-        Ok(reply) => Ok(Json(serde_json::to_value(reply).expect("reply serialises"))),
-        Err(e) => {
-            tracing::warn!(peer = %peer.addr, node = %name, reason = %e.message, "refused a join");
-            Err(e.into())
-        }
-    }
+/// The head node's enrolment, or why there is none (over plain HTTP).
+fn enrolment_of(api: &Api) -> Result<Arc<Enrolment>, ApiError> {
+    api.enrolment.clone().ok_or_else(|| ApiError(crate::enrol::plain_http()))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use thunderhead_providers::Providers;
 use thunderhead_store::Store;
 use thunderhead_store::sqlite::SqliteStore;
 
-pub use actor::Request;
+pub use actor::{Reply, Request};
 pub use connections::raise_fd_limit;
 pub use openapi::{PUBLIC as PUBLIC_ROUTES, ROUTES as API_ROUTES};
 
@@ -148,7 +148,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         let ca = tls::ClusterCa::load_or_create(&config.state_dir, &secrets).map_err(ServerError::Tls)?;
         let tokens = std::mem::take(&mut snapshot.join_tokens);
         let certs = std::mem::take(&mut snapshot.node_certs);
-        Some(Arc::new(enrol::Enrolment::new(ca, store.clone(), tokens, certs)))
+        Some(Arc::new(enrol::Enrolment::new(ca, tokens, certs)))
     };
     let url = format!("{}://{addr}", if enrolment.is_some() { "https" } else { "http" });
 
@@ -156,7 +156,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
     let rules = Arc::new(providers.clone());
     let cluster = Cluster::restore(config.cluster.clone(), rules, snapshot, &mut fx, now_millis());
-    let handle = actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone());
+    let handle =
+        actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone(), users.clone());
     let access = Access {
         url: url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),

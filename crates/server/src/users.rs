@@ -11,6 +11,8 @@ use std::sync::RwLock;
 use thunderhead_core::access::{Caller, Role, UserRecord};
 
 /// The users of a head node, by token id, for checking tokens without touching the database.
+/// The actor is its only writer once the head node runs (see `actor::access`); the API reads
+/// it on every request.
 #[derive(Default)]
 pub struct Users {
     by_token: RwLock<HashMap<String, UserRecord>>,
@@ -62,6 +64,20 @@ pub fn issue(name: &str, role: Role, now: u64) -> (UserRecord, String) {
     let record =
         UserRecord { name: name.to_string(), role, token_id: id, token_salt: salt, token_hash: hash, created_at: now };
     (record, token)
+}
+
+/// A record with the token it was just issued: the only answer that ever shows the token.
+#[derive(Debug, serde::Serialize)]
+pub struct Shown<V> {
+    #[serde(flatten)]
+    pub view: V,
+    pub token: String,
+}
+
+/// The refusal for a user that does not exist.
+pub fn no_user(name: &str) -> thunderhead_core::Error {
+    let name = thunderhead_core::text::escape(name);
+    thunderhead_core::Error::not_found(format!("user {name} does not exist (see thunderhead user list)"))
 }
 
 impl Users {
