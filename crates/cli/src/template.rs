@@ -52,6 +52,11 @@ pub struct TemplateFields {
     /// options override it
     #[arg(long, value_name = "FILE.toml")]
     settings: Option<PathBuf>,
+    /// A secret setting of the provider, KEY=FILE: its value is read from FILE (its final line
+    /// break dropped), never given on the command line; the head node stores it only sealed
+    /// (repeat for more)
+    #[arg(long = "secret", value_name = "KEY=FILE")]
+    secrets: Vec<String>,
     /// Cores the provider account may run at once, proxies included [default: 20]
     #[arg(long)]
     quota_cores: Option<u32>,
@@ -194,6 +199,19 @@ impl TemplateFields {
             if let Some(v) = value {
                 body.insert(key.into(), v);
             }
+        }
+        let mut secrets = serde_json::Map::new();
+        for pair in &self.secrets {
+            let (key, path) =
+                pair.split_once('=').filter(|(k, p)| !k.trim().is_empty() && !p.is_empty()).ok_or_else(|| {
+                    anyhow::anyhow!("--secret {pair:?} is not KEY=FILE (e.g. --secret certificate_password=pw.txt)")
+                })?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read the secret {key} from {path}"))?;
+            secrets.insert(key.trim().to_string(), Value::from(text.trim_end_matches(['\n', '\r'])));
+        }
+        if !secrets.is_empty() {
+            body.insert("secrets".into(), Value::Object(secrets));
         }
         if let Some(path) = &self.certificate {
             let bytes =

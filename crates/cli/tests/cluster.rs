@@ -633,6 +633,35 @@ fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_start
     let shown = c.json(&["template", "show", "az"]);
     assert_eq!(shown["settings"]["thumbprint"].as_str(), Some(fingerprint.as_str()));
     assert_eq!(shown["settings"]["certificate_key_bits"], 2048);
+    // The same template from provider settings given generically: --set, a settings file and
+    // secret settings read from files.
+    let settings_file = c.dir.path().join("azure.toml");
+    std::fs::write(&settings_file, "service_name = \"th-burst\"\nstorage_account = \"thstore\"\n").unwrap();
+    let cert_hex = c.dir.path().join("certificate.hex");
+    std::fs::write(&cert_hex, std::fs::read(&pfx).unwrap().iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .unwrap();
+    let subscription = format!("subscription_id={good_sub}");
+    let (cert_secret, pw_secret) =
+        (format!("certificate={}", cert_hex.display()), format!("certificate_password={pw_s}"));
+    c.th(&[
+        "template",
+        "create",
+        "az-set",
+        "--provider",
+        "azure",
+        "--set",
+        &subscription,
+        "--settings",
+        settings_file.to_str().unwrap(),
+        "--secret",
+        &cert_secret,
+        "--secret",
+        &pw_secret,
+    ]);
+    let generic = c.json(&["template", "show", "az-set"]);
+    assert_eq!(generic["settings"], shown["settings"], "both forms make the same settings");
+    assert_eq!(generic["blob_store"], shown["blob_store"]);
+    c.th(&["template", "delete", "az-set"]);
     let err = c.th_fails(&["template", "edit", "az", "--thumbprint", &"a".repeat(40)]);
     assert!(err.contains("comes from the certificate"), "{err}");
     c.th(&["node", "add", "--template", "az", "--count", "1", "--size", "Small"]);

@@ -193,8 +193,13 @@ pub struct TemplateEdit {
     pub currency: Option<String>,
     #[serde(flatten)]
     pub availability: AvailabilityInput,
-    /// A PKCS#12 (PFX) certificate, hex-encoded, for providers that take one. The head node
-    /// checks it and seals it with the password before anything is stored.
+    /// Secret settings of the provider by name (a certificate, a password, a key), as text.
+    /// The head node checks them with the provider and stores them only sealed.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, Secret>,
+    /// The secret setting `certificate` as a field of its own: a PKCS#12 (PFX) file,
+    /// hex-encoded. The head node checks it and seals it with the password before anything is
+    /// stored.
     #[serde(default)]
     pub certificate: Option<Secret>,
     #[serde(default)]
@@ -406,8 +411,8 @@ impl Template {
                 t.settings.insert(key, value);
             }
         }
-        if edit.certificate.is_some() || edit.certificate_password.is_some() {
-            return Err(Error::invalid("the certificate must be sealed by the head node before it is stored"));
+        if edit.certificate.is_some() || edit.certificate_password.is_some() || !edit.secrets.is_empty() {
+            return Err(Error::invalid("secret settings must be sealed by the head node before they are stored"));
         }
         if let Some(sealed) = edit.sealed {
             t.sealed = Some(sealed);

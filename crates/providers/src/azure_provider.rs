@@ -82,6 +82,17 @@ pub fn inspect_certificate(pfx: &[u8], password: &str, thumbprint: Option<&str>)
     Ok(CertificateInfo { thumbprint: computed, subject: x509.subject().to_string(), key_bits })
 }
 
+/// The settings a management certificate sets from itself.
+const DERIVED: [&str; 3] = ["thumbprint", "certificate_subject", "certificate_key_bits"];
+
+/// `"0a1b…"` → bytes; `None` unless it is hex of whole bytes.
+fn hex_bytes(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
 /// What the `azure` provider declares.
 pub static INFO: crate::ProviderInfo = crate::ProviderInfo {
     name: "azure",
@@ -190,6 +201,43 @@ const NOT_AVAILABLE: &str = "deploying Azure nodes is not available in this buil
 impl Provider for AzureProvider {
     fn info(&self) -> &'static crate::ProviderInfo {
         &INFO
+    }
+
+    /// The certificate and its password are checked together, as Azure checked them; its
+    /// thumbprint, subject and key size become settings. Without a certificate, what it says of
+    /// itself cannot be set apart from it (a thumbprint may be given on create, to be checked).
+    fn take_secrets(
+        &self,
+        given: Option<&std::collections::BTreeMap<String, String>>,
+        settings: &mut Map<String, Value>,
+        creating: bool,
+    ) -> thunderhead_core::Result<()> {
+        let invalid = |m: String| thunderhead_core::Error::invalid(m);
+        let Some(given) = given else {
+            if let Some(key) =
+                DERIVED.into_iter().find(|k| settings.contains_key(*k) && (*k != "thumbprint" || !creating))
+            {
+                return Err(invalid(format!(
+                    "setting {key} comes from the certificate (give --certificate FILE.pfx --certificate-password-file FILE to change it)"
+                )));
+            }
+            return Ok(());
+        };
+        let (Some(certificate), Some(password)) = (given.get("certificate"), given.get("certificate_password")) else {
+            return Err(invalid(
+                "give the certificate and its password together (--certificate FILE.pfx --certificate-password-file FILE)"
+                    .into(),
+            ));
+        };
+        let pfx = hex_bytes(certificate).ok_or_else(|| {
+            invalid("the certificate is not hex-encoded PKCS#12 data (send the PFX file's bytes as hex)".into())
+        })?;
+        let given_thumbprint = text(settings, "thumbprint").map(str::to_string);
+        let info = inspect_certificate(&pfx, password, given_thumbprint.as_deref()).map_err(|e| invalid(e.message))?;
+        settings.insert("thumbprint".into(), Value::from(info.thumbprint));
+        settings.insert("certificate_subject".into(), Value::from(info.subject));
+        settings.insert("certificate_key_bits".into(), Value::from(info.key_bits));
+        Ok(())
     }
 
     fn check_settings(&self, settings: &mut Map<String, Value>, sealed: bool) -> thunderhead_core::Result<Derived> {

@@ -128,6 +128,19 @@ pub trait Provider: Send + Sync {
         let _ = (settings, sealed);
         Ok(Derived::default())
     }
+    /// Checks the secret settings a client gave (by name; `None` when it gave none) and writes
+    /// into `settings` what they tell of themselves (a certificate's thumbprint). The keys are
+    /// secret settings it declares. Called off the async runtime, before the settings are
+    /// checked: opening a certificate may take a while.
+    fn take_secrets(
+        &self,
+        given: Option<&std::collections::BTreeMap<String, String>>,
+        settings: &mut serde_json::Map<String, serde_json::Value>,
+        creating: bool,
+    ) -> thunderhead_core::Result<()> {
+        let _ = (given, settings, creating);
+        Ok(())
+    }
     /// Checks credentials and reach without deploying anything.
     fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>>;
     /// Deploys one node and returns its handle.
@@ -182,6 +195,37 @@ impl Providers {
                 names.join(", ")
             ))
         })
+    }
+}
+
+impl Providers {
+    /// Checks the secret settings a client gave for a template of `provider` (see
+    /// [`Provider::take_secrets`]): each must be a secret setting the provider declares.
+    pub fn take_secrets(
+        &self,
+        provider: &str,
+        given: Option<&std::collections::BTreeMap<String, String>>,
+        settings: &mut serde_json::Map<String, serde_json::Value>,
+        creating: bool,
+    ) -> thunderhead_core::Result<()> {
+        let p = match (self.get(provider), given) {
+            (Some(p), _) => p,
+            // With nothing secret given, the settings' check names an unknown provider.
+            (None, None) => return Ok(()),
+            (None, Some(_)) => self.named(provider)?,
+        };
+        let secrets: Vec<&str> =
+            p.info().settings.iter().filter(|s| s.kind == SettingKind::Secret).map(|s| s.name).collect();
+        for key in given.into_iter().flat_map(|g| g.keys()) {
+            if !secrets.contains(&key.as_str()) {
+                let takes = if secrets.is_empty() { "none".to_string() } else { secrets.join(", ") };
+                return Err(thunderhead_core::Error::invalid(format!(
+                    "provider {provider} takes no secret setting {} (its secret settings: {takes})",
+                    thunderhead_core::text::escape(key)
+                )));
+            }
+        }
+        p.take_secrets(given, settings, creating)
     }
 }
 

@@ -1,17 +1,16 @@
-//! Routes of templates: create, edit, check with their provider, resume, delete. Certificates
-//! a client sends are checked and sealed here, before the actor sees them.
+//! Routes of templates: create, edit, check with their provider, resume, delete. Secret
+//! settings a client sends are checked by the template's provider and sealed here, before the
+//! actor sees them.
 
 use super::{Answer, Api, ApiError, ask};
 use crate::actor::Request;
-use crate::secrets::unhex;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use serde_json::Value;
-use thunderhead_core::Error;
-use thunderhead_core::template::{NewTemplate, Secret, TemplateEdit};
+use std::collections::BTreeMap;
+use thunderhead_core::template::{NewTemplate, TemplateEdit};
 use thunderhead_core::view::TemplateView;
-use thunderhead_providers::azure_provider::inspect_certificate;
 
 pub(super) async fn list_templates(State(api): State<Api>) -> Answer<Vec<TemplateView>> {
     ask(&api, Request::ListTemplates).await
@@ -22,64 +21,47 @@ pub(super) async fn create_template(
     body: Result<Json<NewTemplate>, JsonRejection>,
 ) -> Answer<TemplateView> {
     let mut t = body?.0;
-    let f = &mut t.fields;
-    let (cert, pw) = (f.certificate.take(), f.certificate_password.take());
-    f.sealed = seal_certificate(&api, true, &t.provider, &mut f.settings, cert, pw).await?;
+    let given = secrets_of(&mut t.fields);
+    t.fields.sealed = seal_secrets(&api, true, &t.provider, &mut t.fields.settings, given).await?;
     ask(&api, |r| Request::CreateTemplate(t, r)).await
 }
 
-/// Checks a certificate a client sent and seals it with its password, so that only the sealed
-/// form is ever stored; sets the certificate's thumbprint, subject and key size in `settings`.
-pub(super) async fn seal_certificate(
+/// The secret settings a request gives, by name: its `secrets`, and the certificate fields that
+/// give two of them by their own names. They are taken out of the request.
+fn secrets_of(fields: &mut TemplateEdit) -> BTreeMap<String, String> {
+    let mut given: BTreeMap<String, String> =
+        std::mem::take(&mut fields.secrets).into_iter().map(|(k, v)| (k, v.0)).collect();
+    if let Some(c) = fields.certificate.take() {
+        given.insert("certificate".into(), c.0);
+    }
+    if let Some(p) = fields.certificate_password.take() {
+        given.insert("certificate_password".into(), p.0);
+    }
+    given
+}
+
+/// Has the provider check the secret settings a client sent (and write what they say of
+/// themselves into `settings`), then seals them, so that only the sealed form is ever stored.
+/// `None` when none were given.
+pub(super) async fn seal_secrets(
     api: &Api,
     creating: bool,
     provider: &str,
     settings: &mut serde_json::Map<String, Value>,
-    certificate: Option<Secret>,
-    password: Option<Secret>,
+    given: BTreeMap<String, String>,
 ) -> Result<Option<String>, ApiError> {
-    let (certificate, password) = match (certificate, password) {
-        (None, None) => {
-            // What the certificate says of itself cannot be set apart from it.
-            if let Some(key) = ["thumbprint", "certificate_subject", "certificate_key_bits"]
-                .into_iter()
-                .find(|k| settings.contains_key(*k) && (*k != "thumbprint" || !creating))
-            {
-                return Err(Error::invalid(format!(
-                    "setting {key} comes from the certificate (give --certificate FILE.pfx --certificate-password-file FILE to change it)"
-                ))
-                .into());
-            }
-            return Ok(None);
-        }
-        (Some(c), Some(p)) => (c, p),
-        _ => {
-            return Err(Error::invalid(
-                "give the certificate and its password together (--certificate FILE.pfx --certificate-password-file FILE)",
-            )
-            .into());
-        }
-    };
-    if provider != "azure" {
-        return Err(
-            Error::invalid(format!("provider {provider} takes no certificate (only azure templates do)")).into()
-        );
-    }
-    let pfx = unhex(&certificate.0).ok_or_else(|| {
-        Error::invalid("the certificate is not hex-encoded PKCS#12 data (send the PFX file's bytes as hex)")
-    })?;
-    let given = settings.get("thumbprint").and_then(Value::as_str).map(str::to_string);
+    let providers = api.providers.clone();
+    let provider = provider.to_string();
+    let mut checked = settings.clone();
     // Opening a PKCS#12 file derives keys the file says how hard to derive: off the runtime.
-    let pw = password.0.clone();
-    let info = tokio::task::spawn_blocking(move || inspect_certificate(&pfx, &pw, given.as_deref()))
-        .await
-        .map_err(|e| Error::conflict(format!("the certificate check was interrupted: {e}")))?
-        .map_err(|e| Error::invalid(e.message))?;
-    settings.insert("thumbprint".into(), Value::from(info.thumbprint));
-    settings.insert("certificate_subject".into(), Value::from(info.subject));
-    settings.insert("certificate_key_bits".into(), Value::from(info.key_bits));
-    let plain = serde_json::json!({"pfx": certificate.0, "password": password.0}).to_string();
-    Ok(Some(api.secrets.seal(plain.as_bytes())))
+    let given = super::blocking(move || {
+        let given = (!given.is_empty()).then_some(given);
+        providers.take_secrets(&provider, given.as_ref(), &mut checked, creating).map(|()| (given, checked))
+    })
+    .await??;
+    let (given, checked) = given;
+    *settings = checked;
+    Ok(given.map(|g| api.secrets.seal(serde_json::to_string(&g).expect("text serialises").as_bytes())))
 }
 
 pub(super) async fn show_template(State(api): State<Api>, Path(name): Path<String>) -> Answer<TemplateView> {
@@ -92,19 +74,21 @@ pub(super) async fn edit_template(
     body: Result<Json<TemplateEdit>, JsonRejection>,
 ) -> Answer<TemplateView> {
     let mut edit = body?.0;
-    if edit.certificate.is_some() || edit.certificate_password.is_some() {
-        let current = api.handle.ask(|r| Request::TemplateForCheck(name.clone(), r)).await?;
+    let given = secrets_of(&mut edit);
+    let current = api.handle.ask(|r| Request::TemplateForCheck(name.clone(), r)).await?;
+    if given.is_empty() {
+        // Settings that secrets set cannot be set apart from them.
+        seal_secrets(&api, false, &current.provider, &mut edit.settings.clone(), given).await?;
+    } else {
         let mut settings = current.settings.clone();
         settings.extend(edit.settings.clone());
-        let (cert, pw) = (edit.certificate.take(), edit.certificate_password.take());
-        let sealed = seal_certificate(&api, false, &current.provider, &mut settings, cert, pw).await?;
-        for key in ["thumbprint", "certificate_subject", "certificate_key_bits"] {
-            edit.settings.insert(key.into(), settings[key].clone());
+        let before = settings.clone();
+        edit.sealed = seal_secrets(&api, false, &current.provider, &mut settings, given).await?;
+        for (key, value) in settings {
+            if before.get(&key) != Some(&value) {
+                edit.settings.insert(key, value);
+            }
         }
-        edit.sealed = sealed;
-    } else {
-        // Without a certificate, what it says of itself cannot change.
-        seal_certificate(&api, false, "", &mut edit.settings.clone(), None, None).await?;
     }
     ask(&api, |r| Request::EditTemplate(name, edit, r)).await
 }
