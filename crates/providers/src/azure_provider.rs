@@ -196,6 +196,8 @@ fn validate_azure(settings: &Map<String, Value>) -> thunderhead_core::Result<()>
 /// Validates Azure templates; cannot deploy in this build.
 pub struct AzureProvider;
 
+const FOREIGN: &str = "this handle is not one of the azure provider's: this build deploys no Azure nodes";
+
 const NOT_AVAILABLE: &str = "deploying Azure nodes is not available in this build (the template is validated and kept)";
 
 impl Provider for AzureProvider {
@@ -288,12 +290,13 @@ impl Provider for AzureProvider {
         Box::pin(async { Err(ProviderError::fatal(NOT_AVAILABLE)) })
     }
 
+    // This build makes no Azure deployment: any handle comes from elsewhere.
     fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
-        Box::pin(async move { handles.iter().map(|_| Ok(ExternalStatus::Gone)).collect() })
+        Box::pin(async move { handles.iter().map(|_| Err(ProviderError::fatal(FOREIGN))).collect() })
     }
 
     fn remove<'a>(&'a self, _handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Err(ProviderError::fatal(FOREIGN)) })
     }
 }
 
@@ -409,4 +412,6 @@ mod tests {
         assert_eq!(bit_length(&[0x7f, 0xff]), 15);
         assert_eq!(bit_length(&[0, 0]), 0);
     }
+
+    crate::provider_contract_tests!(checks_only, |_dir: &std::path::Path| AzureProvider);
 }

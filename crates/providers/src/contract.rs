@@ -7,10 +7,17 @@ use thunderhead_core::template::Template;
 pub fn template(provider: &str) -> Template {
     // Deployments in contract tests are immediate and never fail.
     let settings = match provider {
-        "sim" => serde_json::json!({"deploy_time": "0ms", "failure_rate": 0}).as_object().unwrap().clone(),
-        _ => Default::default(),
+        "sim" => serde_json::json!({"deploy_time": "0ms", "failure_rate": 0}),
+        "azure" => serde_json::json!({
+            "subscription_id": "0123abcd-4567-89ab-cdef-0123456789ab",
+            "service_name": "th-burst",
+            "storage_account": "thstore",
+        }),
+        _ => serde_json::json!({}),
     };
-    Template { settings, ..Template::new("t", provider) }
+    let settings = settings.as_object().unwrap().clone();
+    // A provider with secret settings gets a template that holds them (sealed, as stored).
+    Template { settings, sealed: Some("sealed".into()), ..Template::new("t", provider) }
 }
 
 pub fn request(provider: &str, node: &str) -> crate::DeployRequest {
@@ -44,7 +51,65 @@ pub fn proxy_request(provider: &str, proxy: &str) -> crate::ProxyRequest {
 
 #[macro_export]
 macro_rules! provider_contract_tests {
-    ($build:expr) => {
+    // A provider this build deploys with: the whole cycle.
+    (deploys, $build:expr) => {
+        $crate::provider_contract_tests!(@common $build, true, {
+            #[test]
+            fn deploy_then_status_then_remove_twice() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = build(dir.path());
+                runtime().block_on(async {
+                    let handle = p.deploy(&request(p.name(), "Node-0001")).await.unwrap();
+                    let status = p.status(std::slice::from_ref(&handle)).await;
+                    assert_eq!(status, vec![Ok(ExternalStatus::Running)]);
+                    p.remove(&handle).await.unwrap();
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
+                    p.remove(&handle).await.expect("removing twice succeeds");
+                    });
+                }
+
+                #[test]
+                fn a_proxy_deploys_with_an_address_and_is_removed() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let p = build(dir.path());
+                    runtime().block_on(async {
+                        let (handle, url) = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap();
+                        assert!(url.starts_with("http://"), "{url}");
+                        assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
+                        p.remove(&handle).await.unwrap();
+                        assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
+                    });
+                }
+
+                #[test]
+                fn validate_passes_for_a_usable_template() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let p = build(dir.path());
+                    let checks = runtime().block_on(p.validate(&template(p.name())));
+                    assert!(!checks.is_empty());
+                    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+                }
+        });
+    };
+    // A provider whose templates this build only checks: it refuses to deploy, plainly.
+    (checks_only, $build:expr) => {
+        $crate::provider_contract_tests!(@common $build, false, {
+            #[test]
+            fn a_provider_this_build_does_not_deploy_refuses_plainly() {
+                let dir = tempfile::tempdir().unwrap();
+                let p = build(dir.path());
+                runtime().block_on(async {
+                    let err = p.deploy(&request(p.name(), "Node-0001")).await.unwrap_err();
+                    assert!(!err.transient && err.message.contains("not available"), "{err:?}");
+                    let err = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap_err();
+                    assert!(!err.transient && err.message.contains("not available"), "{err:?}");
+                    let checks = p.validate(&template(p.name())).await;
+                    assert!(checks.iter().any(|c| !c.ok && c.detail.contains("not available")), "{checks:?}");
+                    });
+                }
+        });
+    };
+    (@common $build:expr, $deployable:expr, { $($tests:tt)* }) => {
         mod contract {
             use super::*;
             use $crate::contract::*;
@@ -60,39 +125,18 @@ macro_rules! provider_contract_tests {
             }
 
             #[test]
-            fn deploy_then_status_then_remove_twice() {
+            fn a_usable_template_passes_the_providers_own_rules() {
                 let dir = tempfile::tempdir().unwrap();
                 let p = build(dir.path());
-                runtime().block_on(async {
-                    let handle = p.deploy(&request(p.name(), "Node-0001")).await.unwrap();
-                    let status = p.status(std::slice::from_ref(&handle)).await;
-                    assert_eq!(status, vec![Ok(ExternalStatus::Running)]);
-                    p.remove(&handle).await.unwrap();
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
-                    p.remove(&handle).await.expect("removing twice succeeds");
-                });
+                let mut t = template(p.name());
+                $crate::settings::check_declared(p.name(), p.info().settings, &t.settings).unwrap();
+                p.check_settings(&mut t.settings, t.sealed.is_some()).unwrap();
             }
 
             #[test]
-            fn a_proxy_deploys_with_an_address_and_is_removed() {
+            fn it_declares_whether_this_build_deploys_it() {
                 let dir = tempfile::tempdir().unwrap();
-                let p = build(dir.path());
-                runtime().block_on(async {
-                    let (handle, url) = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap();
-                    assert!(url.starts_with("http://"), "{url}");
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
-                    p.remove(&handle).await.unwrap();
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
-                });
-            }
-
-            #[test]
-            fn validate_passes_for_a_usable_template() {
-                let dir = tempfile::tempdir().unwrap();
-                let p = build(dir.path());
-                let checks = runtime().block_on(p.validate(&template(p.name())));
-                assert!(!checks.is_empty());
-                assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+                assert_eq!(build(dir.path()).info().deployable, $deployable);
             }
 
             #[test]
@@ -105,6 +149,8 @@ macro_rules! provider_contract_tests {
                     assert!(p.status(std::slice::from_ref(&bogus)).await[0].is_err());
                 });
             }
+
+            $($tests)*
         }
     };
 }

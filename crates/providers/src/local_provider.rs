@@ -545,7 +545,7 @@ mod tests {
         assert!(!node.exists() && !task_root.exists(), "removing the node removes its task root too");
     }
 
-    crate::provider_contract_tests!(|dir: &std::path::Path| {
+    crate::provider_contract_tests!(deploys, |dir: &std::path::Path| {
         // A stand-in agent: a long sleep, started the way the real agent is.
         LocalProvider::new(crate::contract::stand_in(dir), dir.join("nodes"))
     });

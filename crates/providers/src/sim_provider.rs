@@ -506,7 +506,7 @@ mod tests {
         });
     }
 
-    crate::provider_contract_tests!(|dir: &std::path::Path| {
+    crate::provider_contract_tests!(deploys, |dir: &std::path::Path| {
         SimProvider::new(crate::contract::stand_in(dir), dir.join("nodes"))
     });
 }
