@@ -65,8 +65,8 @@ macro_rules! provider_contract_tests {
                     p.remove(&handle).await.unwrap();
                     assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
                     p.remove(&handle).await.expect("removing twice succeeds");
-                    });
-                }
+                });
+            }
 
                 #[test]
                 fn a_proxy_deploys_with_an_address_and_is_removed() {
@@ -78,8 +78,8 @@ macro_rules! provider_contract_tests {
                         assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
                         p.remove(&handle).await.unwrap();
                         assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
-                    });
-                }
+                });
+            }
 
                 #[test]
                 fn validate_passes_for_a_usable_template() {
@@ -88,7 +88,7 @@ macro_rules! provider_contract_tests {
                     let checks = runtime().block_on(p.validate(&template(p.name())));
                     assert!(!checks.is_empty());
                     assert!(checks.iter().all(|c| c.ok), "{checks:?}");
-                }
+            }
         });
     };
     // A provider whose templates this build only checks: it refuses to deploy, plainly.
@@ -105,8 +105,8 @@ macro_rules! provider_contract_tests {
                     assert!(!err.transient && err.message.contains("not available"), "{err:?}");
                     let checks = p.validate(&template(p.name())).await;
                     assert!(checks.iter().any(|c| !c.ok && c.detail.contains("not available")), "{checks:?}");
-                    });
-                }
+                });
+            }
         });
     };
     (@common $build:expr, $deployable:expr, { $($tests:tt)* }) => {
