@@ -90,30 +90,6 @@ macro_rules! provider_contract_tests {
                 assert!(checks.iter().all(|c| c.ok), "{checks:?}");
             }
         });
-            }
-
-                #[test]
-                fn a_proxy_deploys_with_an_address_and_is_removed() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let p = build(dir.path());
-                    runtime().block_on(async {
-                        let (handle, url) = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap();
-                        assert!(url.starts_with("http://"), "{url}");
-                        assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
-                        p.remove(&handle).await.unwrap();
-                        assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
-                });
-            }
-
-                #[test]
-                fn validate_passes_for_a_usable_template() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let p = build(dir.path());
-                    let checks = runtime().block_on(p.validate(&template(p.name())));
-                    assert!(!checks.is_empty());
-                    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
-            }
-        });
     };
     // A provider whose templates this build only checks: it refuses to deploy, plainly.
     (checks_only, $build:expr) => {
