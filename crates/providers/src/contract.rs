@@ -61,9 +61,9 @@ macro_rules! provider_contract_tests {
                 runtime().block_on(async {
                     let handle = p.deploy(&request(p.name(), "Node-0001")).await.unwrap();
                     let status = p.status(std::slice::from_ref(&handle)).await;
-                    assert_eq!(status, vec![Ok(ExternalStatus::Running)]);
+                    assert_eq!(status, vec![Ok($crate::ExternalStatus::Running)]);
                     p.remove(&handle).await.unwrap();
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Gone)]);
                     p.remove(&handle).await.expect("removing twice succeeds");
                 });
             }
@@ -75,9 +75,9 @@ macro_rules! provider_contract_tests {
                 runtime().block_on(async {
                     let (handle, url) = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap();
                     assert!(url.starts_with("http://"), "{url}");
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Running)]);
                     p.remove(&handle).await.unwrap();
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
+                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Gone)]);
                 });
             }
 
@@ -113,7 +113,7 @@ macro_rules! provider_contract_tests {
         mod contract {
             use super::*;
             use $crate::contract::*;
-            use $crate::{ExternalStatus, Provider};
+            use $crate::Provider;
 
             fn build(dir: &std::path::Path) -> impl Provider {
                 let f = $build;
