@@ -56,7 +56,7 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::below;
 
     #[test]
     fn a_file_below_a_prefix_stays_below_it() {

@@ -1,6 +1,19 @@
 //! Entry: agent connections and what agents report.
 
-use super::*;
+use super::deployment::AgentLink;
+use super::effects::{Command, Effects};
+use super::lifecycle::{DEPENDENCY_FAILED, canceled_row};
+use super::messages::{Hello, TaskAttempt, TaskResult};
+use super::node::Node;
+use super::packages::Installed;
+use super::{Cluster, MAX_NODE_CORES, MAX_TASK_MS, SessionId, log};
+use crate::job::TaskState;
+use crate::node_state::{Health, NodeEvent, NodeState};
+use crate::persist::{Op, TaskRow};
+use crate::template;
+use crate::view::NodeMetrics;
+use crate::{Error, Millis, Result, TaskKey};
+use std::collections::HashSet;
 
 impl Cluster {
     /// An agent connected. Returns the name of its node, or why it is refused.
@@ -166,6 +179,40 @@ impl Cluster {
         self.settle_drain(fx, &name, now);
         fx.commands.push(Command::Ack { session, tasks: acked });
         self.dirty = true;
+    }
+
+    /// An agent reports how its packages installed.
+    pub fn agent_installed(&mut self, fx: &mut Effects, session: SessionId, results: Vec<Installed>, now: Millis) {
+        self.agent_heard(session, now, None);
+        let Some(name) = self.sessions.get(&session).cloned() else { return };
+        let failed: Vec<String> = results
+            .iter()
+            .filter_map(|r| {
+                r.error.as_ref().map(|e| format!("package {}@{} failed to install: {e}", r.name, r.version))
+            })
+            .collect();
+        let Some(node) = self.nodes.get_mut(&name) else { return };
+        let installing = match &mut node.agent {
+            AgentLink::Connected { installing, .. } => std::mem::take(installing),
+            AgentLink::None | AgentLink::Away { .. } => false,
+        };
+        node.packages =
+            results.iter().filter(|r| r.error.is_none()).map(|r| format!("{}@{}", r.name, r.version)).collect();
+        if failed.is_empty() {
+            log(fx, &name, now, format!("installed packages {}", node.packages.join(", ")));
+            if installing && matches!(node.state, NodeState::Provisioning { .. }) {
+                let _ = self.transition(fx, &name, NodeEvent::AgentJoined, now);
+                self.dirty = true;
+            }
+        } else {
+            for f in &failed {
+                log(fx, &name, now, f.clone());
+            }
+            if installing && matches!(node.state, NodeState::Provisioning { .. }) {
+                let cause = failed.join("; ");
+                let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
+            }
+        }
     }
 
     /// Closes the connections of node `name`'s agent (its certificate was revoked); returns how

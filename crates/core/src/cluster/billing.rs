@@ -1,6 +1,12 @@
 //! Paid stretches of nodes and of each set's proxies.
 
-use super::*;
+use super::Cluster;
+use super::effects::Effects;
+use crate::Millis;
+use crate::cost::{Usage, UsageKind};
+use crate::persist::Op;
+use crate::size::NodeSize;
+use crate::template::Template;
 
 impl Cluster {
     /// Opens or closes the paid stretch of a node that was deployed or removed, and of its

@@ -1,6 +1,11 @@
 //! Entry: the passing of time (timeouts, heartbeats, availability).
 
-use super::*;
+use super::deployment::{AgentLink, Deployment};
+use super::effects::{Command, Effects};
+use super::{Cluster, log};
+use crate::Millis;
+use crate::node_state::{Health, NodeEvent, NodeState};
+use crate::persist::Op;
 
 impl Cluster {
     /// Times out deployments whose agent never connected and nodes whose agent did not come back.
@@ -59,7 +64,7 @@ impl Cluster {
     /// A connected agent went silent: its node's health is `Error`, its tasks are requeued and
     /// its connection is dropped. If it comes back, its health is `OK` again; if it does not
     /// come back within the reconnect grace, the node is lost.
-    pub(super) fn heartbeat_lost(&mut self, fx: &mut Effects, name: &str, now: Millis) {
+    fn heartbeat_lost(&mut self, fx: &mut Effects, name: &str, now: Millis) {
         let timeout = self.config.heartbeat_timeout / 1000;
         self.requeue_all(fx, name, true, now);
         let node = self.nodes.get_mut(name).expect("listed by tick");

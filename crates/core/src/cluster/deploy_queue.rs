@@ -1,6 +1,12 @@
 //! Deployments waiting their turn: the deploy rate, retries and a template pausing itself.
 
-use super::*;
+use super::deployment::{DeployEvent, Deployment};
+use super::effects::{Command, Effects};
+use super::{Cluster, log};
+use crate::Millis;
+use crate::node_state::NodeState;
+use crate::persist::Op;
+use crate::size::NodeSize;
 
 impl Cluster {
     /// Starts the deployments that are due, no more per template than its deploy rate allows in

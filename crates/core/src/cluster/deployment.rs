@@ -172,7 +172,7 @@ impl AgentLink {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{DeployEvent, Deployment};
     use DeployEvent as E;
     use Deployment as D;
     use serde_json::json;

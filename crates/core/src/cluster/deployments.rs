@@ -1,6 +1,12 @@
 //! Entry: what providers answer about deployments.
 
-use super::*;
+use super::deployment::{DeployEvent, Deployment, Handle};
+use super::effects::{Command, Effects};
+use super::{Cluster, DeployFailure, RETRY_DELAY, log};
+use crate::Millis;
+use crate::node_state::{NodeEvent, NodeState};
+use crate::persist::Op;
+use crate::template::Template;
 
 impl Cluster {
     /// The provider answered a deploy call.

@@ -1,6 +1,14 @@
 //! Entry: the end of a batch, where deployments go out and queued tasks are placed.
 
-use super::*;
+use super::effects::{Command, Effects};
+use super::messages::Dispatch;
+use super::records::job_progress;
+use super::{Cluster, Running};
+use crate::job::{Job, TaskState};
+use crate::persist::{Op, TaskRow};
+use crate::scheduler::{self, JobDemand, NodeSlots};
+use crate::{Millis, TaskKey};
+use std::collections::BTreeMap;
 
 impl Cluster {
     /// Ends a batch of events: places queued tasks on nodes with room, and persists the
@@ -18,7 +26,7 @@ impl Cluster {
         }
     }
 
-    pub(super) fn schedule(&mut self, fx: &mut Effects, now: Millis) {
+    fn schedule(&mut self, fx: &mut Effects, now: Millis) {
         if self.active.is_empty() {
             return;
         }

@@ -1,6 +1,10 @@
 //! What a handler asks of the runtime: ops to commit, then commands to carry out.
 
-use super::*;
+use super::SessionId;
+use super::messages::{Dispatch, TaskAttempt};
+use crate::persist::Op;
+use crate::size::NodeSize;
+use crate::template::Template;
 
 /// What the runtime must do after the ops of the batch are committed.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,15 @@
 //! Entry: job requests (reserve an id, submit, cancel, requeue, list).
 
-use super::*;
+use super::effects::{Command, Effects};
+use super::lifecycle::canceled_row;
+use super::messages::TaskAttempt;
+use super::records::{job_record, job_view};
+use super::{Cluster, JOB_SERIES, SessionId};
+use crate::job::{Job, JobState, JobSubmission, TaskState};
+use crate::persist::{Op, TaskRow};
+use crate::view::JobView;
+use crate::{Error, JobId, Millis, Result, TaskKey};
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Cluster {
     /// Hands out a job id ahead of a submission, so a client can stage the job's files in its

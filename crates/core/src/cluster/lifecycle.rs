@@ -1,6 +1,13 @@
 //! The node lifecycle as every handler uses it: transitions, starts and stops, requeues.
 
-use super::*;
+use super::deployment::{AgentLink, DeployEvent, Deployment};
+use super::effects::{Command, Effects};
+use super::messages::TaskAttempt;
+use super::{Cluster, log};
+use crate::job::TaskState;
+use crate::node_state::{IllegalTransition, NodeEvent, NodeState};
+use crate::persist::{Op, TaskRow};
+use crate::{Error, JobId, Millis, Result, TaskKey};
 
 impl Cluster {
     /// Moves a node to the state `event` leads to, logging and persisting the change.

@@ -1,6 +1,6 @@
 //! What agents are sent and what they report.
 
-use super::*;
+use crate::{Millis, TaskKey};
 
 /// One dispatched attempt of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

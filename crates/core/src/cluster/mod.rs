@@ -6,30 +6,44 @@
 //! of a batch before it carries out the commands or answers the caller, so nothing is
 //! acknowledged before it is on disk. Handlers never block, never read a clock, never do I/O.
 //!
-//! The files are layered; each calls only downward:
+//! The files are layered and each calls only downward, which its `use` lines show: from
+//! `super` it imports only what this file defines, from a sibling only the items it names. As
+//! every handler is a method of the one [`Cluster`], a method's layer is that of the file that
+//! defines it; an entry file's own helpers are private to it.
 //!
-//! - **state**: [`node`] (a node, its deployment and its agent link), [`names`] (finding
-//!   templates, nodes and jobs by name), [`records`] (what is persisted and shown of them);
-//! - **rules every handler shares**: [`lifecycle`] (node transitions, requeues),
-//!   [`billing`] (paid stretches), [`deploy_queue`] (deploy rate, retries, pausing),
-//!   [`policy`] (availability schedules), [`proxies`], [`packages`];
-//! - **one entry file per event source**: [`templates`], [`nodes`], [`jobs`], [`agents`],
-//!   [`deployments`] (provider answers), [`clock`], [`dispatch`] (the end of a batch), and
-//!   [`restore`] (a snapshot from the store).
+//! | file | layer | may call |
+//! |---|---|---|
+//! | [`node`]: a node | state | state |
+//! | [`deployment`]: its deployment and agent link | state | state |
+//! | [`names`]: finding templates, nodes and jobs by name | state | state |
+//! | [`records`]: what is persisted and shown of them | state | state |
+//! | [`messages`]: what agents are sent and report | state | state |
+//! | [`effects`]: ops and commands | state | state |
+//! | [`lifecycle`]: node transitions, starts, stops, requeues | rule | state, rules |
+//! | [`billing`]: paid stretches | rule | state, rules |
+//! | [`deploy_queue`]: the deploy rate, retries, pausing | rule | state, rules |
+//! | [`policy`]: availability schedules | rule | state, rules |
+//! | [`proxies`]: each set's proxies, and what providers answer of them | rule | state, rules |
+//! | [`packages`]: the package store and installs on nodes | rule | state, rules |
+//! | [`templates`]: template requests | entry | state, rules |
+//! | [`nodes`]: node requests | entry | state, rules |
+//! | [`jobs`]: job requests | entry | state, rules |
+//! | [`agents`]: agent connections and messages | entry | state, rules |
+//! | [`deployments`]: provider answers about deployments | entry | state, rules |
+//! | [`clock`]: the passing of time | entry | state, rules |
+//! | [`dispatch`]: the end of a batch | entry | state, rules |
+//! | [`restore`]: a snapshot from the store | entry | state, rules |
+//! | [`agent_files`]: which files an agent may use | entry | state, rules |
+//!
+//! No entry file calls another.
 
 use crate::cost::{Usage, UsageKind};
-use crate::job::{Job, JobState, JobSubmission, TaskState};
-use crate::node_state::{Health, IllegalTransition, NodeEvent, NodeState};
-use crate::persist::{JobProgress, JobRecord, NodeRecord, Op, Snapshot, TaskRow};
+use crate::job::Job;
+use crate::persist::Op;
 use crate::provider_rules::ProviderRules;
-use crate::scheduler::{self, JobDemand, NodeSlots};
-use crate::size::NodeSize;
-use crate::template::{self, NewTemplate, Template, TemplateEdit};
-use crate::view::{
-    AddNodes, JobView, NodeAction, NodeActionRequest, NodeActionResult, NodeMetrics, NodeView, TaskView, TemplateView,
-};
-use crate::{Error, JobId, Millis, Result, TaskKey};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use crate::template::Template;
+use crate::{JobId, Millis, TaskKey};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 pub mod agent_files;
@@ -56,10 +70,8 @@ mod templates;
 
 pub use deployment::{AgentLink, DeployEvent, Deployment, Handle};
 pub use effects::{Command, Effects};
-use lifecycle::{DEPENDENCY_FAILED, canceled_row};
 pub use messages::{Dispatch, Hello, TaskAttempt, TaskResult};
 pub use node::Node;
-use records::{job_of, job_progress, job_record, job_view};
 
 /// Identifies one connection of an agent.
 pub type SessionId = u64;

@@ -1,6 +1,10 @@
 //! Finding templates, nodes and jobs by name, with errors that say what to do.
 
-use super::*;
+use super::Cluster;
+use super::node::Node;
+use crate::job::Job;
+use crate::template::Template;
+use crate::{Error, JobId, Result};
 
 impl Cluster {
     pub(super) fn template_named(&self, name: &str) -> Result<&Template> {

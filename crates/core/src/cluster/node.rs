@@ -1,6 +1,12 @@
 //! A node as the head node holds it.
 
-use super::*;
+use super::deployment::{AgentLink, Deployment, Handle};
+use super::{QUEUE_WINDOW_US, SessionId};
+use crate::node_state::{Health, NodeState};
+use crate::size::NodeSize;
+use crate::view::{NodeMetrics, TaskView};
+use crate::{Millis, TaskKey};
+use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {

@@ -1,6 +1,16 @@
 //! Entry: node requests (add, list, details, and set actions: start, stop, online, offline, delete).
 
-use super::*;
+use super::effects::Effects;
+use super::node::Node;
+use super::{Cluster, MAX_ADD_NODES, log};
+use crate::job::TaskState;
+use crate::node_state::{Health, NodeState};
+use crate::persist::{Op, TaskRow};
+use crate::size::NodeSize;
+use crate::template;
+use crate::view::{AddNodes, NodeAction, NodeActionRequest, NodeActionResult, NodeView, TaskView};
+use crate::{Error, Millis, Result};
+use std::collections::BTreeSet;
 
 impl Cluster {
     pub fn add_nodes(&mut self, fx: &mut Effects, req: AddNodes, now: Millis) -> Result<Vec<NodeView>> {
@@ -163,7 +173,7 @@ impl Cluster {
 
     /// Set operations act on one template's nodes at a time, as in HPC Pack: starting or
     /// stopping nodes of two sets in one command is refused.
-    pub(super) fn check_one_set(&self, names: &[String]) -> Result<()> {
+    fn check_one_set(&self, names: &[String]) -> Result<()> {
         let mut seen: Option<(&str, &str)> = None;
         for n in names {
             let template = self.nodes[n].template.as_deref().unwrap_or("(on-premises)");

@@ -1,8 +1,9 @@
 //! Packages on nodes: installed when a burst node deploys (before it is `Offline`), and on
 //! running nodes on request (`package install`, the `hpcsync` of 2011).
 
-use super::{AgentLink, Cluster, Command, Effects, NodeEvent, log};
-use crate::node_state::NodeState;
+use super::deployment::AgentLink;
+use super::effects::{Command, Effects};
+use super::{Cluster, SessionId, log};
 use crate::package::{Package, validate_file_name, validate_package_name};
 use crate::persist::Op;
 use crate::view::{NodeActionResult, PackageView};
@@ -162,13 +163,7 @@ impl Cluster {
 
     /// Asks a freshly connected burst node to install its packages before it is `Offline`.
     /// Returns whether it must wait for them.
-    pub(super) fn install_on_join(
-        &mut self,
-        fx: &mut Effects,
-        name: &str,
-        session: super::SessionId,
-        now: Millis,
-    ) -> bool {
+    pub(super) fn install_on_join(&mut self, fx: &mut Effects, name: &str, session: SessionId, now: Millis) -> bool {
         let Some(template) = self.nodes.get(name).and_then(|n| n.template.clone()) else { return false };
         let packages = self.packages_for(&template);
         if packages.is_empty() {
@@ -181,45 +176,5 @@ impl Cluster {
             *installing = true;
         }
         true
-    }
-
-    /// An agent reports how its packages installed.
-    pub fn agent_installed(
-        &mut self,
-        fx: &mut Effects,
-        session: super::SessionId,
-        results: Vec<Installed>,
-        now: Millis,
-    ) {
-        self.agent_heard(session, now, None);
-        let Some(name) = self.sessions.get(&session).cloned() else { return };
-        let failed: Vec<String> = results
-            .iter()
-            .filter_map(|r| {
-                r.error.as_ref().map(|e| format!("package {}@{} failed to install: {e}", r.name, r.version))
-            })
-            .collect();
-        let Some(node) = self.nodes.get_mut(&name) else { return };
-        let installing = match &mut node.agent {
-            AgentLink::Connected { installing, .. } => std::mem::take(installing),
-            AgentLink::None | AgentLink::Away { .. } => false,
-        };
-        node.packages =
-            results.iter().filter(|r| r.error.is_none()).map(|r| format!("{}@{}", r.name, r.version)).collect();
-        if failed.is_empty() {
-            log(fx, &name, now, format!("installed packages {}", node.packages.join(", ")));
-            if installing && matches!(node.state, NodeState::Provisioning { .. }) {
-                let _ = self.transition(fx, &name, NodeEvent::AgentJoined, now);
-                self.dirty = true;
-            }
-        } else {
-            for f in &failed {
-                log(fx, &name, now, f.clone());
-            }
-            if installing && matches!(node.state, NodeState::Provisioning { .. }) {
-                let cause = failed.join("; ");
-                let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
-            }
-        }
     }
 }

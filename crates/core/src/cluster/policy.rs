@@ -1,6 +1,11 @@
 //! Availability schedules acting on their sets.
 
-use super::*;
+use super::effects::Effects;
+use super::{Cluster, POLICY_GAP, log};
+use crate::Millis;
+use crate::persist::Op;
+use crate::view::NodeAction;
+use std::collections::BTreeSet;
 
 impl Cluster {
     /// Writes a set's policy state with its template.

@@ -1,8 +1,11 @@
 //! The proxies of each set: deployed when a set's first node starts, removed when its last node
 //! is gone, replaced on the same address when one dies. See [`crate::proxy`].
 
-use super::{Cluster, Command, DeployEvent, Deployment, Effects, NodeEvent, log};
+use super::deployment::{DeployEvent, Deployment};
+use super::effects::{Command, Effects};
+use super::{Cluster, log};
 use crate::Millis;
+use crate::node_state::NodeEvent;
 use crate::persist::Op;
 use crate::proxy::{ProxyRecord, ProxyState, ProxyView, proxy_name};
 use crate::template::Template;

@@ -1,6 +1,12 @@
 //! What is persisted and shown of nodes and jobs, made from the domain types.
 
-use super::*;
+use super::RECENT_TASKS;
+use super::node::Node;
+use crate::Millis;
+use crate::job::Job;
+use crate::node_state::{Health, NodeState};
+use crate::persist::{JobProgress, JobRecord, NodeRecord, TaskRow};
+use crate::view::{JobView, NodeView};
 
 impl Node {
     pub(super) fn record(&self) -> NodeRecord {

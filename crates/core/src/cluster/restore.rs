@@ -1,6 +1,18 @@
 //! Rebuilding the model from a store snapshot when the head node starts.
 
-use super::*;
+use super::deployment::{AgentLink, Deployment};
+use super::effects::{Command, Effects};
+use super::node::Node;
+use super::records::job_of;
+use super::{Cluster, Config, JOB_SERIES, Running};
+use crate::cost::UsageKind;
+use crate::job::TaskState;
+use crate::node_state::NodeState;
+use crate::persist::{Op, Snapshot, TaskRow};
+use crate::provider_rules::ProviderRules;
+use crate::{JobId, Millis, TaskKey};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 impl Cluster {
     /// Rebuilds the cluster a head node had when it stopped. Nodes whose agents were connected

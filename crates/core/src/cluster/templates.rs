@@ -1,6 +1,11 @@
 //! Entry: template requests (create, edit, delete, resume, list).
 
-use super::*;
+use super::Cluster;
+use super::effects::Effects;
+use crate::persist::Op;
+use crate::template::{NewTemplate, Template, TemplateEdit};
+use crate::view::TemplateView;
+use crate::{Error, Millis, Result};
 
 impl Cluster {
     pub fn create_template(&mut self, fx: &mut Effects, req: NewTemplate, now: Millis) -> Result<TemplateView> {

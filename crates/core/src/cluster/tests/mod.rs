@@ -2,10 +2,12 @@
 //! recording effects sink. The invariants are checked after every batch.
 
 use super::*;
-use crate::job::JobSubmission;
-use crate::persist::Op;
-use crate::template::TemplateEdit;
-use crate::view::{AddNodes, NodeAction, NodeActionRequest};
+use crate::Result;
+use crate::job::{JobSubmission, TaskState};
+use crate::persist::{JobRecord, Op, Snapshot, TaskRow};
+use crate::size::NodeSize;
+use crate::template::{NewTemplate, TemplateEdit};
+use crate::view::{AddNodes, NodeAction, NodeActionRequest, NodeActionResult};
 
 mod billing_and_proxies;
 mod deployments;
