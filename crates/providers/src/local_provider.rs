@@ -317,8 +317,15 @@ pub(crate) fn alive(handle: &LocalHandle) -> bool {
 }
 
 pub(crate) fn parse(handle: &serde_json::Value) -> Result<LocalHandle> {
-    serde_json::from_value(handle.clone())
-        .map_err(|e| ProviderError::fatal(format!("the node's handle is not a local handle ({e}): {handle}")))
+    let parsed: LocalHandle = serde_json::from_value(handle.clone())
+        .map_err(|e| ProviderError::fatal(format!("the node's handle is not a local handle ({e}): {handle}")))?;
+    if parsed.v > HANDLE_VERSION {
+        return Err(ProviderError::fatal(format!(
+            "the node's handle is of version {}, newer than this build reads ({HANDLE_VERSION}); run the newer head node, or stop the node's agent by hand: {handle}",
+            parsed.v
+        )));
+    }
+    Ok(parsed)
 }
 
 async fn end_process(handle: &LocalHandle) {
@@ -543,6 +550,15 @@ mod tests {
         assert!(!env.contains("thj1_") && !env.contains("CERTIFICATE"), "{env}");
         rt.block_on(p.remove(&serde_json::to_value(&handle).unwrap())).unwrap();
         assert!(!node.exists() && !task_root.exists(), "removing the node removes its task root too");
+    }
+
+    #[test]
+    fn a_handle_of_a_newer_build_is_refused_with_its_version() {
+        let newer = serde_json::json!({"v": HANDLE_VERSION + 1, "pid": 1, "start_ticks": 0, "dir": "/x"});
+        let err = parse(&newer).unwrap_err();
+        assert!(err.message.contains("newer than this build reads"), "{err:?}");
+        let current = serde_json::json!({"v": HANDLE_VERSION, "pid": 1, "start_ticks": 0, "dir": "/x"});
+        assert_eq!(parse(&current).unwrap().pid, 1);
     }
 
     crate::provider_contract_tests!(deploys, |dir: &std::path::Path| {
