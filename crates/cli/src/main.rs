@@ -13,6 +13,7 @@ mod node;
 mod output;
 mod package;
 mod process;
+mod provider;
 mod quickstart;
 mod show;
 mod task;
@@ -70,6 +71,9 @@ enum Command {
     /// Node templates: how burst nodes are deployed
     #[command(subcommand)]
     Template(template::TemplateCommand),
+    /// Providers of the head node's build: what each deploys and the settings it takes
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
     /// Compute nodes: burst nodes from templates, and on-premises nodes
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -139,6 +143,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::LightAgents(args) => process::light_agents(args, cli.server, cli.ca),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Template(c) => template::run(&client()?, c, out),
+        Command::Provider(c) => provider::run(&client()?, c, out),
         Command::Node(c) => node::run(&client()?, c, out),
         Command::Job(c) => job::run(&client()?, c, out),
         Command::Task(c) => task::run(&client()?, c, out),

@@ -130,6 +130,30 @@ fn each_role_does_what_it_may_and_a_refusal_changes_nothing() {
 }
 
 #[test]
+fn any_user_reads_the_providers_of_the_build_and_the_settings_each_takes() {
+    let c = Cluster::start();
+    let alice = token_of(&c.json(&["user", "add", "alice", "--role", "User"]));
+    let listed = c.try_th_as(&alice, &["--json", "provider", "list"]);
+    assert!(listed.status.success(), "a User reads the providers: {}", stderr(&listed));
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["local", "sim", "azure"]);
+    let deploys: Vec<bool> = list.as_array().unwrap().iter().map(|p| p["deployable"].as_bool().unwrap()).collect();
+    assert_eq!(deploys, [true, true, false]);
+
+    let sim = c.json(&["provider", "show", "sim"]);
+    let failure_rate = sim["settings"].as_array().unwrap().iter().find(|s| s["name"] == "failure_rate");
+    assert_eq!(failure_rate.map(|s| &s["kind"]), Some(&Value::from("number")), "{sim}");
+    let shown = c.th(&["provider", "show", "sim"]);
+    assert!(shown.contains("failure_rate") && shown.contains("--set KEY=VALUE"), "{shown}");
+    let table = c.th(&["provider", "list"]);
+    assert!(table.starts_with("NAME") && table.contains("failure_rate"), "{table}");
+
+    let unknown = c.th_fails(&["provider", "show", "gcp"]);
+    assert!(unknown.contains("\"gcp\"") && unknown.contains("local, sim, azure"), "{unknown}");
+}
+
+#[test]
 fn a_lost_access_file_gets_a_new_administrator_token_and_the_old_one_stops_working() {
     let mut c = Cluster::start();
     let old: Value = serde_json::from_str(&std::fs::read_to_string(c.access_file()).unwrap()).unwrap();

@@ -1,10 +1,10 @@
 //! Who may do what: users, their roles, and what each API route asks of its caller.
 //!
 //! Roles follow HPC Pack's: a `User` submits, views and cancels their own jobs and reads the
-//! cluster (nodes, templates, packages, cost); a `JobAdministrator` also manages every user's
-//! jobs; an `Administrator` also manages templates, nodes, packages and users. Tokens are checked
-//! by the head node's shell (it holds the hashes); this module decides, given a caller, whether a
-//! request is allowed.
+//! cluster (nodes, templates, providers, packages, cost); a `JobAdministrator` also manages every
+//! user's jobs; an `Administrator` also manages templates, nodes, packages and users. Tokens are
+//! checked by the head node's shell (it holds the hashes); this module decides, given a caller,
+//! whether a request is allowed.
 
 use crate::{Error, Millis, Result};
 
@@ -106,6 +106,8 @@ pub fn need(method: &str, route: &str) -> Need {
         "/api/v1/blobs" if read => Need::User,
         "/api/v1/templates"
         | "/api/v1/templates/{name}"
+        | "/api/v1/providers"
+        | "/api/v1/providers/{name}"
         | "/api/v1/nodes"
         | "/api/v1/nodes/{name}"
         | "/api/v1/nodes/{name}/log"
@@ -406,6 +408,7 @@ mod tests {
         assert_eq!(need("POST", "/api/v1/nodes/actions"), Need::Administrator);
         assert_eq!(need("PUT", "/api/v1/packages/{name}"), Need::Administrator);
         assert_eq!(need("GET", "/api/v1/users"), Need::Administrator);
+        assert_eq!(need("GET", "/api/v1/providers/{name}"), Need::User);
         assert_eq!(need("POST", "/api/v1/jobs"), Need::User);
         assert_eq!(need("POST", "/api/v1/jobs/{id}/cancel"), Need::User);
         assert_eq!(need("GET", "/api/v1/health"), Need::Public);

@@ -246,3 +246,42 @@ pub struct PackageView {
     pub template: Option<String>,
     pub uploaded_at: Millis,
 }
+
+/// A provider of this build, as it declares itself: what `provider list` and `provider show`
+/// print. Settings are listed by name and kind only, secrets included; no value is involved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderView {
+    pub name: String,
+    /// What it deploys, in one line.
+    pub summary: String,
+    /// Whether this build deploys its nodes; templates of the others are checked and kept.
+    pub deployable: bool,
+    /// Whether its started sets run proxies that their agents reach the head node through.
+    pub proxies: bool,
+    /// The version of the deployment handles it writes.
+    pub handle_version: u64,
+    /// Its own sizes; `null` for the standard sizes and their list prices.
+    pub sizes: Option<Vec<ProviderSizeView>>,
+    /// The settings a template of it takes, in the order it declares them.
+    pub settings: Vec<SettingView>,
+}
+
+/// A size of its own that a provider offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderSizeView {
+    pub name: String,
+    pub cores: u32,
+}
+
+/// One setting a provider takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingView {
+    pub name: String,
+    /// `text`, `number`, `duration`, `bool`, `file` or `secret` (given with its own option and
+    /// sealed by the head node, never as a plain setting).
+    pub kind: String,
+    /// What applies when a template does not set it; `null` for nothing.
+    pub default: Option<String>,
+    /// The rule a value follows, in one line.
+    pub rule: String,
+}

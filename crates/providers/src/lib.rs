@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use thunderhead_core::size::NodeSize;
 use thunderhead_core::template::Template;
+use thunderhead_core::view::{ProviderSizeView, ProviderView, SettingView};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -103,12 +104,39 @@ pub struct ProviderInfo {
     pub deployable: bool,
     /// Whether its sets run proxies that their agents reach the head node through.
     pub proxies: bool,
-    /// Its sizes: `None` for the standard sizes and list prices (Small to ExtraLarge).
+    /// Its sizes as (name, cores): `None` for the standard sizes and list prices (Small to
+    /// ExtraLarge).
     pub sizes: Option<&'static [(&'static str, u32)]>,
     /// The version of the handles it writes; it reads its older ones.
     pub handle_version: u64,
     /// What it means when it reports a deployment gone, for the node's log.
     pub gone: &'static str,
+}
+
+impl ProviderInfo {
+    /// What the API shows of this provider: everything but what its gone deployments mean.
+    pub fn view(&self) -> ProviderView {
+        ProviderView {
+            name: self.name.into(),
+            summary: self.summary.into(),
+            deployable: self.deployable,
+            proxies: self.proxies,
+            handle_version: self.handle_version,
+            sizes: self.sizes.map(|sizes| {
+                sizes.iter().map(|&(name, cores)| ProviderSizeView { name: name.into(), cores }).collect()
+            }),
+            settings: self
+                .settings
+                .iter()
+                .map(|s| SettingView {
+                    name: s.name.into(),
+                    kind: s.kind.name().into(),
+                    default: s.default.map(str::to_string),
+                    rule: s.rule.into(),
+                })
+                .collect(),
+        }
+    }
 }
 
 pub trait Provider: Send + Sync {
@@ -186,15 +214,23 @@ impl Providers {
         self.providers.iter().map(|p| p.info()).collect()
     }
 
+    /// What provider `name` declares; an unknown name is not found, with the choices named.
+    pub fn info(&self, name: &str) -> thunderhead_core::Result<&'static ProviderInfo> {
+        self.get(name).map(|p| p.info()).ok_or_else(|| thunderhead_core::Error::not_found(self.unknown(name)))
+    }
+
     fn named(&self, name: &str) -> thunderhead_core::Result<Arc<dyn Provider>> {
-        self.get(name).ok_or_else(|| {
-            let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
-            thunderhead_core::Error::invalid(format!(
-                "provider \"{}\" is not available in this build (choose one of: {}; see thunderhead provider list)",
-                thunderhead_core::text::escape(name),
-                names.join(", ")
-            ))
-        })
+        self.get(name).ok_or_else(|| thunderhead_core::Error::invalid(self.unknown(name)))
+    }
+
+    /// Why `name` names no provider, and which names do.
+    fn unknown(&self, name: &str) -> String {
+        let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+        format!(
+            "provider \"{}\" is not available in this build (choose one of: {}; see thunderhead provider list)",
+            thunderhead_core::text::escape(name),
+            names.join(", ")
+        )
     }
 }
 
@@ -281,6 +317,27 @@ mod tests {
     fn an_unknown_provider_is_refused_with_the_choices() {
         let err = standard().check("gcp", &mut Default::default(), false).unwrap_err();
         assert!(err.message.contains("\"gcp\"") && err.message.contains("local, sim, azure"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_provider_is_not_found_with_the_choices() {
+        let err = standard().info("gcp").unwrap_err();
+        assert_eq!(err.kind, thunderhead_core::ErrorKind::NotFound);
+        assert!(err.message.contains("\"gcp\"") && err.message.contains("local, sim, azure"), "{err}");
+        assert_eq!(standard().info("sim").unwrap().name, "sim");
+    }
+
+    #[test]
+    fn a_view_shows_every_setting_secrets_included_by_kind() {
+        let view = azure_provider::INFO.view();
+        assert_eq!((view.name.as_str(), view.deployable, view.sizes), ("azure", false, None));
+        let names: Vec<&str> = view.settings.iter().map(|s| s.name.as_str()).collect();
+        let declared: Vec<&str> = azure_provider::INFO.settings.iter().map(|s| s.name).collect();
+        assert_eq!(names, declared);
+        let certificate = view.settings.iter().find(|s| s.name == "certificate").unwrap();
+        assert_eq!(certificate.kind, "secret");
+        let seed = sim_provider::INFO.view().settings.into_iter().find(|s| s.name == "seed").unwrap();
+        assert_eq!((seed.kind.as_str(), seed.default.as_deref()), ("number", Some("0")));
     }
 
     #[test]

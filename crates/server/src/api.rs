@@ -12,6 +12,7 @@ mod events;
 mod jobs;
 mod nodes;
 mod packages;
+mod providers;
 mod templates;
 mod users;
 
@@ -104,6 +105,8 @@ pub fn router(parts: Parts) -> Router {
         )
         .route("/api/v1/templates/{name}/validate", post(templates::validate_template))
         .route("/api/v1/templates/{name}/resume", post(templates::resume_template))
+        .route("/api/v1/providers", get(providers::list_providers))
+        .route("/api/v1/providers/{name}", get(providers::show_provider))
         .route("/api/v1/nodes", get(nodes::list_nodes).post(nodes::add_nodes))
         .route("/api/v1/nodes/actions", post(nodes::node_action))
         .route("/api/v1/nodes/{name}", get(nodes::show_node))
