@@ -13,6 +13,7 @@ pub mod duration;
 pub mod error;
 pub mod feed;
 pub mod job;
+pub mod job_spec;
 pub mod node_state;
 pub mod package;
 pub mod persist;
