@@ -95,6 +95,10 @@ fn join(head: &Head, request: &thunderhead_proto::JoinRequest) -> Result<thunder
         .send_json(request)
         .map_err(|e| JoinError::Unreachable(format!("cannot reach the head node: {e}")))?;
     let body: serde_json::Value = response.body_mut().read_json().map_err(|e| JoinError::Unreachable(e.to_string()))?;
+    if response.status().is_server_error() {
+        // The head node is busy or shedding connections: the join did not happen; try again.
+        return Err(JoinError::Unreachable(format!("the head node answered {}", response.status())));
+    }
     if !response.status().is_success() {
         let reason = body.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("the join was refused");
         return Err(JoinError::Refused(reason.to_string()));

@@ -35,7 +35,8 @@ pub async fn run_light(
                 tracing::warn!(%name, %reason, "a light agent was refused");
                 return;
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(%name, error = %e, "a light agent could not join or connect; trying again");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                     _ = &mut stop => return,

@@ -515,10 +515,17 @@ impl RegistryState {
     }
 }
 
+/// Closes the connections the budget chose. One that delivered its request head since it was
+/// chosen is being served: it is left to finish (the budget no longer counts it), so that no
+/// request is acted on and then cut off unanswered.
 fn evict_all(victims: Vec<Arc<Conn>>) {
     for conn in victims {
-        conn.activity().evicted = true;
-        conn.changed.notify_one();
+        let mut activity = conn.activity();
+        if matches!(activity.phase, Phase::AwaitingHead { .. }) {
+            activity.evicted = true;
+            drop(activity);
+            conn.changed.notify_one();
+        }
     }
 }
 
@@ -815,6 +822,15 @@ where
         let (conn, peer, mut app) = (conn.clone(), peer.clone(), app.clone());
         async move {
             let number = conn.head();
+            if conn.activity().evicted {
+                // Evicted while its head was on the way: the request is not acted on, and the
+                // connection closes.
+                let refused = hyper::Response::builder()
+                    .status(hyper::StatusCode::SERVICE_UNAVAILABLE)
+                    .body(axum::body::Body::from("too many connections are pending; try again"))
+                    .expect("a plain response");
+                return Ok::<_, Infallible>(refused.map(|inner| ResponseBody { inner, conn, request: number }));
+            }
             let mut request = request.map(|inner| PacedBody { inner, conn: conn.clone(), waiting: false });
             request.extensions_mut().insert(ConnectInfo(peer));
             let response = match tower_service::Service::call(&mut app, request).await {

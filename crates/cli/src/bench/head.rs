@@ -94,7 +94,17 @@ impl Head {
         let agents = Group(agents);
         let start = Instant::now();
         let names = loop {
-            let nodes: Vec<NodeView> = self.client.get(&ApiPath::new("nodes"))?;
+            // While thousands of agents connect at once, the listener sheds the oldest pending
+            // connections from one address (this one among them): ask again.
+            let nodes: Vec<NodeView> = match self.client.get(&ApiPath::new("nodes")) {
+                Ok(nodes) => nodes,
+                Err(e) if start.elapsed() < Duration::from_secs(300) => {
+                    eprintln!("asking for the nodes again: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if nodes.len() >= count as usize {
                 break nodes.into_iter().map(|n| n.name).collect::<Vec<_>>();
             }
