@@ -280,7 +280,11 @@ impl ProviderRules for Providers {
     ) -> thunderhead_core::Result<Derived> {
         let p = self.named(provider)?;
         settings::check_declared(provider, p.info().settings, settings)?;
-        p.check_settings(settings, sealed)
+        // The provider's own rules name the key, the rule and the fix; the provider is named here.
+        p.check_settings(settings, sealed).map_err(|e| thunderhead_core::Error {
+            message: format!("a template of provider \"{provider}\": {}", e.message),
+            ..e
+        })
     }
 
     fn deployable(&self, provider: &str) -> bool {
@@ -338,6 +342,16 @@ mod tests {
         assert_eq!(certificate.kind, "secret");
         let seed = sim_provider::INFO.view().settings.into_iter().find(|s| s.name == "seed").unwrap();
         assert_eq!((seed.kind.as_str(), seed.default.as_deref()), ("number", Some("0")));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_provider_the_key_and_the_rule() {
+        let mut settings = serde_json::json!({"failure_rate": 2}).as_object().unwrap().clone();
+        let err = standard().check("sim", &mut settings, false).unwrap_err();
+        assert!(
+            err.message.contains("\"sim\"") && err.message.contains("failure_rate") && err.message.contains("0 to 1"),
+            "{err}"
+        );
     }
 
     #[test]
