@@ -85,14 +85,6 @@ pub fn inspect_certificate(pfx: &[u8], password: &str, thumbprint: Option<&str>)
 /// The settings a management certificate sets from itself.
 const DERIVED: [&str; 3] = ["thumbprint", "certificate_subject", "certificate_key_bits"];
 
-/// `"0a1b…"` → bytes; `None` unless it is hex of whole bytes.
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 /// What the `azure` provider declares.
 pub static INFO: crate::ProviderInfo = crate::ProviderInfo {
     name: "azure",
@@ -231,7 +223,7 @@ impl Provider for AzureProvider {
                     .into(),
             ));
         };
-        let pfx = hex_bytes(certificate).ok_or_else(|| {
+        let pfx = thunderhead_core::text::unhex(certificate).ok_or_else(|| {
             invalid("the certificate is not hex-encoded PKCS#12 data (send the PFX file's bytes as hex)".into())
         })?;
         let given_thumbprint = text(settings, "thumbprint").map(str::to_string);

@@ -28,12 +28,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
+pub use thunderhead_core::text::unhex;
 
 impl SecretKey {
     /// Reads the key of `state_dir`, creating it on first start. A key file others can read

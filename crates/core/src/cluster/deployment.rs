@@ -87,6 +87,17 @@ impl Deployment {
         }
     }
 
+    /// An earlier deployment being removed before the node is deployed again, if any.
+    pub fn earlier(&self) -> Option<&Handle> {
+        match self {
+            Deployment::Clearing { earlier } | Deployment::Queued { earlier: Some(earlier), .. } => Some(earlier),
+            Deployment::None
+            | Deployment::Queued { earlier: None, .. }
+            | Deployment::Deploying { .. }
+            | Deployment::Made { .. } => None,
+        }
+    }
+
     /// The phase after `event`. Exhaustive on purpose, like [`crate::node_state::NodeState::apply`].
     pub fn apply(&self, event: DeployEvent) -> Result<Deployment, IllegalDeployment> {
         use DeployEvent as E;

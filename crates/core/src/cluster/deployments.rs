@@ -100,14 +100,7 @@ impl Cluster {
             return;
         };
         // The earlier deployment of a restarted node is gone: the new one may now be made.
-        let earlier = match &node.deployment {
-            Deployment::Clearing { earlier } | Deployment::Queued { earlier: Some(earlier), .. } => Some(earlier),
-            Deployment::None
-            | Deployment::Queued { earlier: None, .. }
-            | Deployment::Deploying { .. }
-            | Deployment::Made { .. } => None,
-        };
-        if earlier == Some(handle) {
+        if node.deployment.earlier() == Some(handle) {
             node.deployment.on(DeployEvent::Removed { handle: handle.clone() });
             match result {
                 Ok(()) => log(fx, name, now, "the earlier deployment was removed"),
