@@ -125,7 +125,7 @@ pub fn run(c: &Client, command: NodeCommand, out: Output) -> Result<i32> {
                 Ok(all.into_iter().filter(|n| names.contains(&n.name.as_str())).collect())
             };
             let done = |n: &NodeView| matches!(n.state.as_str(), "Offline" | "Online");
-            wait::await_nodes(fetch, "Offline", std::time::Duration::from_secs(30 * 60), done)?;
+            wait::await_nodes(fetch, "Offline", std::time::Duration::from_secs(30 * 60), out.for_people(), done)?;
             return Ok(exit_code(&started));
         }
         NodeCommand::Stop(sel) => return acted(act(c, NodeAction::Stop, sel, false, out)),

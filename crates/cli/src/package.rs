@@ -105,7 +105,9 @@ pub fn run(c: &Client, command: PackageCommand, out: Output) -> Result<i32> {
                     .iter()
                     .find(|p| p.version == v)
                     .with_context(|| format!("package {name} has no version {v}"))?,
-                None => &versions[0],
+                None => versions
+                    .first()
+                    .with_context(|| format!("package {name} has no versions (see thunderhead package list)"))?,
             };
             let to = to.unwrap_or_else(|| PathBuf::from(&chosen.file_name));
             let n = c.download(

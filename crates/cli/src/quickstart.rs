@@ -105,7 +105,7 @@ fn act(c: &Client, action: NodeAction) -> Result<Vec<NodeActionResult>> {
 fn stop_nodes(c: &Client, wait: bool) -> Result<()> {
     act(c, NodeAction::Stop)?;
     if wait {
-        await_nodes(|| nodes(c), "stopped", Duration::from_secs(60), |n| n.state == "NotDeployed")?;
+        await_nodes(|| nodes(c), "stopped", Duration::from_secs(60), true, |n| n.state == "NotDeployed")?;
     }
     Ok(())
 }
@@ -137,10 +137,10 @@ pub fn run(args: QuickstartArgs) -> Result<i32> {
     step("starting the set: deploying the nodes");
     act(&c, NodeAction::Start)?;
     let t = Instant::now();
-    await_nodes(|| nodes(&c), "provisioned (Offline)", Duration::from_secs(60), |n| n.state == "Offline")?;
+    await_nodes(|| nodes(&c), "provisioned (Offline)", Duration::from_secs(60), true, |n| n.state == "Offline")?;
     step(&format!("all {} nodes provisioned in {}", added.len(), show::duration(t.elapsed().as_millis() as u64)));
     act(&c, NodeAction::Online)?;
-    let online = await_nodes(|| nodes(&c), "online", Duration::from_secs(10), |n| n.state == "Online")?;
+    let online = await_nodes(|| nodes(&c), "online", Duration::from_secs(10), true, |n| n.state == "Online")?;
     show::table(
         &["name", "size", "cores", "state", "health"],
         online

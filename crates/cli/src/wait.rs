@@ -88,18 +88,20 @@ pub fn wait_quietly(c: &Client, id: u64, progress: bool) -> Result<JobView> {
     Ok(job)
 }
 
-/// Polls the nodes `fetch` lists until `done` holds for all of them, drawing a bar of how many
-/// do on a terminal and a line each time the count changes otherwise. A node that fails
-/// (`Unknown`) ends the wait with its cause.
+/// Polls the nodes `fetch` lists until `done` holds for all of them. With `progress`, it draws a
+/// bar of how many do on a terminal and prints a line each time the count changes otherwise;
+/// without (`--json`), standard output stays for the answer alone. A node that fails (`Unknown`)
+/// ends the wait with its cause.
 pub fn await_nodes(
     fetch: impl Fn() -> Result<Vec<NodeView>>,
     what: &str,
     timeout: Duration,
+    progress: bool,
     done: impl Fn(&NodeView) -> bool,
 ) -> Result<Vec<NodeView>> {
     let start = Instant::now();
     let mut list = fetch()?;
-    let bar = std::io::stdout().is_terminal().then(|| {
+    let bar = (progress && std::io::stdout().is_terminal()).then(|| {
         let bar = ProgressBar::new(list.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("    [{bar:30}] {pos}/{len} {msg} ({elapsed})")
@@ -114,7 +116,7 @@ pub fn await_nodes(
         let ready = list.iter().filter(|n| done(n)).count();
         if let Some(bar) = &bar {
             bar.set_position(ready as u64);
-        } else if ready != last {
+        } else if progress && ready != last {
             println!("    {ready}/{} {what}", list.len());
             last = ready;
         }

@@ -692,6 +692,20 @@ fn an_azure_template_is_validated_its_certificate_sealed_and_its_nodes_not_start
 }
 
 #[test]
+fn node_start_wait_with_json_prints_only_the_answer() {
+    let c = Cluster::start();
+    c.th(&["template", "create", "quiet", "--provider", "sim", "--sim-light", "--sim-deploy-time", "0ms..50ms"]);
+    c.th(&["node", "add", "--template", "quiet", "--count", "3", "--size", "Small"]);
+    // Waiting draws no progress on standard output when a script reads it as JSON.
+    let started = c.json(&["node", "start", "--template", "quiet", "--wait"]);
+    let results = started.as_array().expect("a list of results");
+    assert_eq!(results.len(), 3, "{started}");
+    assert!(results.iter().all(|r| r["ok"] == true), "{started}");
+    let states = c.node_states("quiet");
+    assert!(states.iter().all(|(_, s, _)| s == "Offline" || s == "Online"), "{states:?}");
+}
+
+#[test]
 fn a_sim_set_of_light_agents_rehearses_two_hundred_nodes() {
     let c = Cluster::start();
     c.th(&[
