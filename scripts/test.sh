@@ -30,6 +30,8 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Real blob-store peers on loopback for the blob contract tests.
 source scripts/emulators.sh
+# Real OpenSSH servers on loopback for the ssh provider (as an unprivileged user of their own).
+source scripts/peers/sshd.sh
 
 echo "==> cargo test"
 cargo test --workspace --locked

@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub task_root: Option<PathBuf>,
     /// The Unix user tasks run as (see [`crate::task_user`]) [default: the agent's].
     pub run_as: Option<String>,
+    /// When this machine is taken back (a batch allocation's end, less a margin), in
+    /// milliseconds since the Unix epoch; the head node gives the node no task from then on.
+    pub leaves_at: Option<u64>,
 }
 
 /// What a refusal from the head node starts with.
@@ -278,6 +281,7 @@ impl Agent {
                     cores: self.config.cores,
                     running,
                     completed,
+                    leaves_at: self.config.leaves_at,
                 });
                 let pending: Vec<TaskResult> = self.outbox.pending().cloned().collect();
                 if !pending.is_empty() {

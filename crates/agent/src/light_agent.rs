@@ -62,6 +62,7 @@ pub async fn run_light(
                 cores,
                 running: vec![],
                 completed: vec![],
+                leaves_at: None,
             };
             if sink.send(Message::text(thunderhead_proto::encode(&hello))).await.is_err() {
                 return false;

@@ -44,8 +44,16 @@ pub enum NodeCommand {
         #[arg(long)]
         wait: bool,
     },
-    /// Remove the deployment of nodes (back to NotDeployed)
-    Stop(NodeSelection),
+    /// Remove the deployment of nodes (back to NotDeployed); with --orphans, remove instead what
+    /// the template's provider holds that no node owns (see template validate)
+    Stop {
+        #[command(flatten)]
+        nodes: NodeSelection,
+        /// Remove the set's leftovers at its provider (a leftover agent on a host, an allocation
+        /// named for the set), not its nodes; needs --template
+        #[arg(long)]
+        orphans: bool,
+    },
     /// Bring nodes online: they take work
     Online(NodeSelection),
     /// Take nodes offline: running tasks finish first, or are requeued with --force
@@ -128,7 +136,21 @@ pub fn run(c: &Client, command: NodeCommand, out: Output) -> Result<i32> {
             wait::await_nodes(fetch, "Offline", std::time::Duration::from_secs(30 * 60), out.for_people(), done)?;
             return Ok(exit_code(&started));
         }
-        NodeCommand::Stop(sel) => return acted(act(c, NodeAction::Stop, sel, false, out)),
+        NodeCommand::Stop { nodes, orphans: false } => return acted(act(c, NodeAction::Stop, nodes, false, out)),
+        NodeCommand::Stop { nodes, orphans: true } => {
+            let Some(template) = nodes.template.filter(|_| nodes.names.is_empty()) else {
+                anyhow::bail!("--orphans removes a set's leftovers: give --template T and no node names");
+            };
+            let path = ApiPath::new("templates").segment(&template).segment("orphans").segment("remove");
+            let results: Vec<NodeActionResult> = c.post(&path, &json!({}))?;
+            out.list(&results, &["made for", "result", "what"], |r| {
+                vec![r.node.clone(), if r.ok { "REMOVED" } else { "FAILED" }.into(), r.message.clone()]
+            });
+            if results.is_empty() {
+                out.note(format_args!("template {template}'s provider holds nothing that no node owns"));
+            }
+            return Ok(exit_code(&results));
+        }
         NodeCommand::Online(sel) => return acted(act(c, NodeAction::Online, sel, false, out)),
         NodeCommand::Offline { nodes, force } => return acted(act(c, NodeAction::Offline, nodes, force, out)),
         NodeCommand::Delete(sel) => return acted(act(c, NodeAction::Delete, sel, false, out)),

@@ -97,6 +97,10 @@ pub struct AgentArgs {
     /// with --run-as, USER must be able to pass through every directory above it
     #[arg(long, value_name = "DIR")]
     task_root: Option<PathBuf>,
+    /// When this machine is taken back, in seconds since the Unix epoch (a batch allocation's
+    /// end less a margin): the head node drains the node then, and gives it no new task
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    leaves_at: Option<u64>,
 }
 
 #[derive(Args)]
@@ -215,6 +219,7 @@ pub fn agent(args: AgentArgs, global_server: Option<String>, ca: Option<PathBuf>
         join_token,
         task_root: args.task_root,
         run_as: args.run_as,
+        leaves_at: args.leaves_at.map(|s| s.saturating_mul(1000)),
     };
     // One thread: an agent's work is a loop of small events, and every hand-off between threads
     // costs a context switch per task.

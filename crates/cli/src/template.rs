@@ -60,7 +60,8 @@ pub struct TemplateFields {
     /// Cores the provider account may run at once, proxies included [default: 20]
     #[arg(long)]
     quota_cores: Option<u32>,
-    /// Small proxy instances deployed with a started set [default: 2]
+    /// Small proxy instances deployed with a started set [default: 2 for providers whose agents
+    /// reach the head node through proxies, 0 for the others]
     #[arg(long)]
     proxies: Option<u32>,
     /// Prefix of the names of new nodes, e.g. Burst- [default: <Provider>CN-]
@@ -75,6 +76,10 @@ pub struct TemplateFields {
     /// Consecutive failed deployments after which the template pauses itself [default: 5]
     #[arg(long)]
     pause_after_failures: Option<u32>,
+    /// How long a deployed node may take until its agent connects before it is removed and
+    /// Unknown, e.g. 10m; empty for the head node's --provision-timeout
+    #[arg(long)]
+    boot_timeout: Option<String>,
     /// Hourly prices by size, e.g. Small=0.10,Medium=0.20; Small=list goes back to the list
     /// price [default: the 2011 list prices]
     #[arg(long)]
@@ -185,6 +190,7 @@ impl TemplateFields {
             ("deploy_rate", self.deploy_rate.map(Value::from)),
             ("deploy_retries", self.deploy_retries.map(Value::from)),
             ("pause_after_failures", self.pause_after_failures.map(Value::from)),
+            ("boot_timeout", self.boot_timeout.map(Value::from)),
             ("rates", self.rates.map(Value::from)),
             ("currency", self.currency.map(Value::from)),
             ("availability", self.availability.map(Value::from)),
@@ -332,6 +338,10 @@ fn print_template(t: &TemplateView) {
         "deploying:   {} per minute, {} retries, pauses after {} failures in a row",
         t.deploy_rate, t.deploy_retries, t.pause_after_failures
     );
+    match t.boot_timeout {
+        Some(ms) => println!("boot:        agents connect within {} s of deployment", ms / 1000),
+        None => println!("boot:        agents connect within the head node's --provision-timeout"),
+    }
     let rates: Vec<String> = ["Small", "Medium", "Large", "ExtraLarge"]
         .iter()
         .map(|s| {

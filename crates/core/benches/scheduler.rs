@@ -62,7 +62,7 @@ fn loaded_cluster() -> (Cluster, Effects) {
     let now = 1_000;
     let names: Vec<String> = (0..NODES).map(|i| format!("node-{i:05}")).collect();
     for (session, name) in names.iter().enumerate() {
-        let hello = Hello { name: name.clone(), cores: CORES, running: vec![], completed: vec![] };
+        let hello = Hello { name: name.clone(), cores: CORES, running: vec![], completed: vec![], leaves_at: None };
         cluster.agent_hello(&mut fx, session as u64 + 1, hello, now).expect("an unknown agent joins");
     }
     let online = NodeActionRequest { action: NodeAction::Online, template: None, names, force: false };

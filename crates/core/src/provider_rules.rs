@@ -25,6 +25,10 @@ pub trait ProviderRules: Send + Sync + std::fmt::Debug {
     /// Whether this build deploys the nodes of `provider`. Templates of the others are checked
     /// and kept, but their nodes are not started.
     fn deployable(&self, provider: &str) -> bool;
+
+    /// Whether the agents of `provider`'s sets reach the head node through proxies that the set
+    /// runs (from 1 to 100, 2 by default) rather than directly (0 proxies).
+    fn proxies(&self, provider: &str) -> bool;
 }
 
 /// Rules that take every provider and every setting as given, every provider deployable: for
@@ -38,6 +42,10 @@ impl ProviderRules for TakeAsGiven {
     }
 
     fn deployable(&self, _provider: &str) -> bool {
+        true
+    }
+
+    fn proxies(&self, _provider: &str) -> bool {
         true
     }
 }

@@ -24,6 +24,8 @@ pub const DEFAULT_DEPLOY_RATE: u32 = 300;
 pub const DEFAULT_DEPLOY_RETRIES: u32 = 2;
 /// Consecutive failed deployments after which a template pauses itself.
 pub const DEFAULT_PAUSE_AFTER: u32 = 5;
+/// The longest a template lets a deployed node take to connect: a week.
+pub const MAX_BOOT_TIMEOUT: Millis = 7 * 24 * 3_600_000;
 
 fn default_deploy_rate() -> u32 {
     DEFAULT_DEPLOY_RATE
@@ -91,6 +93,10 @@ pub struct Template {
     /// its provider derives from its settings).
     #[serde(default)]
     pub blob_store: Option<String>,
+    /// How long a deployed node may take until its agent connects before it is removed and
+    /// `Unknown`; `None` for the head node's `--provision-timeout`.
+    #[serde(default)]
+    pub boot_timeout: Option<Millis>,
     pub created_at: Millis,
 }
 
@@ -137,6 +143,7 @@ impl Template {
             policy_state: None,
             pins: Default::default(),
             blob_store: None,
+            boot_timeout: None,
             created_at: 0,
         }
     }
@@ -213,6 +220,10 @@ pub struct TemplateEdit {
     /// The blob store of the template's packages.
     #[serde(default)]
     pub blob_store: Option<String>,
+    /// How long a deployed node may take to connect (`10m`); empty for the head node's
+    /// `--provision-timeout`.
+    #[serde(default)]
+    pub boot_timeout: Option<String>,
 }
 
 /// The availability options of `template create` and `template edit`, as given.
@@ -316,12 +327,15 @@ impl NewTemplate {
     /// The template this request makes, its settings checked by its provider's `rules`.
     pub fn validate(self, now: Millis, rules: &dyn ProviderRules) -> Result<Template> {
         validate_name("template", &self.name)?;
-        let blank = Template { created_at: now, ..Template::new(&self.name, &self.provider) };
+        // Sets of a provider whose agents reach the head node directly run no proxies.
+        let proxies = if rules.proxies(&self.provider) { DEFAULT_PROXIES } else { 0 };
+        let blank = Template { created_at: now, proxies, ..Template::new(&self.name, &self.provider) };
         let mut template = blank.apply(self.fields)?;
         let derived = rules.check(&template.provider, &mut template.settings, template.sealed.is_some())?;
         if template.blob_store.is_none() {
             template.blob_store = derived.blob_store;
         }
+        template.check_proxies(rules)?;
         template.check()?;
         Ok(template)
     }
@@ -336,10 +350,18 @@ impl Template {
                 self.quota_cores
             )));
         }
-        if self.proxies == 0 || self.proxies > 100 {
+        if self.proxies > 100 {
             return Err(Error::invalid(format!(
-                "{} proxies is out of range (a started set needs from 1 to 100 proxies)",
+                "{} proxies is out of range (a started set runs from 0 to 100 proxies)",
                 self.proxies
+            )));
+        }
+        if let Some(t) = self.boot_timeout
+            && !(1_000..=MAX_BOOT_TIMEOUT).contains(&t)
+        {
+            return Err(Error::invalid(format!(
+                "boot timeout of {} s is out of range (give from 1s to 168h, e.g. 10m)",
+                t / 1000
             )));
         }
         if let Some(uri) = &self.blob_store
@@ -393,8 +415,26 @@ impl Template {
     pub fn edited(&self, edit: TemplateEdit, rules: &dyn ProviderRules) -> Result<Template> {
         let mut t = self.apply(edit)?;
         rules.check(&t.provider, &mut t.settings, t.sealed.is_some())?;
+        t.check_proxies(rules)?;
         t.check()?;
         Ok(t)
+    }
+
+    /// A set runs proxies only if its provider's agents reach the head node through them: from
+    /// 1 for those, 0 for the others.
+    fn check_proxies(&self, rules: &dyn ProviderRules) -> Result<()> {
+        match (rules.proxies(&self.provider), self.proxies) {
+            (true, 0) => Err(Error::invalid(format!(
+                "0 proxies is too few for a set of provider {}: its agents reach the head node through them (give \
+                 --proxies from 1 to 100)",
+                self.provider
+            ))),
+            (false, n) if n > 0 => Err(Error::invalid(format!(
+                "provider {} runs no proxies (its agents reach the head node directly): leave --proxies out or give 0",
+                self.provider
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The template after `edit`, each field parsed but the whole not yet checked.
@@ -419,6 +459,12 @@ impl Template {
         }
         if let Some(b) = edit.blob_store {
             t.blob_store = (!b.is_empty()).then_some(b);
+        }
+        if let Some(text) = edit.boot_timeout {
+            t.boot_timeout = match text.trim() {
+                "" => None,
+                given => Some(crate::duration::parse_duration(given)?),
+            };
         }
         for pin in edit.pin.iter().flatten() {
             let bad = || Error::invalid(format!("pin \"{pin}\" is not NAME=VERSION or NAME=latest (e.g. solver=3)"));
@@ -504,13 +550,47 @@ mod tests {
             _: bool,
         ) -> Result<Derived> {
             match provider {
-                "lab" => Ok(Derived::default()),
+                "lab" | "rack" => Ok(Derived::default()),
                 other => Err(Error::invalid(format!("provider \"{other}\" is not available (choose lab)"))),
             }
         }
         fn deployable(&self, _: &str) -> bool {
             true
         }
+        /// `lab` sets run proxies; `rack` nodes reach the head node directly.
+        fn proxies(&self, provider: &str) -> bool {
+            provider == "lab"
+        }
+    }
+
+    #[test]
+    fn sets_run_proxies_only_if_their_provider_s_agents_need_them() {
+        let new = |provider: &str, proxies: Option<u32>| NewTemplate {
+            name: "t".into(),
+            provider: provider.into(),
+            fields: TemplateEdit { proxies, ..Default::default() },
+        };
+        assert_eq!(new("lab", None).validate(0, &Lab).unwrap().proxies, DEFAULT_PROXIES);
+        assert_eq!(new("rack", None).validate(0, &Lab).unwrap().proxies, 0);
+        let err = new("rack", Some(2)).validate(0, &Lab).unwrap_err();
+        assert!(err.message.contains("runs no proxies") && err.message.contains("give 0"), "{err}");
+        let err = new("lab", Some(0)).validate(0, &Lab).unwrap_err();
+        assert!(err.message.contains("too few"), "{err}");
+        let rack = new("rack", None).validate(0, &Lab).unwrap();
+        let err = rack.edited(TemplateEdit { proxies: Some(1), ..Default::default() }, &Lab).unwrap_err();
+        assert!(err.message.contains("runs no proxies"), "{err}");
+    }
+
+    #[test]
+    fn a_boot_timeout_is_a_duration_within_a_week_and_empty_clears_it() {
+        let t = Template::new("t", "lab");
+        let edit = |text: &str| TemplateEdit { boot_timeout: Some(text.into()), ..Default::default() };
+        let set = t.edited(edit("10m"), &Lab).unwrap();
+        assert_eq!(set.boot_timeout, Some(600_000));
+        assert_eq!(set.edited(edit(""), &Lab).unwrap().boot_timeout, None);
+        let err = t.edited(edit("200h"), &Lab).unwrap_err();
+        assert!(err.message.contains("from 1s to 168h"), "{err}");
+        assert!(t.edited(edit("soon"), &Lab).is_err());
     }
 
     fn lab() -> Template {

@@ -52,6 +52,12 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// A time for messages: `2026-12-08 14:05:00 UTC`.
+pub fn utc(at: crate::Millis) -> String {
+    let ts = jiff::Timestamp::from_millisecond(at as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// `"0a1b…"` → bytes; `None` unless it is hex of whole bytes.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {

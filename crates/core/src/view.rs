@@ -41,6 +41,10 @@ pub struct TemplateView {
     /// `{"policy": "manual"}` or `{"policy": "schedule", "windows": [...], "timezone", "lead_time",
     /// "drain_before_end"}` (times in milliseconds).
     pub availability: crate::availability::Availability,
+    /// How long a deployed node may take until its agent connects, in milliseconds; `null` for
+    /// the head node's default.
+    #[serde(default)]
+    pub boot_timeout: Option<Millis>,
     pub created_at: Millis,
 }
 

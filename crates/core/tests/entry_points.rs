@@ -196,6 +196,10 @@ impl ProviderRules for TwoProviders {
         }
     }
 
+    fn proxies(&self, _: &str) -> bool {
+        true
+    }
+
     fn deployable(&self, _: &str) -> bool {
         true
     }
@@ -225,7 +229,7 @@ proptest! {
                         .into_iter()
                         .map(|(job, index, attempt)| TaskAttempt { key: TaskKey { job, index }, attempt })
                         .collect();
-                    let hello = Hello { name: NODES[node].into(), cores, running, completed: vec![] };
+                    let hello = Hello { name: NODES[node].into(), cores, running, completed: vec![], leaves_at: None };
                     let _ = c.agent_hello(&mut fx, session, hello, now);
                 }
                 Event::Results { session, pick, made_up, times, exit } => {

@@ -129,6 +129,10 @@ pub enum AgentMsg {
         running: Vec<TaskRef>,
         /// Attempts whose results wait in the outbox; they follow right after.
         completed: Vec<TaskRef>,
+        /// When the agent's machine is taken back (a batch allocation's time limit, less a
+        /// margin), in milliseconds since the Unix epoch: the node takes no task from then on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leaves_at: Option<u64>,
     },
     Results {
         results: Vec<TaskResult>,
@@ -213,10 +217,14 @@ mod tests {
             cores: 2,
             running: vec![TaskRef { job: 1, index: 7, attempt: 2 }],
             completed: vec![],
+            leaves_at: Some(1_800_000_000_000),
         };
         let text = encode(&msg);
         assert!(text.starts_with(r#"{"type":"hello""#), "{text}");
         assert_eq!(decode::<AgentMsg>(&text).unwrap(), msg);
+        // An agent of an earlier build says nothing of when its machine is taken back.
+        let earlier = r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","name":"n1","cores":2,"running":[],"completed":[]}"#;
+        assert!(matches!(decode::<AgentMsg>(earlier).unwrap(), AgentMsg::Hello { leaves_at: None, .. }));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use crate::{SettingKind, SettingSpec};
 use serde_json::{Map, Value};
 use sha1::Digest;
 use thunderhead_core::provider_rules::Derived;
-use thunderhead_core::template::Template;
 
 /// The smallest RSA key Azure accepted for a management certificate.
 pub const MIN_KEY_BITS: usize = 2048;
@@ -249,7 +248,8 @@ impl Provider for AzureProvider {
         Ok(Derived { blob_store })
     }
 
-    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
+    fn validate<'a>(&'a self, set: &'a crate::Set) -> BoxFuture<'a, Vec<Check>> {
+        let template = &set.template;
         Box::pin(async move {
             let setting = |k: &str| template.settings.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
             let key_bits = template.settings.get("certificate_key_bits").and_then(|v| v.as_u64()).unwrap_or(0);
@@ -283,11 +283,15 @@ impl Provider for AzureProvider {
     }
 
     // This build makes no Azure deployment: any handle comes from elsewhere.
-    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
+    fn status<'a>(
+        &'a self,
+        _set: &'a crate::Set,
+        handles: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
         Box::pin(async move { handles.iter().map(|_| Err(ProviderError::fatal(FOREIGN))).collect() })
     }
 
-    fn remove<'a>(&'a self, _handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
+    fn remove<'a>(&'a self, _set: &'a crate::Set, _handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Err(ProviderError::fatal(FOREIGN)) })
     }
 }

@@ -13,6 +13,15 @@ pub fn template(provider: &str) -> Template {
             "service_name": "th-burst",
             "storage_account": "thstore",
         }),
+        "ssh" => {
+            let peer = ssh_peer();
+            serde_json::json!({
+                "hosts": peer.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(","),
+                "user": peer.user,
+                "known_hosts": peer.dir.join("known_hosts").display().to_string(),
+                "remote_dir": peer.remote_dir,
+            })
+        }
         _ => serde_json::json!({}),
     };
     let settings = settings.as_object().unwrap().clone();
@@ -20,10 +29,66 @@ pub fn template(provider: &str) -> Template {
     Template { settings, sealed: Some("sealed".into()), ..Template::new("t", provider) }
 }
 
+/// The secret settings of a usable template of `provider`.
+pub fn secrets(provider: &str) -> crate::Secrets {
+    match provider {
+        "ssh" => {
+            let key = std::fs::read_to_string(ssh_peer().dir.join("id_ed25519")).expect("the peer's client key");
+            [("identity".to_string(), crate::Secret(key))].into()
+        }
+        _ => crate::Secrets::new(),
+    }
+}
+
+pub fn set(provider: &str) -> crate::Set {
+    crate::Set { template: template(provider), secrets: secrets(provider) }
+}
+
+/// The real OpenSSH servers that `scripts/peers/sshd.sh` starts on loopback for the tests.
+pub struct SshPeer {
+    /// Its directory: the client key `id_ed25519`, `known_hosts`, `known_hosts.wrong`.
+    pub dir: std::path::PathBuf,
+    pub user: String,
+    /// Servers that take the client key.
+    pub ports: Vec<u16>,
+    /// A server that refuses it.
+    pub refusing_port: u16,
+    /// The good server whose key `known_hosts.wrong` gets wrong.
+    pub wrong_key_port: u16,
+    /// A port where nothing listens.
+    pub down_port: u16,
+    /// A directory the login user owns, for node directories.
+    pub remote_dir: String,
+}
+
+pub fn ssh_peer() -> SshPeer {
+    let dir = std::path::PathBuf::from(
+        std::env::var("THUNDERHEAD_TEST_SSH").expect("THUNDERHEAD_TEST_SSH: run the tests with scripts/test.sh"),
+    );
+    let env = std::fs::read_to_string(dir.join("hosts.env")).expect("the peer's hosts.env");
+    let get = |key: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("{key} in hosts.env"))
+            .to_string()
+    };
+    let port = |key: &str| get(key).parse::<u16>().expect("a port");
+    SshPeer {
+        user: get("SSH_USER"),
+        ports: get("SSH_PORTS").split(',').map(|p| p.parse().expect("a port")).collect(),
+        refusing_port: port("SSH_REFUSING_PORT"),
+        wrong_key_port: port("SSH_WRONG_KEY_PORT"),
+        down_port: port("SSH_DOWN_PORT"),
+        remote_dir: get("SSH_REMOTE_DIR"),
+        dir,
+    }
+}
+
 pub fn request(provider: &str, node: &str) -> crate::DeployRequest {
     crate::DeployRequest {
         node: node.into(),
         template: template(provider),
+        secrets: secrets(provider),
         size: NodeSize::Small,
         server_url: "http://127.0.0.1:9".into(),
         join: None,
@@ -60,11 +125,11 @@ macro_rules! provider_contract_tests {
                 let p = build(dir.path());
                 runtime().block_on(async {
                     let handle = p.deploy(&request(p.name(), "Node-0001")).await.unwrap();
-                    let status = p.status(std::slice::from_ref(&handle)).await;
+                    let status = p.status(&set(p.name()), std::slice::from_ref(&handle)).await;
                     assert_eq!(status, vec![Ok($crate::ExternalStatus::Running)]);
-                    p.remove(&handle).await.unwrap();
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Gone)]);
-                    p.remove(&handle).await.expect("removing twice succeeds");
+                    p.remove(&set(p.name()), &handle).await.unwrap();
+                    assert_eq!(p.status(&set(p.name()), std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Gone)]);
+                    p.remove(&set(p.name()), &handle).await.expect("removing twice succeeds");
                 });
             }
 
@@ -72,12 +137,18 @@ macro_rules! provider_contract_tests {
             fn a_proxy_deploys_with_an_address_and_is_removed() {
                 let dir = tempfile::tempdir().unwrap();
                 let p = build(dir.path());
+                if !p.info().proxies {
+                    // Its agents reach the head node directly: a proxy is refused, plainly.
+                    let err = runtime().block_on(p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1"))).unwrap_err();
+                    assert!(!err.transient && err.message.contains("no proxies"), "{err:?}");
+                    return;
+                }
                 runtime().block_on(async {
                     let (handle, url) = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap();
                     assert!(url.starts_with("http://"), "{url}");
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Running)]);
-                    p.remove(&handle).await.unwrap();
-                    assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Gone)]);
+                    assert_eq!(p.status(&set(p.name()), std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Running)]);
+                    p.remove(&set(p.name()), &handle).await.unwrap();
+                    assert_eq!(p.status(&set(p.name()), std::slice::from_ref(&handle)).await, vec![Ok($crate::ExternalStatus::Gone)]);
                 });
             }
 
@@ -85,7 +156,7 @@ macro_rules! provider_contract_tests {
             fn validate_passes_for_a_usable_template() {
                 let dir = tempfile::tempdir().unwrap();
                 let p = build(dir.path());
-                let checks = runtime().block_on(p.validate(&template(p.name())));
+                let checks = runtime().block_on(p.validate(&set(p.name())));
                 assert!(!checks.is_empty());
                 assert!(checks.iter().all(|c| c.ok), "{checks:?}");
             }
@@ -103,7 +174,7 @@ macro_rules! provider_contract_tests {
                     assert!(!err.transient && err.message.contains("not available"), "{err:?}");
                     let err = p.deploy_proxy(&proxy_request(p.name(), "t-proxy-1")).await.unwrap_err();
                     assert!(!err.transient && err.message.contains("not available"), "{err:?}");
-                    let checks = p.validate(&template(p.name())).await;
+                    let checks = p.validate(&set(p.name())).await;
                     assert!(checks.iter().any(|c| !c.ok && c.detail.contains("not available")), "{checks:?}");
                 });
             }
@@ -145,8 +216,8 @@ macro_rules! provider_contract_tests {
                 let p = build(dir.path());
                 let bogus = serde_json::json!({"something": "else"});
                 runtime().block_on(async {
-                    assert!(p.remove(&bogus).await.is_err());
-                    assert!(p.status(std::slice::from_ref(&bogus)).await[0].is_err());
+                    assert!(p.remove(&set(p.name()), &bogus).await.is_err());
+                    assert!(p.status(&set(p.name()), std::slice::from_ref(&bogus)).await[0].is_err());
                 });
             }
 

@@ -11,6 +11,7 @@ pub mod azure_provider;
 pub mod local_provider;
 pub mod settings;
 pub mod sim_provider;
+pub mod ssh_provider;
 
 pub use settings::{SettingKind, SettingSpec};
 use thunderhead_core::provider_rules::{Derived, ProviderRules};
@@ -48,11 +49,37 @@ impl ProviderError {
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
 
+/// A template's secret settings, opened: held in memory only while a provider call needs them,
+/// never logged or shown (a [`Secret`]'s `Debug` and serialised form are `***`).
+pub type Secrets = std::collections::BTreeMap<String, Secret>;
+pub use thunderhead_core::template::Secret;
+
+/// A node template as its provider's verbs see it: its settings, and its secret settings opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub template: Template,
+    pub secrets: Secrets,
+}
+
+impl Set {
+    /// A template whose secret settings are not needed (or that has none).
+    pub fn of(template: Template) -> Set {
+        Set { template, secrets: Secrets::new() }
+    }
+
+    /// A secret setting's value, if the template holds it.
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).map(|s| s.0.as_str())
+    }
+}
+
 /// Everything a provider needs to deploy one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployRequest {
     pub node: String,
     pub template: Template,
+    /// The template's secret settings, opened.
+    pub secrets: Secrets,
     pub size: NodeSize,
     /// The URL the node's agent connects to.
     pub server_url: String,
@@ -90,7 +117,22 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExternalStatus {
     Running,
+    /// It exists but does not run yet, for this reason in the provider's words (a batch queue's
+    /// `Resources`, a VM still being allocated).
+    Waiting(String),
     Gone,
+}
+
+/// Something of a template's set that the provider holds, found by looking rather than
+/// remembered: what it finds that no node or proxy owns is a leftover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The handle it removes the thing with, equal to the one its deploy returned.
+    pub handle: serde_json::Value,
+    /// The node or proxy it was made for, if it says.
+    pub node: Option<String>,
+    /// What and where it is, in a line (`agent pid 4242 on 10.0.0.7:22 in ~/.thunderhead/…`).
+    pub what: String,
 }
 
 /// What a provider declares about itself.
@@ -170,15 +212,25 @@ pub trait Provider: Send + Sync {
         Ok(())
     }
     /// Checks credentials and reach without deploying anything.
-    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>>;
+    fn validate<'a>(&'a self, set: &'a Set) -> BoxFuture<'a, Vec<Check>>;
     /// Deploys one node and returns its handle.
     fn deploy<'a>(&'a self, request: &'a DeployRequest) -> BoxFuture<'a, Result<serde_json::Value>>;
     /// Deploys one proxy of a set and returns its handle and the URL agents connect to.
     fn deploy_proxy<'a>(&'a self, request: &'a ProxyRequest) -> BoxFuture<'a, Result<(serde_json::Value, String)>>;
-    /// The provider's view of each handle, in order.
-    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>>;
-    /// Removes a deployment; removing what is already gone succeeds.
-    fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>>;
+    /// The provider's view of each handle of `set`'s deployments, in order.
+    fn status<'a>(
+        &'a self,
+        set: &'a Set,
+        handles: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>>;
+    /// Removes a deployment of `set`; removing what is already gone succeeds.
+    fn remove<'a>(&'a self, set: &'a Set, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>>;
+    /// Everything of `set` the provider holds, for finding leftovers that no node owns
+    /// (`template validate`, `node stop --orphans`). A provider that cannot look finds nothing.
+    fn inventory<'a>(&'a self, set: &'a Set) -> BoxFuture<'a, Result<Vec<Found>>> {
+        let _ = set;
+        Box::pin(async { Ok(vec![]) })
+    }
 }
 
 /// The providers of this build, by name.
@@ -199,8 +251,9 @@ impl Providers {
                     local_provider::LocalProvider::new(agent_program.clone(), nodes.clone())
                         .isolated(isolation.clone()),
                 ),
-                Arc::new(sim_provider::SimProvider::new(agent_program, nodes).isolated(isolation)),
+                Arc::new(sim_provider::SimProvider::new(agent_program.clone(), nodes).isolated(isolation)),
                 Arc::new(azure_provider::AzureProvider),
+                Arc::new(ssh_provider::SshProvider::new(agent_program, &state_dir)),
             ],
         }
     }
@@ -289,6 +342,10 @@ impl ProviderRules for Providers {
 
     fn deployable(&self, provider: &str) -> bool {
         self.get(provider).is_some_and(|p| p.info().deployable)
+    }
+
+    fn proxies(&self, provider: &str) -> bool {
+        self.get(provider).is_none_or(|p| p.info().proxies)
     }
 }
 

@@ -369,7 +369,8 @@ impl Provider for LocalProvider {
         &INFO
     }
 
-    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
+    fn validate<'a>(&'a self, set: &'a crate::Set) -> BoxFuture<'a, Vec<Check>> {
+        let template = &set.template;
         Box::pin(async move {
             let program = &self.agent_program;
             let agent = match std::fs::metadata(program) {
@@ -412,7 +413,11 @@ impl Provider for LocalProvider {
         })
     }
 
-    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
+    fn status<'a>(
+        &'a self,
+        _set: &'a crate::Set,
+        handles: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
         Box::pin(async move {
             handles
                 .iter()
@@ -421,7 +426,7 @@ impl Provider for LocalProvider {
         })
     }
 
-    fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
+    fn remove<'a>(&'a self, _set: &'a crate::Set, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let handle = parse(handle)?;
             end_process(&handle).await;
@@ -478,7 +483,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive(&lost), "the unrecorded agent was ended");
-        rt.block_on(p.remove(&kept)).unwrap();
+        rt.block_on(p.remove(&crate::contract::set("local"), &kept)).unwrap();
     }
 
     #[test]
@@ -548,7 +553,7 @@ mod tests {
             assert!(PASSED_ON.contains(&name) || ["PWD", "SHLVL", "OLDPWD"].contains(&name), "{name} in\n{env}");
         }
         assert!(!env.contains("thj1_") && !env.contains("CERTIFICATE"), "{env}");
-        rt.block_on(p.remove(&serde_json::to_value(&handle).unwrap())).unwrap();
+        rt.block_on(p.remove(&crate::contract::set("local"), &serde_json::to_value(&handle).unwrap())).unwrap();
         assert!(!node.exists() && !task_root.exists(), "removing the node removes its task root too");
     }
 

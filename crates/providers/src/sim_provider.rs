@@ -314,7 +314,8 @@ impl Provider for SimProvider {
         SimSettings::from_map(settings).map(|_| Derived::default())
     }
 
-    fn validate<'a>(&'a self, template: &'a Template) -> BoxFuture<'a, Vec<Check>> {
+    fn validate<'a>(&'a self, set: &'a crate::Set) -> BoxFuture<'a, Vec<Check>> {
+        let template = &set.template;
         Box::pin(async move {
             let mut checks = vec![match Self::settings(template) {
                 Ok(s) => Check {
@@ -331,7 +332,7 @@ impl Provider for SimProvider {
                 },
                 Err(e) => Check { name: "simulation settings".into(), ok: false, detail: e.message },
             }];
-            checks.extend(self.local.validate(template).await);
+            checks.extend(self.local.validate(set).await);
             checks
         })
     }
@@ -350,7 +351,11 @@ impl Provider for SimProvider {
         })
     }
 
-    fn status<'a>(&'a self, handles: &'a [serde_json::Value]) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
+    fn status<'a>(
+        &'a self,
+        set: &'a crate::Set,
+        handles: &'a [serde_json::Value],
+    ) -> BoxFuture<'a, Vec<Result<ExternalStatus>>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(handles.len());
             for h in handles {
@@ -361,14 +366,14 @@ impl Provider for SimProvider {
                             agents.get(&l.node).is_some_and(|a| a.deployment == l.deployment && !a.task.is_finished());
                         Ok(if running { ExternalStatus::Running } else { ExternalStatus::Gone })
                     }
-                    None => self.local.status(std::slice::from_ref(h)).await.remove(0),
+                    None => self.local.status(set, std::slice::from_ref(h)).await.remove(0),
                 });
             }
             out
         })
     }
 
-    fn remove<'a>(&'a self, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
+    fn remove<'a>(&'a self, set: &'a crate::Set, handle: &'a serde_json::Value) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if let Some(l) = light_handle(handle) {
                 let mut agents = self.light.lock().expect("light agents");
@@ -386,7 +391,7 @@ impl Provider for SimProvider {
                 return Ok(());
             }
             let parsed = local_provider::parse(handle)?;
-            self.local.remove(handle).await?;
+            self.local.remove(set, handle).await?;
             if let Some(node) = parsed.dir.file_name().and_then(|n| n.to_str()) {
                 let mut state = self.state.lock().expect("sim state");
                 for held in state.held.values_mut() {
@@ -466,6 +471,10 @@ mod tests {
         assert!((0..1000).all(|i| draw(&none, "n", i).1 == Outcome::Deployed));
     }
 
+    fn sim_set() -> crate::Set {
+        crate::contract::set("sim")
+    }
+
     #[test]
     fn capacity_refuses_the_node_beyond_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -482,9 +491,9 @@ mod tests {
             let first = p.deploy(&request("SimCN-0001")).await.unwrap();
             let err = p.deploy(&request("SimCN-0002")).await.unwrap_err();
             assert!(err.message.contains("capacity reached") && err.transient, "{err}");
-            p.remove(&first).await.unwrap();
+            p.remove(&sim_set(), &first).await.unwrap();
             let second = p.deploy(&request("SimCN-0002")).await.expect("room again after a removal");
-            p.remove(&second).await.unwrap();
+            p.remove(&sim_set(), &second).await.unwrap();
         });
     }
 
@@ -499,10 +508,10 @@ mod tests {
             let handle = p.deploy(&request).await.unwrap();
             assert_eq!(handle["light"], true);
             assert!(!dir.path().join("nodes/SimCN-0001").exists(), "no process, no directory");
-            assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
-            p.remove(&handle).await.unwrap();
+            assert_eq!(p.status(&sim_set(), std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Running)]);
+            p.remove(&sim_set(), &handle).await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            assert_eq!(p.status(std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
+            assert_eq!(p.status(&sim_set(), std::slice::from_ref(&handle)).await, vec![Ok(ExternalStatus::Gone)]);
         });
     }
 

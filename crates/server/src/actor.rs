@@ -6,12 +6,13 @@ mod access;
 mod commands;
 mod requests;
 
-pub use commands::task_attempt;
+pub use commands::{open_secrets, task_attempt};
 pub use requests::{Reply, Request};
 
 use crate::commit::{self, Batch, FollowUp};
 use crate::enrol::Enrolment;
 use crate::now_millis;
+use crate::secrets::SecretKey;
 use crate::users::Users;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -19,9 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use thunderhead_core::cluster::{Cluster, DeployFailure, Effects, Hello, SessionId, TaskResult};
 use thunderhead_core::feed::{Generations, Topics};
+use thunderhead_core::template::Template;
 use thunderhead_core::{Error, JobId};
 use thunderhead_proto::ServerMsg;
-use thunderhead_providers::Providers;
+use thunderhead_providers::{ExternalStatus, Providers};
 use thunderhead_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -31,6 +33,8 @@ const MAX_BATCH: usize = 4096;
 /// How often (in one-second ticks) deployments without a connected agent are checked with
 /// their provider.
 const PROBE_EVERY_TICKS: u64 = 2;
+/// The longest a provider may take to answer one status call for a set.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often changed node measurements are announced to live clients, in ticks (seconds).
 const MEASUREMENTS_EVERY_TICKS: u64 = 5;
@@ -85,6 +89,12 @@ pub enum Event {
         handle: Value,
         why: &'static str,
     },
+    /// A provider reports a deployment that exists but does not run yet, and why.
+    DeploymentWaiting {
+        node: String,
+        handle: Value,
+        reason: String,
+    },
     ProxyDeployed {
         proxy: String,
         result: Result<(Value, String), String>,
@@ -135,6 +145,11 @@ struct Actor {
     commits: std::sync::mpsc::Sender<Batch>,
     agents: HashMap<SessionId, AgentTx>,
     providers: Providers,
+    /// Opens templates' secret settings for provider calls.
+    secrets: Arc<SecretKey>,
+    /// Templates whose deployments are being probed: one probe of a set at a time, so a slow
+    /// provider is not asked again before it answered.
+    probing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     url: String,
     /// Join tokens and node certificates; `None` over plain HTTP.
     enrolment: Option<Arc<Enrolment>>,
@@ -155,15 +170,19 @@ struct Actor {
     measured: bool,
 }
 
-pub fn spawn(
-    cluster: Cluster,
-    startup: Effects,
-    store: Arc<dyn Store>,
-    providers: Providers,
-    url: String,
-    enrolment: Option<Arc<Enrolment>>,
-    users: Arc<Users>,
-) -> Handle {
+/// What the actor works with besides the model: the store it commits to, the providers it
+/// calls, the key that opens templates' secrets, its own URL, enrolment and the users.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub providers: Providers,
+    pub secrets: Arc<SecretKey>,
+    pub url: String,
+    pub enrolment: Option<Arc<Enrolment>>,
+    pub users: Arc<Users>,
+}
+
+pub fn spawn(cluster: Cluster, startup: Effects, parts: Parts) -> Handle {
+    let Parts { store, providers, secrets, url, enrolment, users } = parts;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (changes, following) = watch::channel(Generations::default());
     let mut actor = Actor {
@@ -171,6 +190,8 @@ pub fn spawn(
         commits: commit::spawn(store),
         agents: HashMap::new(),
         providers,
+        secrets,
+        probing: Default::default(),
         url,
         enrolment,
         users,
@@ -319,6 +340,9 @@ impl Actor {
                 self.cluster.proxy_gone(fx, &node, &handle, now)
             }
             Event::DeploymentGone { node, handle, why } => self.cluster.deployment_gone(fx, &node, &handle, why, now),
+            Event::DeploymentWaiting { node, handle, reason } => {
+                self.cluster.deployment_waiting(fx, &node, &handle, &reason, now)
+            }
             Event::ProxyDeployed { proxy, result } => self.cluster.proxy_deployed(fx, &proxy, result, now),
             Event::ProxyRemoved { proxy, handle, result } => {
                 self.cluster.proxy_removed(fx, &proxy, &handle, result, now)
@@ -339,29 +363,44 @@ impl Actor {
         }
     }
 
-    /// Asks the providers about deployments whose agent is not connected; gone ones come back
-    /// as events.
+    /// Asks the providers about deployments whose agent is not connected, one call per set;
+    /// gone and waiting ones come back as events.
     fn probe_deployments(&self) {
-        let mut by_provider: HashMap<String, Vec<(String, Value)>> = HashMap::new();
-        for (node, template, handle) in self.cluster.deployments_to_probe() {
-            by_provider.entry(template.provider).or_default().push((node, handle));
+        let mut by_template: HashMap<String, (Template, Vec<(String, Value)>)> = HashMap::new();
+        for (node, template, handle) in
+            self.cluster.deployments_to_probe().into_iter().chain(self.cluster.proxies_to_probe())
+        {
+            by_template.entry(template.name.clone()).or_insert_with(|| (template, vec![])).1.push((node, handle));
         }
-        for (proxy, template, handle) in self.cluster.proxies_to_probe() {
-            by_provider.entry(template.provider).or_default().push((proxy, handle));
-        }
-        for (provider, nodes) in by_provider {
-            let Some(provider) = self.providers.get(&provider) else {
+        for (name, (template, nodes)) in by_template {
+            let Ok((provider, set)) = self.provider_for(template) else {
                 continue;
             };
-            let events = self.events.clone();
+            if !self.probing.lock().expect("probes").insert(name.clone()) {
+                continue;
+            }
+            let (events, probing) = (self.events.clone(), self.probing.clone());
             let why = provider.info().gone;
             self.runtime.spawn(async move {
                 let handles: Vec<Value> = nodes.iter().map(|(_, h)| h.clone()).collect();
-                let statuses = provider.status(&handles).await;
+                let statuses = tokio::time::timeout(PROBE_TIMEOUT, provider.status(&set, &handles)).await;
+                probing.lock().expect("probes").remove(&name);
+                let Ok(statuses) = statuses else {
+                    tracing::warn!(template = %name, "the provider did not answer a status call within {} s", PROBE_TIMEOUT.as_secs());
+                    return;
+                };
                 for ((node, handle), status) in nodes.into_iter().zip(statuses) {
-                    if status == Ok(thunderhead_providers::ExternalStatus::Gone) {
-                        let _ = events.send(Event::DeploymentGone { node, handle, why });
-                    }
+                    let _ = match status {
+                        Ok(ExternalStatus::Gone) => events.send(Event::DeploymentGone { node, handle, why }),
+                        Ok(ExternalStatus::Waiting(reason)) => {
+                            events.send(Event::DeploymentWaiting { node, handle, reason })
+                        }
+                        Ok(ExternalStatus::Running) => Ok(()),
+                        Err(e) => {
+                            tracing::debug!(node = %node, error = %e, "a status call failed");
+                            Ok(())
+                        }
+                    };
                 }
             });
         }

@@ -105,6 +105,7 @@ pub fn router(parts: Parts) -> Router {
         )
         .route("/api/v1/templates/{name}/validate", post(templates::validate_template))
         .route("/api/v1/templates/{name}/resume", post(templates::resume_template))
+        .route("/api/v1/templates/{name}/orphans/remove", post(templates::remove_leftovers))
         .route("/api/v1/providers", get(providers::list_providers))
         .route("/api/v1/providers/{name}", get(providers::show_provider))
         .route("/api/v1/nodes", get(nodes::list_nodes).post(nodes::add_nodes))

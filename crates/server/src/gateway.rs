@@ -67,7 +67,7 @@ async fn session(socket: WebSocket, handle: Handle, enrolment: Option<Arc<Enrolm
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
     let hello = match first {
         Ok(Some(Ok(Message::Text(text)))) => match thunderhead_proto::decode::<AgentMsg>(text.as_str()) {
-            Ok(AgentMsg::Hello { protocol, name, cores, running, completed, .. }) => {
+            Ok(AgentMsg::Hello { protocol, name, cores, running, completed, leaves_at, .. }) => {
                 if protocol != PROTOCOL_VERSION {
                     let reason = format!(
                         "agent protocol {protocol} is not supported by this head node (it speaks {PROTOCOL_VERSION}); run the same thunderhead version on both"
@@ -85,6 +85,7 @@ async fn session(socket: WebSocket, handle: Handle, enrolment: Option<Arc<Enrolm
                     cores,
                     running: running.into_iter().map(task_attempt).collect(),
                     completed: completed.into_iter().map(task_attempt).collect(),
+                    leaves_at,
                 }
             }
             Ok(_) => {

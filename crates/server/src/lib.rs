@@ -156,8 +156,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let providers = Providers::standard(config.state_dir.clone(), config.agent_program.clone());
     let rules = Arc::new(providers.clone());
     let cluster = Cluster::restore(config.cluster.clone(), rules, snapshot, &mut fx, now_millis());
-    let handle =
-        actor::spawn(cluster, fx, store.clone(), providers.clone(), url.clone(), enrolment.clone(), users.clone());
+    let handle = actor::spawn(
+        cluster,
+        fx,
+        actor::Parts {
+            store: store.clone(),
+            providers: providers.clone(),
+            secrets: secrets.clone(),
+            url: url.clone(),
+            enrolment: enrolment.clone(),
+            users: users.clone(),
+        },
+    );
     let access = Access {
         url: url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),

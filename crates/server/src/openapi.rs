@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/templates/{name}"),
     ("POST", "/api/v1/templates/{name}/validate"),
     ("POST", "/api/v1/templates/{name}/resume"),
+    ("POST", "/api/v1/templates/{name}/orphans/remove"),
     ("GET", "/api/v1/providers"),
     ("GET", "/api/v1/providers/{name}"),
     ("GET", "/api/v1/nodes"),

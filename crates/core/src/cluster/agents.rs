@@ -68,6 +68,13 @@ impl Cluster {
             fx.commands.push(Command::Disconnect { session: old, reason: "replaced by a newer connection".into() });
         }
         node.agent = AgentLink::Connected { session, heard: now, installing: false };
+        if node.leaves_at != hello.leaves_at {
+            node.leaves_at = hello.leaves_at;
+            if let Some(at) = hello.leaves_at {
+                let at = crate::text::utc(at);
+                log(fx, &name, now, format!("its agent says the machine is taken back at {at}: it drains then"));
+            }
+        }
         if must_install {
             self.install_on_join(fx, &name, session, now);
         }

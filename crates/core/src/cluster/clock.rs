@@ -13,7 +13,11 @@ impl Cluster {
         let mut timed_out = Vec::new();
         let mut lost = Vec::new();
         let mut silent = Vec::new();
+        let mut leaving = Vec::new();
         for node in self.nodes.values() {
+            if node.leaves_at.is_some_and(|at| now >= at) && matches!(node.state, NodeState::Online { .. }) {
+                leaving.push(node.name.clone());
+            }
             if let AgentLink::Connected { heard, .. } = node.agent
                 && now.saturating_sub(heard) > self.config.heartbeat_timeout
             {
@@ -23,9 +27,17 @@ impl Cluster {
                 (
                     NodeState::Provisioning { .. },
                     AgentLink::None | AgentLink::Away { .. },
-                    Deployment::Made { at, .. },
-                ) if now.saturating_sub(*at) > self.config.provision_timeout => {
-                    timed_out.push(node.name.clone());
+                    Deployment::Made { at, waiting, .. },
+                ) => {
+                    let limit = self.boot_timeout(node);
+                    if now.saturating_sub(*at) > limit {
+                        let mut cause =
+                            format!("the node's agent did not connect within {} s of deployment", limit / 1000);
+                        if let Some(reason) = waiting {
+                            cause.push_str(&format!(" (the provider's last word: waiting, {reason})"));
+                        }
+                        timed_out.push((node.name.clone(), cause));
+                    }
                 }
                 (state, AgentLink::Away { since: gone }, _)
                     if state.expects_agent() && now.saturating_sub(gone) > self.config.reconnect_grace =>
@@ -35,11 +47,7 @@ impl Cluster {
                 _ => {}
             }
         }
-        for name in timed_out {
-            let cause = format!(
-                "the node's agent did not connect within {} s of deployment",
-                self.config.provision_timeout / 1000
-            );
+        for (name, cause) in timed_out {
             let template = self.nodes[&name].template.clone().unwrap_or_default();
             self.note_failure(fx, &template, &cause, now);
             let _ = self.transition(fx, &name, NodeEvent::Failed { cause }, now);
@@ -57,8 +65,22 @@ impl Cluster {
         for name in silent {
             self.heartbeat_lost(fx, &name, now);
         }
+        for name in leaving {
+            log(fx, &name, now, "its machine is being taken back: draining (running tasks finish, no new ones start)");
+            let _ = self.offline_node(fx, &name, false, now);
+        }
         self.keep_proxies(fx, now);
         self.apply_availability(fx, now);
+    }
+
+    /// How long `node`'s agent may take to connect after its deployment: its template's boot
+    /// timeout, or the head node's.
+    fn boot_timeout(&self, node: &super::node::Node) -> Millis {
+        node.template
+            .as_ref()
+            .and_then(|t| self.templates.get(t))
+            .and_then(|t| t.boot_timeout)
+            .unwrap_or(self.config.provision_timeout)
     }
 
     /// A connected agent went silent: its node's health is `Error`, its tasks are requeued and

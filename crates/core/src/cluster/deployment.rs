@@ -32,8 +32,9 @@ pub enum Deployment {
     Queued { attempts: u32, not_before: Millis, earlier: Option<Handle> },
     /// Deploy call number `attempt` is out.
     Deploying { attempt: u32 },
-    /// The provider made it at `at`; the provision timeout runs from there.
-    Made { handle: Handle, at: Millis },
+    /// The provider made it at `at`; the boot timeout runs from there. `waiting` is the
+    /// provider's last word on why it is not running yet (a batch queue's reason), if it said.
+    Made { handle: Handle, at: Millis, waiting: Option<String> },
 }
 
 /// What happens to a deployment.
@@ -87,6 +88,18 @@ impl Deployment {
         }
     }
 
+    /// Records the provider's word that the deployment with `handle` waits (for `reason`);
+    /// returns whether that is news. Said of another deployment, it changes nothing.
+    pub fn note_waiting(&mut self, of: &Handle, reason: &str) -> bool {
+        match self {
+            Deployment::Made { handle, waiting, .. } if handle == of && waiting.as_deref() != Some(reason) => {
+                *waiting = Some(reason.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// An earlier deployment being removed before the node is deployed again, if any.
     pub fn earlier(&self) -> Option<&Handle> {
         match self {
@@ -122,7 +135,7 @@ impl Deployment {
             (
                 D::None | D::Clearing { .. } | D::Queued { .. } | D::Deploying { .. } | D::Made { .. },
                 E::Made { handle, at },
-            ) => D::Made { handle, at },
+            ) => D::Made { handle, at, waiting: None },
 
             (D::Deploying { attempt }, E::CallFailed { retry_at: Some(not_before) }) => {
                 D::Queued { attempts: *attempt, not_before, earlier: None }
@@ -189,7 +202,7 @@ mod tests {
     use serde_json::json;
 
     fn made(h: u32) -> Deployment {
-        D::Made { handle: json!(h), at: 5 }
+        D::Made { handle: json!(h), at: 5, waiting: None }
     }
 
     #[test]

@@ -165,4 +165,53 @@ impl Cluster {
             _ => {}
         }
     }
+
+    /// The provider reports that a node's deployment exists but does not run yet, and why in its
+    /// own words (a batch queue's reason, such as `Resources`). The node's log says so when the
+    /// reason changes; if the agent never connects, the boot timeout's cause repeats it.
+    pub fn deployment_waiting(&mut self, fx: &mut Effects, name: &str, handle: &Handle, reason: &str, now: Millis) {
+        let Some(node) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if node.session().is_none() && node.deployment.note_waiting(handle, reason) {
+            log(fx, name, now, format!("the provider says the deployment waits: {reason}"));
+        }
+    }
+
+    /// What the head node holds of `name`'s set at its provider, to tell leftovers from what
+    /// its nodes own: every handle of its nodes and proxies (current, and earlier ones being
+    /// removed), and the nodes and proxies whose deploy call is out (what the provider holds
+    /// for them has no handle here yet).
+    pub fn holdings(&self, name: &str) -> crate::Result<Holdings> {
+        let template = self.template_named(name)?.clone();
+        let mut holdings = Holdings { template, handles: vec![], busy: vec![] };
+        for n in self.nodes.values().filter(|n| n.template.as_deref() == Some(name)) {
+            holdings.handles.extend(n.deployment.handle().into_iter().chain(n.deployment.earlier()).cloned());
+            if matches!(n.deployment, Deployment::Deploying { .. }) {
+                holdings.busy.push(n.name.clone());
+            }
+        }
+        for p in self.proxies.values().filter(|p| p.template == name) {
+            holdings.handles.extend(p.handle.iter().cloned());
+            if p.state == crate::proxy::ProxyState::Deploying {
+                holdings.busy.push(p.name.clone());
+            }
+        }
+        Ok(holdings)
+    }
+}
+
+/// What the head node holds of a set at its provider (see [`Cluster::holdings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holdings {
+    pub template: Template,
+    pub handles: Vec<Handle>,
+    pub busy: Vec<String>,
+}
+
+impl Holdings {
+    /// Whether something the provider found, with `handle`, made for `node`, is a leftover.
+    pub fn is_leftover(&self, handle: &Handle, node: Option<&str>) -> bool {
+        !self.handles.contains(handle) && !node.is_some_and(|n| self.busy.iter().any(|b| b == n))
+    }
 }

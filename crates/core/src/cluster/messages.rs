@@ -47,4 +47,7 @@ pub struct Hello {
     pub running: Vec<TaskAttempt>,
     /// Attempts whose results the agent holds and is about to send.
     pub completed: Vec<TaskAttempt>,
+    /// When the agent's machine is taken back (a batch allocation's end, less a margin); the
+    /// node takes no task from then on.
+    pub leaves_at: Option<Millis>,
 }

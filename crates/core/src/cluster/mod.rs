@@ -69,6 +69,7 @@ mod restore;
 mod templates;
 
 pub use deployment::{AgentLink, DeployEvent, Deployment, Handle};
+pub use deployments::Holdings;
 pub use effects::{Command, Effects};
 pub use messages::{Dispatch, Hello, TaskAttempt, TaskResult};
 pub use node::Node;

@@ -31,6 +31,8 @@ pub struct Node {
     pub metrics: Option<NodeMetrics>,
     /// The tasks that ended there last, newest last (kept in memory only).
     pub recent: VecDeque<TaskView>,
+    /// When its machine is taken back, as its agent said when it joined: it drains then.
+    pub leaves_at: Option<Millis>,
 }
 
 impl Node {
@@ -58,6 +60,7 @@ impl Node {
             task_us: None,
             metrics: None,
             recent: VecDeque::new(),
+            leaves_at: None,
         }
     }
 

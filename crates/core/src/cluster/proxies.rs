@@ -96,8 +96,12 @@ impl Cluster {
     }
 
     /// The addresses of the set's proxies that are up, for its agents, once none of its
-    /// proxies is still deploying and at least one is up.
+    /// proxies is still deploying and at least one is up. None at all for a set without proxies:
+    /// its agents reach the head node directly.
     pub(super) fn proxy_urls(&self, template: &str) -> Option<Vec<String>> {
+        if self.templates.get(template).is_some_and(|t| t.proxies == 0) {
+            return Some(vec![]);
+        }
         let set: Vec<&ProxyRecord> = self.proxies.values().filter(|p| p.template == template).collect();
         if set.iter().any(|p| matches!(p.state, ProxyState::Deploying | ProxyState::Removing)) {
             return None;

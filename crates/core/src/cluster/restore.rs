@@ -47,7 +47,7 @@ impl Cluster {
             // A deployment that was queued or under way when the head node stopped has no
             // handle yet: it is made again. One with a handle waits for its agent.
             let deployment = match r.handle {
-                Some(handle) => Deployment::Made { handle, at: now },
+                Some(handle) => Deployment::Made { handle, at: now, waiting: None },
                 None if provisioning => Deployment::Queued { attempts: 0, not_before: now, earlier: None },
                 None => Deployment::None,
             };

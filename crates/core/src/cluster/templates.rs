@@ -81,6 +81,7 @@ impl Cluster {
             pins: t.pins.clone(),
             blob_store: t.blob_store.clone(),
             availability: t.availability.clone(),
+            boot_timeout: t.boot_timeout,
             created_at: t.created_at,
         }
     }

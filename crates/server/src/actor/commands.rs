@@ -4,12 +4,14 @@
 use super::{Actor, Event, Outbound};
 use crate::commit::FollowUp;
 use crate::now_millis;
+use std::sync::Arc;
 use std::time::Duration;
 use thunderhead_core::TaskKey;
 use thunderhead_core::cluster::{Command, DeployFailure, SessionId, TaskAttempt};
 use thunderhead_core::persist::Op;
+use thunderhead_core::template::Template;
 use thunderhead_proto::{Assignment, ServerMsg, TaskRef};
-use thunderhead_providers::{DeployRequest, ProviderError, ProxyRequest};
+use thunderhead_providers::{DeployRequest, Provider, ProviderError, ProxyRequest, Secret, Secrets, Set};
 
 /// The longest a provider may take to deploy one node.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -75,14 +77,22 @@ pub fn task_attempt(t: TaskRef) -> TaskAttempt {
 }
 
 impl Actor {
-    /// A follow-up that runs `call` with the named provider (or why there is none) on the
-    /// runtime, and sends the event it makes back to the actor.
-    fn provider_call<F, Fut>(&self, provider: &str, call: F) -> Option<FollowUp>
+    /// The template's provider and the template with its secret settings opened, or why the
+    /// call cannot be made.
+    pub(super) fn provider_for(&self, template: Template) -> Result<(Arc<dyn Provider>, Set), ProviderError> {
+        let provider = self.providers.get(&template.provider).ok_or_else(|| unavailable(&template.provider))?;
+        let secrets = open_secrets(&self.secrets, &template)?;
+        Ok((provider, Set { template, secrets }))
+    }
+
+    /// A follow-up that runs `call` with the template's provider and its set (or why there is
+    /// none) on the runtime, and sends the event it makes back to the actor.
+    fn provider_call<F, Fut>(&self, template: Template, call: F) -> Option<FollowUp>
     where
-        F: FnOnce(Result<std::sync::Arc<dyn thunderhead_providers::Provider>, ProviderError>) -> Fut + Send + 'static,
+        F: FnOnce(Result<(Arc<dyn Provider>, Set), ProviderError>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Event> + Send + 'static,
     {
-        let found = self.providers.get(provider).ok_or_else(|| unavailable(provider));
+        let found = self.provider_for(template);
         let (events, runtime) = (self.events.clone(), self.runtime.clone());
         Some(Box::new(move || {
             runtime.spawn(async move {
@@ -162,32 +172,36 @@ impl Actor {
                 f
             }
             Command::DeployProxy { proxy, template, address } => {
-                let request = ProxyRequest { proxy: proxy.clone(), template, server_url: self.url.clone(), address };
-                self.provider_call(&request.template.provider.clone(), move |p| async move {
+                let server_url = self.url.clone();
+                self.provider_call(template, move |p| async move {
                     let result = match p {
-                        Ok(p) => bounded(DEPLOY_TIMEOUT, "deploy", p.deploy_proxy(&request)).await,
+                        Ok((p, set)) => {
+                            let request =
+                                ProxyRequest { proxy: proxy.clone(), template: set.template, server_url, address };
+                            bounded(DEPLOY_TIMEOUT, "deploy", p.deploy_proxy(&request)).await
+                        }
                         Err(e) => Err(e),
                     };
                     Event::ProxyDeployed { proxy, result: result.map_err(|e| e.message) }
                 })
             }
-            Command::RemoveProxy { proxy, template, handle } => {
-                self.provider_call(&template.provider, move |p| async move {
-                    let result = match p {
-                        Ok(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
-                        Err(e) => Err(e),
-                    };
-                    Event::ProxyRemoved { proxy, handle, result: result.map_err(|e| e.message) }
-                })
-            }
+            Command::RemoveProxy { proxy, template, handle } => self.provider_call(template, move |p| async move {
+                let result = match p {
+                    Ok((p, set)) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&set, &handle)).await,
+                    Err(e) => Err(e),
+                };
+                Event::ProxyRemoved { proxy, handle, result: result.map_err(|e| e.message) }
+            }),
             Command::Deploy { node, template, size, via } => {
-                // Agents of burst nodes reach the head node through their set's proxies.
+                // Agents of burst nodes reach the head node through their set's proxies, if it
+                // runs any.
                 let server_url = if via.is_empty() { self.url.clone() } else { via.join(",") };
                 let join = self.join_grant(ops, &node, &template.name, now_millis());
-                self.provider_call(&template.provider.clone(), move |p| async move {
+                self.provider_call(template, move |p| async move {
                     let result = match p {
-                        Ok(p) => {
-                            let request = DeployRequest { node: node.clone(), template, size, server_url, join };
+                        Ok((p, Set { template, secrets })) => {
+                            let request =
+                                DeployRequest { node: node.clone(), template, secrets, size, server_url, join };
                             bounded(DEPLOY_TIMEOUT, "deploy", p.deploy(&request)).await
                         }
                         Err(e) => Err(e),
@@ -196,15 +210,33 @@ impl Actor {
                     Event::Deployed { node, result }
                 })
             }
-            Command::Remove { node, template, handle } => self.provider_call(&template.provider, move |p| async move {
+            Command::Remove { node, template, handle } => self.provider_call(template, move |p| async move {
                 let result = match p {
-                    Ok(p) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&handle)).await,
+                    Ok((p, set)) => bounded(REMOVE_TIMEOUT, "remove", p.remove(&set, &handle)).await,
                     Err(e) => Err(e),
                 };
                 Event::Removed { node, handle, result: result.map_err(|e| e.message) }
             }),
         }
     }
+}
+
+/// Opens a template's sealed secret settings for a provider call. A template without any has
+/// none; sealed ones that do not open (another head node's key) fail the call with the fix.
+pub fn open_secrets(key: &crate::secrets::SecretKey, template: &Template) -> Result<Secrets, ProviderError> {
+    let Some(sealed) = &template.sealed else {
+        return Ok(Secrets::new());
+    };
+    let refused = || {
+        ProviderError::fatal(format!(
+            "the secret settings of template {} do not open with this head node's key (give them again: thunderhead \
+             template edit {} --secret KEY=FILE)",
+            template.name, template.name
+        ))
+    };
+    let plain = key.open(sealed).ok_or_else(refused)?;
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&plain).map_err(|_| refused())?;
+    Ok(map.into_iter().map(|(k, v)| (k, Secret(v))).collect())
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ pub enum Request {
     ShowTemplate(String, Reply<TemplateView>),
     /// The template with its settings, for a provider check.
     TemplateForCheck(String, Reply<Template>),
+    /// What the head node holds of a set at its provider, to tell leftovers.
+    Holdings(String, Reply<thunderhead_core::cluster::Holdings>),
     AddNodes(AddNodes, Reply<Vec<NodeView>>),
     NodeAction(NodeActionRequest, Reply<Vec<NodeActionResult>>),
     ListNodes(Option<String>, Reply<Vec<NodeView>>),
@@ -147,6 +149,7 @@ impl Request {
             Request::ListTemplates(..) => "ListTemplates",
             Request::ShowTemplate(..) => "ShowTemplate",
             Request::TemplateForCheck(..) => "TemplateForCheck",
+            Request::Holdings(..) => "Holdings",
             Request::AddNodes(..) => "AddNodes",
             Request::NodeAction(..) => "NodeAction",
             Request::ListNodes(..) => "ListNodes",
@@ -194,6 +197,7 @@ impl Actor {
             Request::ListTemplates(reply) => reply.send(f, Ok(c.templates())),
             Request::ShowTemplate(name, reply) => reply.send(f, c.template(&name)),
             Request::TemplateForCheck(name, reply) => reply.send(f, c.template_record(&name)),
+            Request::Holdings(name, reply) => reply.send(f, c.holdings(&name)),
             Request::AddNodes(req, reply) => reply.send(f, c.add_nodes(fx, req, now)),
             Request::NodeAction(req, reply) => reply.send(f, c.node_action(fx, req, now)),
             Request::ListNodes(template, reply) => reply.send(f, c.nodes(template.as_deref())),

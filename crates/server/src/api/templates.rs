@@ -105,26 +105,100 @@ pub(super) async fn validate_template(
     State(api): State<Api>,
     Path(name): Path<String>,
 ) -> Answer<Vec<thunderhead_providers::Check>> {
-    let template = api.handle.ask(|r| Request::TemplateForCheck(name, r)).await?;
-    let mut checks = match api.providers.get(&template.provider) {
-        Some(p) => p.validate(&template).await,
-        None => vec![thunderhead_providers::Check {
+    use thunderhead_providers::Check;
+    let holdings = api.handle.ask(|r| Request::Holdings(name, r)).await?;
+    let template = holdings.template.clone();
+    let Some(provider) = api.providers.get(&template.provider) else {
+        return Ok(Json(vec![Check {
             name: "provider".into(),
             ok: false,
             detail: format!("provider {} is not available in this build", template.provider),
-        }],
+        }]));
     };
-    if let Some(sealed) = &template.sealed {
-        let opens = api.secrets.open(sealed).is_some();
-        checks.push(thunderhead_providers::Check {
+    let secrets = crate::actor::open_secrets(&api.secrets, &template);
+    let set = thunderhead_providers::Set { template, secrets: secrets.clone().unwrap_or_default() };
+    let mut checks = provider.validate(&set).await;
+    if set.template.sealed.is_some() {
+        checks.push(Check {
             name: "stored secrets".into(),
-            ok: opens,
-            detail: if opens {
-                "sealed at rest; they open with this head node's key".into()
-            } else {
-                "they do not open with this head node's key (was secret.key replaced?); give the certificate again with template edit".into()
+            ok: secrets.is_ok(),
+            detail: match &secrets {
+                Ok(_) => "sealed at rest; they open with this head node's key".into(),
+                Err(_) => {
+                    "they do not open with this head node's key (was secret.key replaced?); give them again with \
+                           template edit --secret KEY=FILE"
+                        .into()
+                }
             },
         });
     }
+    if provider.info().deployable {
+        checks.push(match leftovers(provider.as_ref(), &set, &holdings).await {
+            Ok(found) if found.is_empty() => {
+                Check { name: "leftovers".into(), ok: true, detail: "the provider holds nothing no node owns".into() }
+            }
+            Ok(found) => Check {
+                name: "leftovers".into(),
+                ok: false,
+                detail: format!(
+                    "the provider holds {} thing(s) no node owns (remove them: thunderhead node stop --template {} \
+                     --orphans): {}",
+                    found.len(),
+                    set.template.name,
+                    found.iter().map(|f| f.what.as_str()).collect::<Vec<_>>().join("; ")
+                ),
+            },
+            Err(e) => Check { name: "leftovers".into(), ok: false, detail: format!("cannot look: {e}") },
+        });
+    }
     Ok(Json(checks))
+}
+
+/// What the provider holds of the set that no node or proxy owns.
+async fn leftovers(
+    provider: &dyn thunderhead_providers::Provider,
+    set: &thunderhead_providers::Set,
+    holdings: &thunderhead_core::cluster::Holdings,
+) -> Result<Vec<thunderhead_providers::Found>, thunderhead_providers::ProviderError> {
+    let found = tokio::time::timeout(LOOK_TIMEOUT, provider.inventory(set))
+        .await
+        .map_err(|_| thunderhead_providers::ProviderError::transient("the provider did not answer within 60 s"))??;
+    Ok(found.into_iter().filter(|f| holdings.is_leftover(&f.handle, f.node.as_deref())).collect())
+}
+
+/// The longest the head node waits for a provider to list what it holds.
+const LOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `node stop --template T --orphans`: removes what the provider holds of the set that no node
+/// or proxy owns, and says what it removed (and what it could not).
+pub(super) async fn remove_leftovers(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Answer<Vec<thunderhead_core::view::NodeActionResult>> {
+    use thunderhead_core::view::NodeActionResult;
+    let holdings = api.handle.ask(|r| Request::Holdings(name, r)).await?;
+    let template = holdings.template.clone();
+    let provider = api.providers.get(&template.provider).ok_or_else(|| {
+        thunderhead_core::Error::invalid(format!("provider {} is not available in this build", template.provider))
+    })?;
+    let secrets =
+        crate::actor::open_secrets(&api.secrets, &template).map_err(|e| thunderhead_core::Error::invalid(e.message))?;
+    let set = thunderhead_providers::Set { template, secrets };
+    let found = leftovers(provider.as_ref(), &set, &holdings).await.map_err(|e| {
+        thunderhead_core::Error::conflict(format!(
+            "the provider could not list the set (try again, or see template validate): {e}"
+        ))
+    })?;
+    let mut results = Vec::new();
+    for f in found {
+        let removed = tokio::time::timeout(LOOK_TIMEOUT, provider.remove(&set, &f.handle)).await;
+        let (ok, message) = match removed {
+            Ok(Ok(())) => (true, format!("removed {}", f.what)),
+            Ok(Err(e)) => (false, format!("cannot remove {}: {e}", f.what)),
+            Err(_) => (false, format!("cannot remove {}: the provider did not answer within 60 s", f.what)),
+        };
+        tracing::info!(template = %set.template.name, ok, "{message}");
+        results.push(NodeActionResult { node: f.node.unwrap_or_else(|| "(none)".into()), ok, message });
+    }
+    Ok(Json(results))
 }

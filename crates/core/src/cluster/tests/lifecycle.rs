@@ -158,7 +158,7 @@ fn a_silent_agent_gets_health_error_its_tasks_requeued_and_ok_when_it_returns() 
     assert!(assigned(&fx).iter().all(|(s, _)| *s != env.sessions[&quiet]));
 
     let session = 99;
-    let hello = Hello { name: quiet.clone(), cores: 1, running: held.clone(), completed: vec![] };
+    let hello = Hello { name: quiet.clone(), cores: 1, running: held.clone(), completed: vec![], leaves_at: None };
     env.c.agent_hello(&mut env.fx, session, hello, env.now).unwrap();
     let fx = env.end();
     assert_eq!(env.state(&quiet), ("Online".into(), "OK".into()));

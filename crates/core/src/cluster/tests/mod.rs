@@ -104,7 +104,7 @@ impl Env {
     fn connect(&mut self, name: &str, cores: u32) -> Result<SessionId> {
         let session = self.next_session;
         self.next_session += 1;
-        let hello = Hello { name: name.into(), cores, running: vec![], completed: vec![] };
+        let hello = Hello { name: name.into(), cores, running: vec![], completed: vec![], leaves_at: None };
         self.c.agent_hello(&mut self.fx, session, hello, self.now)?;
         self.sessions.insert(name.into(), session);
         Ok(session)

@@ -21,8 +21,13 @@ fn a_restarted_head_node_keeps_running_tasks_and_requeues_what_agents_do_not_hol
     assert_eq!(c.node(&names[0]).unwrap().state, "Online");
     // The agent comes back holding two of the three attempts and the result of one.
     let attempt = |d: &Dispatch| TaskAttempt { key: d.key, attempt: d.attempt };
-    let hello =
-        Hello { name: names[0].clone(), cores: 2, running: vec![attempt(&d[1])], completed: vec![attempt(&d[2])] };
+    let hello = Hello {
+        name: names[0].clone(),
+        cores: 2,
+        running: vec![attempt(&d[1])],
+        completed: vec![attempt(&d[2])],
+        leaves_at: None,
+    };
     c.agent_hello(&mut fx, 77, hello, env.now).unwrap();
     c.end_batch(&mut fx, env.now);
     c.check_invariants().unwrap();

@@ -126,6 +126,7 @@ fn an_agent_holding_an_old_result_and_a_new_attempt_of_one_task_keeps_running_it
         cores: 1,
         running: vec![TaskAttempt { key: second.key, attempt: 2 }],
         completed: vec![TaskAttempt { key: first.key, attempt: 1 }],
+        leaves_at: None,
     };
     env.c.agent_hello(&mut env.fx, 50, hello, env.now).unwrap();
     let fx = env.end();
