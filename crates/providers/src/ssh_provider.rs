@@ -532,6 +532,18 @@ impl Provider for SshProvider {
         Ok(Derived::default())
     }
 
+    fn take_secrets(
+        &self,
+        given: Option<&std::collections::BTreeMap<String, String>>,
+        _settings: &mut Map<String, Value>,
+        _creating: bool,
+    ) -> thunderhead_core::Result<()> {
+        match given.and_then(|g| g.get("identity")) {
+            Some(key) => remote::check_private_key(key).map_err(thunderhead_core::Error::invalid),
+            None => Ok(()),
+        }
+    }
+
     fn validate<'a>(&'a self, set: &'a Set) -> BoxFuture<'a, Vec<Check>> {
         Box::pin(async move {
             let fail = |name: &str, detail: String| vec![Check { name: name.into(), ok: false, detail }];

@@ -239,6 +239,8 @@ impl KeyAgent {
     /// The agent's socket and the public key file of `private` (an OpenSSH private key without
     /// a passphrase), adding the key to the agent if it does not hold it yet.
     pub async fn hold(&self, private: &str) -> Result<(PathBuf, PathBuf)> {
+        // OpenSSH reads a key only with its final line break, which a secret file may lose.
+        let private = &format!("{}\n", private.trim_end());
         let public = public_key(private).await?;
         let started = self.ensure_running()?;
         if started {
@@ -307,10 +309,32 @@ impl Drop for KeyAgent {
     }
 }
 
+/// Checks that `private` is an OpenSSH private key without a passphrase, as `ssh-keygen -y`
+/// reads it (for a template being created or edited: off the async runtime).
+pub fn check_private_key(private: &str) -> std::result::Result<(), String> {
+    use std::io::Write;
+    let mut keygen = std::process::Command::new("ssh-keygen")
+        .args(["-y", "-P", "", "-f", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh-keygen to check the identity (install OpenSSH's client): {e}"))?;
+    let mut stdin = keygen.stdin.take().expect("piped");
+    let _ = stdin.write_all(format!("{}\n", private.trim_end()).as_bytes());
+    drop(stdin);
+    match keygen.wait() {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err("the identity is not an OpenSSH private key without a passphrase (give the private key file, e.g. \
+                  --secret identity=~/.ssh/id_ed25519; remove a passphrase with ssh-keygen -p)"
+            .into()),
+    }
+}
+
 /// The public half of an OpenSSH private key, from `ssh-keygen -y` reading it on standard input.
 async fn public_key(private: &str) -> Result<String> {
     let mut keygen = tokio::process::Command::new("ssh-keygen");
-    keygen.args(["-y", "-f", "/dev/stdin"]);
+    keygen.args(["-y", "-P", "", "-f", "/dev/stdin"]);
     keygen.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = keygen.spawn().map_err(|e| ProviderError::fatal(format!("cannot run ssh-keygen: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped");
