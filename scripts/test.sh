@@ -32,6 +32,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 source scripts/emulators.sh
 # Real OpenSSH servers on loopback for the ssh provider (as an unprivileged user of their own).
 source scripts/peers/sshd.sh
+# A real single-host Slurm cluster on loopback for the slurm provider.
+source scripts/peers/slurm.sh
 
 echo "==> cargo test"
 cargo test --workspace --locked

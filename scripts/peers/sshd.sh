@@ -12,7 +12,8 @@
 #   ssh_config                  for people: `ssh -F "$THUNDERHEAD_TEST_SSH/ssh_config" h1 CMD`
 #                               (hosts h1 h2 h3, refusing, down)
 # and stops the servers, whatever they left running, and the directory when the sourcing shell
-# exits (after any EXIT trap set before it).
+# exits (before any EXIT trap set earlier, which still runs). Source it once per shell; the
+# servers are that shell's background jobs, so a bare `wait` there would wait for them too.
 #
 # As root the servers run as a system user of their own, `thssh` (THUNDERHEAD_TEST_SSH_USER),
 # created here when missing, so logins are as that user, as on a workstation; otherwise they
@@ -112,7 +113,7 @@ ssh_peers_stop() {
     fi
     rm -rf "$ssh_peers_dir"
 }
-# Runs after an EXIT trap set before this script (emulators.sh sets one), not instead of it.
+# Runs before an EXIT trap set earlier (emulators.sh sets one), not instead of it.
 ssh_peers_earlier_trap() {
     eval "set -- $(trap -p EXIT)"
     printf '%s' "${3:-}"
@@ -195,6 +196,10 @@ EOF
 
 if [ -n "${ssh_peers_as[*]}" ]; then
     chown -R "$ssh_peers_user:" "$ssh_peers_dir/hosts" "$ssh_peers_dir/remote"
+    if ! "${ssh_peers_as[@]}" test -r "$ssh_peers_dir/hosts/h1/sshd_config"; then
+        echo "scripts/peers/sshd.sh: $ssh_peers_user cannot reach $ssh_peers_dir: set TMPDIR to a directory every user can pass through, such as /tmp" >&2
+        return 1 2>/dev/null || exit 1
+    fi
 elif [ "$(id -u)" = 0 ]; then
     mkdir -p -m 755 /run/sshd # an sshd running as root wants its privilege separation directory
 fi

@@ -137,9 +137,9 @@ fn any_user_reads_the_providers_of_the_build_and_the_settings_each_takes() {
     assert!(listed.status.success(), "a User reads the providers: {}", stderr(&listed));
     let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["local", "sim", "azure", "ssh"]);
+    assert_eq!(names, ["local", "sim", "azure", "ssh", "slurm"]);
     let deploys: Vec<bool> = list.as_array().unwrap().iter().map(|p| p["deployable"].as_bool().unwrap()).collect();
-    assert_eq!(deploys, [true, true, false, true]);
+    assert_eq!(deploys, [true, true, false, true, true]);
 
     let sim = c.json(&["provider", "show", "sim"]);
     let failure_rate = sim["settings"].as_array().unwrap().iter().find(|s| s["name"] == "failure_rate");

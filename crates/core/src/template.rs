@@ -425,7 +425,7 @@ impl Template {
     fn check_proxies(&self, rules: &dyn ProviderRules) -> Result<()> {
         match (rules.proxies(&self.provider), self.proxies) {
             (true, 0) => Err(Error::invalid(format!(
-                "0 proxies is too few for a set of provider {}: its agents reach the head node through them (give \
+                "0 proxies is out of range for a set of provider {}: its agents reach the head node through them (give \
                  --proxies from 1 to 100)",
                 self.provider
             ))),
@@ -575,7 +575,7 @@ mod tests {
         let err = new("rack", Some(2)).validate(0, &Lab).unwrap_err();
         assert!(err.message.contains("runs no proxies") && err.message.contains("give 0"), "{err}");
         let err = new("lab", Some(0)).validate(0, &Lab).unwrap_err();
-        assert!(err.message.contains("too few"), "{err}");
+        assert!(err.message.contains("0 proxies is out of range"), "{err}");
         let rack = new("rack", None).validate(0, &Lab).unwrap();
         let err = rack.edited(TemplateEdit { proxies: Some(1), ..Default::default() }, &Lab).unwrap_err();
         assert!(err.message.contains("runs no proxies"), "{err}");

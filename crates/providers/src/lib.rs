@@ -10,7 +10,9 @@
 pub mod azure_provider;
 pub mod local_provider;
 pub mod settings;
+pub mod shell;
 pub mod sim_provider;
+pub mod slurm_provider;
 pub mod ssh_provider;
 
 pub use settings::{SettingKind, SettingSpec};
@@ -253,7 +255,8 @@ impl Providers {
                 ),
                 Arc::new(sim_provider::SimProvider::new(agent_program.clone(), nodes).isolated(isolation)),
                 Arc::new(azure_provider::AzureProvider),
-                Arc::new(ssh_provider::SshProvider::new(agent_program, &state_dir)),
+                Arc::new(ssh_provider::SshProvider::new(agent_program.clone(), &state_dir)),
+                Arc::new(slurm_provider::SlurmProvider::new(agent_program, &state_dir)),
             ],
         }
     }

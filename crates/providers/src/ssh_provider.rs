@@ -11,11 +11,12 @@
 
 mod remote;
 
+use crate::shell::{last_line, quote};
 use crate::{
     BoxFuture, Check, DeployRequest, ExternalStatus, Found, Provider, ProviderError, ProxyRequest, Result, Set,
 };
 use crate::{SettingKind, SettingSpec, settings};
-use remote::{Host, Input, KeyAgent, Options, quote};
+use remote::{Host, Input, KeyAgent, Options};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -220,15 +221,18 @@ impl SshProvider {
     /// A provider whose nodes run `agent_program` (copied to the hosts), keeping its sockets
     /// in a private directory named for `state_dir`.
     pub fn new(agent_program: PathBuf, state_dir: &Path) -> SshProvider {
-        use sha2::Digest;
-        let tag =
-            sha2::Sha256::digest(std::path::absolute(state_dir).unwrap_or_default().as_os_str().as_encoded_bytes());
-        let tag: String = tag.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let cluster = crate::shell::cluster_tag(state_dir);
         let uid = nix::unistd::getuid();
-        let runtime_dir = std::env::temp_dir().join(format!("thunderhead-ssh-{uid}-{tag}"));
+        // OpenSSH's control sockets live here: their paths must stay short (about 49 characters
+        // for the directory), so a long TMPDIR gives way to /tmp.
+        let name = format!("thunderhead-ssh-{uid}-{}", &cluster[3..]);
+        let mut runtime_dir = std::env::temp_dir().join(&name);
+        if runtime_dir.as_os_str().len() > 49 {
+            runtime_dir = PathBuf::from("/tmp").join(&name);
+        }
         SshProvider {
             agent_program,
-            cluster: format!("th-{tag}"),
+            cluster,
             keys: KeyAgent::new(runtime_dir.clone()),
             runtime_dir,
             checksum: tokio::sync::OnceCell::new(),
@@ -516,10 +520,6 @@ fn end_agent_script(dir: &str) -> String {
          while [ $i -lt 50 ] && alive \"$p\" \"$t\"; do sleep 0.1; i=$((i+1)); done; \
          kill -KILL -\"$p\" 2>/dev/null || true; fi;"
     )
-}
-
-fn last_line(text: &str) -> String {
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string()
 }
 
 impl Provider for SshProvider {

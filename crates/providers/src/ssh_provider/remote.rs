@@ -213,11 +213,6 @@ pub fn close_masters(dir: &Path) {
     }
 }
 
-/// Quotes `text` for a POSIX shell.
-pub fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 /// An `ssh-agent` of this process holding the sets' private keys, so that no key is written to
 /// disk. Started when the first set with a key needs it; ended with the provider.
 pub struct KeyAgent {
@@ -353,12 +348,6 @@ async fn public_key(private: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_quotes_and_spaces() {
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn refused_keys_and_host_keys_are_lasting_and_a_host_that_is_down_is_not() {

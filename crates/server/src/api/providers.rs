@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn every_provider_is_listed_in_registration_order() {
         let names: Vec<String> = views(&standard()).into_iter().map(|v| v.name).collect();
-        assert_eq!(names, ["local", "sim", "azure", "ssh"]);
+        assert_eq!(names, ["local", "sim", "azure", "ssh", "slurm"]);
     }
 
     #[test]
