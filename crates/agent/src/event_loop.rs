@@ -46,6 +46,13 @@ pub struct AgentConfig {
     pub leaves_at: Option<u64>,
 }
 
+/// Signals that end a task from outside the agent when its machine is taken away (SIGHUP,
+/// SIGINT, SIGKILL, SIGTERM).
+const KILLS_FROM_OUTSIDE: [i32; 4] = [1, 2, 9, 15];
+
+/// How long the result of a task killed from outside waits, in case the agent is stopping too.
+const OUTSIDE_KILL_GRACE: Duration = Duration::from_secs(2);
+
 /// What a refusal from the head node starts with.
 const REFUSED: &str = "the head node refused this agent: ";
 
@@ -84,6 +91,11 @@ pub(crate) enum Event {
     Message(ServerMsg),
     Disconnected(String),
     Exited {
+        task: TaskRef,
+        exit: Option<Exit>,
+    },
+    /// A task killed from outside the agent, reported a moment later (see [`OUTSIDE_KILL_GRACE`]).
+    ExitedLate {
         task: TaskRef,
         exit: Option<Exit>,
     },
@@ -311,7 +323,22 @@ impl Agent {
                     self.outgoing.push(AgentMsg::Installed { results });
                 }
             }
-            Event::Exited { task, exit } => self.step(task, PhaseEvent::Exited(exit)),
+            Event::Exited { task, exit: Some(Exit::Signal(signal)) }
+                if KILLS_FROM_OUTSIDE.contains(&signal) && self.tasks.is_running(task) =>
+            {
+                // A batch system ends an allocation by signalling every process in it, tasks
+                // included, as it tells the agent to stop. Held back a moment, such a task is
+                // not reported if the agent stops meanwhile: the head node runs it again
+                // elsewhere instead of counting it failed.
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(OUTSIDE_KILL_GRACE).await;
+                    let _ = events.send(Event::ExitedLate { task, exit: Some(Exit::Signal(signal)) });
+                });
+            }
+            Event::Exited { task, exit } | Event::ExitedLate { task, exit } => {
+                self.step(task, PhaseEvent::Exited(exit))
+            }
             Event::Swept(task) => self.step(task, PhaseEvent::Swept),
             Event::StagedIn { task, outcome } => self.step(task, PhaseEvent::StagedIn(outcome)),
             Event::StagedOut { task, outcome } => self.step(task, PhaseEvent::StagedOut(outcome)),

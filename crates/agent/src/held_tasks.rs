@@ -56,6 +56,11 @@ impl<O> HeldTasks<O> {
         outcome
     }
 
+    /// Whether `task` is running (neither being canceled by the agent nor past its run).
+    pub(crate) fn is_running(&self, task: TaskRef) -> bool {
+        matches!(self.phases.get(&task), Some(TaskPhase::Running { .. }))
+    }
+
     pub(crate) fn holds(&self, task: TaskRef) -> bool {
         self.phases.contains_key(&task)
     }

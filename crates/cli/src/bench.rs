@@ -31,6 +31,12 @@ pub enum Which {
     ManyNodes,
     /// A head node killed with a 1,000,000-index sweep half done: time until it answers again
     Restart,
+    /// `node start` of 100 ssh nodes on the test hosts (source scripts/peers/sshd.sh): time
+    /// until all are Offline, then a sweep across them: the head node's CPU and tasks per second
+    SshNodes,
+    /// The same with 100 Slurm nodes on the test cluster (source scripts/peers/slurm.sh)
+    SlurmNodes,
+    /// Every benchmark above but the two that need the test peers
     All,
 }
 
@@ -199,6 +205,93 @@ fn many_nodes(args: &BenchArgs) -> Result<Value> {
     }))
 }
 
+/// A template of the ssh test hosts that `scripts/peers/sshd.sh` starts, 34 nodes a host.
+fn ssh_template() -> Result<Value> {
+    let dir = std::env::var("THUNDERHEAD_TEST_SSH").map(std::path::PathBuf::from).map_err(|_| {
+        anyhow::anyhow!(
+            "no ssh hosts to measure: run `source scripts/peers/sshd.sh` first (it sets THUNDERHEAD_TEST_SSH)"
+        )
+    })?;
+    let env = std::fs::read_to_string(dir.join("hosts.env"))?;
+    let get = |key: &str| -> Result<String> {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(String::from)
+            .ok_or_else(|| anyhow::anyhow!("{key} is missing from {}", dir.join("hosts.env").display()))
+    };
+    let hosts: Vec<String> = get("SSH_PORTS")?.split(',').map(|p| format!("127.0.0.1:{p}")).collect();
+    Ok(json!({
+        "provider": "ssh",
+        "settings": {
+            "hosts": hosts.join(","),
+            "user": get("SSH_USER")?,
+            "known_hosts": dir.join("known_hosts").display().to_string(),
+            "remote_dir": format!("{}/bench", get("SSH_REMOTE_DIR")?),
+            "nodes_per_host": "34",
+        },
+        "secrets": {"identity": std::fs::read_to_string(dir.join("id_ed25519"))?},
+    }))
+}
+
+/// A template of the Slurm test cluster that `scripts/peers/slurm.sh` starts.
+fn slurm_template() -> Result<Value> {
+    let prefix = std::env::var("THUNDERHEAD_TEST_SLURM").map_err(|_| {
+        anyhow::anyhow!(
+            "no Slurm cluster to measure: run `source scripts/peers/slurm.sh` first (it sets THUNDERHEAD_TEST_SLURM)"
+        )
+    })?;
+    let work = std::env::temp_dir().join("thunderhead-bench-slurm");
+    Ok(json!({
+        "provider": "slurm",
+        "settings": {
+            "command_prefix": prefix,
+            "partition": std::env::var("THUNDERHEAD_TEST_SLURM_PARTITION").unwrap_or_else(|_| "main".into()),
+            "time_limit": "30m",
+            "work_dir": work.display().to_string(),
+        },
+    }))
+}
+
+/// `--nodes` Small nodes of `template`: time from `node start` until all are Offline, then a
+/// sweep of `--tasks` runs of `true` across them: tasks per second and the head node's CPU.
+fn remote_nodes(args: &BenchArgs, template: Value, name: &str) -> Result<Value> {
+    let mut offline = Vec::new();
+    let mut rates = Vec::new();
+    let mut busy = Vec::new();
+    for round in 1..=args.repeat {
+        let head = Head::start()?;
+        offline.push(head.set_of(template.clone(), args.nodes, "Small")?.as_secs_f64());
+        let (cpu, start) = (cpu_seconds(head.pid()), Instant::now());
+        let reply: SubmitReply = head
+            .client
+            .post(&ApiPath::new("jobs"), &json!({"sweep": format!("1-{}", args.tasks), "command": ["true"]}))?;
+        let job = wait_job(&head.client, reply.id)?;
+        if job.tasks.finished != args.tasks {
+            bail!("only {} of {} tasks finished", job.tasks.finished, args.tasks);
+        }
+        let took = start.elapsed().as_secs_f64();
+        rates.push(args.tasks as f64 / took);
+        busy.push((cpu_seconds(head.pid()) - cpu) / took * 100.0);
+        head.stop_set(Duration::from_secs(300))?;
+        eprintln!(
+            "{name} round {round}: {} nodes Offline in {:.1} s; {} tasks at {:.0} tasks/s, head node {:.0}% of a core",
+            args.nodes,
+            offline[offline.len() - 1],
+            args.tasks,
+            rates[rates.len() - 1],
+            busy[busy.len() - 1]
+        );
+    }
+    Ok(json!({
+        "benchmark": name,
+        "nodes": args.nodes,
+        "seconds_until_offline": median(offline),
+        "tasks": args.tasks,
+        "tasks_per_second": median(rates),
+        "busy_core_percent": median(busy),
+    }))
+}
+
 fn restart(args: &BenchArgs) -> Result<Value> {
     let mut took = Vec::new();
     let mut state = Value::Null;
@@ -245,6 +338,12 @@ pub fn run(args: BenchArgs, out: Output) -> Result<i32> {
     }
     if all || args.which == Which::Restart {
         results.push(restart(&args)?);
+    }
+    if args.which == Which::SshNodes {
+        results.push(remote_nodes(&args, ssh_template()?, "ssh-nodes")?);
+    }
+    if args.which == Which::SlurmNodes {
+        results.push(remote_nodes(&args, slurm_template()?, "slurm-nodes")?);
     }
     out.one(&results, |results| {
         for r in results {

@@ -61,7 +61,7 @@ impl Drop for CancelAtEnd {
 #[test]
 fn a_sweep_runs_in_allocations_a_cancelled_one_is_noticed_and_leftovers_are_removed() {
     let _cancel = CancelAtEnd(vec!["Hpc-".into(), "Stray-".into()]);
-    let c = Cluster::start();
+    let mut c = Cluster::start();
     create(&c, "hpc", &["--series-prefix", "Hpc-", "--set", "partition=main"]);
     let shown = c.json(&["template", "show", "hpc"]);
     assert_eq!(shown["proxies"], 0, "{shown}");
@@ -73,6 +73,21 @@ fn a_sweep_runs_in_allocations_a_cancelled_one_is_noticed_and_leftovers_are_remo
     c.await_nodes("hpc", "Online");
     let running: Vec<_> = jobs().into_iter().filter(|(_, n, s)| n.starts_with("Hpc-") && s == "RUNNING").collect();
     assert_eq!(running.len(), 3, "one allocation a node: {running:?}");
+
+    // The join grant is in no record Slurm keeps of the jobs, and no longer on disk.
+    let mut records = slurm("scontrol show job -dd") + &slurm("squeue --json");
+    let conf = std::path::PathBuf::from(std::env::var("SLURM_CONF").expect("SLURM_CONF"));
+    for entry in walk(&conf.parent().unwrap().join("state")) {
+        records.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap_or_default()));
+    }
+    assert!(!records.contains("thj1_"), "a join token reached Slurm's records");
+    let grants: Vec<_> = walk(&c.dir.path().join("slurm-work")).into_iter().filter(|p| p.ends_with("join")).collect();
+    assert!(grants.is_empty(), "grant files left: {grants:?}");
+
+    // A restarted head node finds its allocations through their handles; the agents come back.
+    c.kill_server();
+    c.start_server();
+    c.await_nodes("hpc", "Online");
 
     let id = c.submit(&["--sweep", "1-30", "--", "sh", "-c", "echo index *; sleep 0.2"]);
     assert!(c.try_th(&["job", "wait", &id.to_string()]).status.success());
@@ -119,6 +134,19 @@ fn a_sweep_runs_in_allocations_a_cancelled_one_is_noticed_and_leftovers_are_remo
     eventually(30, "the allocations to end", || {
         jobs().iter().all(|(_, n, s)| !n.starts_with("Hpc-") || s != "RUNNING").then_some(())
     });
+}
+
+/// Every file under `root`.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
+        }
+    }
+    files
 }
 
 /// The tag that tells this head node's jobs and directories from another's: the name of the one

@@ -251,10 +251,14 @@ impl SlurmProvider {
         struct Queue {
             jobs: Vec<QueuedJob>,
         }
-        let ran = run(settings, "squeue --me --json", b"").await?;
-        if ran.status != 0 {
-            return Err(slurm_failure("squeue", &ran.stderr));
-        }
+        let ran = retrying(|| async {
+            let ran = run(settings, "squeue --me --json", b"").await?;
+            if ran.status != 0 {
+                return Err(slurm_failure("squeue", &ran.stderr));
+            }
+            Ok(ran)
+        })
+        .await?;
         let queue: Queue = serde_json::from_str(&ran.stdout).map_err(|e| {
             ProviderError::transient(format!(
                 "squeue --json answered something else than its JSON ({e}): {}",
@@ -374,6 +378,27 @@ async fn run(settings: &SlurmSettings, script: &str, input: &[u8]) -> Result<Ran
     })
 }
 
+/// `call`, tried again twice (after 1 s, then 2 s) while it fails in a way that may pass: a busy
+/// or unreachable controller. Not for `sbatch`, which may have submitted before it failed.
+async fn retrying<T, F, Fut>(call: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delay = Duration::from_secs(1);
+    for _ in 0..2 {
+        match call().await {
+            Err(e) if e.transient => {
+                tracing::debug!(error = %e, "a Slurm command failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
 /// A Slurm command's refusal in Slurm's words, and whether trying again may help: a bad
 /// partition, account or option is refused again; a busy or unreachable controller may answer.
 fn slurm_failure(command: &str, stderr: &str) -> ProviderError {
@@ -483,12 +508,16 @@ impl Provider for SlurmProvider {
         Box::pin(async move {
             let handle = parse(handle)?;
             let settings = Self::settings(set)?;
-            let ran = run(&settings, &format!("scancel {}", handle.job), b"").await?;
-            // A job that already ended is what removing it wants.
-            let ended = ["Invalid job id", "already completing or completed", "Job/step already"];
-            if ran.status != 0 && !ended.iter().any(|e| ran.stderr.contains(e)) {
-                return Err(slurm_failure("scancel", &ran.stderr));
-            }
+            retrying(|| async {
+                let ran = run(&settings, &format!("scancel {}", handle.job), b"").await?;
+                // A job that already ended is what removing it wants.
+                let ended = ["Invalid job id", "already completing or completed", "Job/step already"];
+                if ran.status != 0 && !ended.iter().any(|e| ran.stderr.contains(e)) {
+                    return Err(slurm_failure("scancel", &ran.stderr));
+                }
+                Ok(())
+            })
+            .await?;
             let ran = run(&settings, &format!("cd; rm -rf {}", quote(&handle.dir)), b"").await?;
             if ran.status != 0 {
                 return Err(ProviderError::transient(format!(

@@ -127,21 +127,36 @@ impl Head {
 
     /// A local set of `count` nodes of `size`, online.
     pub fn set(&self, count: u32, size: &str) -> Result<Duration> {
+        self.set_of(json!({"provider": "local"}), count, size)
+    }
+
+    /// A set of `count` nodes of `size` from `template` (its provider, settings and secrets;
+    /// named `bench` here), online; returns the time from `node start` until all were Offline.
+    pub fn set_of(&self, mut template: Value, count: u32, size: &str) -> Result<Duration> {
         let c = &self.client;
-        let _: Value = c.post(
-            &ApiPath::new("templates"),
-            &json!({"name": "bench", "provider": "local", "quota_cores": 100_000, "deploy_rate": 100_000}),
-        )?;
+        template["name"] = json!("bench");
+        template["quota_cores"] = json!(100_000);
+        template["deploy_rate"] = json!(100_000);
+        let _: Value = c.post(&ApiPath::new("templates"), &template)?;
         let _: Value = c.post(&ApiPath::new("nodes"), &json!({"template": "bench", "count": count, "size": size}))?;
         let started = Instant::now();
         let _: Value =
             c.post(&ApiPath::new("nodes").segment("actions"), &json!({"action": "start", "template": "bench"}))?;
-        self.until(Duration::from_secs(300), |nodes| nodes.iter().all(|n| n.state == "Offline"))?;
+        self.until(Duration::from_secs(600), |nodes| nodes.iter().all(|n| n.state == "Offline"))?;
         let took = started.elapsed();
         let _: Value =
             c.post(&ApiPath::new("nodes").segment("actions"), &json!({"action": "online", "template": "bench"}))?;
         self.until(Duration::from_secs(60), |nodes| nodes.iter().all(|n| n.state == "Online"))?;
         Ok(took)
+    }
+
+    /// Stops the set and waits until its deployments are removed (agents on other machines,
+    /// allocations), at most `limit`.
+    pub fn stop_set(&self, limit: Duration) -> Result<()> {
+        let _: Value = self
+            .client
+            .post(&ApiPath::new("nodes").segment("actions"), &json!({"action": "stop", "template": "bench"}))?;
+        self.until(limit, |nodes| nodes.iter().all(|n| n.state == "NotDeployed"))
     }
 
     fn until(&self, limit: Duration, done: impl Fn(&[NodeView]) -> bool) -> Result<()> {
