@@ -347,6 +347,43 @@ fn tasks_of_a_killed_agent_are_requeued_on_the_other_nodes() {
 }
 
 #[test]
+fn tasks_signalled_with_their_agent_as_a_batch_system_ends_an_allocation_run_again_not_failed() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let c = Cluster::start();
+    c.burst("pair", 2, "Small");
+    let id = c.submit(&["--sweep", "1-6", "--", "sleep", "3"]);
+    eventually(20, "tasks to run on both nodes", || {
+        let tasks = c.json(&["task", "list", &id.to_string(), "--state", "Running"]);
+        let nodes: std::collections::BTreeSet<String> =
+            tasks.as_array().unwrap().iter().map(|t| t["node"].as_str().unwrap().to_string()).collect();
+        (nodes.len() == 2).then_some(())
+    });
+    // As Slurm does at a time limit or scancel: SIGTERM to every process of the allocation, the
+    // tasks first, then the agent.
+    let node_dir = c.state_dir().join("nodes/LocalCN-0001");
+    let agent: i32 = std::fs::read_to_string(node_dir.join("agent.pid")).unwrap().trim().parse().unwrap();
+    let ps = std::process::Command::new("ps").args(["-eo", "pid=,ppid=,args="]).output().unwrap();
+    // The agent's tasks are its children.
+    let tasks: Vec<i32> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (pid, ppid) = (words.next()?.parse::<i32>().ok()?, words.next()?.parse::<i32>().ok()?);
+            (ppid == agent && words.collect::<Vec<_>>().join(" ") == "sleep 3").then_some(pid)
+        })
+        .collect();
+    assert!(!tasks.is_empty(), "the node runs tasks");
+    for pid in tasks {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    kill(Pid::from_raw(agent), Signal::SIGTERM).unwrap();
+    let wait = c.try_th(&["job", "wait", &id.to_string()]);
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+    assert_eq!(counts(&c.job(id)), (0, 0, 6, 0, 0), "no task counted failed");
+}
+
+#[test]
 fn clients_find_the_head_node_through_its_access_file() {
     use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
