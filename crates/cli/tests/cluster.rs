@@ -359,8 +359,8 @@ fn tasks_signalled_with_their_agent_as_a_batch_system_ends_an_allocation_run_aga
             tasks.as_array().unwrap().iter().map(|t| t["node"].as_str().unwrap().to_string()).collect();
         (nodes.len() == 2).then_some(())
     });
-    // As Slurm does at a time limit or scancel: SIGTERM to every process of the allocation, the
-    // tasks first, then the agent.
+    // As Slurm does at a time limit or scancel: SIGTERM to every process of the allocation, here
+    // the tasks first, then the agent.
     let node_dir = c.state_dir().join("nodes/LocalCN-0001");
     let agent: i32 = std::fs::read_to_string(node_dir.join("agent.pid")).unwrap().trim().parse().unwrap();
     let ps = std::process::Command::new("ps").args(["-eo", "pid=,ppid=,args="]).output().unwrap();
@@ -377,6 +377,9 @@ fn tasks_signalled_with_their_agent_as_a_batch_system_ends_an_allocation_run_aga
     for pid in tasks {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
+    // Slurm signals an allocation's processes one by one: the agent may hear of its tasks'
+    // ends before its own signal comes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     kill(Pid::from_raw(agent), Signal::SIGTERM).unwrap();
     let wait = c.try_th(&["job", "wait", &id.to_string()]);
     assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
