@@ -61,7 +61,8 @@ impl Drop for CancelAtEnd {
 #[test]
 fn a_sweep_runs_in_allocations_a_cancelled_one_is_noticed_and_leftovers_are_removed() {
     let _cancel = CancelAtEnd(vec!["Hpc-".into(), "Stray-".into()]);
-    let mut c = Cluster::start();
+    // A secret in the head node's environment must not travel with its sbatch calls.
+    let mut c = Cluster::start_with_env(&[], &[("HEAD_SECRET", "hunter2-for-the-head-node-only")]);
     create(&c, "hpc", &["--series-prefix", "Hpc-", "--set", "partition=main"]);
     let shown = c.json(&["template", "show", "hpc"]);
     assert_eq!(shown["proxies"], 0, "{shown}");
@@ -74,13 +75,15 @@ fn a_sweep_runs_in_allocations_a_cancelled_one_is_noticed_and_leftovers_are_remo
     let running: Vec<_> = jobs().into_iter().filter(|(_, n, s)| n.starts_with("Hpc-") && s == "RUNNING").collect();
     assert_eq!(running.len(), 3, "one allocation a node: {running:?}");
 
-    // The join grant is in no record Slurm keeps of the jobs, and no longer on disk.
+    // The join grant and the head node's environment are in no record Slurm keeps of the jobs,
+    // and the grant is no longer on disk.
     let mut records = slurm("scontrol show job -dd") + &slurm("squeue --json");
     let conf = std::path::PathBuf::from(std::env::var("SLURM_CONF").expect("SLURM_CONF"));
     for entry in walk(&conf.parent().unwrap().join("state")) {
         records.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap_or_default()));
     }
     assert!(!records.contains("thj1_"), "a join token reached Slurm's records");
+    assert!(!records.contains("hunter2-for-the-head-node-only"), "the head node's environment reached Slurm's records");
     let grants: Vec<_> = walk(&c.dir.path().join("slurm-work")).into_iter().filter(|p| p.ends_with("join")).collect();
     assert!(grants.is_empty(), "grant files left: {grants:?}");
 
