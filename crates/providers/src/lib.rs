@@ -235,6 +235,25 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// A handle a provider wrote, read back: of `kind` (`local`, `ssh`, …) and of a version this
+/// build reads (`version` or older); `newer` says what to do with one of a newer build.
+pub(crate) fn read_handle<T: serde::de::DeserializeOwned>(
+    handle: &serde_json::Value,
+    kind: &str,
+    version: u64,
+    newer: &str,
+) -> Result<T> {
+    let parsed = serde_json::from_value(handle.clone())
+        .map_err(|e| ProviderError::fatal(format!("the node's handle is not a {kind} handle ({e}): {handle}")))?;
+    let written = handle.get("v").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    if written > version {
+        return Err(ProviderError::fatal(format!(
+            "the node's handle is of version {written}, newer than this build reads ({version}); {newer}"
+        )));
+    }
+    Ok(parsed)
+}
+
 /// The providers of this build, by name.
 #[derive(Clone, Default)]
 pub struct Providers {

@@ -317,15 +317,8 @@ pub(crate) fn alive(handle: &LocalHandle) -> bool {
 }
 
 pub(crate) fn parse(handle: &serde_json::Value) -> Result<LocalHandle> {
-    let parsed: LocalHandle = serde_json::from_value(handle.clone())
-        .map_err(|e| ProviderError::fatal(format!("the node's handle is not a local handle ({e}): {handle}")))?;
-    if parsed.v > HANDLE_VERSION {
-        return Err(ProviderError::fatal(format!(
-            "the node's handle is of version {}, newer than this build reads ({HANDLE_VERSION}); run the newer head node, or stop the node's agent by hand: {handle}",
-            parsed.v
-        )));
-    }
-    Ok(parsed)
+    let newer = format!("run the newer head node, or stop the node's agent by hand: {handle}");
+    crate::read_handle(handle, "local", HANDLE_VERSION, &newer)
 }
 
 async fn end_process(handle: &LocalHandle) {

@@ -11,7 +11,7 @@
 //! Every command runs through the template's command prefix (nothing: on this machine; `ssh
 //! login-node`: on a login node).
 
-use crate::shell::{cluster_tag, last_line, quote};
+use crate::shell::{cluster_tag, last_line, quote, retrying};
 use crate::{
     BoxFuture, Check, DeployRequest, ExternalStatus, Found, Provider, ProviderError, ProxyRequest, Result, Set,
 };
@@ -152,14 +152,7 @@ impl SlurmSettings {
         let prefix: Vec<String> = settings::text(settings, "command_prefix")
             .map(|p| p.split_whitespace().map(String::from).collect())
             .unwrap_or_default();
-        let work_dir = settings::text(settings, "work_dir").unwrap_or(".thunderhead").trim().to_string();
-        let safe = |c: char| c.is_ascii_alphanumeric() || "/._-".contains(c);
-        if work_dir.is_empty() || !work_dir.chars().all(safe) || work_dir.split('/').any(|p| p == "..") {
-            return Err(invalid(format!(
-                "work_dir \"{}\" is not allowed (use letters, digits, '/', '.', '_' and '-', without '..', e.g. .thunderhead)",
-                thunderhead_core::text::escape(&work_dir)
-            )));
-        }
+        let work_dir = crate::shell::checked_dir("work_dir", settings::text(settings, "work_dir"))?;
         let program = settings::text(settings, "program").map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
         Ok(SlurmSettings { prefix, options, time_limit, drain_margin, work_dir, program })
     }
@@ -177,15 +170,7 @@ struct SlurmHandle {
 }
 
 fn parse(handle: &Value) -> Result<SlurmHandle> {
-    let parsed: SlurmHandle = serde_json::from_value(handle.clone())
-        .map_err(|e| ProviderError::fatal(format!("the node's handle is not a slurm handle ({e}): {handle}")))?;
-    if parsed.v > SLURM_HANDLE_VERSION {
-        return Err(ProviderError::fatal(format!(
-            "the node's handle is of version {}, newer than this build reads ({SLURM_HANDLE_VERSION}); run the newer head node",
-            parsed.v
-        )));
-    }
-    Ok(parsed)
+    crate::read_handle(handle, "slurm", SLURM_HANDLE_VERSION, "run the newer head node")
 }
 
 /// A job as `squeue --json` shows it.
@@ -251,7 +236,7 @@ impl SlurmProvider {
         struct Queue {
             jobs: Vec<QueuedJob>,
         }
-        let ran = retrying(|| async {
+        let ran = retrying("squeue", || async {
             let ran = run(settings, "squeue --me --json", b"").await?;
             if ran.status != 0 {
                 return Err(slurm_failure("squeue", &ran.stderr));
@@ -319,6 +304,8 @@ impl SlurmProvider {
             sbatch = sbatch.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
         );
         let grant = request.join.as_ref().map(|g| g.to_document()).unwrap_or_default();
+        // Not tried again here: sbatch may have submitted before it failed. The template's
+        // deploy retries try again, and what a lost answer left is a leftover.
         let ran = run(settings, &script, &grant).await?;
         let job = ran.stdout.trim().split(';').next().and_then(|j| j.trim().parse::<u64>().ok());
         match job {
@@ -380,27 +367,6 @@ async fn run(settings: &SlurmSettings, script: &str, input: &[u8]) -> Result<Ran
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
-}
-
-/// `call`, tried again twice (after 1 s, then 2 s) while it fails in a way that may pass: a busy
-/// or unreachable controller. Not for `sbatch`, which may have submitted before it failed.
-async fn retrying<T, F, Fut>(call: F) -> Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut delay = Duration::from_secs(1);
-    for _ in 0..2 {
-        match call().await {
-            Err(e) if e.transient => {
-                tracing::debug!(error = %e, "a Slurm command failed; trying again");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-    call().await
 }
 
 /// A Slurm command's refusal in Slurm's words, and whether trying again may help: a bad
@@ -512,7 +478,7 @@ impl Provider for SlurmProvider {
         Box::pin(async move {
             let handle = parse(handle)?;
             let settings = Self::settings(set)?;
-            retrying(|| async {
+            retrying("scancel", || async {
                 let ran = run(&settings, &format!("scancel {}", handle.job), b"").await?;
                 // A job that already ended is what removing it wants.
                 let ended = ["Invalid job id", "already completing or completed", "Job/step already"];

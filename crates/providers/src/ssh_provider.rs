@@ -86,15 +86,7 @@ struct SshHandle {
 }
 
 fn parse(handle: &Value) -> Result<SshHandle> {
-    let parsed: SshHandle = serde_json::from_value(handle.clone())
-        .map_err(|e| ProviderError::fatal(format!("the node's handle is not an ssh handle ({e}): {handle}")))?;
-    if parsed.v > SSH_HANDLE_VERSION {
-        return Err(ProviderError::fatal(format!(
-            "the node's handle is of version {}, newer than this build reads ({SSH_HANDLE_VERSION}); run the newer head node",
-            parsed.v
-        )));
-    }
-    Ok(parsed)
+    crate::read_handle(handle, "ssh", SSH_HANDLE_VERSION, "run the newer head node")
 }
 
 /// The `ssh` provider.

@@ -119,18 +119,7 @@ pub async fn run_retrying(
     input: Input<'_>,
     limit: Duration,
 ) -> Result<Ran> {
-    let mut delay = Duration::from_secs(1);
-    for _ in 0..2 {
-        match run(host, options, command, input, limit).await {
-            Err(e) if e.transient => {
-                tracing::debug!(%host, error = %e, "ssh failed; trying again");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-    run(host, options, command, input, limit).await
+    crate::shell::retrying(&format!("ssh to {host}"), || run(host, options, command, input, limit)).await
 }
 
 fn args(host: &Host, options: &Options) -> Vec<String> {

@@ -65,14 +65,7 @@ impl SshSettings {
             })? as usize,
             None => 1,
         };
-        let remote_dir = settings::text(settings, "remote_dir").unwrap_or(".thunderhead").trim().to_string();
-        let safe = |c: char| c.is_ascii_alphanumeric() || "/._-".contains(c);
-        if remote_dir.is_empty() || !remote_dir.chars().all(safe) || remote_dir.split('/').any(|p| p == "..") {
-            return Err(invalid(format!(
-                "remote_dir \"{}\" is not allowed (use letters, digits, '/', '.', '_' and '-', without '..', e.g. .thunderhead)",
-                thunderhead_core::text::escape(&remote_dir)
-            )));
-        }
+        let remote_dir = crate::shell::checked_dir("remote_dir", settings::text(settings, "remote_dir"))?;
         let known_hosts = match settings::text(settings, "known_hosts") {
             Some(path) => PathBuf::from(path),
             None => home().join(".ssh/known_hosts"),
